@@ -1,0 +1,1 @@
+"""adaptive-argm: restore text-to-music outputs with stem-relevance routing."""
