@@ -1,0 +1,152 @@
+"""DSP: run a preset's chain of steps on `(channels, samples)` float32 audio, and keep the result
+inside full scale without clipping silently.
+
+Steps are looked up by `kind`: `noisereduce` (spectral gating), `wiener` (our level-aware
+denoiser), `dc_remove`, or any pedalboard plugin as `pedalboard.<Plugin>` with its own parameter
+names. Consecutive pedalboard steps run as one `Pedalboard`, so their state flows as in a DAW.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pedalboard
+
+from .audio import peak_dbfs, remove_dc
+from .presets import Preset, PresetError, Step
+
+LIMIT_CEILING_DBFS = -1.0
+"""Where `limit` and `normalize` put the peak when a result would exceed full scale."""
+LIMITER_RELEASE_MS = 100.0
+
+
+def _noisereduce(x: np.ndarray, sr: int, **params) -> np.ndarray:
+    import noisereduce
+
+    # noisereduce wants (channels, samples) and estimates each channel's noise separately;
+    # a (samples, channels) array would be read as thousands of channels.
+    y = noisereduce.reduce_noise(y=x, sr=sr, **params)
+    return np.asarray(y, dtype=np.float32).reshape(x.shape)
+
+
+def _wiener(x: np.ndarray, sr: int, **params) -> np.ndarray:
+    from .denoise import WienerSettings, wiener_denoise
+
+    return wiener_denoise(x, sr, WienerSettings(**params))
+
+
+def _dc_remove(x: np.ndarray, sr: int) -> np.ndarray:
+    return remove_dc(x)
+
+
+STEP_KINDS: dict[str, Callable[..., np.ndarray]] = {
+    "noisereduce": _noisereduce,
+    "wiener": _wiener,
+    "dc_remove": _dc_remove,
+}
+
+
+def _plugin(step: Step) -> pedalboard.Plugin:
+    name = step.kind.split(".", 1)[1]
+    cls = getattr(pedalboard, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, pedalboard.Plugin)):
+        raise PresetError(f"unknown pedalboard plugin {name!r}")
+    try:
+        return cls(**step.params)
+    except TypeError as exc:
+        raise PresetError(f"{step.kind}: {exc}") from None
+
+
+def validate(preset: Preset) -> None:
+    """Fail early, with a one-line message, on a step kind or parameter that cannot run."""
+    chains = [preset.steps, *preset.stem_steps.values()]
+    for step in (s for chain in chains for s in chain):
+        if step.kind.startswith("pedalboard."):
+            _plugin(step)
+        elif step.kind not in STEP_KINDS:
+            raise PresetError(f"{preset.source}: unknown step kind {step.kind!r} "
+                              f"(known: {', '.join(STEP_KINDS)}, pedalboard.<Plugin>)")
+        elif step.kind == "wiener":
+            from .denoise import WienerSettings
+
+            try:
+                WienerSettings(**step.params)
+            except TypeError as exc:
+                raise PresetError(f"{preset.source}: wiener: {exc}") from None
+
+
+def apply_chain(x: np.ndarray, sr: int, steps: tuple[Step, ...]) -> np.ndarray:
+    """Run `steps` in order on `(channels, samples)` audio; same shape out, float32."""
+    y = np.ascontiguousarray(x, dtype=np.float32)
+    i = 0
+    while i < len(steps):
+        if steps[i].kind.startswith("pedalboard."):
+            j = i
+            while j < len(steps) and steps[j].kind.startswith("pedalboard."):
+                j += 1
+            board = pedalboard.Pedalboard([_plugin(s) for s in steps[i:j]])
+            y = board(y, sr, reset=True)
+            i = j
+        else:
+            y = STEP_KINDS[steps[i].kind](y, sr, **steps[i].params)
+            i += 1
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def loudness_lufs(x: np.ndarray, sr: int) -> float:
+    """Integrated loudness (ITU-R BS.1770 via pyloudnorm); NaN when the clip is too short
+    (under one 400 ms gating block) or silent."""
+    import pyloudnorm
+
+    if x.shape[1] < int(0.4 * sr) + 1:
+        return float("nan")
+    value = pyloudnorm.Meter(sr).integrated_loudness(np.ascontiguousarray(x.T, dtype=np.float64))
+    return float(value) if np.isfinite(value) else float("nan")
+
+
+def match_loudness(y: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarray, float]:
+    """Scale `y` to `target_lufs`; returns the audio and the gain applied in dB (0 when either
+    loudness is undefined)."""
+    current = loudness_lufs(y, sr)
+    if not (np.isfinite(current) and np.isfinite(target_lufs)):
+        return y, 0.0
+    gain_db = target_lufs - current
+    return (y * 10 ** (gain_db / 20)).astype(np.float32), float(gain_db)
+
+
+@dataclass(frozen=True)
+class ClipSafety:
+    """What was done to keep the output inside full scale."""
+
+    mode: str
+    action: str
+    """`none` (nothing needed), `limited`, `normalized`, or `left-above-full-scale`."""
+    peak_before_dbfs: float
+    peak_after_dbfs: float
+
+
+def clip_safety(y: np.ndarray, sr: int, mode: str = "limit") -> tuple[np.ndarray, ClipSafety]:
+    """Keep `y` within full scale. `limit`: a look-ahead-free peak limiter at -1 dBFS, then a
+    final scale if its overshoot still passes 0 dBFS; `normalize`: one gain to -1 dBFS;
+    `none`: leave it (float files hold it) and say so."""
+    if mode not in ("limit", "normalize", "none"):
+        raise ValueError(f"clip mode must be limit, normalize or none, not {mode!r}")
+    before = peak_dbfs(y)
+    if before <= 0.0:
+        return y, ClipSafety(mode, "none", before, before)
+    if mode == "none":
+        return y, ClipSafety(mode, "left-above-full-scale", before, before)
+    ceiling = 10 ** (LIMIT_CEILING_DBFS / 20)
+    if mode == "limit":
+        limiter = pedalboard.Limiter(threshold_db=LIMIT_CEILING_DBFS, release_ms=LIMITER_RELEASE_MS)
+        y = limiter(np.ascontiguousarray(y, dtype=np.float32), sr, reset=True)
+        action = "limited"
+    else:
+        action = "normalized"
+    peak = float(np.max(np.abs(y)))
+    if peak > ceiling:
+        y = y * (ceiling / peak)
+    y = y.astype(np.float32)
+    return y, ClipSafety(mode, action, before, peak_dbfs(y))

@@ -1,0 +1,600 @@
+"""Score audio before and after restoration: the paper's P25 metric plus measures that it cannot game.
+
+The method we reproduce reports one number, the 25th percentile of a max-referenced mel
+spectrogram in dB (`p25_paper_db`). That number is relative to the loudest bin, floors at
+-80 dB and rewards silence, bass boosts and low-passes (see the field notes). It is reported
+here for comparability, never alone: `measure` returns a `MetricPanel` that puts it beside
+absolute-reference levels inside the band the input really has, a noise-floor estimate,
+BS.1770 loudness, the share of silent frames and of floored bins, the peak, the bandwidth,
+and, when a clean reference exists, SI-SDR, log-spectral distance and quiet-frame SNR.
+`warnings_for` turns the tell-tale signs of a gamed or saturated result into sentences.
+
+Every function takes `(channels, samples)` float audio (1-D mono also accepted) at the sample
+rate the caller states; the project always measures at 44.1 kHz. Spectral measures use the
+mono downmix (mean over channels), as the paper's `librosa.load` did; level measures (peak,
+loudness, silent frames) use all channels.
+
+Absolute-reference dB values (`p25_abs_db`, `p95_db`, `noise_floor_db`) are
+`10*log10(power)` of librosa's unnormalised periodic-Hann STFT (power re 1.0, floored at
+`AMIN`): a full-scale sine reads about +48 dB in its mel band, white noise at -45 dBFS about
+-16 dB per STFT bin. They are meant for comparing an input with its output, not as dBFS.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass, fields
+
+import librosa
+import numpy as np
+import pyloudnorm
+import scipy.signal
+
+# --- analysis settings (the paper's) -------------------------------------------------------
+N_FFT = 2048
+HOP = 512
+N_MELS = 128
+TOP_DB = 80.0
+AMIN = 1e-10
+"""Power floor before taking dB (librosa's default): digital silence reads -100 dB."""
+
+# --- panel settings -------------------------------------------------------------------------
+PAPER_PERCENTILE = 25.0
+CONTENT_PERCENTILE = 95.0
+NOISE_FLOOR_PERCENTILE = 10.0
+"""Per-bin percentile over time taken as that bin's noise floor."""
+LOW_CUT_HZ = 30.0
+"""Bins below this are left out of band-limited measures: a constant DC offset (MusicGen
+stereo-small outputs carry up to +-0.18) lands only in bins 0-1 of a Hann STFT (0 and
+21.5 Hz at 44.1 kHz), and removing it must not read as a bass cut or a lower noise floor."""
+BALANCE_SPLIT_HZ = 400.0
+"""Low/high split of `low_high_balance_db`: the paper's low-shelf cutoff."""
+SILENT_FRAME_DBFS = -60.0
+"""A frame (N_FFT samples, hop HOP, librosa's centred framing) is silent when its RMS over
+all channels is below this. Absolute, so that it does not depend on gain matching."""
+BANDWIDTH_RANGE_DB = 60.0
+"""Bandwidth: highest STFT bin whose long-term mean power is within this many dB of the
+strongest bin at or above LOW_CUT_HZ."""
+LOUDNESS_MIN_S = 0.4
+"""BS.1770 gating blocks are 400 ms; shorter audio has no integrated loudness."""
+
+# --- intrusive settings ---------------------------------------------------------------------
+MAX_LAG_SAMPLES = 64
+"""Largest delay `align` searches: covers the delay of one or two resampling steps."""
+QUIET_FRACTION = 0.1
+LSD_FLOOR_BELOW_MEAN_DB = 80.0
+"""LSD skips a bin when both spectra are this far below the reference's mean bin power, so
+that empty bands (above a 32 kHz file's 16 kHz) do not dominate the distance."""
+
+# --- warning thresholds ---------------------------------------------------------------------
+FLOOR_SATURATION_FRACTION = 0.25
+"""With this share of bins on the floor the 25th percentile IS the floor: -80.00 dB."""
+LOUDNESS_DROP_WARN_LU = 3.0
+SILENT_RISE_WARN_FRACTION = 0.1
+BALANCE_RISE_WARN_DB = 3.0
+BANDWIDTH_LOSS_WARN_HZ = 2000.0
+PEAK_WARN_DBFS = 0.0
+
+_STFT_CHUNK_FRAMES = 2048
+"""Frames per STFT call: bounds the complex64 temporary to about 17 MB."""
+_BIN_CHUNK = 64
+"""STFT bins per percentile call: bounds the dB copy of a 10-minute file to about 13 MB."""
+_ALIGN_BLOCK = 1 << 16
+
+
+# --- the panel ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricPanel:
+    """Every measure of one signal. NaN where a measure is undefined (or needs a reference)."""
+
+    p25_paper_db: float
+    p25_abs_db: float
+    noise_floor_db: float
+    loudness_lufs: float
+    p95_db: float
+    low_high_balance_db: float
+    silent_frame_fraction: float
+    floor_fraction: float
+    peak_dbfs: float
+    bandwidth_hz: float
+    si_sdr_db: float = math.nan
+    lsd_db: float = math.nan
+    quiet_frame_snr_db: float = math.nan
+
+    def to_dict(self) -> dict[str, float | None]:
+        """Flat, JSON-safe dict: plain floats, with NaN and +-inf written as None."""
+        out: dict[str, float | None] = {}
+        for name, value in asdict(self).items():
+            value = float(value)
+            out[name] = value if math.isfinite(value) else None
+        return out
+
+
+DIRECTIONS: dict[str, str] = {
+    # The paper's convention: lower = less noise. Kept although it also rewards silence and EQ.
+    "p25_paper_db": "lower",
+    # Same idea without the max reference or the floor; lower quiet-part level is the goal of a
+    # denoiser, but a plain gain cut lowers it too, so read it with loudness_lufs.
+    "p25_abs_db": "lower",
+    "noise_floor_db": "lower",
+    # A restoration should not change how loud the music is.
+    "loudness_lufs": "closer-to-input",
+    "p95_db": "closer-to-input",
+    "low_high_balance_db": "closer-to-input",
+    # Rises when a gate mutes music; falls when noise is added to true silence.
+    "silent_frame_fraction": "closer-to-input",
+    # Diagnostics of the paper metric's validity and of clipping: no "better" direction.
+    "floor_fraction": "none",
+    "peak_dbfs": "none",
+    # Shrinking loses content; growing means hiss added above the input's band.
+    "bandwidth_hz": "closer-to-input",
+    "si_sdr_db": "higher",
+    "lsd_db": "lower",
+    "quiet_frame_snr_db": "higher",
+}
+"""For each MetricPanel field, the direction in which a restoration's result is better:
+"higher", "lower", "closer-to-input" (no absolute good value; any change is a side effect),
+or "none" (a diagnostic)."""
+
+LABELS: dict[str, str] = {
+    "p25_paper_db": "P25, paper (max-ref, 80 dB floor)",
+    "p25_abs_db": "P25, absolute, in band",
+    "noise_floor_db": "noise floor, in band",
+    "loudness_lufs": "integrated loudness",
+    "p95_db": "P95 (content level), in band",
+    "low_high_balance_db": "low/high balance (<400 Hz vs above)",
+    "silent_frame_fraction": "silent frames (< -60 dBFS)",
+    "floor_fraction": "bins on the paper's -80 dB floor",
+    "peak_dbfs": "sample peak",
+    "bandwidth_hz": "bandwidth",
+    "si_sdr_db": "SI-SDR vs reference",
+    "lsd_db": "log-spectral distance vs reference",
+    "quiet_frame_snr_db": "SNR in the reference's quietest frames",
+}
+
+UNITS: dict[str, str] = {
+    "p25_paper_db": "dB",
+    "p25_abs_db": "dB",
+    "noise_floor_db": "dB",
+    "loudness_lufs": "LUFS",
+    "p95_db": "dB",
+    "low_high_balance_db": "dB",
+    "silent_frame_fraction": "",
+    "floor_fraction": "",
+    "peak_dbfs": "dBFS",
+    "bandwidth_hz": "Hz",
+    "si_sdr_db": "dB",
+    "lsd_db": "dB",
+    "quiet_frame_snr_db": "dB",
+}
+
+assert set(DIRECTIONS) == set(LABELS) == set(UNITS) == {f.name for f in fields(MetricPanel)}
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def _as_2d(y: np.ndarray) -> np.ndarray:
+    """(channels, samples) view or float32 copy; rejects empty and non-finite audio."""
+    y = np.asarray(y)
+    if y.ndim == 1:
+        y = y[np.newaxis, :]
+    if y.ndim != 2:
+        raise ValueError(f"audio must be 1-D or (channels, samples), got shape {y.shape}")
+    if y.shape[1] == 0:
+        raise ValueError("audio is empty")
+    y = y.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(y)):
+        raise ValueError("audio contains NaN or infinite samples")
+    return y
+
+
+def _mono(y2: np.ndarray) -> np.ndarray:
+    return y2[0] if y2.shape[0] == 1 else y2.mean(axis=0, dtype=np.float32)
+
+
+def _db(power: np.ndarray | float) -> np.ndarray:
+    return 10.0 * np.log10(np.maximum(power, AMIN))
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(sr: int) -> np.ndarray:
+    # Exactly what librosa.feature.melspectrogram builds by default (float32, Slaney norm).
+    return librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS)
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_centres_hz(sr: int) -> np.ndarray:
+    return librosa.mel_frequencies(n_mels=N_MELS + 2, fmin=0.0, fmax=sr / 2.0)[1:-1]
+
+
+def _n_frames(n_samples: int) -> int:
+    # librosa's count for center=True: the signal is padded by N_FFT // 2 on both sides.
+    return 1 + n_samples // HOP
+
+
+def _power_spectrogram(x: np.ndarray) -> np.ndarray:
+    """|STFT|^2 of a 1-D signal, float32 (1 + N_FFT/2, frames), frames as librosa's
+    center=True, pad_mode="constant" framing; computed in chunks of frames so the complex
+    spectrogram of a long file never exists whole."""
+    x = np.asarray(x, dtype=np.float32)
+    n_frames = _n_frames(x.shape[-1])
+    padded = np.pad(x, N_FFT // 2)
+    out = np.empty((1 + N_FFT // 2, n_frames), dtype=np.float32)
+    for f0 in range(0, n_frames, _STFT_CHUNK_FRAMES):
+        f1 = min(n_frames, f0 + _STFT_CHUNK_FRAMES)
+        seg = padded[f0 * HOP : (f1 - 1) * HOP + N_FFT]
+        spec = librosa.stft(seg, n_fft=N_FFT, hop_length=HOP, center=False, window="hann")
+        np.abs(spec, out=spec)
+        out[:, f0:f1] = spec.real**2
+    return out
+
+
+def _paper_db(mel_power: np.ndarray) -> np.ndarray:
+    return librosa.power_to_db(mel_power, ref=np.max, amin=AMIN, top_db=TOP_DB)
+
+
+def _frame_rms_dbfs(y2: np.ndarray) -> np.ndarray:
+    """RMS over all channels of each analysis frame (same centred framing as the STFT)."""
+    n = y2.shape[1]
+    n_frames = _n_frames(n)
+    hops_per_frame = N_FFT // HOP
+    n_blocks = n_frames - 1 + hops_per_frame
+    block_energy = np.zeros(n_blocks, dtype=np.float64)
+    for ch in y2:
+        padded = np.zeros(n_blocks * HOP, dtype=np.float32)
+        padded[N_FFT // 2 : N_FFT // 2 + n] = ch
+        blocks = padded.reshape(n_blocks, HOP)
+        block_energy += np.einsum("ij,ij->i", blocks, blocks)
+    cumulative = np.concatenate(([0.0], np.cumsum(block_energy)))
+    frame_energy = cumulative[hops_per_frame:] - cumulative[:-hops_per_frame]
+    mean_square = np.maximum(frame_energy, 0.0) / (N_FFT * y2.shape[0])
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(mean_square)
+
+
+def _inner_frames(power: np.ndarray, n_samples: int) -> np.ndarray:
+    """The frames whose window lies wholly inside the signal. Frames that reach into the
+    zero padding see the signal start or stop abruptly and splatter broadband energy: on a
+    5 s clip they alone lift the empty band above a resampled 32 kHz file's 16 kHz from
+    about -100 to -55 dB re the strongest bin, which would fake bandwidth."""
+    first = N_FFT // 2 // HOP
+    last = (n_samples - N_FFT // 2) // HOP
+    return power[:, first : last + 1] if last >= first else power
+
+
+def _bandwidth_hz(long_term_power: np.ndarray, freqs_hz: np.ndarray) -> float:
+    usable = freqs_hz >= LOW_CUT_HZ
+    peak = float(long_term_power[usable].max()) if usable.any() else 0.0
+    if peak <= 0.0:
+        return 0.0
+    within = usable & (long_term_power >= peak * 10.0 ** (-BANDWIDTH_RANGE_DB / 10.0))
+    return float(freqs_hz[np.flatnonzero(within)[-1]])
+
+
+def _loudness_lufs(y2: np.ndarray, sr: int) -> float:
+    if y2.shape[1] < LOUDNESS_MIN_S * sr or y2.shape[0] > 5:
+        return math.nan
+    meter = pyloudnorm.Meter(sr)
+    # pyloudnorm wants (samples, channels); float64 keeps the K-weighting filter state exact.
+    return float(meter.integrated_loudness(y2.T.astype(np.float64)))
+
+
+def _peak_dbfs(y2: np.ndarray) -> float:
+    peak = float(np.max(np.abs(y2)))
+    return 20.0 * math.log10(peak) if peak > 0.0 else -math.inf
+
+
+# --- the paper's metric -----------------------------------------------------------------------
+
+
+def p25_paper_db(y: np.ndarray, sr: int) -> float:
+    """The method's metric, exactly: 25th percentile of `power_to_db(mel, ref=np.max)` (80 dB
+    floor) of the mono downmix, mel as librosa's defaults (2048 / 512 / 128 mels).
+
+    Rewards (lower = "better" in the paper): anything that lowers the quiet bins relative to
+    the loudest one. Gamed by a bass boost (raises the reference), muting quiet frames,
+    cutting the tail, low-passing; saturates at exactly -80.00 dB once a quarter of the bins
+    sit on the floor. Blind to plain gain.
+    """
+    y2 = _as_2d(y)
+    mel = _mel_basis(sr) @ _power_spectrogram(_mono(y2))
+    return float(np.percentile(_paper_db(mel), PAPER_PERCENTILE))
+
+
+# --- the panel ------------------------------------------------------------------------------
+
+
+def measure(
+    y: np.ndarray,
+    sr: int,
+    *,
+    ref: np.ndarray | None = None,
+    band_hz: float | None = None,
+) -> MetricPanel:
+    """Measure every panel field of `y` at sample rate `sr`.
+
+    `band_hz` fixes the occupied band (pass the INPUT's `bandwidth_hz` when measuring an
+    output, so both are scored over the same bands); None measures it from `y`.
+    `bandwidth_hz` itself is always measured from `y`. With `ref` (a clean reference at the
+    same rate), the intrusive fields are filled in as well.
+
+    Field by field (what each rewards / how it can be fooled):
+    - p25_paper_db: see `p25_paper_db`.
+    - p25_abs_db: 25th percentile of mel dB re 1.0, no floor, mel bands centred inside the
+      band. Rewards lower quiet parts; fooled by a plain gain cut and by muting.
+    - noise_floor_db: per STFT bin (LOW_CUT_HZ..band), the 10th percentile over time of its
+      dB level, averaged in dB. Rewards removing steady noise; fooled by gain cuts, muting,
+      and by cutting quiet music (it cannot tell a soft note from noise).
+    - loudness_lufs: ITU-R BS.1770 integrated loudness, all channels; NaN under 0.4 s,
+      -inf for silence.
+    - p95_db: 95th percentile of the same in-band absolute mel dB: the content level.
+    - low_high_balance_db: long-term power LOW_CUT_HZ..400 Hz minus 400 Hz..band, in dB.
+      Rises with a bass boost, which the paper metric rewards.
+    - silent_frame_fraction: share of frames whose RMS is below SILENT_FRAME_DBFS. Rises
+      when a gate mutes music.
+    - floor_fraction: share of paper-spectrogram bins on the -80 dB floor; at 0.25 or more
+      p25_paper_db is pinned to -80.00 and cannot rank anything.
+    - peak_dbfs: sample peak over all channels (float files can exceed 0 dBFS).
+    - bandwidth_hz: highest bin within BANDWIDTH_RANGE_DB of the strongest bin of the
+      long-term spectrum. A resampled 32 kHz file reads about 16 kHz; dull music reads its
+      content's roll-off, not the file format's.
+    """
+    y2 = _as_2d(y)
+    mono = _mono(y2)
+    power = _power_spectrogram(mono)
+    freqs_hz = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
+    mel = _mel_basis(sr) @ power
+
+    paper = _paper_db(mel)
+    p25_paper = float(np.percentile(paper, PAPER_PERCENTILE))
+    floor_fraction = float(np.mean(paper <= paper.max() - TOP_DB + 1e-6))
+
+    long_term = _inner_frames(power, mono.size).mean(axis=1, dtype=np.float64)
+    bandwidth = _bandwidth_hz(long_term, freqs_hz)
+    band = bandwidth if band_hz is None else float(band_hz)
+    band = min(band, sr / 2.0)
+
+    mel_in_band = _mel_centres_hz(sr) <= band
+    if not mel_in_band.any():
+        # Silence (bandwidth 0) or a band below the first mel centre: score all bands.
+        mel_in_band[:] = True
+    mel_abs_db = _db(mel[mel_in_band])
+    p25_abs, p95 = (
+        float(v) for v in np.percentile(mel_abs_db, [PAPER_PERCENTILE, CONTENT_PERCENTILE])
+    )
+
+    bins_in_band = np.flatnonzero((freqs_hz >= LOW_CUT_HZ) & (freqs_hz <= band))
+    if bins_in_band.size == 0:
+        bins_in_band = np.flatnonzero(freqs_hz >= LOW_CUT_HZ)
+    floors_db = []
+    for b0 in range(0, bins_in_band.size, _BIN_CHUNK):
+        rows = bins_in_band[b0 : b0 + _BIN_CHUNK]
+        floors_db.append(np.percentile(_db(power[rows]), NOISE_FLOOR_PERCENTILE, axis=1))
+    noise_floor = float(np.mean(np.concatenate(floors_db)))
+
+    low = (freqs_hz >= LOW_CUT_HZ) & (freqs_hz < BALANCE_SPLIT_HZ)
+    high = (freqs_hz >= BALANCE_SPLIT_HZ) & (freqs_hz <= max(band, BALANCE_SPLIT_HZ))
+    balance = float(_db(long_term[low].sum()) - _db(long_term[high].sum()))
+
+    silent = float(np.mean(_frame_rms_dbfs(y2) < SILENT_FRAME_DBFS))
+
+    intrusive = {}
+    if ref is not None:
+        intrusive = dict(
+            si_sdr_db=si_sdr_db(y2, ref),
+            lsd_db=lsd_db(y2, ref, sr),
+            quiet_frame_snr_db=quiet_frame_snr_db(y2, ref, sr),
+        )
+
+    return MetricPanel(
+        p25_paper_db=p25_paper,
+        p25_abs_db=p25_abs,
+        noise_floor_db=noise_floor,
+        loudness_lufs=_loudness_lufs(y2, sr),
+        p95_db=p95,
+        low_high_balance_db=balance,
+        silent_frame_fraction=silent,
+        floor_fraction=floor_fraction,
+        peak_dbfs=_peak_dbfs(y2),
+        bandwidth_hz=bandwidth,
+        **intrusive,
+    )
+
+
+# --- intrusive measures -----------------------------------------------------------------------
+
+
+def align(
+    est: np.ndarray, ref: np.ndarray, max_lag_samples: int = MAX_LAG_SAMPLES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shift `est` against `ref` by the integer lag (|lag| <= max_lag_samples) that maximises
+    the magnitude of the cross-correlation of their mono downmixes, then crop both to the
+    overlap. Each keeps its own channel layout (1-D stays 1-D).
+
+    Absorbs the few-sample delays of resampling; the magnitude is used so that a polarity
+    flip does not pick a wrong lag (SI-SDR's scale absorbs the sign). The correlation is
+    summed over blocks, so memory stays bounded on long files.
+    """
+    e2, r2 = _as_2d(est), _as_2d(ref)
+    e_mono = _mono(e2).astype(np.float64)
+    r_mono = _mono(r2).astype(np.float64)
+    length = min(e_mono.size, r_mono.size)
+    m = int(min(max_lag_samples, max(0, (length - 1) // 4)))
+    lag = 0
+    if m > 0:
+        corr = np.zeros(2 * m + 1)
+        # c[k] = sum_n est[n + k] * ref[n], n over [m, length - m): every lag sees the same n.
+        for s in range(m, length - m, _ALIGN_BLOCK):
+            e = min(length - m, s + _ALIGN_BLOCK)
+            corr += scipy.signal.correlate(e_mono[s - m : e + m], r_mono[s:e], mode="valid")
+        lag = int(np.argmax(np.abs(corr))) - m
+    e_start, r_start = max(lag, 0), max(-lag, 0)
+    n = min(e2.shape[1] - e_start, r2.shape[1] - r_start)
+    e_out = e2[:, e_start : e_start + n]
+    r_out = r2[:, r_start : r_start + n]
+    if np.ndim(est) == 1:
+        e_out = e_out[0]
+    if np.ndim(ref) == 1:
+        r_out = r_out[0]
+    return e_out, r_out
+
+
+def _aligned_pair(est: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned float64 (channels, samples) pair with equal shapes; different channel counts
+    are compared as mono downmixes."""
+    e, r = align(est, ref)
+    e2, r2 = _as_2d(e), _as_2d(r)
+    if e2.shape[0] != r2.shape[0]:
+        e2, r2 = _mono(e2)[np.newaxis], _mono(r2)[np.newaxis]
+    return e2.astype(np.float64), r2.astype(np.float64)
+
+
+def _ls_gain(est: np.ndarray, target: np.ndarray) -> float:
+    """Least-squares gain g minimising |target - g * est|^2 (1.0 for a silent est)."""
+    energy = float(np.vdot(est, est))
+    return float(np.vdot(est, target)) / energy if energy > 0.0 else 1.0
+
+
+def si_sdr_db(est: np.ndarray, ref: np.ndarray) -> float:
+    """Scale-invariant SDR of `est` against `ref`, in dB, after `align` and per-channel mean
+    removal; channels are flattened into one vector.
+
+    Rewards staying close to the reference in waveform (any gain is forgiven). Cannot be
+    gamed by silence or EQ; it punishes every linear filter and phase change, so it
+    understates restorations that change timbre on purpose. +inf when est is an exact
+    scaled copy, NaN when the reference is silent.
+    """
+    e, r = _aligned_pair(est, ref)
+    e = (e - e.mean(axis=1, keepdims=True)).ravel()
+    r = (r - r.mean(axis=1, keepdims=True)).ravel()
+    r_energy = float(np.vdot(r, r))
+    if r_energy == 0.0:
+        return math.nan
+    target = (float(np.vdot(e, r)) / r_energy) * r
+    target_energy = float(np.vdot(target, target))
+    noise_energy = float(np.sum((e - target) ** 2))
+    if noise_energy == 0.0:
+        return math.inf
+    if target_energy == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(target_energy / noise_energy)
+
+
+def lsd_db(est: np.ndarray, ref: np.ndarray, sr: int) -> float:
+    """Log-spectral distance in dB: after `align` and one least-squares gain on `est`, the RMS
+    over frequency of the dB difference of the two power spectra (N_FFT / HOP STFT), averaged
+    over frames and channels. Bins where both spectra are more than
+    LSD_FLOOR_BELOW_MEAN_DB below the reference's mean bin power are skipped; levels under
+    that floor are clamped to it, so a removed band costs at most the floor depth.
+
+    Rewards matching the reference's spectral envelope at every time; blind to phase.
+    Lower is better; 0 for a gain-scaled copy. `sr` only fixes the framing's meaning (the
+    distance itself is rate-free); both signals must be at that rate.
+    """
+    del sr  # the STFT settings are in samples; kept in the signature for symmetry and clarity
+    e, r = _aligned_pair(est, ref)
+    e = e * _ls_gain(e, r)
+    window = scipy.signal.get_window("hann", N_FFT, fftbins=True)
+    mean_bin_power = float(np.sum(window**2) * np.mean(r**2))
+    if mean_bin_power <= 0.0:
+        return math.nan
+    floor_db = 10.0 * math.log10(mean_bin_power) - LSD_FLOOR_BELOW_MEAN_DB
+    floor_power = 10.0 ** (floor_db / 10.0)
+    total, count = 0.0, 0
+    for e_ch, r_ch in zip(e, r):
+        pe = _power_spectrogram(e_ch)
+        pr = _power_spectrogram(r_ch)
+        for f0 in range(0, pe.shape[1], _STFT_CHUNK_FRAMES):
+            a = pe[:, f0 : f0 + _STFT_CHUNK_FRAMES].astype(np.float64)
+            b = pr[:, f0 : f0 + _STFT_CHUNK_FRAMES].astype(np.float64)
+            valid = (a > floor_power) | (b > floor_power)
+            diff = 10.0 * np.log10(np.maximum(a, floor_power) / np.maximum(b, floor_power))
+            n_valid = valid.sum(axis=0)
+            frames = n_valid > 0
+            msq = np.where(valid, diff**2, 0.0).sum(axis=0)[frames] / n_valid[frames]
+            total += float(np.sqrt(msq).sum())
+            count += int(frames.sum())
+    return total / count if count else math.nan
+
+
+def quiet_frame_snr_db(
+    est: np.ndarray, clean: np.ndarray, sr: int, quiet_fraction: float = QUIET_FRACTION
+) -> float:
+    """SNR of `est` against `clean` in dB, counted only in the quietest `quiet_fraction` of
+    the clean signal's non-overlapping N_FFT-sample frames (frames of digital silence in
+    `clean` are not candidates: SNR is undefined there). Signals are aligned, mean-removed
+    per channel, and `est` gets one least-squares gain over the whole signal first.
+
+    Rewards removing noise where it is audible, in quiet passages, without cutting the music
+    there. A gate that mutes quiet passages scores badly (the clean music is gone too).
+    NaN when no frame qualifies. `sr` is accepted for symmetry; framing is in samples.
+    """
+    del sr
+    e, c = _aligned_pair(est, clean)
+    e = e - e.mean(axis=1, keepdims=True)
+    c = c - c.mean(axis=1, keepdims=True)
+    e = e * _ls_gain(e, c)
+    n_frames = c.shape[1] // N_FFT
+    if n_frames == 0:
+        return math.nan
+    usable = n_frames * N_FFT
+    clean_energy = (c[:, :usable] ** 2).reshape(c.shape[0], n_frames, N_FFT).sum(axis=(0, 2))
+    error_energy = ((c - e)[:, :usable] ** 2).reshape(c.shape[0], n_frames, N_FFT).sum(axis=(0, 2))
+    candidates = np.flatnonzero(clean_energy > 0.0)
+    if candidates.size == 0:
+        return math.nan
+    k = max(1, int(round(quiet_fraction * candidates.size)))
+    chosen = candidates[np.argsort(clean_energy[candidates], kind="stable")[:k]]
+    signal, error = float(clean_energy[chosen].sum()), float(error_energy[chosen].sum())
+    if error == 0.0:
+        return math.inf
+    return 10.0 * math.log10(signal / error)
+
+
+# --- warnings ---------------------------------------------------------------------------------
+
+
+def warnings_for(input_panel: MetricPanel, output_panel: MetricPanel) -> list[str]:
+    """Plain-language warnings when the output's scores look gamed, saturated or clipped.
+
+    Comparisons involving NaN never warn (a measure that could not be taken says nothing).
+    """
+    i, o = input_panel, output_panel
+    out: list[str] = []
+    for which, panel in (("output", o), ("input", i)):
+        if panel.floor_fraction >= FLOOR_SATURATION_FRACTION:
+            prefix = "p25_paper_db" if which == "output" else "p25_paper_db of the input"
+            out.append(
+                f"{prefix} saturated: {100 * panel.floor_fraction:.0f}% of bins on the "
+                f"-{TOP_DB:.0f} dB floor; it cannot rank results"
+            )
+    loudness_change = o.loudness_lufs - i.loudness_lufs
+    if o.p25_paper_db < i.p25_paper_db and loudness_change < -LOUDNESS_DROP_WARN_LU:
+        out.append(
+            f"p25_paper_db improved by {i.p25_paper_db - o.p25_paper_db:.1f} dB while loudness "
+            f"fell by {-loudness_change:.1f} LU: the output is quieter, not necessarily cleaner"
+        )
+    if o.silent_frame_fraction - i.silent_frame_fraction > SILENT_RISE_WARN_FRACTION:
+        out.append(
+            f"silent frames rose from {100 * i.silent_frame_fraction:.0f}% to "
+            f"{100 * o.silent_frame_fraction:.0f}%: muting quiet passages games p25_paper_db"
+        )
+    if o.low_high_balance_db - i.low_high_balance_db > BALANCE_RISE_WARN_DB:
+        out.append(
+            f"low/high balance rose by {o.low_high_balance_db - i.low_high_balance_db:.1f} dB: "
+            f"p25_paper_db rewards bass boosts without removing any noise"
+        )
+    if i.bandwidth_hz - o.bandwidth_hz > BANDWIDTH_LOSS_WARN_HZ:
+        out.append(
+            f"bandwidth shrank from {i.bandwidth_hz / 1000:.1f} kHz to "
+            f"{o.bandwidth_hz / 1000:.1f} kHz: low-passing games p25_paper_db and dulls the audio"
+        )
+    if o.peak_dbfs > PEAK_WARN_DBFS:
+        out.append(
+            f"output peaks at {o.peak_dbfs:+.1f} dBFS: it will clip if written as fixed-point"
+        )
+    return out

@@ -1,0 +1,233 @@
+"""The restoration pipeline, top to bottom: load, separate, route, restore, remix, measure,
+write. `run` restores one clip in one mode; `compare` separates once and produces the direct,
+stem-wise and routed results from that one separation.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import audio, dsp, metrics, presets
+from .audio import WORK_SR
+from .report import to_json
+from .route import RouterConfig, RoutePlan, route
+from .separate import Separation
+
+DEFAULT_PRESET = "paper"
+COMPARE_MODES = ("direct", "stemwise", "routed")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides what `run` and `compare` produce (and so whether a stored result
+    can be reused)."""
+
+    mode: str = "routed"
+    preset: str = DEFAULT_PRESET
+    """A built-in preset name or a preset TOML path."""
+    clip_mode: str = "limit"
+    skip_policy: str = "passthrough"
+    router: RouterConfig = field(default_factory=RouterConfig)
+    output_sr: str = "work"
+    """`work` (44.1 kHz) or `original` (the input file's rate)."""
+    keep_stems: bool = False
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["router"] = dict(self.router.__dict__)
+        return d
+
+
+@dataclass(frozen=True)
+class Restored:
+    """One restored mix and what was done to it after the chain."""
+
+    audio: np.ndarray
+    mode: str
+    loudness_gain_db: float
+    clip: dsp.ClipSafety
+
+
+class Stopwatch:
+    """Wall time per named stage, announced to an optional callback as each stage starts."""
+
+    def __init__(self, on_stage: Callable[[str], None] | None = None):
+        self.timings_s: dict[str, float] = {}
+        self._on_stage = on_stage
+
+    @contextmanager
+    def stage(self, name: str):
+        if self._on_stage:
+            self._on_stage(name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings_s[name] = self.timings_s.get(name, 0.0) + time.perf_counter() - t0
+
+
+def load_input(path: str | Path) -> tuple[np.ndarray, np.ndarray, audio.AudioInfo]:
+    """The input as read (for measuring) and with its DC offset removed (for processing), both
+    `(channels, samples)` at the working rate."""
+    raw, info = audio.read(path, WORK_SR)
+    return raw, audio.remove_dc(raw), info
+
+
+def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
+                  sr: int = WORK_SR) -> dict[str, np.ndarray]:
+    """Run each named stem through its chain, in parallel (the heavy parts, FFTs and
+    pedalboard's plugins, release the GIL)."""
+    if not names:
+        return {}
+    workers = max(1, min(len(names), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {n: pool.submit(dsp.apply_chain, stems[n], sr, preset.chain_for(n)) for n in names}
+        return {n: f.result() for n, f in futures.items()}
+
+
+def finish(y: np.ndarray, mix: np.ndarray, mode: str, preset: presets.Preset, clip_mode: str,
+           sr: int = WORK_SR) -> Restored:
+    """Match loudness to the input when the preset asks, then keep the result in full scale."""
+    gain_db = 0.0
+    if preset.match_loudness:
+        y, gain_db = dsp.match_loudness(y, sr, dsp.loudness_lufs(mix, sr))
+    y, clip = dsp.clip_safety(y, sr, clip_mode)
+    return Restored(y, mode, gain_db, clip)
+
+
+def remix(plan: RoutePlan, stems: dict[str, np.ndarray], processed: dict[str, np.ndarray]) -> np.ndarray:
+    """Sum the processed stems, plus the skipped ones when the skip policy passes them through."""
+    keep = plan.processed() + (plan.skipped() if plan.skip_policy == "passthrough" else [])
+    parts = [processed[n] if n in processed and n in plan.processed() else stems[n] for n in keep]
+    if not parts:  # every stem dropped: silence, said in the report through the plan
+        return np.zeros_like(next(iter(stems.values())))
+    return np.sum(parts, axis=0).astype(np.float32)
+
+
+def restore(mix: np.ndarray, plan: RoutePlan, preset: presets.Preset, separation: Separation | None,
+            processed: dict[str, np.ndarray] | None = None, clip_mode: str = "limit") -> tuple[Restored, dict]:
+    """Restore `mix` as `plan` says. `processed` holds stems already run through the chain (so
+    `compare` never processes a stem twice); the return adds any newly processed stems."""
+    processed = dict(processed or {})
+    if plan.mode_used == "direct":
+        y = dsp.apply_chain(mix, WORK_SR, preset.chain_for(None))
+    else:
+        todo = [n for n in plan.processed() if n not in processed]
+        processed.update(process_stems(separation.stems, todo, preset))
+        y = remix(plan, separation.stems, processed)
+    return finish(y, mix, plan.mode_used, preset, clip_mode), processed
+
+
+def _output_audio(y: np.ndarray, info: audio.AudioInfo, output_sr: str) -> tuple[np.ndarray, int]:
+    if output_sr == "original" and info.sample_rate != WORK_SR:
+        return audio.resample(y, WORK_SR, info.sample_rate), info.sample_rate
+    return y, WORK_SR
+
+
+def _measure_pair(raw: np.ndarray, outputs: dict[str, np.ndarray], ref: np.ndarray | None = None):
+    """The metric panel of the input and of each output, all over the input's occupied band."""
+    panel_in = metrics.measure(raw, WORK_SR, ref=ref)
+    band = panel_in.bandwidth_hz
+    panels = {name: metrics.measure(y, WORK_SR, ref=ref, band_hz=band) for name, y in outputs.items()}
+    warnings = {name: metrics.warnings_for(panel_in, p) for name, p in panels.items()}
+    return panel_in, panels, warnings
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What `run` did; `to_dict` is report.json (schema adaptive-argm/report/1)."""
+
+    input: audio.AudioInfo
+    output_path: str
+    output_sr: int
+    output_channels: int
+    output_duration_s: float
+    restored: Restored
+    plan: RoutePlan
+    separator: dict
+    preset: presets.Preset
+    metrics_input: metrics.MetricPanel
+    metrics_output: metrics.MetricPanel
+    warnings: list[str]
+    timings_s: dict[str, float]
+    settings: Settings
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": "adaptive-argm/report/1",
+            "input": self.input.to_dict(),
+            "output": {"path": self.output_path, "sample_rate": self.output_sr, "channels": self.output_channels,
+                       "duration_s": self.output_duration_s, "peak_dbfs": self.restored.clip.peak_after_dbfs,
+                       "clip_action": self.restored.clip.action,
+                       "peak_before_safety_dbfs": self.restored.clip.peak_before_dbfs,
+                       "loudness_gain_db": self.restored.loudness_gain_db},
+            "mode_requested": self.plan.mode_requested,
+            "mode_used": self.plan.mode_used,
+            "route_reason": self.plan.reason,
+            "skip_policy": self.plan.skip_policy,
+            "separator": self.separator,
+            "preset": self.preset.name,
+            "preset_detail": self.preset.to_dict(),
+            "stems": [s.to_dict() for s in self.plan.stems],
+            "metrics": {"input": self.metrics_input.to_dict(), "output": self.metrics_output.to_dict()},
+            "warnings": self.warnings,
+            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
+            "settings": self.settings.to_dict(),
+        }
+
+
+NO_SEPARATOR = {"name": "none", "model": None}
+
+
+def _separate(separator, mix: np.ndarray) -> tuple[Separation | None, dict]:
+    if separator is None:
+        return None, dict(NO_SEPARATOR)
+    sep = separator(mix, WORK_SR)
+    return sep, sep.info.to_dict()
+
+
+def run(input_path: str | Path, out_dir: str | Path, separator=None, settings: Settings = Settings(), *,
+        notice: str | None = None, on_stage: Callable[[str], None] | None = None) -> RunResult:
+    """Restore one clip into `out_dir/restored.wav` and `out_dir/report.json`.
+
+    `separator` is a callable `(mix, sr) -> Separation` (Demucs, a stems folder) or None, in
+    which case the mix is restored directly. `notice` is recorded as `separator.notice` (why no
+    separator was available).
+    """
+    out_dir = Path(out_dir)
+    preset = presets.load(settings.preset)
+    clock = Stopwatch(on_stage)
+    with clock.stage("load"):
+        raw, mix, info = load_input(input_path)
+    with clock.stage("separate"):
+        separation, sep_info = _separate(separator if settings.mode != "direct" else None, mix)
+        if notice:
+            sep_info["notice"] = notice
+    with clock.stage("route"):
+        plan = route(separation.stems if separation else {}, mix, WORK_SR, settings.mode, settings.router,
+                     settings.skip_policy)
+    with clock.stage("restore"):
+        restored, processed = restore(mix, plan, preset, separation, clip_mode=settings.clip_mode)
+    with clock.stage("measure"):
+        panel_in, panels, warnings = _measure_pair(raw, {"output": restored.audio})
+    with clock.stage("write"):
+        y, out_sr = _output_audio(restored.audio, info, settings.output_sr)
+        out_path = audio.write(out_dir / "restored.wav", y, out_sr, protect=(input_path,))
+        if settings.keep_stems and separation is not None:
+            for name, stem in separation.stems.items():
+                audio.write(out_dir / "stems" / f"{name}.wav", stem, WORK_SR, protect=(input_path,))
+                if name in processed:
+                    audio.write(out_dir / "stems" / f"{name}.restored.wav", processed[name], WORK_SR,
+                                protect=(input_path,))
+    result = RunResult(info, str(out_path), out_sr, y.shape[0], y.shape[1] / out_sr, restored, plan, sep_info,
+                       preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
+    audio.write_text(out_dir / "report.json", to_json(result.to_dict()))
+    return result

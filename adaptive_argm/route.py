@@ -1,0 +1,149 @@
+"""Stem-relevance routing: measure each stem's level and activity against the mix, skip the
+near-silent ones, and fall back to restoring the whole mix when separation has nothing to add.
+
+The report this produces is the user's answer to "why was my track handled this way": every
+decision carries the measurements and thresholds that made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+MODES = ("routed", "stemwise", "direct")
+SKIP_POLICIES = ("passthrough", "drop")
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """The router's thresholds, all in one place (CLI flags and preset files override them)."""
+
+    frame_s: float = 0.1
+    """Length of the short frames in which activity is measured."""
+    min_rel_db: float = -30.0
+    """A stem whose RMS sits further than this below the mix's RMS is near-silent."""
+    active_rel_db: float = -25.0
+    """A frame is active when the stem is within this many dB of the mix in that frame..."""
+    active_floor_dbfs: float = -60.0
+    """...and above this absolute level (so residual noise in a quiet passage is not activity)."""
+    min_active_fraction: float = 0.10
+    """A stem active in fewer frames than this is near-silent."""
+    direct_only_stem: str = "other"
+    """When this is the only informative stem, separation would only add artifacts."""
+
+
+@dataclass(frozen=True)
+class StemDecision:
+    name: str
+    rms_dbfs: float
+    rel_db: float
+    active_fraction: float
+    decision: str
+    """`process`, `skip` or `direct`."""
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    mode_requested: str
+    mode_used: str
+    """`stemwise` or `direct`."""
+    stems: tuple[StemDecision, ...]
+    reason: str
+    skip_policy: str = "passthrough"
+
+    def processed(self) -> list[str]:
+        return [s.name for s in self.stems if s.decision == "process"]
+
+    def skipped(self) -> list[str]:
+        return [s.name for s in self.stems if s.decision == "skip"]
+
+    def to_dict(self) -> dict:
+        return {"mode_requested": self.mode_requested, "mode_used": self.mode_used, "reason": self.reason,
+                "skip_policy": self.skip_policy, "stems": [s.to_dict() for s in self.stems]}
+
+
+def _db(power: np.ndarray | float) -> np.ndarray | float:
+    return 10 * np.log10(np.maximum(power, 1e-20))
+
+
+def frame_power(x: np.ndarray, sr: int, frame_s: float) -> np.ndarray:
+    """Mean power of non-overlapping frames of the channel-averaged power, shape `(frames,)`."""
+    n = max(1, int(round(frame_s * sr)))
+    p = np.mean(x.astype(np.float64) ** 2, axis=0)
+    frames = max(1, len(p) // n)
+    if len(p) < n:
+        return np.array([p.mean()])
+    return p[: frames * n].reshape(frames, n).mean(axis=1)
+
+
+@dataclass(frozen=True)
+class _Measure:
+    rms_dbfs: float
+    rel_db: float
+    active_fraction: float
+
+
+def measure_stem(stem: np.ndarray, mix: np.ndarray, sr: int, cfg: RouterConfig) -> _Measure:
+    """Level (dBFS), level relative to the mix (dB), and the share of frames where it is active."""
+    rms_dbfs = float(_db(np.mean(stem.astype(np.float64) ** 2)))
+    rel_db = rms_dbfs - float(_db(np.mean(mix.astype(np.float64) ** 2)))
+    s, m = _db(frame_power(stem, sr, cfg.frame_s)), _db(frame_power(mix, sr, cfg.frame_s))
+    active = (s >= m + cfg.active_rel_db) & (s >= cfg.active_floor_dbfs)
+    return _Measure(rms_dbfs, rel_db, float(np.mean(active)))
+
+
+def _why_silent(m: _Measure, cfg: RouterConfig) -> str | None:
+    if m.rel_db < cfg.min_rel_db:
+        return f"near-silent: {m.rel_db:.1f} dB below the mix (threshold {cfg.min_rel_db:.0f} dB)"
+    if m.active_fraction < cfg.min_active_fraction:
+        return (f"near-silent: active in {m.active_fraction:.0%} of frames "
+                f"(threshold {cfg.min_active_fraction:.0%})")
+    return None
+
+
+def route(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, mode: str = "routed",
+          cfg: RouterConfig = RouterConfig(), skip_policy: str = "passthrough") -> RoutePlan:
+    """Decide, stem by stem, what restoration does. `stems` may be empty (no separation): the
+    plan is then direct. Forced modes still measure every stem, so the report shows what the
+    router would have done."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if skip_policy not in SKIP_POLICIES:
+        raise ValueError(f"skip policy must be one of {SKIP_POLICIES}, not {skip_policy!r}")
+    measures = {name: measure_stem(x, mix, sr, cfg) for name, x in stems.items()}
+    silent = {name: _why_silent(m, cfg) for name, m in measures.items()}
+    informative = [name for name, why in silent.items() if why is None]
+
+    def decisions(kind: str, reason_for) -> tuple[StemDecision, ...]:
+        return tuple(StemDecision(name, m.rms_dbfs, m.rel_db, m.active_fraction, kind(name), reason_for(name))
+                     for name, m in measures.items())
+
+    if not stems:
+        return RoutePlan(mode, "direct", (), "no stems: the mix is restored directly", skip_policy)
+    if mode == "direct":
+        return RoutePlan(mode, "direct", decisions(lambda n: "direct", lambda n: "forced direct mode"),
+                         "forced direct mode", skip_policy)
+    if mode == "stemwise":
+        return RoutePlan(mode, "stemwise", decisions(
+            lambda n: "process",
+            lambda n: "forced stem-wise" + (f" (router would skip: {silent[n]})" if silent[n] else "")),
+            "forced stem-wise mode", skip_policy)
+    if len(informative) <= 1:
+        only = informative[0] if informative else None
+        if only == cfg.direct_only_stem:
+            why = f"only '{only}' is informative: separation would only add artifacts"
+        else:
+            why = f"{len(informative)} informative stem(s): nothing for separation to add"
+        return RoutePlan(mode, "direct", decisions(
+            lambda n: "direct", lambda n: f"{why}" + (f"; {silent[n]}" if silent[n] else "")), why, skip_policy)
+    action = "added back unprocessed" if skip_policy == "passthrough" else "left out of the remix"
+    return RoutePlan(mode, "stemwise", decisions(
+        lambda n: "process" if silent[n] is None else "skip",
+        lambda n: (f"informative: {measures[n].rel_db:.1f} dB re mix, active {measures[n].active_fraction:.0%}"
+                   if silent[n] is None else f"{silent[n]}; {action}")),
+        f"{len(informative)} informative stems: {', '.join(informative)}", skip_policy)

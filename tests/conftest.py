@@ -1,0 +1,69 @@
+"""Shared fixtures: the real MusicGen corpus (skipped when absent) and synthetic clips with
+known answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adaptive_argm import audio
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus" / "musicgen-dev"
+SONGS = ("acoustic_folk", "lofi_chill", "upbeat_electronic")
+SR = audio.WORK_SR
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip("../shared/corpus/musicgen-dev is not here")
+    return CORPUS
+
+
+def tone(freq_hz: float, seconds: float, sr: int = SR, level: float = 0.2) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (level * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def synthetic_stems(seconds: float = 3.0, sr: int = SR, channels: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Kick-like drums, a bass line and a chord: each a `(channels, samples)` stem."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    drums = np.zeros(n)
+    for start in np.arange(0, seconds, 0.5):
+        i = int(start * sr)
+        m = min(n - i, int(0.15 * sr))
+        env = np.exp(-np.arange(m) / (0.03 * sr))
+        drums[i:i + m] += 0.5 * env * np.sin(2 * np.pi * 60 * np.arange(m) / sr) + 0.05 * env * rng.standard_normal(m)
+    bass = 0.15 * np.sin(2 * np.pi * 55 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))
+    other = sum(0.06 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0, 523.3))
+    stems = {"drums": drums, "bass": bass, "other": other}
+    out = {}
+    for name, x in stems.items():
+        x = np.stack([x * (1.0 - 0.1 * c) for c in range(channels)]).astype(np.float32)
+        out[name] = x
+    return out
+
+
+def write_stems(folder: Path, stems: dict[str, np.ndarray], sr: int = SR) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, x in stems.items():
+        audio.write(folder / f"{name}.wav", x, sr)
+    return folder
+
+
+@pytest.fixture
+def stereo_song(tmp_path) -> tuple[Path, Path]:
+    """A stereo mix with a DC offset and overs, plus its stems folder."""
+    stems = synthetic_stems(channels=2)
+    mix = sum(stems.values()) + 0.001 * np.random.default_rng(1).standard_normal((2, 3 * SR)).astype(np.float32)
+    stems["other"] = stems["other"] + (mix - sum(stems.values()))  # stems add up exactly
+    mix = mix * 2.5 + 0.05  # overs above full scale and a DC offset, as real MusicGen files have
+    stems = {k: v * 2.5 for k, v in stems.items()}
+    stems["other"] = stems["other"] + 0.05
+    song = audio.write(tmp_path / "song.wav", mix.astype(np.float32), SR)
+    return song, write_stems(tmp_path / "stems", stems)

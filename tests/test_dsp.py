@@ -1,0 +1,104 @@
+"""Presets and the DSP chain: the paper preset is the method's chain, exactly; safety never
+clips silently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pedalboard
+import pytest
+
+from adaptive_argm import dsp, presets
+from adaptive_argm.presets import PresetError
+
+from conftest import SR, synthetic_stems
+
+
+def test_paper_preset_is_the_methods_exact_chain():
+    p = presets.load("paper")
+    assert p.match_loudness is False
+    kinds = [(s.kind, s.params) for s in p.steps]
+    assert kinds == [
+        ("noisereduce", {"stationary": True, "prop_decrease": 0.75}),
+        ("pedalboard.NoiseGate", {"threshold_db": -30.0, "ratio": 1.5, "release_ms": 250.0}),
+        ("pedalboard.Compressor", {"threshold_db": -16.0, "ratio": 4.0}),
+        ("pedalboard.LowShelfFilter", {"cutoff_frequency_hz": 400.0, "gain_db": 10.0, "q": 1.0}),
+        ("pedalboard.Gain", {"gain_db": 2.0}),
+    ]
+
+
+def test_paper_chain_output_matches_the_libraries_called_directly():
+    import noisereduce
+
+    x = sum(synthetic_stems(seconds=2.0, channels=2).values())
+    ours = dsp.apply_chain(x, SR, presets.load("paper").steps)
+    ref = noisereduce.reduce_noise(y=x, sr=SR, stationary=True, prop_decrease=0.75)
+    board = pedalboard.Pedalboard([
+        pedalboard.NoiseGate(threshold_db=-30, ratio=1.5, release_ms=250),
+        pedalboard.Compressor(threshold_db=-16, ratio=4),
+        pedalboard.LowShelfFilter(cutoff_frequency_hz=400, gain_db=10, q=1),
+        pedalboard.Gain(gain_db=2),
+    ])
+    ref = board(ref.astype(np.float32), SR)
+    assert ours.shape == x.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+
+
+def test_chain_keeps_channels_and_length():
+    for channels in (1, 2):
+        x = sum(synthetic_stems(seconds=1.3, channels=channels).values())
+        y = dsp.apply_chain(x, SR, presets.load("paper").steps)
+        assert y.shape == x.shape and y.dtype == np.float32
+
+
+def test_a_user_preset_file_loads_and_runs(tmp_path):
+    f = tmp_path / "mine.toml"
+    f.write_text('name = "mine"\n[[steps]]\nkind = "pedalboard.Gain"\ngain_db = -6.0\n'
+                 '[stems.drums]\nsteps = [{kind = "pedalboard.Gain", gain_db = 0.0}]\n')
+    p = presets.load(f)
+    x = np.full((1, 1000), 0.5, np.float32)
+    np.testing.assert_allclose(dsp.apply_chain(x, SR, p.chain_for(None)), 0.5 * 10 ** (-6 / 20), rtol=1e-4)
+    np.testing.assert_allclose(dsp.apply_chain(x, SR, p.chain_for("drums")), 0.5, rtol=1e-4)
+    assert p.chain_for("bass") == p.steps
+
+
+@pytest.mark.parametrize("text, message", [
+    ('name = "x"\n', "needs at least one"),
+    ('[[steps]]\nkind = "pedalboard.NoSuchPlugin"\n', "unknown pedalboard plugin"),
+    ('[[steps]]\nkind = "magic"\n', "unknown step kind"),
+    ('[[steps]]\nkind = "pedalboard.Gain"\nnot_a_param = 1\n', "pedalboard.Gain"),
+    ('[[steps]\n', "not valid TOML"),
+])
+def test_broken_presets_fail_with_one_clear_line(tmp_path, text, message):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(PresetError, match=message):
+        presets.load(f)
+
+
+def test_unknown_builtin_preset_names_the_known_ones():
+    with pytest.raises(PresetError, match="paper"):
+        presets.load("no-such-preset")
+
+
+def test_clip_safety_limits_overs_and_says_so():
+    x = np.sin(np.linspace(0, 200, SR)).astype(np.float32)[None] * 1.8
+    y, safety = dsp.clip_safety(x, SR, "limit")
+    assert safety.action == "limited"
+    assert safety.peak_before_dbfs > 5.0
+    assert np.max(np.abs(y)) <= 10 ** (dsp.LIMIT_CEILING_DBFS / 20) + 1e-6
+    y, safety = dsp.clip_safety(x, SR, "normalize")
+    assert safety.action == "normalized"
+    np.testing.assert_allclose(y[:, 1:] / x[:, 1:], 10 ** (dsp.LIMIT_CEILING_DBFS / 20) / 1.8, rtol=1e-3)
+    y, safety = dsp.clip_safety(x, SR, "none")
+    assert safety.action == "left-above-full-scale" and np.max(np.abs(y)) > 1.0
+    quiet = x * 0.1
+    y, safety = dsp.clip_safety(quiet, SR, "limit")
+    assert safety.action == "none" and np.array_equal(y, quiet)
+
+
+def test_loudness_match_reaches_the_target():
+    x = sum(synthetic_stems(seconds=3.0, channels=2).values())
+    target = dsp.loudness_lufs(x, SR)
+    y, gain_db = dsp.match_loudness(x * 0.3, SR, target)
+    assert abs(dsp.loudness_lufs(y, SR) - target) < 0.05
+    assert abs(gain_db - 20 * np.log10(1 / 0.3)) < 0.05
