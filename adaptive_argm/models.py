@@ -61,8 +61,12 @@ def network_available(timeout_s: float = NETWORK_TIMEOUT_S) -> bool:
     download retries (which take about 25 s to give up)."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
+    host, port = NETWORK_PROBE
+    if os.environ.get("ADAPTIVE_ARGM_NETWORK_PROBE"):  # host:port, e.g. a closed local port in tests
+        host, _, p = os.environ["ADAPTIVE_ARGM_NETWORK_PROBE"].rpartition(":")
+        port = int(p)
     try:
-        with socket.create_connection(NETWORK_PROBE, timeout=timeout_s):
+        with socket.create_connection((host, port), timeout=timeout_s):
             return True
     except OSError:
         return False

@@ -1,0 +1,280 @@
+"""Behaviour of the metric panel: paper parity, what each measure reacts to, and the warnings."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+from pedalboard import LowShelfFilter, LowpassFilter, Pedalboard
+
+from adaptive_argm import metrics as M
+
+SR = 44100
+CORPUS = Path(__file__).parents[1].parent / "shared" / "corpus" / "musicgen-dev"
+
+
+def _direct_paper_db(y: np.ndarray, sr: int) -> float:
+    """The report's notebook, verbatim: librosa defaults on a mono signal."""
+    S = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=512, n_mels=128)
+    return float(np.percentile(librosa.power_to_db(S, ref=np.max), 25))
+
+
+def _music_like(seconds: float = 6.0, seed: int = 0, sr: int = SR) -> np.ndarray:
+    """Harmonic tones over a soft noise bed, with a slow loudness swell so that the quiet
+    frames come in runs (as decays and breaks do in real music)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    y = np.zeros_like(t)
+    for f0, amp in ((110.0, 0.3), (220.0, 0.15), (330.0, 0.1), (523.0, 0.08), (1760.0, 0.03)):
+        y += amp * np.sin(2 * np.pi * f0 * t + rng.uniform(0, 2 * np.pi))
+    y += 0.003 * rng.standard_normal(t.size)
+    envelope = 0.02 + 0.98 * (0.5 + 0.5 * np.sin(2 * np.pi * 0.4 * t)) ** 2
+    return (0.5 * y * envelope).astype(np.float32)
+
+
+def _mute_quietest_blocks(y: np.ndarray, fraction: float, block: int = M.N_FFT) -> np.ndarray:
+    out = y.copy()
+    n_blocks = out.size // block
+    rms = np.sqrt((out[: n_blocks * block].reshape(n_blocks, block) ** 2).mean(axis=1))
+    for b in np.argsort(rms)[: int(round(fraction * n_blocks))]:
+        out[b * block : (b + 1) * block] = 0.0
+    return out
+
+
+@pytest.fixture(scope="module")
+def music() -> np.ndarray:
+    return _music_like()
+
+
+# --- the paper's metric ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_paper_metric_matches_direct_librosa_on_synthetic(music, dtype):
+    y = (music + 0.01 * np.random.default_rng(1).standard_normal(music.size)).astype(dtype)
+    assert M.p25_paper_db(y, SR) == pytest.approx(_direct_paper_db(y, SR), abs=0.01)
+    assert M.measure(y, SR).p25_paper_db == pytest.approx(_direct_paper_db(y, SR), abs=0.01)
+
+
+def test_paper_metric_downmixes_stereo_by_mean(music):
+    other = _music_like(seed=5)
+    stereo = np.stack([music, other])
+    assert M.p25_paper_db(stereo, SR) == pytest.approx(
+        _direct_paper_db(stereo.mean(axis=0), SR), abs=0.01
+    )
+
+
+def test_paper_metric_matches_direct_librosa_on_real_musicgen():
+    mixes = sorted(CORPUS.glob("*/mixed.wav")) if CORPUS.is_dir() else []
+    if not mixes:
+        pytest.skip("musicgen-dev corpus not present")
+    for path in mixes:
+        y, native_sr = librosa.load(path, sr=None, mono=True)
+        y = librosa.resample(y, orig_sr=native_sr, target_sr=SR)
+        assert M.p25_paper_db(y, SR) == pytest.approx(_direct_paper_db(y, SR), abs=0.01), path
+
+
+def test_resampled_musicgen_mix_reads_its_band_and_has_empty_bands():
+    mixes = sorted(CORPUS.glob("*/mixed.wav")) if CORPUS.is_dir() else []
+    if not mixes:
+        pytest.skip("musicgen-dev corpus not present")
+    y, native_sr = librosa.load(mixes[0], sr=None, mono=True)
+    panel = M.measure(librosa.resample(y, orig_sr=native_sr, target_sr=SR), SR)
+    assert panel.bandwidth_hz <= native_sr / 2 + 200
+    # The field notes: about 8% of the mel bands of such a file are empty before processing.
+    assert panel.floor_fraction > 0.03
+
+
+# --- what each measure reacts to -------------------------------------------------------------
+
+
+def test_added_noise_raises_noise_floor(music):
+    noisy = music + 0.003 * np.random.default_rng(2).standard_normal(music.size).astype(np.float32)
+    clean_panel, noisy_panel = M.measure(music, SR), M.measure(noisy, SR)
+    assert noisy_panel.noise_floor_db > clean_panel.noise_floor_db + 3.0
+    assert noisy_panel.p25_abs_db > clean_panel.p25_abs_db
+
+
+def test_attenuation_moves_loudness_not_paper_metric(music):
+    gain = 10.0 ** (-20.0 / 20.0)
+    before, after = M.measure(music, SR), M.measure(music * gain, SR)
+    assert after.loudness_lufs - before.loudness_lufs == pytest.approx(-20.0, abs=0.2)
+    assert after.p25_paper_db == pytest.approx(before.p25_paper_db, abs=0.01)
+    assert after.peak_dbfs - before.peak_dbfs == pytest.approx(-20.0, abs=0.01)
+    assert after.p95_db - before.p95_db == pytest.approx(-20.0, abs=0.1)
+    warnings = M.warnings_for(before, after)
+    # p25_paper did not "improve", so the quieter-not-cleaner warning must stay silent.
+    assert not any("quieter" in w for w in warnings)
+
+
+def test_loudness_drop_with_paper_improvement_warns(music):
+    # A gate-like attenuation of only the quiet half improves the paper metric and loses loudness.
+    quiet = np.abs(music) < np.percentile(np.abs(music), 99)
+    out = np.where(quiet, music * 0.1, music * 0.5).astype(np.float32)
+    before, after = M.measure(music, SR), M.measure(out, SR)
+    assert after.p25_paper_db < before.p25_paper_db
+    assert after.loudness_lufs < before.loudness_lufs - M.LOUDNESS_DROP_WARN_LU
+    assert any("loudness" in w and "fell" in w for w in M.warnings_for(before, after))
+
+
+def test_muting_quietest_frames_raises_silent_fraction_and_warns(music):
+    muted = _mute_quietest_blocks(music, 0.3)
+    before, after = M.measure(music, SR), M.measure(muted, SR)
+    assert after.silent_frame_fraction > before.silent_frame_fraction + M.SILENT_RISE_WARN_FRACTION
+    # The paper metric rewards the gate (the pitfall this panel exists to expose).
+    assert after.p25_paper_db <= before.p25_paper_db
+    assert any("silent frames" in w for w in M.warnings_for(before, after))
+
+
+def test_low_shelf_raises_balance_and_warns(music):
+    shelf = Pedalboard([LowShelfFilter(cutoff_frequency_hz=400, gain_db=10, q=1)])
+    boosted = shelf(music[np.newaxis, :], SR)
+    before, after = M.measure(music, SR), M.measure(boosted, SR)
+    assert after.low_high_balance_db - before.low_high_balance_db > 5.0
+    assert any("balance" in w for w in M.warnings_for(before, after))
+
+
+def test_dc_offset_does_not_count_as_bass(music):
+    panel, shifted = M.measure(music, SR), M.measure(music + np.float32(0.18), SR)
+    assert shifted.low_high_balance_db == pytest.approx(panel.low_high_balance_db, abs=0.5)
+    assert shifted.bandwidth_hz == pytest.approx(panel.bandwidth_hz, abs=500)
+
+
+def test_floor_saturation_pins_paper_metric_and_warns(music):
+    half_silent = music.copy()
+    half_silent[music.size // 2 :] = 0.0
+    before, after = M.measure(music, SR), M.measure(half_silent, SR)
+    assert after.floor_fraction >= M.FLOOR_SATURATION_FRACTION
+    assert after.p25_paper_db == pytest.approx(-M.TOP_DB, abs=1e-3)
+    assert any("saturated" in w and "cannot rank" in w for w in M.warnings_for(before, after))
+    assert not any("saturated" in w for w in M.warnings_for(before, before))
+
+
+def test_bandwidth_of_resampled_32k_noise_is_about_16k():
+    noise = 0.1 * np.random.default_rng(3).standard_normal(32000 * 4).astype(np.float32)
+    upsampled = librosa.resample(noise, orig_sr=32000, target_sr=SR)
+    assert 15000 <= M.measure(upsampled, SR).bandwidth_hz <= 16500
+    full_band = 0.1 * np.random.default_rng(4).standard_normal(SR * 4).astype(np.float32)
+    assert M.measure(full_band, SR).bandwidth_hz > 21000
+
+
+def test_lowpass_shrinks_bandwidth_and_warns():
+    noise = 0.1 * np.random.default_rng(5).standard_normal(SR * 4).astype(np.float32)
+    lowpassed = Pedalboard([LowpassFilter(cutoff_frequency_hz=4000)])(noise[np.newaxis], SR)
+    before, after = M.measure(noise, SR), M.measure(lowpassed, SR)
+    assert after.bandwidth_hz < before.bandwidth_hz - M.BANDWIDTH_LOSS_WARN_HZ
+    assert any("bandwidth" in w for w in M.warnings_for(before, after))
+
+
+def test_empty_bands_above_the_input_band_are_not_scored():
+    noise = 0.1 * np.random.default_rng(6).standard_normal(32000 * 4).astype(np.float32)
+    y = librosa.resample(noise, orig_sr=32000, target_sr=SR)
+    in_band = M.measure(y, SR)
+    whole_band = M.measure(y, SR, band_hz=SR / 2)
+    # Empty bands would read as "removed noise" if they were counted.
+    assert whole_band.p25_abs_db < in_band.p25_abs_db - 1.0
+    assert whole_band.noise_floor_db < in_band.noise_floor_db - 1.0
+    # band_hz changes the scored bands, never the reported bandwidth.
+    assert whole_band.bandwidth_hz == in_band.bandwidth_hz
+
+
+def test_stereo_is_accepted_and_peak_covers_all_channels(music):
+    stereo = np.stack([music, 0.5 * music])
+    stereo[1, 100] = 1.5
+    panel = M.measure(stereo, SR)
+    assert panel.peak_dbfs == pytest.approx(20 * math.log10(1.5), abs=1e-4)
+    assert any("clip" in w for w in M.warnings_for(M.measure(music, SR), panel))
+
+
+def test_short_and_silent_audio_do_not_crash():
+    short = M.measure(0.1 * np.ones(SR // 10, dtype=np.float32), SR)
+    assert math.isnan(short.loudness_lufs)
+    silent = M.measure(np.zeros((2, SR), dtype=np.float32), SR)
+    assert silent.silent_frame_fraction == 1.0
+    assert silent.peak_dbfs == -math.inf
+    json.dumps(silent.to_dict(), allow_nan=False)
+
+
+# --- intrusive measures ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delay", [0, 17, -9])
+def test_align_recovers_known_delay(music, delay):
+    ref = music[1000:-1000]
+    est = music[1000 - delay : music.size - 1000 - delay]  # est[n] = ref[n - delay]
+    est_aligned, ref_aligned = M.align(est, ref)
+    assert est_aligned.shape == ref_aligned.shape
+    assert ref_aligned.size >= ref.size - abs(delay)
+    np.testing.assert_array_equal(est_aligned, ref_aligned)
+
+
+def test_align_keeps_channel_layout(music):
+    stereo = np.stack([music, music])
+    est, ref = M.align(np.roll(stereo, 5, axis=1), stereo)
+    assert est.ndim == 2 and est.shape == ref.shape
+    np.testing.assert_array_equal(est[:, 10:-10], ref[:, 10:-10])
+
+
+def test_si_sdr_self_high_noise_low_and_gain_and_delay_invariant(music):
+    assert M.si_sdr_db(music, music) > 60.0
+    noise = np.random.default_rng(7).standard_normal(music.size).astype(np.float32)
+    assert M.si_sdr_db(noise, music) < -10.0
+    delayed = np.concatenate([np.zeros(11, np.float32), 0.3 * music])
+    assert M.si_sdr_db(delayed, music) > 60.0
+    slightly_noisy = music + 0.01 * noise
+    assert 0.0 < M.si_sdr_db(slightly_noisy, music) < 60.0
+
+
+def test_lsd_zero_for_scaled_copy_and_grows_with_damage(music):
+    assert M.lsd_db(0.5 * music, music, SR) < 0.01
+    lowpassed = Pedalboard([LowpassFilter(cutoff_frequency_hz=1000)])(music[np.newaxis], SR)[0]
+    noise = np.random.default_rng(8).standard_normal(music.size).astype(np.float32)
+    light = M.lsd_db(music + 0.001 * noise, music, SR)
+    heavy = M.lsd_db(music + 0.01 * noise, music, SR)
+    assert 0.01 < light < heavy
+    assert M.lsd_db(lowpassed, music, SR) > 1.0
+
+
+def test_quiet_frame_snr_sees_noise_that_global_snr_hides(music):
+    noise = 0.003 * np.random.default_rng(9).standard_normal(music.size).astype(np.float32)
+    global_snr = 10 * np.log10(np.sum(music.astype(float) ** 2) / np.sum(noise.astype(float) ** 2))
+    quiet = M.quiet_frame_snr_db(music + noise, music, SR)
+    assert quiet < global_snr - 10.0
+    assert M.quiet_frame_snr_db(0.5 * music, music, SR) > 60.0
+    # A gate that mutes the quiet passages removes the music there too: worse, not better.
+    assert M.quiet_frame_snr_db(_mute_quietest_blocks(music + noise, 0.3), music, SR) < quiet
+
+
+def test_measure_with_reference_fills_intrusive_fields(music):
+    plain = M.measure(music, SR)
+    assert math.isnan(plain.si_sdr_db) and math.isnan(plain.lsd_db)
+    noisy = music + 0.003 * np.random.default_rng(10).standard_normal(music.size).astype(np.float32)
+    panel = M.measure(noisy, SR, ref=music)
+    assert math.isfinite(panel.si_sdr_db) and math.isfinite(panel.lsd_db)
+    assert math.isfinite(panel.quiet_frame_snr_db)
+    assert panel.si_sdr_db > M.measure(music + 10 * (noisy - music), SR, ref=music).si_sdr_db
+
+
+# --- panel plumbing -------------------------------------------------------------------------
+
+
+def test_to_dict_is_json_serialisable(music):
+    panel = M.measure(music, SR, ref=music)
+    data = panel.to_dict()
+    json.loads(json.dumps(data, allow_nan=False))
+    assert set(data) == set(M.DIRECTIONS)
+    assert all(v is None or type(v) is float for v in data.values())
+    assert data["si_sdr_db"] is None or data["si_sdr_db"] > 60.0
+
+
+def test_directions_cover_every_field_with_known_words():
+    assert set(M.DIRECTIONS.values()) <= {"higher", "lower", "closer-to-input", "none"}
+    assert M.DIRECTIONS["p25_paper_db"] == "lower"
+    assert M.DIRECTIONS["si_sdr_db"] == "higher"
+    assert M.DIRECTIONS["lsd_db"] == "lower"
+    assert M.DIRECTIONS["noise_floor_db"] == "lower"
+    assert M.DIRECTIONS["loudness_lufs"] == "closer-to-input"

@@ -1,0 +1,108 @@
+"""Demucs through its own API, loaded by the code path users hit; user stems; fast offline
+failure. Random-weight models here test plumbing only: their stems mean nothing."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from adaptive_argm import audio, models, separate
+from adaptive_argm.separate import SeparationError
+
+from conftest import SR, synthetic_stems
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No caches and no network: a closed local port stands in for the model hosts."""
+    monkeypatch.setenv("ADAPTIVE_ARGM_NETWORK_PROBE", "127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hf"))
+
+
+def tiny_model_repo(folder, name="tiny"):
+    """A tiny random-init HDemucs saved as demucs' training does, with its bag YAML."""
+    import torch
+    from demucs.hdemucs import HDemucs
+
+    torch.manual_seed(0)
+    model = HDemucs(channels=4, sources=list(separate.SOURCES))
+    models.save_model_package(model, folder / "0a1b2c3d.th")
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump({"models": ["0a1b2c3d"]}))
+    return folder
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_demucs_unittest_model_separates_into_four_stems_that_add_up(channels):
+    mix = sum(synthetic_stems(seconds=2.0, channels=channels).values())
+    sep = separate.DemucsSeparator("demucs_unittest")(mix, SR)
+    assert set(sep.stems) == set(separate.SOURCES)
+    for s in sep.stems.values():
+        assert s.shape == mix.shape and s.dtype == np.float32
+    assert sep.info.name == "demucs" and sep.info.weights == "builtin"
+
+
+def test_tiny_model_in_a_model_repo_loads_through_demucs_get_model(tmp_path, offline):
+    repo = tiny_model_repo(tmp_path / "repo")
+    assert models.check_repo(repo) == []
+    assert models.locate("tiny", repo).where == "model-repo"
+    sep_obj, notice = separate.resolve("auto", model="tiny", model_repo=repo)
+    assert isinstance(sep_obj, separate.DemucsSeparator) and notice is None
+    mix = sum(synthetic_stems(seconds=1.5, channels=2).values())
+    sep = sep_obj(mix, SR)
+    assert set(sep.stems) == set(separate.SOURCES) and sep.info.weights == "model-repo"
+
+
+def test_auto_without_weights_restores_directly_and_says_how_to_get_stems(offline):
+    t0 = time.perf_counter()
+    sep, notice = separate.resolve("auto", model="htdemucs")
+    assert time.perf_counter() - t0 < 5
+    assert sep is None
+    assert "--model-repo" in notice and "--stems" in notice and "models fetch" in notice
+
+
+@pytest.mark.parametrize("kwargs", [{"separator": "demucs"}, {"separator": "auto", "mode": "stemwise"}])
+def test_asking_for_demucs_without_weights_fails_fast(offline, kwargs):
+    t0 = time.perf_counter()
+    with pytest.raises(models.ModelUnavailable, match="--model-repo"):
+        separate.resolve(model="htdemucs", **kwargs)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_models_check_flags_weights_without_their_yaml(tmp_path):
+    good = tiny_model_repo(tmp_path / "good")
+    assert models.check_repo(good) == []
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (good / "0a1b2c3d.th").rename(broken / "0a1b2c3d.th")
+    problems = models.check_repo(broken)
+    assert problems and "yaml" in problems[0].lower()
+    assert any("names model 0a1b2c3d" in p for p in models.check_repo(good))
+
+
+def test_user_stems_that_do_not_add_up_are_refused_unless_forced(tmp_path):
+    stems = synthetic_stems(seconds=1.0)
+    for name, x in stems.items():
+        audio.write(tmp_path / f"{name}.wav", x, SR)
+    mix = stems["drums"] + 0.2 * np.random.default_rng(0).standard_normal(stems["drums"].shape).astype(np.float32)
+    with pytest.raises(SeparationError, match="do not add up"):
+        separate.StemsFolder(tmp_path)(mix, SR)
+    sep = separate.StemsFolder(tmp_path, force=True)(mix, SR)
+    assert sep.info.residual_db > -20
+
+
+def test_user_stems_fit_one_gain_and_match_the_mix_channels(tmp_path):
+    stems = synthetic_stems(seconds=1.0, channels=1)
+    for name, x in stems.items():
+        audio.write(tmp_path / f"{name}.wav", x, SR)
+    mix = audio.remove_dc(np.repeat(0.25 * sum(stems.values()), 2, axis=0))
+    sep = separate.StemsFolder(tmp_path)(mix, SR)
+    assert abs(sep.info.gain - 0.25) < 1e-3
+    assert all(s.shape == mix.shape for s in sep.stems.values())
+    np.testing.assert_allclose(sum(sep.stems.values()), mix, atol=1e-4)
