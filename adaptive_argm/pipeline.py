@@ -231,3 +231,95 @@ def run(input_path: str | Path, out_dir: str | Path, separator=None, settings: S
                        preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
     audio.write_text(out_dir / "report.json", to_json(result.to_dict()))
     return result
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """Direct, stem-wise and routed restorations of one clip from ONE separation; `to_dict`
+    is compare.json (schema adaptive-argm/compare/1)."""
+
+    input: audio.AudioInfo
+    separator: dict
+    plan: RoutePlan
+    """The router's own plan (what `routed` did)."""
+    outputs: dict[str, Restored]
+    """By mode: `direct`, `stemwise` (absent without stems), `routed`."""
+    paths: dict[str, str]
+    metrics: dict[str, metrics.MetricPanel]
+    """`input` and each output's panel, all over the input's occupied band."""
+    warnings: dict[str, list[str]]
+    stems: dict[str, np.ndarray]
+    processed: dict[str, np.ndarray]
+    preset: presets.Preset
+    timings_s: dict[str, float]
+    settings: Settings
+    mix: np.ndarray
+    """The DC-free input at the working rate (for figures)."""
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": "adaptive-argm/compare/1",
+            "input": self.input.to_dict(),
+            "separator": self.separator,
+            "preset": self.preset.name,
+            "router": {**self.plan.to_dict(), "stems": [s.to_dict() for s in self.plan.stems]},
+            "outputs": {m: {"path": self.paths.get(m), "mode_used": r.mode, "clip_action": r.clip.action,
+                            "peak_dbfs": r.clip.peak_after_dbfs, "loudness_gain_db": r.loudness_gain_db}
+                        for m, r in self.outputs.items()},
+            "metrics": {k: (p.to_dict() if p is not None else None) for k, p in self.metrics.items()},
+            "warnings": self.warnings,
+            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
+            "settings": self.settings.to_dict(),
+        }
+
+
+def compare(input_path: str | Path, out_dir: str | Path, separator=None, settings: Settings = Settings(), *,
+            reference: np.ndarray | None = None, notice: str | None = None, figures: bool = True,
+            on_stage: Callable[[str], None] | None = None) -> CompareResult:
+    """Separate once, then restore the clip three ways (forced direct, forced stem-wise, routed)
+    and measure each; writes `direct.wav`, `stemwise.wav`, `routed.wav`, `compare.json` and the
+    figures into `out_dir`. Each stem goes through the chain at most once.
+
+    `reference` is a clean `(channels, samples)` signal at the working rate; with it the panel
+    adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR).
+    """
+    out_dir = Path(out_dir)
+    preset = presets.load(settings.preset)
+    clock = Stopwatch(on_stage)
+    with clock.stage("load"):
+        raw, mix, info = load_input(input_path)
+    with clock.stage("separate"):
+        separation, sep_info = _separate(separator, mix)
+        if notice:
+            sep_info["notice"] = notice
+    stems = separation.stems if separation else {}
+    with clock.stage("route"):
+        plans = {m: route(stems, mix, WORK_SR, m, settings.router, settings.skip_policy) for m in COMPARE_MODES}
+    with clock.stage("restore"):
+        outputs: dict[str, Restored] = {}
+        outputs["direct"], processed = restore(mix, plans["direct"], preset, separation, clip_mode=settings.clip_mode)
+        if separation is not None:
+            outputs["stemwise"], processed = restore(mix, plans["stemwise"], preset, separation, processed,
+                                                     settings.clip_mode)
+        if plans["routed"].mode_used == "direct":
+            outputs["routed"] = outputs["direct"]
+        else:
+            outputs["routed"], processed = restore(mix, plans["routed"], preset, separation, processed,
+                                                   settings.clip_mode)
+    with clock.stage("measure"):
+        panel_in, panels, warnings = _measure_pair(raw, {m: r.audio for m, r in outputs.items()}, reference)
+        all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
+    with clock.stage("write"):
+        paths = {}
+        for m, r in outputs.items():
+            y, out_sr = _output_audio(r.audio, info, settings.output_sr)
+            paths[m] = str(audio.write(out_dir / f"{m}.wav", y, out_sr, protect=(input_path,)))
+    result = CompareResult(info, sep_info, plans["routed"], outputs, paths, all_panels, warnings, stems, processed,
+                           preset, clock.timings_s, settings, mix)
+    if figures:
+        with clock.stage("figures"):
+            from . import figures as figs
+
+            figs.compare_figures(result, out_dir)
+    audio.write_text(out_dir / "compare.json", to_json(result.to_dict()))
+    return result

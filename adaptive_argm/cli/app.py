@@ -58,3 +58,8 @@ def friendly_errors():
 
 def is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+@app.callback()
+def _root() -> None:
+    """Restore text-to-music outputs: separate, route, restore, remix, measure."""
