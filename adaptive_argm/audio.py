@@ -62,6 +62,8 @@ def read(path: str | Path, sr: int | None = WORK_SR) -> tuple[np.ndarray, AudioI
         with AudioFile(str(path)) as f:
             native_sr = int(round(f.samplerate))
             channels = f.num_channels
+            if f.frames == 0:
+                raise AudioError(f"{path}: contains no audio samples")
             if sr is not None and native_sr != sr:
                 with f.resampled_to(float(sr)) as r:
                     x = r.read(r.frames)

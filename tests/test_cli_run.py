@@ -1,0 +1,166 @@
+"""`adaptive-argm run` as a user runs it: the three modes, audio truth, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from adaptive_argm import audio
+
+from conftest import SR, synthetic_stems
+
+
+def cli(*args, env=None, cwd=None):
+    """The installed console script, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "adaptive_argm", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=300)
+
+
+def report(folder):
+    return json.loads((folder / "report.json").read_text())
+
+
+@pytest.mark.parametrize("mode, used", [("routed", "stemwise"), ("stemwise", "stemwise"), ("direct", "direct")])
+def test_run_with_user_stems_in_each_mode_keeps_stereo_length_and_removes_dc(stereo_song, tmp_path, mode, used):
+    song, stems = stereo_song
+    out = tmp_path / f"out-{mode}"
+    r = cli("run", song, "--stems", stems, "--mode", mode, "-o", out)
+    assert r.returncode == 0, r.stderr
+    rep = report(out)
+    assert rep["mode_requested"] == mode and rep["mode_used"] == used
+    assert rep["separator"]["name"] == ("none" if mode == "direct" else "stems")
+    assert (rep["stems"] == []) == (mode == "direct")
+    y, info = audio.read(out / "restored.wav")
+    x, _ = audio.read(song)
+    assert y.shape == x.shape  # stereo stays stereo, length kept
+    assert abs(rep["input"]["dc_offset"] - 0.05) < 0.01
+    assert abs(float(np.mean(y))) < 0.01  # the 0.05 DC offset is gone
+    # the input peaks well above full scale: the output must not clip, and the report says what was done
+    assert rep["input"]["peak_dbfs"] > 0
+    assert np.max(np.abs(y)) <= 1.0
+    assert rep["output"]["clip_action"] in ("limited", "none")
+    assert isinstance(rep["metrics"]["input"]["p25_paper_db"], float)
+    assert set(rep["timings_s"]) >= {"load", "separate", "route", "restore", "measure", "write"}
+    assert used in r.stdout
+
+
+def test_overs_are_never_clipped_silently(stereo_song, tmp_path):
+    song, _ = stereo_song
+    out = tmp_path / "none"
+    r = cli("run", song, "--mode", "direct", "--clip-mode", "none", "-o", out)
+    assert r.returncode == 0, r.stderr
+    rep = report(out)
+    y, _ = audio.read(out / "restored.wav")
+    if np.max(np.abs(y)) > 1.0:
+        assert rep["output"]["clip_action"] == "left-above-full-scale"
+    assert rep["output"]["peak_dbfs"] == pytest.approx(20 * np.log10(np.max(np.abs(y))), abs=0.01)
+
+
+def test_keep_stems_and_original_output_rate(tmp_path):
+    stems = synthetic_stems(seconds=2.0)
+    mix = sum(stems.values())
+    song = audio.write(tmp_path / "song32.wav", audio.resample(mix, SR, 32000), 32000)
+    folder = tmp_path / "stems"
+    for name, x in stems.items():
+        audio.write(folder / f"{name}.wav", audio.resample(x, SR, 32000), 32000)
+    out = tmp_path / "out"
+    r = cli("run", song, "--stems", folder, "--keep-stems", "--output-sr", "original", "-o", out)
+    assert r.returncode == 0, r.stderr
+    rep = report(out)
+    assert rep["output"]["sample_rate"] == 32000
+    _, info = audio.read(out / "restored.wav", sr=None)
+    assert info.sample_rate == 32000 and abs(info.duration_s - 2.0) < 1e-3
+    for name in stems:
+        assert (out / "stems" / f"{name}.wav").is_file()
+        assert (out / "stems" / f"{name}.restored.wav").is_file()
+
+
+def test_default_output_folder_is_restored_track(stereo_song, tmp_path):
+    song, _ = stereo_song
+    r = cli("run", song, "--mode", "direct", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "restored" / "song" / "restored.wav").is_file()
+
+
+def test_demucs_end_to_end_with_the_unittest_model(tmp_path):
+    mix = sum(synthetic_stems(seconds=2.0, channels=1).values())
+    song = audio.write(tmp_path / "mono.wav", mix, SR)
+    out = tmp_path / "out"
+    r = cli("run", song, "--model", "demucs_unittest", "--mode", "stemwise", "-o", out)
+    assert r.returncode == 0, r.stderr
+    rep = report(out)
+    assert rep["separator"] == {**rep["separator"], "name": "demucs", "model": "demucs_unittest"}
+    assert [s["name"] for s in rep["stems"]] == ["drums", "bass", "other", "vocals"]
+    y, _ = audio.read(out / "restored.wav")
+    assert y.shape == mix.shape  # mono stays mono through Demucs' stereo
+
+
+def test_demucs_end_to_end_with_a_tiny_model_in_a_model_repo(tmp_path):
+    from test_separate import tiny_model_repo
+
+    repo = tiny_model_repo(tmp_path / "repo")
+    mix = sum(synthetic_stems(seconds=2.0, channels=2).values())
+    song = audio.write(tmp_path / "st.wav", mix, SR)
+    out = tmp_path / "out"
+    r = cli("run", song, "--model", "tiny", "--model-repo", repo, "-o", out,
+            env={"ADAPTIVE_ARGM_NETWORK_PROBE": "127.0.0.1:9"})
+    assert r.returncode == 0, r.stderr
+    rep = report(out)
+    assert rep["separator"]["name"] == "demucs" and rep["separator"]["weights"] == "model-repo"
+    assert len(rep["stems"]) == 4
+
+
+def test_input_is_never_overwritten(stereo_song):
+    song, _ = stereo_song
+    before = song.read_bytes()
+    r = cli("run", song, "--mode", "direct", "-o", song.parent)
+    assert r.returncode == 0, r.stderr
+    assert song.read_bytes() == before
+
+
+def one_line_error(r, code):
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_missing_file_is_a_usage_error(tmp_path):
+    line = one_line_error(cli("run", tmp_path / "nope.wav", "-o", tmp_path / "o"), 2)
+    assert "no such file" in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not audio at all\n" * 20])
+def test_not_audio_or_empty_fails_with_one_line_and_no_output(tmp_path, content):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(content)
+    out = tmp_path / "o"
+    line = one_line_error(cli("run", bad, "--mode", "direct", "-o", out), 1)
+    assert "bad.wav" in line
+    assert not (out / "restored.wav").exists() and not (out / "report.json").exists()
+
+
+def test_zero_length_audio_fails_with_one_line(tmp_path):
+    empty = audio.write(tmp_path / "empty.wav", np.zeros((1, 0), np.float32), SR)
+    line = one_line_error(cli("run", empty, "--mode", "direct", "-o", tmp_path / "o"), 1)
+    assert "no audio" in line
+
+
+def test_unwritable_output_folder_fails_with_one_line(stereo_song, tmp_path):
+    song, _ = stereo_song
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    line = one_line_error(cli("run", song, "--mode", "direct", "-o", blocker), 1)
+    assert "not a folder" in line
+
+
+def test_bad_option_value_is_a_usage_error(stereo_song):
+    song, _ = stereo_song
+    one_line_error(cli("run", song, "--mode", "sideways"), 2)
