@@ -1,1 +1,20 @@
-"""adaptive-argm: restore text-to-music outputs with stem-relevance routing."""
+"""adaptive-argm: restore text-to-music outputs with stem-relevance routing.
+
+    from adaptive_argm import Settings, StemsFolder, run, compare
+    result = run("song.wav", "restored/song", StemsFolder("stems/"), Settings(mode="routed"))
+    print(result.plan.mode_used, result.metrics_output.p25_paper_db)
+"""
+
+from .metrics import MetricPanel, measure
+from .pipeline import CompareResult, RunResult, Settings, compare, run
+from .presets import Preset
+from .presets import load as load_preset
+from .route import RouterConfig, RoutePlan, route
+from .separate import DemucsSeparator, StemsFolder
+from .separate import resolve as resolve_separator
+
+__all__ = [
+    "CompareResult", "DemucsSeparator", "MetricPanel", "Preset", "RoutePlan", "RouterConfig", "RunResult",
+    "Settings", "StemsFolder", "compare", "load_preset", "measure", "resolve_separator", "route", "run",
+]
+__version__ = "0.1.0"

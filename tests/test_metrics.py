@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.signal
 from pedalboard import LowShelfFilter, LowpassFilter, Pedalboard
+from pedalboard.io import AudioFile
 
 from adaptive_argm import metrics as M
 
@@ -48,6 +49,13 @@ def _mute_quietest_blocks(y: np.ndarray, fraction: float, block: int = M.N_FFT) 
     return out
 
 
+def _load_musicgen(path: Path) -> np.ndarray:
+    """A corpus file as the tool sees it: mono, resampled from its native 32 kHz to SR."""
+    with AudioFile(str(path)) as f:
+        y, native_sr = f.read(f.frames).mean(axis=0), f.samplerate
+    return librosa.resample(y, orig_sr=native_sr, target_sr=SR)
+
+
 @pytest.fixture(scope="module")
 def music() -> np.ndarray:
     return _music_like()
@@ -76,8 +84,7 @@ def test_paper_metric_matches_direct_librosa_on_real_musicgen():
     if not mixes:
         pytest.skip("musicgen-dev corpus not present")
     for path in mixes:
-        y, native_sr = librosa.load(path, sr=None, mono=True)
-        y = librosa.resample(y, orig_sr=native_sr, target_sr=SR)
+        y = _load_musicgen(path)
         assert M.p25_paper_db(y, SR) == pytest.approx(_direct_paper_db(y, SR), abs=0.01), path
 
 
@@ -85,11 +92,23 @@ def test_resampled_musicgen_mix_reads_its_band_and_has_empty_bands():
     mixes = sorted(CORPUS.glob("*/mixed.wav")) if CORPUS.is_dir() else []
     if not mixes:
         pytest.skip("musicgen-dev corpus not present")
-    y, native_sr = librosa.load(mixes[0], sr=None, mono=True)
-    panel = M.measure(librosa.resample(y, orig_sr=native_sr, target_sr=SR), SR)
+    with AudioFile(str(mixes[0])) as f:
+        native_sr = f.samplerate
+    panel = M.measure(_load_musicgen(mixes[0]), SR)
     assert panel.bandwidth_hz <= native_sr / 2 + 200
     # The field notes: about 8% of the mel bands of such a file are empty before processing.
     assert panel.floor_fraction > 0.03
+
+
+def test_low_shelf_does_not_move_bandwidth_of_real_musicgen_stems():
+    stems = sorted(CORPUS.glob("*/*.wav")) if CORPUS.is_dir() else []
+    if not stems:
+        pytest.skip("musicgen-dev corpus not present")
+    shelf = Pedalboard([LowShelfFilter(cutoff_frequency_hz=400, gain_db=10, q=1)])
+    for path in stems:
+        y = _load_musicgen(path)
+        before, after = M.measure(y, SR), M.measure(shelf(y[np.newaxis], SR), SR)
+        assert not any("bandwidth" in w for w in M.warnings_for(before, after)), path
 
 
 # --- what each measure reacts to -------------------------------------------------------------
@@ -195,6 +214,13 @@ def test_stereo_is_accepted_and_peak_covers_all_channels(music):
     assert any("clip" in w for w in M.warnings_for(M.measure(music, SR), panel))
 
 
+def test_non_finite_or_empty_audio_is_rejected():
+    with pytest.raises(ValueError):
+        M.measure(np.array([0.0, np.nan, 0.1], dtype=np.float32), SR)
+    with pytest.raises(ValueError):
+        M.p25_paper_db(np.zeros((2, 0), dtype=np.float32), SR)
+
+
 def test_short_and_silent_audio_do_not_crash():
     short = M.measure(0.1 * np.ones(SR // 10, dtype=np.float32), SR)
     assert math.isnan(short.loudness_lufs)
@@ -234,6 +260,12 @@ def test_si_sdr_self_high_noise_low_and_gain_and_delay_invariant(music):
     assert 0.0 < M.si_sdr_db(slightly_noisy, music) < 60.0
 
 
+def test_intrusive_measures_compare_stereo_with_mono_as_downmixes(music):
+    stereo = np.stack([music, music])
+    assert M.si_sdr_db(stereo, music) > 60.0
+    assert M.lsd_db(stereo, music, SR) < 0.01
+
+
 def test_lsd_zero_for_scaled_copy_and_grows_with_damage(music):
     assert M.lsd_db(0.5 * music, music, SR) < 0.01
     lowpassed = Pedalboard([LowpassFilter(cutoff_frequency_hz=1000)])(music[np.newaxis], SR)[0]
@@ -257,7 +289,8 @@ def test_quiet_frame_snr_sees_noise_that_global_snr_hides(music):
 def test_measure_with_reference_fills_intrusive_fields(music):
     plain = M.measure(music, SR)
     assert math.isnan(plain.si_sdr_db) and math.isnan(plain.lsd_db)
-    noisy = music + 0.003 * np.random.default_rng(10).standard_normal(music.size).astype(np.float32)
+    noise = np.random.default_rng(10).standard_normal(music.size).astype(np.float32)
+    noisy = music + 0.003 * noise
     panel = M.measure(noisy, SR, ref=music)
     assert math.isfinite(panel.si_sdr_db) and math.isfinite(panel.lsd_db)
     assert math.isfinite(panel.quiet_frame_snr_db)
