@@ -68,10 +68,21 @@ def metrics_table(columns: dict[str, dict], directions: dict[str, str] | None = 
     keys = keys or [k for k in first if isinstance(first.get(k), (int, float)) or first.get(k) is None]
     for k in keys:
         values = [columns[n].get(k) for n in names]
-        best = _best_index(k, names, values, columns, directions or {})
-        cells = [("[bold green]" + fmt(v) + " *[/]") if i == best else fmt(v) for i, v in enumerate(values)]
+        best = _best_indices(k, names, values, columns, directions or {})
+        cells = [("[bold green]" + fmt(v) + " *[/]") if i in best else fmt(v) for i, v in enumerate(values)]
         t.add_row(k, *cells)
     return t
+
+
+def _best_indices(key, names, values, columns, directions) -> set[int]:
+    """The best column and every column that ties with it exactly (routed is often the very
+    same result as direct or stem-wise); none when all results tie, as then none is better."""
+    best = _best_index(key, names, values, columns, directions)
+    if best is None:
+        return set()
+    results = [i for i, v in enumerate(values) if names[i] != "input" and isinstance(v, (int, float))]
+    ties = {i for i in results if values[i] == values[best]}
+    return set() if len(ties) == len(results) else ties
 
 
 def _best_index(key, names, values, columns, directions) -> int | None:

@@ -1,0 +1,122 @@
+"""`adaptive-argm compare`: separate once, restore direct, stem-wise and routed, and show the
+metric panel of all three beside the input's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .. import audio, figures, pipeline, separate
+from ..metrics import DIRECTIONS
+from ..report import metrics_table, stems_table
+from ..route import SKIP_POLICIES
+from . import options as o
+from .app import app, console, err_console, friendly_errors
+from .run import check_choice, check_input, prepare_out, stage_progress
+
+COLUMNS = {"input": "input", "direct": "direct", "stemwise": "stem-wise", "routed": "routed"}
+"""compare.json's metric keys and the column headers they get."""
+
+
+def _columns(metric_dicts: dict[str, dict | None]) -> tuple[dict[str, dict], list[str]]:
+    """Table columns (an absent result, e.g. stem-wise without a separator, is an empty column)
+    and the rows that have a value somewhere (the intrusive ones only with --ref)."""
+    columns = {header: (metric_dicts.get(key) or {}) for key, header in COLUMNS.items()}
+    keys = [k for k in metric_dicts["input"] if any(c.get(k) is not None for c in columns.values())]
+    return columns, keys
+
+
+def direction_caption(keys: list[str]) -> str:
+    """Which way each shown row counts as better, so the * marks can be read."""
+    by_direction: dict[str, list[str]] = {}
+    for k in keys:
+        by_direction.setdefault(DIRECTIONS[k], []).append(k)
+    words = {"lower": "lower", "higher": "higher", "closer-to-input": "closest to input",
+             "none": "not ranked"}
+    parts = [f"{words.get(d, d)}: {', '.join(ks)}" for d, ks in by_direction.items()]
+    return "* = best output (ties all marked); " + "; ".join(parts)
+
+
+def _grouped_warnings(warnings: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each distinct warning once, with the results it applies to (routed often IS direct)."""
+    grouped: dict[str, list[str]] = {}
+    for mode in ("direct", "stemwise", "routed"):
+        for w in warnings.get(mode, []):
+            grouped.setdefault(w, []).append(COLUMNS[mode])
+    return grouped
+
+
+def print_compare(result: pipeline.CompareResult, written: list[Path]) -> None:
+    """The router table, one metric table (best output per row marked), warnings, and files."""
+    r = result.to_dict()
+    if r["separator"].get("notice"):
+        err_console.print(f"[yellow]notice:[/] {r['separator']['notice']}", soft_wrap=True)
+    router = r["router"]
+    if router["stems"]:
+        console.print(stems_table(router["stems"], title=f"Router: {router['reason']}"))
+    columns, keys = _columns(r["metrics"])
+    table = metrics_table(columns, DIRECTIONS, keys=keys,
+                          title=f"Metrics, preset {r['preset']} (44.1 kHz, mono downmix)")
+    table.caption = direction_caption(keys)
+    table.caption_justify = "left"
+    console.print(table)
+    for text, modes in _grouped_warnings(r["warnings"]).items():
+        err_console.print(f"[yellow]warning[/] ({', '.join(modes)}): {text}", soft_wrap=True, highlight=False)
+    sep = r["separator"]["name"] + (f" ({r['separator']['model']})" if r["separator"].get("model") else "")
+    console.print(f"routed used [bold]{router['mode_used']}[/]; separator {sep}", highlight=False)
+    folder = Path(result.paths["direct"]).parent
+    names = [Path(p).name for p in result.paths.values()] + ["compare.json"] + [p.name for p in written]
+    console.print(f"wrote {', '.join(names)} in {folder}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def compare(
+    input: Path = typer.Argument(..., help="Audio file to restore (WAV/FLAC/MP3/OGG/AIFF)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default compared/<track>/)."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Clean reference: adds SI-SDR, LSD and quiet-frame SNR."),
+    no_figures: bool = typer.Option(False, "--no-figures", help="Skip spectrograms.png and stems.png."),
+    separator: str = o.Separator,
+    stems: Optional[Path] = o.Stems,
+    model: str = o.Model,
+    model_repo: Optional[Path] = o.ModelRepo,
+    device: str = o.Device,
+    segment: Optional[float] = o.Segment,
+    overlap: float = o.Overlap,
+    shifts: int = o.Shifts,
+    force: bool = o.Force,
+    preset: Optional[str] = o.Preset,
+    preset_file: Optional[Path] = o.PresetFile,
+    skip_policy: Optional[str] = o.SkipPolicy,
+    clip_mode: str = o.ClipMode,
+    min_rel_db: float = o.MinRelDb,
+    min_active: float = o.MinActive,
+    active_rel_db: float = o.ActiveRelDb,
+    active_floor_dbfs: float = o.ActiveFloor,
+    output_sr: str = typer.Option("work", "--output-sr", help="work (44.1 kHz) | original (the input's rate)."),
+) -> None:
+    """Separate once, then restore three ways (direct, stem-wise, routed) and compare them;
+    writes direct/stemwise/routed.wav, compare.json and the figures."""
+    with friendly_errors():
+        check_input(input)
+        if ref is not None:
+            check_input(ref)
+        settings = pipeline.Settings(
+            mode="routed",
+            preset=o.preset_choice(preset, preset_file, pipeline.DEFAULT_PRESET),
+            clip_mode=check_choice(clip_mode, ("limit", "normalize", "none"), "--clip-mode"),
+            skip_policy=check_choice(skip_policy or pipeline.Settings.skip_policy, SKIP_POLICIES, "--skip-policy"),
+            router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs),
+            output_sr=check_choice(output_sr, ("work", "original"), "--output-sr"),
+        )
+        reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
+        sep, notice = separate.resolve(separator, mode="routed", stems=stems, model=model, model_repo=model_repo,
+                                       device=device, segment=segment, overlap=overlap, shifts=shifts,
+                                       force=force, exclude=(input,) + ((ref,) if ref else ()))
+        folder = prepare_out(out, input, default_root="compared")
+        progress, on_stage = stage_progress()
+        with progress:
+            result = pipeline.compare(input, folder, sep, settings, reference=reference, notice=notice,
+                                      figures=not no_figures, on_stage=on_stage)
+        print_compare(result, [] if no_figures else figures.figure_paths(result, folder))
