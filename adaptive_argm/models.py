@@ -2,17 +2,22 @@
 network that is not there, fetching them into a `--model-repo` folder, and checking a folder.
 
 Lookup order: a local `--model-repo` folder (demucs' own layout: `NAME.yaml` and each
-`SIG-*.th` flat in one folder), the Hugging Face cache, the torch hub cache, then a download
-through `demucs.pretrained.get_model` only when the network answers. Loading always goes
-through demucs' own repository classes, so a folder that works here works with `demucs -n NAME
---repo DIR` too.
+`SIG-*.th` flat in one folder), the folder `models fetch` fills by default
+(`~/.cache/adaptive-argm/models`, or `$ADAPTIVE_ARGM_MODELS`), the Hugging Face cache, the torch
+hub cache, then a download through `demucs.pretrained.get_model` only when the network answers.
+Loading always goes through demucs' own repository classes, so a folder that works here works
+with `demucs -n NAME --repo DIR` too.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
-from dataclasses import dataclass
+import sys
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -22,6 +27,15 @@ NETWORK_PROBE = ("huggingface.co", 443)
 NETWORK_TIMEOUT_S = 2.0
 TEST_MODEL = "demucs_unittest"
 """demucs' tiny random-init HDemucs: loads with no files, separates nothing meaningful."""
+MODEL_DIR_ENV = "ADAPTIVE_ARGM_MODELS"
+DEFAULT_MODEL_DIR = "~/.cache/adaptive-argm/models"
+"""Where `models fetch` lays weights out by default; searched after `--model-repo`."""
+LEGACY_ROOT_URL = "https://dl.fbaipublicfiles.com/demucs/"
+
+
+def model_dir() -> Path:
+    """The default `models fetch` folder (`$ADAPTIVE_ARGM_MODELS` or ~/.cache/adaptive-argm/models)."""
+    return Path(os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR).expanduser()
 
 
 @dataclass(frozen=True)
@@ -29,21 +43,29 @@ class KnownModel:
     name: str
     stems: tuple[str, ...]
     download_mb: int
-    """Approximate download size of all the bag's weights."""
+    """Approximate download size of all the bag's weights, in MB (see the note above KNOWN_MODELS)."""
     note: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 FOUR = ("drums", "bass", "other", "vocals")
+# Download sizes are estimates, not checksums of the files: demucs publishes its weights in half
+# precision, so size ~ 2 bytes x parameters (htdemucs 41.4 M -> about 80 MB; each Hybrid Demucs
+# model of the mdx bags 83.6 M -> about 160 MB, which matches the "four 160 MB files" users report
+# for mdx_extra); the quantized bags are, per demucs' author, "almost 4 times smaller".
 KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("htdemucs", FOUR, 80, "Hybrid Transformer Demucs v4; the default"),
-    KnownModel("htdemucs_ft", FOUR, 320, "htdemucs fine-tuned per source (bag of 4); slower, a little better"),
+    KnownModel("htdemucs_ft", FOUR, 320, "htdemucs fine-tuned per source (bag of 4); 4x slower, a little better"),
     KnownModel("htdemucs_6s", FOUR + ("guitar", "piano"), 55, "6 sources; piano is weak"),
-    KnownModel("hdemucs_mmi", FOUR, 85, "Hybrid Demucs v3 retrained on MusDB + 800 songs"),
-    KnownModel("mdx", FOUR, 330, "the method's model: bag of 4 trained on MusDB HQ only"),
-    KnownModel("mdx_extra", FOUR, 335, "bag of 4 with extra training data"),
-    KnownModel("mdx_q", FOUR, 100, "quantized mdx (needs `diffq`)"),
-    KnownModel("mdx_extra_q", FOUR, 100, "quantized mdx_extra (needs `diffq`)"),
+    KnownModel("hdemucs_mmi", FOUR, 160, "Hybrid Demucs v3 retrained on MusDB + 800 songs"),
+    KnownModel("mdx", FOUR, 600, "the method's model: bag of 4 trained on MusDB HQ only"),
+    KnownModel("mdx_extra", FOUR, 640, "bag of 4 with extra training data"),
+    KnownModel("mdx_q", FOUR, 160, "quantized mdx (needs `diffq`)"),
+    KnownModel("mdx_extra_q", FOUR, 170, "quantized mdx_extra (needs `diffq`)"),
 )
+KNOWN_NAMES = tuple(m.name for m in KNOWN_MODELS)
 
 
 class ModelUnavailable(Exception):
@@ -65,17 +87,68 @@ def network_available(timeout_s: float = NETWORK_TIMEOUT_S) -> bool:
     if os.environ.get("ADAPTIVE_ARGM_NETWORK_PROBE"):  # host:port, e.g. a closed local port in tests
         host, _, p = os.environ["ADAPTIVE_ARGM_NETWORK_PROBE"].rpartition(":")
         port = int(p)
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
+    return _connects(host, int(port), timeout_s)
 
+
+def _connects(host: str, port: int, timeout_s: float) -> bool:
+    """A TCP connection within `timeout_s`. The attempt runs in a daemon thread because the
+    socket timeout does not bound the name lookup, which a broken resolver can stall for long."""
+    answered: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                answered.append(True)
+        except OSError:
+            pass
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return bool(answered)
+
+
+# The lookups below read demucs' and torch's file layouts without importing torch (about 2 s),
+# so listing models and failing without weights stay quick; tests check them against the originals.
 
 def _remote_root() -> Path:
-    from demucs.pretrained import REMOTE_ROOT
+    """`demucs.pretrained.REMOTE_ROOT`: the bag files and URL list shipped with demucs."""
+    spec = importlib.util.find_spec("demucs")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("demucs is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "remote"
 
-    return REMOTE_ROOT
+
+def _hf_repo_name(name: str) -> str:
+    """`demucs.hf.hf_repo_name`: htdemucs -> HTDemucs, htdemucs_ft -> HTDemucs-ft, mdx -> Demucs-mdx."""
+    if name == "htdemucs":
+        return "HTDemucs"
+    if name.startswith("htdemucs_"):
+        return "HTDemucs-" + name[len("htdemucs_"):]
+    return "Demucs-" + name
+
+
+def _legacy_files() -> dict[str, str]:
+    """`demucs.pretrained._parse_remote_files(files.txt)`: signature -> download URL."""
+    root, urls = "", {}
+    for line in (_remote_root() / "files.txt").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("root:"):
+            root = line.split(":", 1)[1].strip()
+        else:
+            urls[line.split("-", 1)[0]] = LEGACY_ROOT_URL + root + line
+    return urls
+
+
+def _torch_hub_dir() -> Path:
+    """`torch.hub.get_dir()`, read from the environment as torch does when torch is not loaded
+    (nothing can have called `torch.hub.set_dir` then)."""
+    if "torch" in sys.modules:
+        return Path(sys.modules["torch"].hub.get_dir())
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(home).expanduser() / "hub"
 
 
 def _bag_signatures(yaml_path: Path) -> list[str]:
@@ -87,9 +160,7 @@ def _bag_signatures(yaml_path: Path) -> list[str]:
 
 
 def _hf_repo_id(name: str) -> str:
-    from demucs.hf import hf_repo_name
-
-    return f"{HF_NAMESPACE}/{hf_repo_name(name)}"
+    return f"{HF_NAMESPACE}/{_hf_repo_name(name)}"
 
 
 def _hf_cached_files(name: str) -> tuple[Path, list[Path]] | None:
@@ -110,9 +181,7 @@ def _hf_cached_files(name: str) -> tuple[Path, list[Path]] | None:
 
 
 def _torch_checkpoints() -> Path:
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    return _torch_hub_dir() / "checkpoints"
 
 
 def _torch_cached(name: str) -> bool:
@@ -144,7 +213,7 @@ def check_repo(folder: str | Path, name: str | None = None) -> list[str]:
     named: set[str] = set()
     for y in yamls:
         if not y.is_file():
-            problems.append(f"{y.name} is missing from {folder}")
+            problems.append(f"{y.name} is missing from {folder}" + _shipped_yaml_hint(y.stem))
             continue
         try:
             sigs = _bag_signatures(y)
@@ -155,9 +224,44 @@ def check_repo(folder: str | Path, name: str | None = None) -> list[str]:
         problems += [f"{y.name} names model {sig} but no {sig}-*.th is in {folder}"
                      for sig in sigs if sig not in weights]
     if not name:
-        problems += [f"{p.name} is not named by any .yaml bag file" for sig, p in sorted(weights.items())
-                     if sig not in named]
+        problems += [f"{p.name} is not named by any .yaml bag file" + _shipped_yaml_hint(_bag_naming(sig))
+                     for sig, p in sorted(weights.items()) if sig not in named]
+    problems += _layout_mistakes(folder)
     return problems
+
+
+def _shipped_bags() -> dict[str, list[str]]:
+    """demucs' own bag files (shipped in its package): name -> signatures."""
+    try:
+        return {y.stem: _bag_signatures(y) for y in sorted(_remote_root().glob("*.yaml"))}
+    except (ImportError, OSError, ValueError, yaml.YAMLError):
+        return {}
+
+
+def _bag_naming(sig: str) -> str | None:
+    return next((name for name, sigs in _shipped_bags().items() if sig in sigs and name in KNOWN_NAMES), None)
+
+
+def _shipped_yaml_hint(name: str | None) -> str:
+    if not name or name not in _shipped_bags():
+        return ""
+    return f" (copy it from demucs' package: {_remote_root() / f'{name}.yaml'})"
+
+
+def _layout_mistakes(folder: Path) -> list[str]:
+    """The two layouts users try that demucs' LocalRepo cannot read."""
+    problems = [f"{p.name}: a Hugging Face safetensors file; --model-repo needs demucs' .th packages "
+                f"(lay them out with `adaptive-argm models fetch NAME --to {folder}`)"
+                for p in sorted(folder.glob("*.safetensors"))]
+    problems += [f"{sub.name}/ holds model files: demucs needs NAME.yaml and SIG-*.th flat in {folder}, "
+                 f"not in a subfolder" for sub in sorted(folder.iterdir())
+                 if sub.is_dir() and (any(sub.glob("*.th")) or any(sub.glob("*.yaml")))]
+    return problems
+
+
+def repo_models(folder: str | Path) -> list[str]:
+    """Model names a `--model-repo` folder offers (its bag files)."""
+    return sorted(p.stem for p in Path(folder).glob("*.yaml"))
 
 
 @dataclass(frozen=True)
@@ -168,14 +272,19 @@ class ModelLocation:
     path: str | None = None
 
 
+def _in_folder(name: str, folder: Path) -> bool:
+    return folder.is_dir() and ((folder / f"{name}.yaml").is_file() or any(folder.glob(f"{name}-*.th"))
+                                or (folder / f"{name}.th").is_file())
+
+
 def locate(name: str, model_repo: str | Path | None = None, *, probe_network: bool = True) -> ModelLocation:
     """Where `name`'s weights would be loaded from, without loading them."""
     if name == TEST_MODEL:
         return ModelLocation(name, "builtin")
-    if model_repo is not None:
-        repo = Path(model_repo).expanduser()
-        if (repo / f"{name}.yaml").is_file() or any(repo.glob(f"{name}-*.th")) or (repo / f"{name}.th").is_file():
-            return ModelLocation(name, "model-repo", str(repo))
+    # The fetch folder counts as a --model-repo the user did not have to name.
+    for folder in ([Path(model_repo).expanduser()] if model_repo is not None else []) + [model_dir()]:
+        if _in_folder(name, folder):
+            return ModelLocation(name, "model-repo", str(folder))
     hf = _hf_cached_files(name)
     if hf is not None:
         return ModelLocation(name, "hf-cache", str(hf[0].parent))
@@ -224,44 +333,121 @@ def load(name: str, model_repo: str | Path | None = None):
     return model
 
 
-def save_model_package(model, path: str | Path) -> Path:
+def save_model_package(model, path: str | Path, *, half: bool = False) -> Path:
     """Save a demucs model the way demucs' own training does (class, init args, state), so
-    `LocalRepo` loads it. Used to lay out weights for `--model-repo` and by the tests."""
+    `LocalRepo` loads it. Used to lay out weights for `--model-repo` and by the tests. `half`
+    stores the state in half precision, as demucs publishes its weights (half the size, no
+    audible change). Written to a temporary file and renamed, so a folder never holds half a model."""
     import torch
 
     args, kwargs = model._init_args_kwargs
+    dtype = torch.half if half else None
     package = {"klass": model.__class__, "args": args, "kwargs": kwargs,
-               "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+               "state": {k: v.detach().to(device="cpu", dtype=dtype if v.is_floating_point() else None)
+                         for k, v in model.state_dict().items()}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(package, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(package, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
-def fetch(name: str, to: str | Path) -> list[Path]:
-    """Download `name` through demucs' own loader and lay it out flat in `to` (NAME.yaml plus
-    one SIG.th per model), so `--model-repo to` works offline afterwards."""
-    if not network_available():
-        raise ModelUnavailable(
-            f"no network: cannot download {name!r}. On a machine with network run "
-            f"`adaptive-argm models fetch {name} --to DIR` and copy DIR here, or download "
-            f"{name}.yaml and its .th files from https://dl.fbaipublicfiles.com/demucs/ "
-            f"(see demucs/remote/files.txt) into one folder and pass --model-repo DIR")
-    from demucs.apply import BagOfModels
-    from demucs.pretrained import get_model
+def legacy_urls(name: str) -> list[str]:
+    """Direct download URLs of a named bag's `.th` files (demucs' legacy host), in bag order;
+    empty when demucs ships no bag file of that name."""
+    yaml_path = _remote_root() / f"{name}.yaml"
+    if not yaml_path.is_file():
+        return []
+    urls = _legacy_files()
+    return [urls[sig] for sig in _bag_signatures(yaml_path) if sig in urls]
 
-    model = get_model(name)
+
+def by_hand(name: str, to: str | Path | None = None) -> str:
+    """One line: how to bring `name`'s weights onto a machine with no network."""
+    to = Path(to).expanduser() if to is not None else model_dir()
+    use = ("it is searched automatically" if to == model_dir() else f"then pass --model-repo {to}")
+    urls = legacy_urls(name)
+    if not urls:
+        return (f"on a machine with network run `adaptive-argm models fetch {name} --to DIR` and copy DIR "
+                f"to {to} ({use}), or give stems you already have with --stems DIR")
+    roots = sorted({u.rsplit("/", 1)[0] + "/" for u in urls})
+    files = ", ".join(u.rsplit("/", 1)[1] for u in urls)
+    return (f"on a machine with network run `adaptive-argm models fetch {name} --to DIR` and copy DIR to {to}, "
+            f"or download {files} from {' and '.join(roots)} and copy {name}.yaml from "
+            f"{_remote_root()}, all flat into {to} ({use}; verify with `adaptive-argm models check {to}`)")
+
+
+def save_bag(model, name: str, to: str | Path) -> list[Path]:
+    """Lay a loaded model (or bag) out flat in `to` so `get_model(name, repo=to)` loads it:
+    one `SIG.th` per model and `NAME.yaml` naming them (written last, so a folder whose YAML
+    is there is complete). Known bags keep demucs' own signatures, weights and segment, so the
+    folder can be mixed with files downloaded by hand. Existing weights are never overwritten."""
+    from demucs.apply import BagOfModels
+
     to = Path(to).expanduser()
     to.mkdir(parents=True, exist_ok=True)
-    models = list(model.models) if isinstance(model, BagOfModels) else [model]
-    sigs = [f"{name}_{i}" for i in range(len(models))]
-    written = [save_model_package(m, to / f"{sig}.th") for sig, m in zip(sigs, models)]
-    bag = {"models": sigs}
-    if isinstance(model, BagOfModels):
-        bag["weights"] = [list(map(float, w)) for w in model.weights]
-        seg = getattr(model.models[0], "segment", None)
-        if seg is not None:
-            bag["segment"] = float(seg)
+    if not isinstance(model, BagOfModels):  # a single signature: demucs loads SIG.th directly
+        return [save_model_package(model, to / f"{name}.th", half=True)]
+    members = list(model.models)
+    shipped = _remote_root() / f"{name}.yaml"
+    if shipped.is_file() and len(_bag_signatures(shipped)) == len(members):
+        with open(shipped, encoding="utf-8") as f:
+            bag = yaml.safe_load(f)
+        sigs = [str(s) for s in bag["models"]]
+    else:
+        sigs = [f"{name}_{i}" for i in range(len(members))]
+        bag = {"models": sigs, "weights": [list(map(float, w)) for w in model.weights]}
+    written = []
+    for sig, member in zip(sigs, members):
+        existing = sorted(to.glob(f"{sig}-*.th")) + ([to / f"{sig}.th"] if (to / f"{sig}.th").is_file() else [])
+        written.append(existing[0] if existing else save_model_package(member, to / f"{sig}.th", half=True))
     yaml_path = to / f"{name}.yaml"
-    yaml_path.write_text(yaml.safe_dump(bag), encoding="utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=to)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(yaml.safe_dump(bag))
+    os.replace(tmp, yaml_path)
     return [yaml_path, *written]
+
+
+def fetch(name: str, to: str | Path | None = None) -> list[Path]:
+    """Download `name` through demucs' own loader and lay it out flat in `to` (default
+    `model_dir()`), so `--model-repo to` works offline afterwards. Without network it raises
+    `ModelUnavailable` within the probe's timeout, saying how to bring the files in by hand."""
+    to = Path(to).expanduser() if to is not None else model_dir()
+    if not network_available():
+        raise ModelUnavailable(f"no network: cannot download Demucs model {name!r}; "
+                               f"to bring it in by hand: {by_hand(name, to)}")
+    from demucs.pretrained import get_model
+    from demucs.repo import ModelLoadingError
+
+    try:
+        model = get_model(name)
+    except (ModelLoadingError, FileNotFoundError, KeyError, OSError) as exc:
+        raise ModelUnavailable(f"could not download Demucs model {name!r}: {exc}") from None
+    written = save_bag(model, name, to)
+    problems = check_repo(to, name) if (to / f"{name}.yaml").is_file() else []
+    if problems:
+        raise ModelUnavailable(f"fetched {name!r} into {to} but the folder is not usable: {problems[0]}")
+    return written
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """A known model and where it is available from here."""
+
+    model: KnownModel
+    location: ModelLocation
+
+    def to_dict(self) -> dict:
+        return {**self.model.to_dict(), "where": self.location.where, "path": self.location.path}
+
+
+def inventory(model_repo: str | Path | None = None, *, probe_network: bool = False) -> list[ModelStatus]:
+    """Every known model and where it would load from; instant by default (no network probe)."""
+    return [ModelStatus(m, locate(m.name, model_repo, probe_network=probe_network)) for m in KNOWN_MODELS]
