@@ -1,0 +1,105 @@
+"""`adaptive-argm eval`: compare routed restoration with the forced modes over a prompt set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .. import evalsuite, generate, pipeline
+from ..route import SKIP_POLICIES
+from . import options as o
+from .app import app, console, err_console, friendly_errors
+from .run import check_choice
+
+STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
+
+
+def wins_table(result: evalsuite.EvalResult) -> Table:
+    t = Table(title="Routed vs forced modes: routed better / tied / worse, per clip", title_justify="left")
+    t.add_column("metric")
+    t.add_column("better is")
+    for forced in evalsuite.FORCED_MODES:
+        t.add_column(f"vs {forced}", justify="right")
+    for k in evalsuite.HONEST_METRICS + (evalsuite.PAPER_METRIC,):
+        cells = []
+        for forced in evalsuite.FORCED_MODES:
+            w, tie, l = result.aggregate.wins[forced][k]
+            cells.append(f"{w} / {tie} / {l}" if w + tie + l else "–")
+        label = k + (" (paper)" if k == evalsuite.PAPER_METRIC else "")
+        t.add_row(label, evalsuite.metrics.DIRECTIONS[k], *cells)
+    return t
+
+
+@app.command("eval")
+def eval_(
+    prompts: Path = typer.Argument(..., help="Prompt set TOML (clip tables: id, prompt, tags, audio or stems)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results folder (reused: finished clips are not recomputed)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes (one clip each at a time)."),
+    separator: str = typer.Option("auto", "--separator", rich_help_panel=o.SEP,
+                                  help="auto (Demucs if its weights are here, else direct, with a notice) | "
+                                       "demucs | stems (an entry's own stems: oracle separation; others as auto)."),
+    model: str = o.Model,
+    model_repo: Optional[Path] = o.ModelRepo,
+    device: str = o.Device,
+    force: bool = o.Force,
+    preset: Optional[str] = o.Preset,
+    preset_file: Optional[Path] = o.PresetFile,
+    skip_policy: Optional[str] = o.SkipPolicy,
+    clip_mode: str = o.ClipMode,
+    generate_: bool = typer.Option(False, "--generate", help="Make clips without audio with MusicGen "
+                                   "(needs the generate extra: transformers)."),
+    gen_model: str = typer.Option(generate.DEFAULT_MODEL, "--gen-model", help="MusicGen model id or folder."),
+    duration: float = typer.Option(generate.DEFAULT_DURATION_S, "--duration", help="Seconds per generated clip."),
+    seed: int = typer.Option(generate.DEFAULT_SEED, "--seed", help="Seed of every generated clip."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw each clip's spectrogram figures."),
+    missing: str = typer.Option("skip", "--missing", help="skip | fail, for clips whose audio cannot be had "
+                                "(missing file, no --generate, MusicGen weights not here and no network)."),
+) -> None:
+    """Run `compare` on every clip of a prompt set; writes results.csv, results.json, summary.md and
+    report.html. Exit code 1 when any clip failed (the others are still evaluated and written)."""
+    with friendly_errors():
+        settings = evalsuite.EvalSettings(
+            pipeline=pipeline.Settings(
+                preset=o.preset_choice(preset, preset_file, pipeline.DEFAULT_PRESET),
+                clip_mode=check_choice(clip_mode, ("limit", "normalize", "none"), "--clip-mode"),
+                skip_policy=check_choice(skip_policy or pipeline.Settings.skip_policy, SKIP_POLICIES,
+                                         "--skip-policy")),
+            separator=check_choice(separator, evalsuite.SEPARATORS, "--separator"),
+            model=model, model_repo=str(model_repo) if model_repo else None, device=device, force_stems=force,
+            generate=generate_,
+            generation=generate.GenerationSettings(model=gen_model, duration_s=duration, seed=seed, device=device),
+            missing=check_choice(missing, evalsuite.MISSING_POLICIES, "--missing"),
+            jobs=jobs,
+            figures=figures,
+        )
+        prompt_set = evalsuite.load_prompts(prompts)
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=err_console, transient=True)
+        task = progress.add_task("clips", total=len(prompt_set.clips))
+
+        def on_clip(outcome: evalsuite.ClipOutcome) -> None:
+            progress.advance(task)
+            if outcome.status == "failed":  # skipped clips were announced together, as a notice
+                progress.console.print(f"[{STATUS_STYLE[outcome.status]}]{outcome.status}:[/] {outcome.id}: "
+                                       f"{outcome.error}", highlight=False, soft_wrap=True)
+            progress.update(task, description=f"clips (last: {outcome.id})")
+
+        def on_note(text: str) -> None:
+            progress.console.print(f"[yellow]notice:[/] {text}", highlight=False, soft_wrap=True)
+
+        with progress:
+            result = evalsuite.run(prompt_set, out, settings, on_clip=on_clip, on_note=on_note)
+        a = result.aggregate
+        if a.counts["routed"]:
+            console.print(wins_table(result))
+        console.print(f"{a.status['ok']} evaluated ({a.status['reused']} reused), {a.status['failed']} failed, "
+                      f"{a.status['skipped']} skipped; routed sent {len(a.direct_clips)} clip(s) to direct",
+                      highlight=False)
+        console.print(f"wrote {', '.join(str(out / n) for n in evalsuite.RESULT_FILES)}", highlight=False,
+                      soft_wrap=True)
+        if result.failed:
+            raise typer.Exit(1)
