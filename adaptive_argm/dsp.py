@@ -22,13 +22,22 @@ LIMIT_CEILING_DBFS = -1.0
 LIMITER_RELEASE_MS = 100.0
 
 
+NOISEREDUCE_N_FFT = 1024
+"""noisereduce 3's default `n_fft`: it needs at least this many samples to take one STFT frame."""
+
+
 def _noisereduce(x: np.ndarray, sr: int, **params) -> np.ndarray:
     import noisereduce
 
+    n = x.shape[1]
+    min_n = max(int(params.get("n_fft", NOISEREDUCE_N_FFT)), int(params.get("win_length") or 0))
+    # A clip shorter than one frame is zero-padded to one and cut back (scipy refuses it).
+    y_in = np.pad(x, ((0, 0), (0, min_n - n))) if n < min_n else x
     # noisereduce wants (channels, samples) and estimates each channel's noise separately;
-    # a (samples, channels) array would be read as thousands of channels.
-    y = noisereduce.reduce_noise(y=x, sr=sr, **params)
-    return np.asarray(y, dtype=np.float32).reshape(x.shape)
+    # a (samples, channels) array would be read as thousands of channels. It works through
+    # long files in `chunk_size` pieces (600000 samples unless the preset says otherwise).
+    y = noisereduce.reduce_noise(y=y_in, sr=sr, **params)
+    return np.asarray(y, dtype=np.float32).reshape(y_in.shape)[:, :n]
 
 
 def _wiener(x: np.ndarray, sr: int, **params) -> np.ndarray:
@@ -73,7 +82,7 @@ def validate(preset: Preset) -> None:
 
             try:
                 WienerSettings(**step.params)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise PresetError(f"{preset.source}: wiener: {exc}") from None
 
 
