@@ -21,6 +21,8 @@ WORK_SR = 44100
 """Internal and default output sample rate: Demucs' rate, and the rate every metric uses."""
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
+RESAMPLER_SHORTFALL_MAX = 4
+"""Samples that pedalboard's resampling reader may fall short of the proportional length."""
 
 
 class AudioError(Exception):
@@ -67,6 +69,12 @@ def read(path: str | Path, sr: int | None = WORK_SR) -> tuple[np.ndarray, AudioI
             if sr is not None and native_sr != sr:
                 with f.resampled_to(float(sr)) as r:
                     x = r.read(r.frames)
+                # The streaming resampler stops a sample or two short of the proportional
+                # length (22049 for one second at 192 kHz); pad so durations stay exact (only
+                # that shortfall: a truncated file's missing data is not invented).
+                n = int(round(f.frames * sr / native_sr))
+                if 0 < n - x.shape[1] <= RESAMPLER_SHORTFALL_MAX:
+                    x = np.pad(x, ((0, 0), (0, n - x.shape[1])))
             else:
                 x = f.read(f.frames)
     except AudioError:
@@ -116,7 +124,11 @@ def resample(x: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
 
     r = StreamResampler(float(sr_from), float(sr_to), x.shape[0])
     y = np.concatenate([r.process(np.ascontiguousarray(x, dtype=np.float32)), r.process(None)], axis=1)
-    return y.astype(np.float32, copy=False)
+    # The flushed tail runs a few samples long: keep the length proportional, so that a file
+    # resampled to the working rate and back has its own length again.
+    n = int(round(x.shape[1] * sr_to / sr_from))
+    y = y[:, :n] if y.shape[1] >= n else np.pad(y, ((0, 0), (0, n - y.shape[1])))
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 def write(path: str | Path, x: np.ndarray, sr: int, *, protect: tuple[str | Path, ...] = ()) -> Path:

@@ -294,12 +294,20 @@ def _bandwidth_hz(long_term_power: np.ndarray, freqs_hz: np.ndarray) -> float:
     return float(freqs_hz[np.flatnonzero(usable & (levels_db >= threshold_db))[-1]])
 
 
-def _loudness_lufs(y2: np.ndarray, sr: int) -> float:
-    if y2.shape[1] < LOUDNESS_MIN_S * sr or y2.shape[0] > 5:
+def loudness_lufs(y: np.ndarray, sr: int) -> float:
+    """Integrated loudness, ITU-R BS.1770 (pyloudnorm), all channels; NaN under 0.4 s, -inf for
+    silence. BS.1770 weights at most five channels: beyond that, each channel is measured alone
+    and their loudness summed in power (unit weights), which keeps loudness changes exact."""
+    y2 = _as_2d(y)
+    if y2.shape[1] < LOUDNESS_MIN_S * sr:
         return math.nan
+    meter = pyloudnorm.Meter(sr)
     # pyloudnorm wants (samples, channels). float32 in gives the float64 result to 1e-7 LU
     # (scipy filters in double) without a float64 copy of the whole signal.
-    return float(pyloudnorm.Meter(sr).integrated_loudness(y2.T))
+    if y2.shape[0] <= 5:
+        return float(meter.integrated_loudness(y2.T))
+    per_channel = np.array([meter.integrated_loudness(c[:, None]) for c in y2])
+    return float(10 * np.log10(np.sum(10 ** (per_channel / 10)))) if np.any(np.isfinite(per_channel)) else -math.inf
 
 
 def _peak_dbfs(y2: np.ndarray) -> float:
@@ -366,7 +374,7 @@ def measure(
     y2 = _as_2d(y)
     # Level measures first: pyloudnorm's float64 filter copies are then freed before the
     # spectrogram exists, which keeps the peak memory of a 10-minute file near 0.6 GB.
-    loudness = _loudness_lufs(y2, sr)
+    loudness = loudness_lufs(y2, sr)
     silent = float(np.mean(_frame_rms_dbfs(y2) < SILENT_FRAME_DBFS))
     mono = _mono(y2)
     power = _power_spectrogram(mono)

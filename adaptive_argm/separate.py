@@ -95,11 +95,17 @@ class DemucsSeparator:
         segment = self.segment
         if segment is not None and isinstance(model, BagOfModels):
             segment = min(segment, model.max_allowed_segment)
+        # A bag of one model is that model: applying it directly skips the bag's accumulation
+        # copy of every stem (about 0.85 GB on a 10-minute stereo file).
+        if isinstance(model, BagOfModels) and len(model.models) == 1 and all(
+                w == 1.0 for w in model.weights[0]):
+            model = model.models[0]
         x = audio.resample(mix, sr, model.samplerate)
-        out = {name: np.zeros_like(x) for name in model.sources}
+        stereo = x.shape[0] == 2
+        out = {} if stereo else {name: np.zeros_like(x) for name in model.sources}
         # Demucs wants stereo: separate a stereo mix in one pass, anything else channel by
         # channel as duplicated mono, then bring each stem back to the mix's layout.
-        groups = [x] if x.shape[0] == 2 else [np.repeat(x[c:c + 1], 2, axis=0) for c in range(x.shape[0])]
+        groups = [x] if stereo else [np.repeat(x[c:c + 1], 2, axis=0) for c in range(x.shape[0])]
         for c, wav in enumerate(groups):
             t = torch.from_numpy(np.ascontiguousarray(wav))
             ref = t.mean(0)
@@ -107,16 +113,33 @@ class DemucsSeparator:
             with torch.no_grad():
                 est = apply_model(model, ((t - mean) / std)[None], shifts=self.shifts, split=True,
                                   overlap=self.overlap, segment=segment, device=device, progress=False)[0]
-            est = (est * std + mean).cpu().numpy()
+            # In place: every full-length copy of all stems costs 0.85 GB on 10 minutes of stereo.
+            est = est.cpu().mul_(std).add_(mean).numpy()
             for i, name in enumerate(model.sources):
-                if x.shape[0] == 2:
+                if stereo:
                     out[name] = est[i]
                 else:
                     out[name][c] = est[i].mean(axis=0)
-        stems = {name: audio.resample(s, model.samplerate, sr).astype(np.float32) for name, s in out.items()}
+            del est
+        stems = {name: audio.resample(s, model.samplerate, sr).astype(np.float32, copy=False)
+                 for name, s in out.items()}
         stems = {name: _fit_length(s, mix.shape[1]) for name, s in stems.items()}
+        _release_freed_memory()
         info = SeparatorInfo(name="demucs", model=self.model_name, weights=self._where, device=device)
         return Separation(stems, info)
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap that Demucs' chunk activations leave free back to the OS. glibc keeps it
+    otherwise: about 0.9 GB on a 10-minute file, counted in the process's RSS through the rest
+    of the pipeline. A no-op where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _fit_length(x: np.ndarray, n: int) -> np.ndarray:

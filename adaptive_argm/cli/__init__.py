@@ -2,6 +2,12 @@
 module and registers itself on `app`."""
 
 from . import run  # noqa: F401  (registers the command)
+from . import compare  # noqa: F401  (registers the command)
+from . import metrics  # noqa: F401  (registers the command)
+from . import models  # noqa: F401  (registers the command)
+from . import demo  # noqa: F401  (registers the command)
+from . import eval  # noqa: F401  (registers the command)
+from . import benchmark  # noqa: F401  (registers the command)
 from .app import app
 
 

@@ -1,15 +1,17 @@
-"""`adaptive-argm run`: restore one clip."""
+"""`adaptive-argm run`: restore one clip, or a batch of them (several files, a folder, a glob)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
 
-from .. import pipeline, separate
-from ..report import metrics_table, stems_table
+from .. import batch, pipeline, separate
+from ..report import fmt, metrics_table, stems_table
 from ..route import MODES, SKIP_POLICIES
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
@@ -67,10 +69,75 @@ def print_run(result: pipeline.RunResult) -> None:
                   highlight=False)
 
 
+def batch_progress():
+    """A bar over files; with one worker the description also names the file and its stage."""
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True)
+    task = progress.add_task("starting", total=None)
+    current = {"name": ""}
+
+    def on_start(job: batch.Job) -> None:
+        current["name"] = job.out_dir.name
+        progress.update(task, description=current["name"])
+
+    def on_stage(stage: str) -> None:
+        progress.update(task, description=f"{current['name']}: {STAGE_TEXT.get(stage, stage)}")
+
+    def on_plan(jobs: list[batch.Job]) -> None:
+        progress.update(task, total=len(jobs), description=f"{len(jobs)} files")
+
+    def on_done(result: batch.FileResult) -> None:
+        progress.advance(task)
+
+    return progress, dict(on_plan=on_plan, on_start=on_start, on_stage=on_stage, on_done=on_done)
+
+
+STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "red"}
+
+
+def print_batch(result: batch.BatchResult) -> None:
+    t = Table(title=f"Batch: {result.out_root}", title_justify="left")
+    t.add_column("file (track)", no_wrap=True)
+    for col in ("status", "mode"):
+        t.add_column(col)
+    for col in ("p25 in -> out dB", "time s"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("error", overflow="fold")
+    for f in result.files:
+        p25 = f"{fmt(f.p25_in_db)} -> {fmt(f.p25_out_db)}" if f.status != "failed" else "–"
+        t.add_row(Path(f.out_dir).name, f"[{STATUS_STYLE[f.status]}]{f.status}[/]", f.mode_used or "–", p25,
+                  fmt(f.time_s, 1), f.error or "")
+    console.print(t)
+    c = result.counts()
+    console.print(f"{c['done']} restored, {c['skipped']} already up to date, {c['failed']} failed; "
+                  f"record: {Path(result.out_root) / batch.BATCH_FILE}", highlight=False)
+    if c["failed"]:
+        err_console.print(f"[bold red]error:[/] {c['failed']} of {len(result.files)} files failed "
+                          f"(see the table and {Path(result.out_root) / batch.BATCH_FILE})", highlight=False,
+                          soft_wrap=True)
+
+
+def run_many(specs: list[str], out: Optional[Path], sep, settings: pipeline.Settings, notice: Optional[str],
+             jobs: int) -> None:
+    if notice:
+        err_console.print(f"[yellow]notice:[/] {notice}", soft_wrap=True)
+    progress, callbacks = batch_progress()
+    with progress:
+        result = batch.run_batch(specs, out if out is not None else Path("restored"), sep, settings, notice=notice,
+                                 jobs=jobs, **callbacks)
+    print_batch(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def run(
-    input: Path = typer.Argument(..., help="Audio file to restore (WAV/FLAC/MP3/OGG/AIFF)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default restored/<track>/)."),
+    inputs: List[str] = typer.Argument(..., metavar="INPUT...",
+                                       help="Audio file(s) (WAV/FLAC/MP3/OGG/AIFF), folders or glob patterns. "
+                                            "More than one, a folder or a pattern runs a batch into OUT/<track>/."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Output folder (default restored/<track>/; for a batch, the root)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for a batch (each loads its own model)."),
     mode: str = o.Mode,
     separator: str = o.Separator,
     stems: Optional[Path] = o.Stems,
@@ -92,9 +159,20 @@ def run(
     output_sr: str = typer.Option("work", "--output-sr", help="work (44.1 kHz) | original (the input's rate)."),
     keep_stems: bool = typer.Option(False, "--keep-stems", help="Also write stems/<name>[.restored].wav."),
 ) -> None:
-    """Restore one clip: separate, route, restore, remix, measure; writes restored.wav + report.json."""
+    """Restore clips: separate, route, restore, remix, measure; writes restored.wav + report.json per clip.
+
+    A batch skips files whose report.json matches the settings and the input, records failures
+    in OUT/batch.json and goes on; exit code 1 when any file failed."""
     with friendly_errors():
-        check_input(input)
+        many = batch.is_batch(inputs)
+        if many and stems is not None:
+            raise UsageError("--stems holds one mix's stems; it cannot be used with several inputs")
+        if jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, not {jobs}")
+        input = Path(inputs[0])
+        for spec in inputs:
+            if not batch.is_pattern(spec):
+                check_input(Path(spec))
         settings = pipeline.Settings(
             mode=check_choice(mode, MODES, "--mode"),
             preset=o.preset_choice(preset, preset_file, pipeline.DEFAULT_PRESET),
@@ -107,6 +185,8 @@ def run(
         sep, notice = separate.resolve(separator, mode=mode, stems=stems, model=model, model_repo=model_repo,
                                        device=device, segment=segment, overlap=overlap, shifts=shifts,
                                        force=force, exclude=(input,))
+        if many:
+            return run_many(inputs, out, sep, settings, notice, jobs)
         folder = prepare_out(out, input)
         progress, on_stage = stage_progress()
         with progress:

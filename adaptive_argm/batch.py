@@ -1,0 +1,393 @@
+"""Batch restoration: run `pipeline.run` over many files in worker processes, resumably, and
+record every file's outcome in `batch.json`.
+
+Each input gets its own folder `out_root/<track>/` with the single-run layout (restored.wav,
+report.json). A file counts as done when its report.json records the same settings
+fingerprint and the same input (path, size, modification time); a rerun skips it. A file that
+fails is recorded with its one-line error and the batch goes on. Output files are written
+atomically, a folder whose run did not finish holds no restored.wav, and batch.json is
+rewritten atomically after every file, so an interrupted batch leaves only finished results
+and a record of them.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import audio, pipeline, presets
+from .report import to_json
+
+BATCH_FILE = "batch.json"
+REPORT_FILE = "report.json"
+GLOB_CHARS = "*?["
+STATUSES = ("done", "skipped", "failed")
+"""`done`: restored now; `skipped`: an up-to-date result was already there; `failed`."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and the folder its results go to."""
+
+    input: Path
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input."""
+
+    input: str
+    out_dir: str
+    status: str
+    mode_used: str | None = None
+    p25_in_db: float | None = None
+    p25_out_db: float | None = None
+    time_s: float | None = None
+    """Wall time of this run (None when skipped)."""
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Every input's outcome, in input order; `to_dict` is batch.json (adaptive-argm/batch/1)."""
+
+    out_root: str
+    fingerprint: str
+    settings: dict
+    files: tuple[FileResult, ...]
+    interrupted: bool = False
+    pending: tuple[str, ...] = ()
+    """Inputs not reached because the batch was interrupted."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(f.status != "failed" for f in self.files)
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(f.status == s for f in self.files) for s in STATUSES}
+
+    def to_dict(self) -> dict:
+        return {"schema": "adaptive-argm/batch/1", "out": self.out_root, "fingerprint": self.fingerprint,
+                "settings": self.settings, "counts": self.counts(), "interrupted": self.interrupted,
+                "files": [f.to_dict() for f in self.files], "pending": list(self.pending)}
+
+
+# --- which files, and where their results go ----------------------------------------------------
+
+
+def is_pattern(spec: str | Path) -> bool:
+    return any(c in str(spec) for c in GLOB_CHARS) and not Path(spec).exists()
+
+
+def is_batch(specs: list[str | Path]) -> bool:
+    """More than one input, a folder or a glob pattern: a batch. One file: a single run."""
+    return len(specs) != 1 or Path(specs[0]).is_dir() or is_pattern(specs[0])
+
+
+def _audio_files(paths: Iterable[Path]) -> list[Path]:
+    # Dot files are skipped: they include the temporary files of an interrupted write.
+    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in audio.AUDIO_SUFFIXES
+                  and not p.name.startswith("."))
+
+
+def _is_output(path: Path, out_root: Path) -> bool:
+    """A result of an earlier run under `out_root` (a track folder holds a report.json)."""
+    folder = path.parent.parent if path.parent.name == "stems" else path.parent
+    return path.is_relative_to(out_root) and (folder / REPORT_FILE).is_file()
+
+
+def collect_inputs(specs: list[str | Path], exclude_under: Path | None = None) -> list[Path]:
+    """The audio files named by `specs`: files as given, a folder's audio files (not recursive),
+    a glob pattern's audio files (`**` recurses). Duplicates are dropped, order kept; results
+    of earlier runs under `exclude_under` (the output folder) are left out. Raises
+    `FileNotFoundError` or `ValueError` for a spec that names nothing."""
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if is_pattern(spec):
+            files = _audio_files(Path(p) for p in glob.glob(str(spec), recursive=True))
+            if not files:
+                raise ValueError(f"{spec}: no audio files match ({', '.join(audio.AUDIO_SUFFIXES)})")
+        elif path.is_dir():
+            files = _audio_files(path.iterdir())
+            if not files:
+                raise ValueError(f"{spec}: no audio files in this folder ({', '.join(audio.AUDIO_SUFFIXES)})")
+        elif path.exists():
+            files = [path]
+        else:
+            raise FileNotFoundError(f"{spec}: no such file")
+        found.extend(files)
+    skip = exclude_under.resolve() if exclude_under is not None else None
+    seen: set[Path] = set()
+    out = []
+    for p in found:
+        r = p.resolve()
+        if r in seen or (skip is not None and _is_output(r, skip)):
+            continue
+        seen.add(r)
+        out.append(p)
+    return out
+
+
+def track_names(inputs: list[Path]) -> list[str]:
+    """A folder name per input: its file stem, made unique by prefixing parent folder names
+    (`a/mixed.wav`, `b/mixed.wav` -> `a-mixed`, `b-mixed`), then the suffix, then a number."""
+    resolved = [p.resolve() for p in inputs]
+
+    def name(p: Path, depth: int, with_suffix: bool) -> str:
+        parts = [*p.parent.parts[1:][-depth:], p.stem] if depth else [p.stem]
+        if with_suffix:
+            parts.append(p.suffix.lstrip(".").lower())
+        return "-".join(parts)
+
+    names = [p.stem for p in resolved]
+    for depth, with_suffix in [(d, False) for d in range(1, 8)] + [(7, True)]:
+        clash = {n for n in names if names.count(n) > 1}
+        if not clash:
+            break
+        names = [name(p, depth, with_suffix) if n in clash else n for p, n in zip(resolved, names)]
+    taken: dict[str, int] = {}
+    unique = []
+    for n in names:
+        taken[n] = taken.get(n, 0) + 1
+        unique.append(n if taken[n] == 1 else f"{n}-{taken[n]}")
+    return unique
+
+
+def plan_jobs(inputs: list[Path], out_root: str | Path) -> list[Job]:
+    out_root = Path(out_root)
+    return [Job(p, out_root / t) for p, t in zip(inputs, track_names(inputs))]
+
+
+# --- resuming -------------------------------------------------------------------------------------
+
+
+def separator_spec(separator) -> dict:
+    """What in a separator decides its output (for the fingerprint)."""
+    if separator is None:
+        return {"name": "none"}
+    keys = ("model_name", "model_repo", "segment", "overlap", "shifts", "folder", "force")
+    spec = {k: getattr(separator, k) for k in keys if hasattr(separator, k)}
+    return {"name": type(separator).__name__, **{k: (str(v) if isinstance(v, Path) else v) for k, v in spec.items()}}
+
+
+def fingerprint(settings: pipeline.Settings, separator=None) -> str:
+    """A short hash of everything that decides a run's output: the settings, the preset's
+    content (a preset file may change under the same name), the separator and the version."""
+    from . import __version__
+
+    preset = presets.load(settings.preset).to_dict()
+    blob = {"settings": settings.to_dict(), "preset": preset, "separator": separator_spec(separator),
+            "version": __version__}
+    text = json.dumps(blob, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def input_identity(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _read_report(job: Job) -> dict | None:
+    try:
+        return json.loads((job.out_dir / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def is_current(job: Job, fp: str) -> bool:
+    """The job's folder already holds a finished result for these settings and this input."""
+    report = _read_report(job)
+    if not report or not isinstance(report.get("fingerprint"), dict):
+        return False
+    try:
+        same_input = report["fingerprint"].get("input") == input_identity(job.input)
+    except OSError:
+        return False
+    # By name inside the job's folder: the recorded path is relative to where the batch ran.
+    output = job.out_dir / Path(report.get("output", {}).get("path") or "restored.wav").name
+    return report["fingerprint"].get("settings") == fp and same_input and output.is_file()
+
+
+def _skipped(job: Job) -> FileResult:
+    r = _read_report(job) or {}
+    m = r.get("metrics", {})
+    return FileResult(str(job.input), str(job.out_dir), "skipped", r.get("mode_used"),
+                      m.get("input", {}).get("p25_paper_db"), m.get("output", {}).get("p25_paper_db"))
+
+
+# --- running one file -------------------------------------------------------------------------------
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the user, as the CLI words it."""
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    from .models import ModelUnavailable
+    from .separate import SeparationError
+
+    known = (audio.AudioError, presets.PresetError, SeparationError, ModelUnavailable, ValueError, OSError)
+    if isinstance(exc, known):
+        return text or type(exc).__name__
+    return f"internal error ({type(exc).__name__}: {text})"
+
+
+def _clean_unfinished(job: Job) -> None:
+    """Remove what an unfinished run wrote (its report.json too, which may lack the
+    fingerprint): a folder without report.json holds no result."""
+    for name in ("restored.wav", REPORT_FILE):
+        (job.out_dir / name).unlink(missing_ok=True)
+    stems = job.out_dir / "stems"
+    if stems.is_dir():
+        for f in stems.glob("*.wav"):
+            f.unlink(missing_ok=True)
+        if not any(stems.iterdir()):
+            stems.rmdir()
+    if job.out_dir.is_dir() and not any(job.out_dir.iterdir()):
+        job.out_dir.rmdir()
+
+
+def run_one(job: Job, separator, settings: pipeline.Settings, fp: str, notice: str | None = None,
+            on_stage: Callable[[str], None] | None = None) -> FileResult:
+    """Restore one file into `job.out_dir` and stamp its report with the fingerprint; an error
+    becomes a `failed` result, and the folder is left without a partial result."""
+    t0 = time.perf_counter()
+    try:
+        identity = input_identity(job.input)
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        # From here until the new report lands, the folder holds no finished result.
+        (job.out_dir / REPORT_FILE).unlink(missing_ok=True)
+        result = pipeline.run(job.input, job.out_dir, separator, settings, notice=notice, on_stage=on_stage)
+        report = {**result.to_dict(), "fingerprint": {"settings": fp, "input": identity}}
+        audio.write_text(job.out_dir / REPORT_FILE, to_json(report))
+    except BaseException as exc:
+        _clean_unfinished(job)
+        if not isinstance(exc, Exception):
+            raise
+        return FileResult(str(job.input), str(job.out_dir), "failed", time_s=time.perf_counter() - t0,
+                          error=describe_error(exc))
+    return FileResult(str(job.input), str(job.out_dir), "done", result.plan.mode_used,
+                      result.metrics_input.p25_paper_db, result.metrics_output.p25_paper_db,
+                      time.perf_counter() - t0)
+
+
+# --- worker processes -------------------------------------------------------------------------------
+
+_worker: dict = {}
+
+
+def _stop_worker(signum, frame):
+    # Raised inside whatever the worker is doing, so atomic writes remove their temp files and
+    # run_one removes an unfinished restored.wav before the process exits.
+    raise SystemExit(128 + signum)
+
+
+def _init_worker(separator, settings, fp, notice, threads):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C does
+    signal.signal(signal.SIGTERM, _stop_worker)
+    import torch
+
+    torch.set_num_threads(threads)
+    # One separator per worker: DemucsSeparator loads its model on first use and keeps it.
+    _worker.update(separator=separator, settings=settings, fp=fp, notice=notice)
+
+
+def _work(job: Job) -> FileResult:
+    w = _worker
+    return run_one(job, w["separator"], w["settings"], w["fp"], w["notice"])
+
+
+# --- the batch --------------------------------------------------------------------------------------
+
+
+def run_batch(inputs: list[str | Path], out_root: str | Path, separator=None,
+              settings: pipeline.Settings = pipeline.Settings(), *, notice: str | None = None, jobs: int = 1,
+              on_plan: Callable[[list[Job]], None] | None = None, on_start: Callable[[Job], None] | None = None,
+              on_stage: Callable[[str], None] | None = None,
+              on_done: Callable[[FileResult], None] | None = None) -> BatchResult:
+    """Restore every audio file named by `inputs` (files, folders, glob patterns) into
+    `out_root/<track>/`, skipping up-to-date results, with `jobs` worker processes (1: in this
+    process). Writes `out_root/batch.json` after each file. Raises `FileNotFoundError`/`ValueError`
+    for an input that names nothing, before anything runs. On KeyboardInterrupt the workers are
+    stopped, batch.json records what finished, and the interrupt is raised again.
+
+    `separator` is as for `pipeline.run` (it must be picklable for `jobs > 1`; each worker
+    loads its model once). `on_start`/`on_stage` report progress with `jobs == 1` only;
+    `on_plan` gets the job list first; `on_done` is called for every file as it finishes,
+    skipped ones included.
+    """
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, not {jobs}")
+    out_root = Path(out_root)
+    if out_root.exists() and not out_root.is_dir():
+        raise OSError(f"{out_root}: exists and is not a folder, cannot write output there")
+    all_jobs = plan_jobs(collect_inputs(inputs, exclude_under=out_root), out_root)
+    fp = fingerprint(settings, separator)
+    if on_plan:
+        on_plan(all_jobs)
+    done: dict[Job, FileResult] = {}
+
+    def record(job: Job, result: FileResult) -> None:
+        done[job] = result
+        write_record(all_jobs, done, out_root, fp, settings)
+        if on_done:
+            on_done(result)
+
+    todo = []
+    for job in all_jobs:
+        if is_current(job, fp):
+            record(job, _skipped(job))
+        else:
+            todo.append(job)
+    try:
+        if jobs == 1 or len(todo) <= 1:
+            for job in todo:
+                if on_start:
+                    on_start(job)
+                record(job, run_one(job, separator, settings, fp, notice, on_stage))
+        else:
+            _run_pool(todo, min(jobs, len(todo)), separator, settings, fp, notice, record)
+    except KeyboardInterrupt:
+        write_record(all_jobs, done, out_root, fp, settings, interrupted=True)
+        raise
+    return write_record(all_jobs, done, out_root, fp, settings)
+
+
+def _run_pool(todo: list[Job], jobs: int, separator, settings, fp, notice, record) -> None:
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn: a fresh interpreter per worker, so no torch/OpenMP state is inherited mid-flight.
+    ctx = multiprocessing.get_context("spawn")
+    pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(separator, settings, fp, notice, threads))
+    try:
+        by_input = {str(j.input): j for j in todo}
+        for result in pool.imap_unordered(_work, todo):
+            record(by_input[result.input], result)
+        pool.close()
+    except BaseException:
+        pool.terminate()  # SIGTERM: each worker cleans up its unfinished file and exits
+        raise
+    finally:
+        pool.join()
+
+
+def write_record(all_jobs: list[Job], done: dict[Job, FileResult], out_root: Path, fp: str,
+                 settings: pipeline.Settings, interrupted: bool = False) -> BatchResult:
+    """batch.json, atomically, with the finished files in input order."""
+    files = tuple(done[j] for j in all_jobs if j in done)
+    pending = tuple(str(j.input) for j in all_jobs if j not in done) if interrupted else ()
+    result = BatchResult(str(out_root), fp, settings.to_dict(), files, interrupted, pending)
+    audio.write_text(out_root / BATCH_FILE, to_json(result.to_dict()))
+    return result

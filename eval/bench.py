@@ -1,0 +1,367 @@
+"""Speed and memory bench: per-stage wall time and peak RSS of `run` (routed, stemwise, direct)
+and `compare`, on synthetic clips (30 s and 5 min, mono and stereo by default), each in its
+own process; then the issue's targets.
+
+Separation uses a full-size HTDemucs with random weights, saved to a temporary model repo:
+its timings are real, its stems are meaningless. `--model-repo DIR --model NAME` times real
+weights instead. Timings on a shared machine are noisy: the load average is printed with them.
+
+    python eval/bench.py --out eval/results/bench.md
+    python eval/bench.py --lengths 30 --channels 2 --out /tmp/bench.md
+    python eval/bench.py --long 600      # peak RSS of a 10-minute stereo file, direct and stem-wise
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+RANDOM_MODEL = "htdemucs_random"
+RANDOM_NOTE = "random weights: timings are real, stems are meaningless"
+COMMANDS = ("run:routed", "run:stemwise", "run:direct", "compare")
+STAGES = ("load", "separate", "route", "restore", "measure", "write", "figures")
+NON_SEP_MAX_FRACTION = 0.15
+"""Target: everything but separation costs at most this share of separation time (30 s stereo)."""
+RSS_MAX_MB = 3072
+"""Target for a 10-minute stereo file on CPU."""
+SR = 44100
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def random_model_repo(folder: Path, name: str = RANDOM_MODEL) -> Path:
+    """A full-size HTDemucs (the `htdemucs` architecture, 41 M parameters) with random weights,
+    laid out as a `--model-repo` folder."""
+    import torch
+    import yaml
+    from demucs.htdemucs import HTDemucs
+
+    from adaptive_argm import models, separate
+
+    torch.manual_seed(0)
+    model = HTDemucs(sources=list(separate.SOURCES), bottom_channels=512, segment=7.8)
+    folder.mkdir(parents=True, exist_ok=True)
+    models.save_model_package(model, folder / "5eed0001.th")
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump({"models": ["5eed0001"]}))
+    return folder
+
+
+def synth_clip(path: Path, seconds: float, channels: int, seed: int = 0) -> Path:
+    """Drums, bass, a chord and a little hiss: enough for every stage to do its real work."""
+    from adaptive_argm import audio
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n, dtype=np.float64) / SR
+    beat = np.mod(t, 0.5)
+    x = 0.5 * np.exp(-beat / 0.03) * np.sin(2 * np.pi * 60 * beat)
+    x += 0.15 * np.sin(2 * np.pi * 55 * t)
+    for f in (261.6, 329.6, 392.0):
+        x += 0.05 * np.sin(2 * np.pi * f * t)
+    del t, beat
+    out = np.empty((channels, n), np.float32)
+    for c in range(channels):
+        out[c] = x * (1 - 0.1 * c) + 0.003 * rng.standard_normal(n)
+    del x
+    return audio.write(path, out, SR)
+
+
+# --- one measured process ------------------------------------------------------------------------
+
+
+def worker(spec: dict) -> dict:
+    """Runs inside the measured process: one `run` or `compare`, separations counted."""
+    from adaptive_argm import pipeline, separate
+
+    sep = None
+    calls = {"n": 0}
+    if spec["command"] != "run:direct":
+        demucs = separate.DemucsSeparator(spec["model"], spec["model_repo"], device=spec["device"])
+
+        def sep(mix, sr):
+            calls["n"] += 1
+            return demucs(mix, sr)
+
+    # CPU seconds per stage, from the stage announcements: less sensitive to other load than
+    # wall time (separation and stem DSP use 2 threads, so CPU s is up to 2x their wall time).
+    cpu_s: dict[str, float] = {}
+    current = {"stage": None, "t": 0.0}
+
+    def cpu_now() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    def on_stage(stage: str | None) -> None:
+        now = cpu_now()
+        if current["stage"]:
+            cpu_s[current["stage"]] = cpu_s.get(current["stage"], 0.0) + now - current["t"]
+        current.update(stage=stage, t=now)
+
+    t0 = time.perf_counter()
+    if spec["command"] == "compare":
+        result = pipeline.compare(spec["input"], spec["out"], sep,
+                                  pipeline.Settings(mode="routed", preset=spec["preset"]), on_stage=on_stage)
+    else:
+        mode = spec["command"].split(":")[1]
+        result = pipeline.run(spec["input"], spec["out"], sep, pipeline.Settings(mode=mode, preset=spec["preset"]),
+                              on_stage=on_stage)
+    on_stage(None)
+    return {"timings_s": result.timings_s, "stage_cpu_s": cpu_s, "wall_s": time.perf_counter() - t0,
+            "separations": calls["n"], "mode_used": result.plan.mode_used}
+
+
+def measured(spec: dict) -> dict:
+    """Run `worker(spec)` in a fresh process; add its own peak RSS (from wait4, not a sum)."""
+    proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = stderr.strip().splitlines()[-1:] or ["?"]
+        return {"error": f"exit {proc.returncode}: {tail[0]}"}
+    out = json.loads(stdout.strip().splitlines()[-1])
+    out["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+    out["cpu_s"] = usage.ru_utime + usage.ru_stime
+    return out
+
+
+# --- DSP parallelism and routing cost -----------------------------------------------------------
+
+
+def dsp_checks(preset_name: str, seconds: float = 30.0) -> dict:
+    """Stem DSP in this process: 3 stems through `process_stems` against 1 stem (does the
+    thread pool overlap?), and routed vs stem-wise restoration with one near-silent stem
+    (does a skipped stem cost any DSP?)."""
+    from adaptive_argm import dsp, pipeline, presets
+    from adaptive_argm.route import RouterConfig, route
+    from adaptive_argm.separate import Separation, SeparatorInfo
+
+    preset = presets.load(preset_name)
+    n = int(seconds * SR)
+    rng = np.random.default_rng(0)
+    t = np.arange(n) / SR
+    stems = {
+        "drums": np.stack([0.4 * np.exp(-np.mod(t, 0.5) / 0.03) * np.sin(2 * np.pi * 60 * t)] * 2),
+        "bass": np.stack([0.15 * np.sin(2 * np.pi * 55 * t)] * 2),
+        "other": np.stack([0.05 * np.sin(2 * np.pi * 330 * t) + 0.003 * rng.standard_normal(n)] * 2),
+        "vocals": 10 ** (-75 / 20) * rng.standard_normal((2, n)),  # near-silent: the router skips it
+    }
+    stems = {k: v.astype(np.float32) for k, v in stems.items()}
+    mix = sum(stems.values())
+
+    def timed(fn):
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        fn()
+        r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
+        return wall, (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / wall
+
+    pipeline.process_stems(stems, ["drums"], preset)  # warm-up (imports, plan caches)
+    one_s, one_cores = timed(lambda: pipeline.process_stems(stems, ["drums"], preset))
+    three_s, three_cores = timed(lambda: pipeline.process_stems(stems, ["drums", "bass", "other"], preset))
+    # Control: FFTs that certainly release the GIL, 1 vs 2 threads. When these do not overlap
+    # either, the machine (other load, a CPU quota) is the limit, not the code.
+    block = rng.standard_normal((64, 16384))
+    fft = lambda: [np.fft.rfft(block, axis=1) for _ in range(30)]  # noqa: E731
+    fft()
+    with ThreadPoolExecutor(2) as pool:
+        c1, _ = timed(fft)
+        c2, c2_cores = timed(lambda: list(pool.map(lambda _: fft(), range(2))))
+
+    calls: list[int] = []
+    original = dsp.apply_chain
+
+    def counting(x, sr, steps):
+        calls.append(x.shape[1])
+        return original(x, sr, steps)
+
+    sep = Separation(stems, SeparatorInfo("stems"))
+    out = {}
+    dsp.apply_chain = counting
+    try:
+        for mode in ("routed", "stemwise"):
+            plan = route(stems, mix, SR, mode, RouterConfig(), "passthrough")
+            calls.clear()
+            wall, _ = timed(lambda: pipeline.restore(mix, plan, preset, sep))
+            out[mode] = {"chains": len(calls), "restore_s": wall, "skipped": plan.skipped(),
+                         "mode_used": plan.mode_used}
+    finally:
+        dsp.apply_chain = original
+    return {"seconds": seconds, "one_stem_s": one_s, "one_stem_cores": one_cores, "three_stems_s": three_s,
+            "three_stems_cores": three_cores, "routing": out, "cpu_count": os.cpu_count(),
+            "control_ratio": c2 / (2 * c1), "control_cores": c2_cores}
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def fmt(v, digits=1) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def cpu_fraction(r: dict) -> float:
+    cpu = r["stage_cpu_s"]
+    return (sum(cpu.values()) - cpu["separate"]) / cpu["separate"]
+
+
+def table(rows: list[dict]) -> str:
+    head = ["clip", "ch", "command", "mode used", "separations", *STAGES, "total s", "non-sep / sep",
+            "CPU s", "CPU non-sep / sep", "peak RSS MB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['clip_s']:.0f} s | {r['channels']} | {r['command']} | {r['error']} |")
+            continue
+        ts = r["timings_s"]
+        total = sum(ts.values())
+        sep = ts.get("separate", 0.0)
+        ratio = f"{(total - sep) / sep:.0%}" if sep > 0.5 else "–"
+        cpu_ratio = f"{cpu_fraction(r):.0%}" if sep > 0.5 else "–"
+        lines.append("| " + " | ".join([
+            f"{r['clip_s']:.0f} s", str(r["channels"]), r["command"], r["mode_used"], str(r["separations"]),
+            *[fmt(ts.get(s), 2) if s in ts else "–" for s in STAGES], fmt(total, 2), ratio, fmt(r["cpu_s"]),
+            cpu_ratio, f"{r['peak_rss_mb']:.0f}"]) + " |")
+    return "\n".join(lines)
+
+
+def targets(rows: list[dict], dsp: dict | None) -> list[str]:
+    out = []
+    ok = [r for r in rows if "error" not in r]
+    for r in ok:
+        ts = r["timings_s"]
+        if r["clip_s"] == 30 and r["channels"] == 2 and ts.get("separate", 0) > 0.5:
+            frac = (sum(ts.values()) - ts["separate"]) / ts["separate"]
+            verdict = "met" if frac <= NON_SEP_MAX_FRACTION else "NOT met"
+            out.append(f"- non-separation time, 30 s stereo, {r['command']}: {frac:.0%} of separation "
+                       f"(target <= {NON_SEP_MAX_FRACTION:.0%}): {verdict} (in CPU seconds: {cpu_fraction(r):.0%})")
+    for r in ok:
+        if r["command"] == "compare":
+            same = [s for s in ok if s["command"] == "run:stemwise" and s["clip_s"] == r["clip_s"]
+                    and s["channels"] == r["channels"]]
+            extra = ""
+            if same:
+                extra = (f"; separate stage {r['timings_s']['separate']:.1f} s vs "
+                         f"{same[0]['timings_s']['separate']:.1f} s in run:stemwise")
+            verdict = "met" if r["separations"] == 1 else "NOT met"
+            out.append(f"- compare, {r['clip_s']:.0f} s x {r['channels']} ch: {r['separations']} separation(s)"
+                       f"{extra}: {verdict}")
+    if dsp:
+        serial = 3 * dsp["one_stem_s"]
+        out.append(f"- stem DSP overlap ({dsp['seconds']:.0f} s stereo stems, {dsp['cpu_count']} cores): 1 stem "
+                   f"{dsp['one_stem_s']:.2f} s ({dsp['one_stem_cores']:.2f} cores busy), 3 stems "
+                   f"{dsp['three_stems_s']:.2f} s ({dsp['three_stems_cores']:.2f} cores busy) = "
+                   f"{dsp['three_stems_s'] / serial:.0%} of 3 x one stem "
+                   f"({'overlaps' if dsp['three_stems_s'] < 0.85 * serial else 'does NOT overlap'}; "
+                   f"ideal on {dsp['cpu_count']} cores: {np.ceil(3 / dsp['cpu_count']) / 3:.0%})")
+        out.append(f"- control, numpy FFTs in 2 threads: {dsp['control_ratio']:.0%} of 2 x one thread "
+                   f"({dsp['control_cores']:.2f} cores busy; ideal 50%): "
+                   + ("the machine gives 2 cores" if dsp["control_ratio"] < 0.75 else
+                      "the machine does NOT give this process 2 cores now, so the overlap check is inconclusive"))
+        ro, sw = dsp["routing"]["routed"], dsp["routing"]["stemwise"]
+        verdict = "met" if ro["chains"] == sw["chains"] - len(ro["skipped"]) and ro["skipped"] else "NOT met"
+        out.append(f"- routed skips {ro['skipped'] or 'nothing'}: {ro['chains']} stem chains run "
+                   f"({ro['restore_s']:.2f} s) vs {sw['chains']} in stemwise ({sw['restore_s']:.2f} s): {verdict}")
+    return out
+
+
+def machine_line() -> str:
+    import torch
+
+    load = os.getloadavg()
+    return (f"{os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)")
+
+
+def long_rss(seconds: float, repo: Path, model: str, device: str, preset: str, work: Path) -> list[str]:
+    """Peak RSS of a long stereo file, direct and stem-wise."""
+    clip = synth_clip(work / f"long{seconds:.0f}.wav", seconds, 2)
+    lines = []
+    for command in ("run:direct", "run:stemwise"):
+        spec = {"command": command, "input": str(clip), "out": str(work / f"out-long-{command[4:]}"),
+                "model": model, "model_repo": str(repo), "device": device, "preset": preset}
+        r = measured(spec)
+        if "error" in r:
+            lines.append(f"- {seconds / 60:.0f} min stereo, {command}: {r['error']}")
+            continue
+        verdict = "met" if r["peak_rss_mb"] <= RSS_MAX_MB else "NOT met"
+        stages = ", ".join(f"{k} {v:.0f} s" for k, v in r["timings_s"].items())
+        lines.append(f"- {seconds / 60:.0f} min stereo, {command}: peak RSS {r['peak_rss_mb']:.0f} MB "
+                     f"(target <= {RSS_MAX_MB} MB: {verdict}); {stages}")
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lengths", default="30,300", help="clip lengths in seconds (default 30,300)")
+    ap.add_argument("--channels", default="1,2", help="channel counts (default 1,2)")
+    ap.add_argument("--commands", default=",".join(COMMANDS), help=f"subset of {','.join(COMMANDS)}")
+    ap.add_argument("--model-repo", type=Path, help="real weights: a folder with NAME.yaml and its .th files")
+    ap.add_argument("--model", default=None, help="model name in --model-repo (default htdemucs)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--preset", default=None, help="preset to time (default: the package default)")
+    ap.add_argument("--no-dsp-checks", action="store_true", help="skip the stem-DSP overlap and routing checks")
+    ap.add_argument("--long", type=float, default=0, help="also measure peak RSS on a stereo file this long (s)")
+    ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
+    ap.add_argument("--out", type=Path, help="write the Markdown report here")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+
+    from adaptive_argm import pipeline
+
+    preset = args.preset or pipeline.DEFAULT_PRESET
+    tmp = tempfile.TemporaryDirectory(prefix="argm-bench-")
+    work = args.work or Path(tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    if args.model_repo:
+        repo, model, note = args.model_repo, args.model or "htdemucs", f"real weights: {args.model or 'htdemucs'}"
+    else:
+        repo, model, note = random_model_repo(work / "repo"), RANDOM_MODEL, f"full-size HTDemucs, {RANDOM_NOTE}"
+    print(f"separator: {note}", flush=True)
+    lengths = [float(v) for v in args.lengths.split(",") if v]
+    channels = [int(v) for v in args.channels.split(",") if v]
+    commands = [c for c in args.commands.split(",") if c]
+    header = [f"# adaptive-argm bench", "", f"- separator: {note} (device {args.device})",
+              f"- machine at start: {machine_line()}", f"- preset: {preset}; times in seconds (wall) from each "
+              "result's timings_s; CPU s from each process; peak RSS of each run's own process"]
+    rows = []
+    for seconds in lengths:
+        for ch in channels:
+            clip = synth_clip(work / f"clip{seconds:.0f}s{ch}ch.wav", seconds, ch)
+            for command in commands:
+                spec = {"command": command, "input": str(clip), "out": str(work / f"out{seconds:.0f}{ch}{command}"),
+                        "model": model, "model_repo": str(repo), "device": args.device, "preset": preset}
+                r = {"clip_s": seconds, "channels": ch, "command": command, **measured(spec)}
+                rows.append(r)
+                print(f"{seconds:.0f} s x {ch} ch {command}: "
+                      + (r["error"] if "error" in r else f"{sum(r['timings_s'].values()):.1f} s, "
+                         f"{r['peak_rss_mb']:.0f} MB"), flush=True)
+    dsp = None if args.no_dsp_checks else dsp_checks(preset)
+    lines = [*header, f"- machine at end: {machine_line()}", "", table(rows), "", "## Targets", "",
+             *targets(rows, dsp)]
+    if args.long:
+        lines += ["", "## Long file, peak RSS", "", *long_rss(args.long, repo, model, args.device, preset, work)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
