@@ -21,6 +21,7 @@ from .presets import Preset, PresetError, Step
 LIMIT_CEILING_DBFS = -1.0
 """Where `limit` and `normalize` put the peak when a result would exceed full scale."""
 LIMITER_RELEASE_MS = 100.0
+CLIP_MODES = ("limit", "normalize", "none")
 
 
 NOISEREDUCE_N_FFT = 1024
@@ -159,7 +160,7 @@ def clip_safety(y: np.ndarray, sr: int, mode: str = "limit") -> tuple[np.ndarray
     """Keep `y` within full scale. `limit`: a look-ahead-free peak limiter at -1 dBFS, then a
     final scale if its overshoot still passes 0 dBFS; `normalize`: one gain to -1 dBFS;
     `none`: leave it (float files hold it) and say so."""
-    if mode not in ("limit", "normalize", "none"):
+    if mode not in CLIP_MODES:
         raise ValueError(f"clip mode must be limit, normalize or none, not {mode!r}")
     before = peak_dbfs(y)
     if before <= 0.0:

@@ -8,12 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptive_argm import audio
+import yaml
+
+from adaptive_argm import audio, models, separate
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "musicgen-dev"
 SONGS = ("acoustic_folk", "lofi_chill", "upbeat_electronic")
 SR = audio.WORK_SR
+OFFLINE_PROBE = "127.0.0.1:9"
+"""A closed local port: the network probe fails at once, as on a machine with no network."""
 
 
 @pytest.fixture
@@ -67,3 +71,29 @@ def stereo_song(tmp_path) -> tuple[Path, Path]:
     stems["other"] = stems["other"] + 0.05
     song = audio.write(tmp_path / "song.wav", mix.astype(np.float32), SR)
     return song, write_stems(tmp_path / "stems", stems)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No weights anywhere and no network; returns the env a subprocess needs for the same."""
+    env = {"ADAPTIVE_ARGM_NETWORK_PROBE": OFFLINE_PROBE, "HF_HUB_CACHE": str(tmp_path / "hf"),
+           "TORCH_HOME": str(tmp_path / "torch"), models.MODEL_DIR_ENV: str(tmp_path / "fetched")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", env["HF_HUB_CACHE"])
+    return env
+
+
+def tiny_model_repo(folder: Path, name: str = "tiny") -> Path:
+    """A tiny random-init HDemucs saved as demucs' training does, with its bag YAML: plumbing
+    only, its stems mean nothing."""
+    import torch
+    from demucs.hdemucs import HDemucs
+
+    torch.manual_seed(0)
+    model = HDemucs(channels=4, sources=list(separate.SOURCES))
+    models.save_model_package(model, folder / "0a1b2c3d.th")
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump({"models": ["0a1b2c3d"]}))
+    return folder

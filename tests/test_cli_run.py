@@ -12,7 +12,7 @@ import pytest
 
 from adaptive_argm import audio
 
-from conftest import SR, synthetic_stems
+from conftest import OFFLINE_PROBE, SR, synthetic_stems, tiny_model_repo
 
 
 def cli(*args, env=None, cwd=None):
@@ -101,14 +101,12 @@ def test_demucs_end_to_end_with_the_unittest_model(tmp_path):
 
 
 def test_demucs_end_to_end_with_a_tiny_model_in_a_model_repo(tmp_path):
-    from test_separate import tiny_model_repo
-
     repo = tiny_model_repo(tmp_path / "repo")
     mix = sum(synthetic_stems(seconds=2.0, channels=2).values())
     song = audio.write(tmp_path / "st.wav", mix, SR)
     out = tmp_path / "out"
     r = cli("run", song, "--model", "tiny", "--model-repo", repo, "-o", out,
-            env={"ADAPTIVE_ARGM_NETWORK_PROBE": "127.0.0.1:9"})
+            env={"ADAPTIVE_ARGM_NETWORK_PROBE": OFFLINE_PROBE})
     assert r.returncode == 0, r.stderr
     rep = report(out)
     assert rep["separator"]["name"] == "demucs" and rep["separator"]["weights"] == "model-repo"

@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 from adaptive_argm import audio, demo, models
 from adaptive_argm.cli import app
 
-from test_models_cli import offline  # noqa: F401  (fixture)
-from test_separate import tiny_model_repo
+from conftest import tiny_model_repo
 
 SECONDS = 3.0
 

@@ -19,23 +19,7 @@ from typer.testing import CliRunner
 from adaptive_argm import audio, models, separate
 from adaptive_argm.cli import app
 
-from conftest import SR, synthetic_stems
-from test_separate import tiny_model_repo
-
-OFFLINE_PROBE = "127.0.0.1:9"  # a closed local port stands in for the model hosts
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No weights anywhere and no network; returns the env a subprocess needs for the same."""
-    env = {"ADAPTIVE_ARGM_NETWORK_PROBE": OFFLINE_PROBE, "HF_HUB_CACHE": str(tmp_path / "hf"),
-           "TORCH_HOME": str(tmp_path / "torch"), models.MODEL_DIR_ENV: str(tmp_path / "fetched")}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    import huggingface_hub.constants as c
-
-    monkeypatch.setattr(c, "HF_HUB_CACHE", env["HF_HUB_CACHE"])
-    return env
+from conftest import OFFLINE_PROBE, SR, synthetic_stems, tiny_model_repo
 
 
 def invoke(*args):

@@ -7,35 +7,11 @@ import time
 
 import numpy as np
 import pytest
-import yaml
 
 from adaptive_argm import audio, models, separate
 from adaptive_argm.separate import SeparationError
 
-from conftest import SR, synthetic_stems
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No caches and no network: a closed local port stands in for the model hosts."""
-    monkeypatch.setenv("ADAPTIVE_ARGM_NETWORK_PROBE", "127.0.0.1:9")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    import huggingface_hub.constants as c
-
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hf"))
-
-
-def tiny_model_repo(folder, name="tiny"):
-    """A tiny random-init HDemucs saved as demucs' training does, with its bag YAML."""
-    import torch
-    from demucs.hdemucs import HDemucs
-
-    torch.manual_seed(0)
-    model = HDemucs(channels=4, sources=list(separate.SOURCES))
-    models.save_model_package(model, folder / "0a1b2c3d.th")
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump({"models": ["0a1b2c3d"]}))
-    return folder
+from conftest import SR, synthetic_stems, tiny_model_repo
 
 
 @pytest.mark.parametrize("channels", [1, 2])

@@ -12,11 +12,11 @@ from rich.table import Table
 
 from .. import degrade, paired
 from ..presets import PresetError
+from ..dsp import CLIP_MODES
 from ..report import fmt
 from ..route import SKIP_POLICIES
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
-from .run import check_choice
 
 
 def _list(value: str, flag: str) -> tuple[str, ...]:
@@ -80,10 +80,10 @@ def benchmark(
         settings = paired.BenchmarkSettings(
             degradations=_list(degradations, "--degrade"), presets=_list(preset_list, "--presets"),
             modes=_list(modes, "--modes"), seed=seed,
-            split=check_choice(split, degrade.STEM_SPLITS, "--split"),
-            skip_policy=check_choice(skip_policy, SKIP_POLICIES, "--skip-policy"),
+            split=o.check_choice(split, degrade.STEM_SPLITS, "--split"),
+            skip_policy=o.check_choice(skip_policy, SKIP_POLICIES, "--skip-policy"),
             router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs),
-            clip_mode=check_choice(clip_mode, ("limit", "normalize", "none"), "--clip-mode"), jobs=max(0, jobs))
+            clip_mode=o.check_choice(clip_mode, CLIP_MODES, "--clip-mode"), jobs=max(0, jobs))
         try:
             paired.check(settings)
         except (ValueError, PresetError) as exc:

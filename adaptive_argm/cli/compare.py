@@ -11,10 +11,9 @@ import typer
 from .. import audio, figures, pipeline, separate
 from ..metrics import DIRECTIONS
 from ..report import metrics_table, stems_table
-from ..route import SKIP_POLICIES
 from . import options as o
 from .app import app, console, err_console, friendly_errors
-from .run import check_choice, check_input, prepare_out, stage_progress
+from .run import check_input, prepare_out, stage_progress
 
 COLUMNS = {"input": "input", "direct": "direct", "stemwise": "stem-wise", "routed": "routed"}
 """compare.json's metric keys and the column headers they get."""
@@ -102,14 +101,9 @@ def compare(
         check_input(input)
         if ref is not None:
             check_input(ref)
-        settings = pipeline.Settings(
-            mode="routed",
-            preset=o.preset_choice(preset, preset_file, pipeline.DEFAULT_PRESET),
-            clip_mode=check_choice(clip_mode, ("limit", "normalize", "none"), "--clip-mode"),
-            skip_policy=check_choice(skip_policy or pipeline.Settings.skip_policy, SKIP_POLICIES, "--skip-policy"),
-            router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs),
-            output_sr=check_choice(output_sr, ("work", "original"), "--output-sr"),
-        )
+        settings = o.make_settings(
+            preset=preset, preset_file=preset_file, clip_mode=clip_mode, skip_policy=skip_policy,
+            router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs), output_sr=output_sr)
         reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
         sep, notice = separate.resolve(separator, mode="routed", stems=stems, model=model, model_repo=model_repo,
                                        device=device, segment=segment, overlap=overlap, shifts=shifts,

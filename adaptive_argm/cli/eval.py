@@ -9,11 +9,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import evalsuite, generate, pipeline
-from ..route import SKIP_POLICIES
+from .. import evalsuite, generate
 from . import options as o
 from .app import app, console, err_console, friendly_errors
-from .run import check_choice
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
 
@@ -63,16 +61,13 @@ def eval_(
     report.html. Exit code 1 when any clip failed (the others are still evaluated and written)."""
     with friendly_errors():
         settings = evalsuite.EvalSettings(
-            pipeline=pipeline.Settings(
-                preset=o.preset_choice(preset, preset_file, pipeline.DEFAULT_PRESET),
-                clip_mode=check_choice(clip_mode, ("limit", "normalize", "none"), "--clip-mode"),
-                skip_policy=check_choice(skip_policy or pipeline.Settings.skip_policy, SKIP_POLICIES,
-                                         "--skip-policy")),
-            separator=check_choice(separator, evalsuite.SEPARATORS, "--separator"),
+            pipeline=o.make_settings(preset=preset, preset_file=preset_file, clip_mode=clip_mode,
+                                     skip_policy=skip_policy),
+            separator=o.check_choice(separator, evalsuite.SEPARATORS, "--separator"),
             model=model, model_repo=str(model_repo) if model_repo else None, device=device, force_stems=force,
             generate=generate_,
             generation=generate.GenerationSettings(model=gen_model, duration_s=duration, seed=seed, device=device),
-            missing=check_choice(missing, evalsuite.MISSING_POLICIES, "--missing"),
+            missing=o.check_choice(missing, evalsuite.MISSING_POLICIES, "--missing"),
             jobs=jobs,
             figures=figures,
         )

@@ -7,7 +7,12 @@ from typing import Optional
 
 import typer
 
-from ..route import RouterConfig
+from .. import pipeline
+from ..dsp import CLIP_MODES
+from ..route import MODES, SKIP_POLICIES, RouterConfig
+from .app import UsageError
+
+OUTPUT_RATES = ("work", "original")
 
 _R = RouterConfig()
 SEP = "Separation"
@@ -49,9 +54,28 @@ def router_config(min_rel_db: float, min_active: float, active_rel_db: float, ac
                         active_floor_dbfs=active_floor_dbfs)
 
 
+def check_choice(value: str, choices: tuple[str, ...], flag: str) -> str:
+    if value not in choices:
+        raise UsageError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 def preset_choice(preset: Optional[str], preset_file: Optional[Path], default: str) -> str:
     if preset and preset_file:
-        from .app import UsageError
-
         raise UsageError("give --preset or --preset-file, not both")
     return str(preset_file) if preset_file else (preset or default)
+
+
+def make_settings(*, preset: Optional[str], preset_file: Optional[Path], clip_mode: str, skip_policy: Optional[str],
+                  mode: str = "routed", router: RouterConfig | None = None, output_sr: str = "work",
+                  keep_stems: bool = False) -> pipeline.Settings:
+    """The pipeline settings from the options `run`, `compare` and `eval` share, each checked."""
+    return pipeline.Settings(
+        mode=check_choice(mode, MODES, "--mode"),
+        preset=preset_choice(preset, preset_file, pipeline.DEFAULT_PRESET),
+        clip_mode=check_choice(clip_mode, CLIP_MODES, "--clip-mode"),
+        skip_policy=check_choice(skip_policy or pipeline.Settings.skip_policy, SKIP_POLICIES, "--skip-policy"),
+        router=router or RouterConfig(),
+        output_sr=check_choice(output_sr, OUTPUT_RATES, "--output-sr"),
+        keep_stems=keep_stems,
+    )

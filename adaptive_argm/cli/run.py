@@ -12,18 +12,11 @@ from rich.table import Table
 
 from .. import batch, pipeline, separate
 from ..report import fmt, metrics_table, stems_table
-from ..route import MODES, SKIP_POLICIES
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
 
 STAGE_TEXT = {"load": "loading", "separate": "separating", "route": "routing", "restore": "restoring",
               "measure": "measuring", "write": "writing"}
-
-
-def check_choice(value: str, choices: tuple[str, ...], flag: str) -> str:
-    if value not in choices:
-        raise UsageError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
-    return value
 
 
 def check_input(path: Path) -> Path:
@@ -173,15 +166,10 @@ def run(
         for spec in inputs:
             if not batch.is_pattern(spec):
                 check_input(Path(spec))
-        settings = pipeline.Settings(
-            mode=check_choice(mode, MODES, "--mode"),
-            preset=o.preset_choice(preset, preset_file, pipeline.DEFAULT_PRESET),
-            clip_mode=check_choice(clip_mode, ("limit", "normalize", "none"), "--clip-mode"),
-            skip_policy=check_choice(skip_policy or pipeline.Settings.skip_policy, SKIP_POLICIES, "--skip-policy"),
+        settings = o.make_settings(
+            mode=mode, preset=preset, preset_file=preset_file, clip_mode=clip_mode, skip_policy=skip_policy,
             router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs),
-            output_sr=check_choice(output_sr, ("work", "original"), "--output-sr"),
-            keep_stems=keep_stems,
-        )
+            output_sr=output_sr, keep_stems=keep_stems)
         sep, notice = separate.resolve(separator, mode=mode, stems=stems, model=model, model_repo=model_repo,
                                        device=device, segment=segment, overlap=overlap, shifts=shifts,
                                        force=force, exclude=(input,))
