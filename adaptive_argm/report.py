@@ -75,13 +75,14 @@ def metrics_table(columns: dict[str, dict], directions: dict[str, str] | None = 
 
 
 def _best_indices(key, names, values, columns, directions) -> set[int]:
-    """The best column and every column that ties with it exactly (routed is often the very
-    same result as direct or stem-wise); none when all results tie, as then none is better."""
+    """The best column and every column that ties with it as printed (routed is often the very
+    same result as direct or stem-wise, and a difference the table cannot show is no win); none
+    when all results tie, as then none is better."""
     best = _best_index(key, names, values, columns, directions)
     if best is None:
         return set()
     results = [i for i, v in enumerate(values) if names[i] != "input" and isinstance(v, (int, float))]
-    ties = {i for i in results if values[i] == values[best]}
+    ties = {i for i in results if fmt(values[i]) == fmt(values[best])}
     return set() if len(ties) == len(results) else ties
 
 
