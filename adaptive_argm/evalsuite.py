@@ -51,9 +51,9 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 FINGERPRINT_VERSION = 1
 STEM_SCALE_TOLERANCE_DB = 1.0
 """Note a stems entry whose stems fit its mix with a gain this far from the declared `stem_scale`."""
-TIE_TOLERANCE = 1e-9
-"""Two results within this of each other on a metric are a tie (routed == direct exactly
-when the router picked direct)."""
+TIE_TOLERANCE = 0.01
+"""Two results within this of each other on a metric are a tie: the panel's printed precision
+(0.01 dB or LU); float rounding between two transparent results is no win."""
 PAPER_METRIC = "p25_paper_db"
 HONEST_METRICS = tuple(k for k, d in metrics.DIRECTIONS.items() if d != "none" and k != PAPER_METRIC)
 """The panel minus the paper's gameable number and the direction-less diagnostics."""
@@ -643,7 +643,7 @@ def score(metric: str, value, input_value) -> float | None:
         return None
     direction = metrics.DIRECTIONS.get(metric)
     if direction == "higher":
-        return float(value)
+        return min(float(value), metrics.SCORE_CEILING_DB)
     if direction == "lower":
         return -float(value)
     if direction == "closer-to-input":

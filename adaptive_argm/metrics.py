@@ -74,6 +74,9 @@ LSD_FLOOR_BELOW_MEAN_DB = 80.0
 that empty bands (above a 32 kHz file's 16 kHz) do not dominate the distance."""
 
 # --- warning thresholds ---------------------------------------------------------------------
+SCORE_CEILING_DB = 60.0
+"""SI-SDR or SNR above this means indistinguishable from the reference: scores are read at
+most this high when results are ranked, so float rounding between transparent results is no win."""
 FLOOR_SATURATION_FRACTION = 0.25
 """With this share of bins on the floor the 25th percentile IS the floor: -80.00 dB."""
 LOUDNESS_DROP_WARN_LU = 3.0

@@ -46,11 +46,10 @@ DEFAULT_PRESETS = ("paper", "adaptive")
 MODES = ("direct", "stemwise", "routed")
 DEFAULT_SEED = 20260
 FULL_SCALE = 1.0
-SCORE_CEILING_DB = 60.0
+SCORE_CEILING_DB = metrics.SCORE_CEILING_DB
 """SI-SDR and quiet-frame SNR above this read as this when a change is computed. An unchanged
 waveform scores +inf (clean input) or 140-150 dB (float32 rounding, or a DC offset, which the
-scores remove): a change from there is undefined or meaningless. 60 dB is far beyond audibility;
-a restoration that keeps clean input within it has changed nothing that matters."""
+scores remove): a change from there is undefined or meaningless."""
 
 # --- goals (issue 6), means over clips ---------------------------------------------------------
 GOAL_NOISE_CASE = "white-45"
