@@ -57,7 +57,7 @@ def _noisereduce(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, **par
     return result[:, :n]
 
 
-IN_PLACE_KINDS = frozenset({"noisereduce"})
+IN_PLACE_KINDS = frozenset({"noisereduce", "dc_remove"})
 """Step kinds that can write their result over their input (`out=`)."""
 
 
@@ -67,7 +67,10 @@ def _wiener(x: np.ndarray, sr: int, **params) -> np.ndarray:
     return wiener_denoise(x, sr, WienerSettings(**params))
 
 
-def _dc_remove(x: np.ndarray, sr: int) -> np.ndarray:
+def _dc_remove(x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> np.ndarray:
+    if out is x:
+        x -= x.mean(axis=1, keepdims=True)
+        return x
     return remove_dc(x)
 
 
@@ -124,15 +127,11 @@ def apply_chain(x: np.ndarray, sr: int, steps: tuple[Step, ...], *, overwrite: b
             y = board(y, sr, reset=True)
             i = j
         else:
-            owned = y is not x or overwrite
+            owned = overwrite or not np.may_share_memory(y, x)  # never write into the caller's x
             in_place = {"out": y} if owned and steps[i].kind in IN_PLACE_KINDS and y.flags.writeable else {}
             y = STEP_KINDS[steps[i].kind](y, sr, **in_place, **steps[i].params)
             i += 1
     return np.ascontiguousarray(y, dtype=np.float32)
-
-
-LOUDNESS_MAX_CHANNELS = 5
-"""BS.1770 (and pyloudnorm) weight at most 5 channels (L, R, C, Ls, Rs)."""
 
 
 def match_loudness(y: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarray, float]:

@@ -182,9 +182,9 @@ def dsp_checks(preset_name: str, seconds: float = 30.0) -> dict:
     calls: list[int] = []
     original = dsp.apply_chain
 
-    def counting(x, sr, steps):
+    def counting(x, sr, steps, **kwargs):
         calls.append(x.shape[1])
-        return original(x, sr, steps)
+        return original(x, sr, steps, **kwargs)
 
     sep = Separation(stems, SeparatorInfo("stems"))
     out = {}
@@ -334,7 +334,7 @@ def main(argv=None) -> int:
     lengths = [float(v) for v in args.lengths.split(",") if v]
     channels = [int(v) for v in args.channels.split(",") if v]
     commands = [c for c in args.commands.split(",") if c]
-    header = [f"# adaptive-argm bench", "", f"- separator: {note} (device {args.device})",
+    header = ["# adaptive-argm bench", "", f"- separator: {note} (device {args.device})",
               f"- machine at start: {machine_line()}", f"- preset: {preset}; times in seconds (wall) from each "
               "result's timings_s; CPU s from each process; peak RSS of each run's own process"]
     rows = []

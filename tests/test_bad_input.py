@@ -233,6 +233,24 @@ def test_a_failing_run_leaves_an_existing_result_untouched(tmp_path):
     assert leftovers(out) == []
 
 
+# --- long files: the memory savings must not change a sample ---------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["paper", "adaptive"])
+def test_stems_processed_in_place_match_the_copying_path_and_spare_the_input(preset):
+    from adaptive_argm import pipeline, presets
+
+    stems = {k: v + 0.05 for k, v in synthetic_stems(seconds=1.5, channels=2).items()}  # DC for dc_remove
+    chain = presets.load(preset)
+    kept = {k: v.copy() for k, v in stems.items()}
+    copied = pipeline.process_stems(stems, list(stems), chain)
+    assert all(np.array_equal(stems[k], kept[k]) for k in stems)  # the copying path leaves its input alone
+    in_place = pipeline.process_stems(stems, list(stems), chain, in_place=True)
+    for k in stems:
+        assert np.array_equal(in_place[k], copied[k])
+        assert in_place[k] is stems[k]  # written over the stem, no second full-length array
+
+
 @pytest.mark.slow
 def test_ten_minute_stereo_file_runs_in_bounded_memory(tmp_path):
     """Direct mode with the paper preset, in a real process, its peak RSS measured."""
