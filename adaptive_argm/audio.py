@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +132,31 @@ def resample(x: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
+@contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None):
+    """Yield a temporary path beside `path`; on success it is renamed onto `path` with the
+    permissions a plain `open` would give (mkstemp's are owner-only), on any failure removed.
+    An interrupted write therefore never leaves a partial or half-replaced file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix if suffix is None else suffix,
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write(path: str | Path, x: np.ndarray, sr: int, *, protect: tuple[str | Path, ...] = ()) -> Path:
     """Write `(channels, samples)` float32 audio atomically (temp file + rename).
 
@@ -141,30 +167,15 @@ def write(path: str | Path, x: np.ndarray, sr: int, *, protect: tuple[str | Path
     for p in protect:
         if Path(p).exists() and path.exists() and path.resolve() == Path(p).resolve():
             raise AudioError(f"{path}: refusing to overwrite an input file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with AudioFile(tmp, "w", samplerate=sr, num_channels=x.shape[0],
                        **({"bit_depth": 32} if path.suffix.lower() == ".wav" else {})) as f:
             f.write(np.ascontiguousarray(x, dtype=np.float32))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write a text file atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path, suffix=".tmp") as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return Path(path)

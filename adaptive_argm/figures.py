@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import metrics
-from .audio import WORK_SR
+from .audio import WORK_SR, atomic_path
 
 SPECTROGRAMS_PNG = "spectrograms.png"
 STEMS_PNG = "stems.png"
@@ -164,15 +162,9 @@ def _suptitle(fig: Figure, title: str, sr: int, per_column: int) -> None:
 
 def _save(fig: Figure, path: Path) -> Path:
     """Render to a temporary PNG in the destination folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI)
     finally:
         fig.clear()
     return path

@@ -15,12 +15,13 @@ import importlib.util
 import os
 import socket
 import sys
-import tempfile
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
+
+from .audio import atomic_path, write_text
 
 HF_NAMESPACE = "adefossez"
 NETWORK_PROBE = ("huggingface.co", 443)
@@ -346,15 +347,8 @@ def save_model_package(model, path: str | Path, *, half: bool = False) -> Path:
                "state": {k: v.detach().to(device="cpu", dtype=dtype if v.is_floating_point() else None)
                          for k, v in model.state_dict().items()}}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp") as tmp:
         torch.save(package, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -408,10 +402,7 @@ def save_bag(model, name: str, to: str | Path) -> list[Path]:
         existing = sorted(to.glob(f"{sig}-*.th")) + ([to / f"{sig}.th"] if (to / f"{sig}.th").is_file() else [])
         written.append(existing[0] if existing else save_model_package(member, to / f"{sig}.th", half=True))
     yaml_path = to / f"{name}.yaml"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=to)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(yaml.safe_dump(bag))
-    os.replace(tmp, yaml_path)
+    write_text(yaml_path, yaml.safe_dump(bag))
     return [yaml_path, *written]
 
 

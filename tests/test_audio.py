@@ -95,3 +95,17 @@ def test_write_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
     with pytest.raises(Boom):
         audio.write(tmp_path / "out.wav", np.zeros((1, 1000), np.float32), SR)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_ordinary_permissions_not_mkstemps_owner_only(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        p = audio.write(tmp_path / "a.wav", np.zeros((1, 100), np.float32), SR)
+        t = audio.write_text(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(mask)
+    assert (p.stat().st_mode & 0o777) == 0o644
+    assert (t.stat().st_mode & 0o777) == 0o644
+    assert t.read_text() == "{}"
