@@ -20,7 +20,8 @@ from .presets import Preset, PresetError, Step
 
 LIMIT_CEILING_DBFS = -1.0
 """Where `limit` and `normalize` put the peak when a result would exceed full scale."""
-LIMITER_RELEASE_MS = 100.0
+LIMITER_WINDOW_MS = 2.0
+"""Look-ahead and smoothing of the peak limiter: short enough to leave the music around an over alone."""
 CLIP_MODES = ("limit", "normalize", "none")
 
 
@@ -155,10 +156,26 @@ class ClipSafety:
     peak_after_dbfs: float
 
 
+def peak_limit(y: np.ndarray, sr: int, ceiling_dbfs: float = LIMIT_CEILING_DBFS,
+               window_ms: float = LIMITER_WINDOW_MS) -> np.ndarray:
+    """A look-ahead peak limiter that touches only the overs: the gain each sample needs to stay
+    under the ceiling, spread by a minimum filter of two windows and smoothed by a moving average
+    of one (so the smoothed gain is never above what any sample needs, and changes over a few
+    milliseconds instead of clicking). Unlike pedalboard's `Limiter`, whose JUCE design runs a
+    4:1 compressor from -10 dBFS first, it leaves everything below the ceiling untouched."""
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    ceiling = 10 ** (ceiling_dbfs / 20)
+    envelope = np.max(np.abs(y), axis=0)
+    need = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
+    half = max(1, int(round(window_ms * 1e-3 * sr)))
+    gain = uniform_filter1d(minimum_filter1d(need, 2 * half + 1, mode="nearest"), half, mode="nearest")
+    return (y * np.minimum(gain, need)).astype(np.float32)
+
+
 def clip_safety(y: np.ndarray, sr: int, mode: str = "limit") -> tuple[np.ndarray, ClipSafety]:
-    """Keep `y` within full scale. `limit`: a look-ahead-free peak limiter at -1 dBFS, then a
-    final scale if its overshoot still passes 0 dBFS; `normalize`: one gain to -1 dBFS;
-    `none`: leave it (float files hold it) and say so."""
+    """Keep `y` within full scale. `limit`: the look-ahead peak limiter above, to -1 dBFS;
+    `normalize`: one gain to -1 dBFS; `none`: leave it (float files hold it) and say so."""
     if mode not in CLIP_MODES:
         raise ValueError(f"clip mode must be limit, normalize or none, not {mode!r}")
     before = peak_dbfs(y)
@@ -166,15 +183,10 @@ def clip_safety(y: np.ndarray, sr: int, mode: str = "limit") -> tuple[np.ndarray
         return y, ClipSafety(mode, "none", before, before)
     if mode == "none":
         return y, ClipSafety(mode, "left-above-full-scale", before, before)
-    ceiling = 10 ** (LIMIT_CEILING_DBFS / 20)
     if mode == "limit":
-        limiter = pedalboard.Limiter(threshold_db=LIMIT_CEILING_DBFS, release_ms=LIMITER_RELEASE_MS)
-        y = limiter(np.ascontiguousarray(y, dtype=np.float32), sr, reset=True)
+        y = peak_limit(y, sr)
         action = "limited"
     else:
+        y = (y * (10 ** (LIMIT_CEILING_DBFS / 20) / float(np.max(np.abs(y))))).astype(np.float32)
         action = "normalized"
-    peak = float(np.max(np.abs(y)))
-    if peak > ceiling:
-        y = y * (ceiling / peak)
-    y = y.astype(np.float32)
     return y, ClipSafety(mode, action, before, peak_dbfs(y))

@@ -116,3 +116,13 @@ def test_loudness_matched_result_keeps_its_loudness_through_the_limiter():
     assert abs(dsp.loudness_lufs(restored.audio, SR) - dsp.loudness_lufs(x, SR)) <= pipeline.LOUDNESS_TOLERANCE_LU + 0.05
     plain = pipeline.finish(x.copy(), x, "direct", presets.load("paper"), "limit")
     assert plain.loudness_gain_db == 0.0  # presets that do not match loudness are left alone
+
+
+def test_peak_limiter_touches_only_the_overs():
+    t = np.arange(SR) / SR
+    x = (0.5 * np.sin(2 * np.pi * 220 * t))[None].astype(np.float32)
+    x[0, 20000:20010] = 1.6  # a short over in otherwise quiet music
+    y = dsp.peak_limit(x, SR)
+    assert np.max(np.abs(y)) <= 10 ** (dsp.LIMIT_CEILING_DBFS / 20) + 1e-6
+    far = np.r_[0:19000, 21000:SR]
+    np.testing.assert_array_equal(y[0, far], x[0, far])  # everything away from the over is untouched
