@@ -222,14 +222,13 @@ def degrade(stems: dict[str, np.ndarray], sr: int, rng: np.random.Generator,
             defects: Defects = Defects()) -> dict[str, np.ndarray]:
     """Give each `(samples,)` stem MusicGen's defects: a share of the noise floor, an MP3 pass,
     and (on `other`) the DC offset. Returns `(1, samples)` float32 stems."""
-    from pedalboard import MP3Compressor
+    from .degrade import codec
 
-    codec = MP3Compressor(vbr_quality=defects.mp3_vbr_quality)
     noise_rms = 10 ** (defects.noise_dbfs / 20) / np.sqrt(len(stems))  # the stems' noises add up to it
     out = {}
     for name, x in stems.items():
         noisy = (x + noise_rms * rng.standard_normal(x.shape))[None].astype(np.float32)
-        y = codec.process(noisy, sr, reset=True)
+        y, _ = codec(noisy, sr, defects.mp3_vbr_quality)
         if name == "other":
             y = y + np.float32(defects.dc_offset)
         out[name] = y.astype(np.float32)
