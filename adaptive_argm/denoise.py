@@ -29,8 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import ShortTimeFFT
-from scipy.signal.windows import hann
+
+from . import spectral
 
 _TINY = 1e-30
 
@@ -112,39 +112,39 @@ class WienerSettings:
 
 
 # ---------------------------------------------------------------------------------------------
-# STFT helpers
+# STFT helpers: spectra are (frames, bins), on scipy's covering grid (every sample under the same
+# number of frames, so a gain of 1 reconstructs exactly).
 
 
-@lru_cache(maxsize=8)
-def _stft(n_fft: int, hop: int, sr: int) -> ShortTimeFFT:
-    return ShortTimeFFT(hann(n_fft, sym=False), hop, sr)
+def _grid(n: int, s: WienerSettings) -> tuple[int, int]:
+    return spectral.covering_grid(n, s.hop, s.n_fft)
 
 
 def _frames(seconds: float, sr: int, hop: int) -> int:
     return max(1, int(round(seconds * sr / hop)))
 
 
-def _interior(stft: ShortTimeFFT, n: int) -> slice:
-    """Columns of `stft.stft(x)` whose window lies wholly inside the signal: the zero-padded
-    edge frames would drag a sliding minimum down. All columns when there are none."""
-    lo = stft.lower_border_end[1] - stft.p_min
-    hi = stft.upper_border_begin(n)[1] - stft.p_min
-    return slice(lo, hi) if hi - lo >= 1 else slice(None)
+def _interior(n: int, s: WienerSettings) -> slice:
+    return spectral.interior(n, s.hop, s.n_fft, *_grid(n, s))
 
 
-def _power(stft: ShortTimeFFT, spec: np.ndarray) -> np.ndarray:
-    """Normalised power spectrogram (module doc), float32."""
-    power = spec.real.astype(np.float32) ** 2 + spec.imag.astype(np.float32) ** 2
-    power *= np.float32(1.0 / np.sum(stft.win.astype(np.float64) ** 2))
-    return power
+def _channel_power(x1: np.ndarray, s: WienerSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(complex64 STFT, normalised float32 power (module doc)) of one channel."""
+    spec = spectral.stft(x1, s.n_fft, s.hop, *_grid(x1.shape[-1], s))
+    power = spectral.power(spec)
+    power *= np.float32(1.0 / np.sum(spectral.hann(s.n_fft) ** 2))
+    return spec, power
 
 
 def _track_stats(power: np.ndarray, sr: int, s: WienerSettings) -> tuple[np.ndarray, np.ndarray]:
     """Per bin: median over time of the minimum track (sliding minimum of the smoothed
     periodogram, not bias-corrected), and the median over time of the smoothed periodogram
     divided by it (the "median-to-minimum ratio", linear)."""
+    # (bins, frames) in memory: filters and medians along contiguous rows run ~2x faster.
+    p = np.ascontiguousarray(power.T)
     smooth = _frames(s.smoothing_s, sr, s.hop)
-    p = uniform_filter1d(power, smooth, axis=1, mode="nearest") if smooth > 1 else power
+    if smooth > 1:
+        p = uniform_filter1d(p, smooth, axis=1, mode="nearest")
     width = _frames(s.min_window_s, sr, s.hop)
     track = minimum_filter1d(p, width, axis=1, mode="nearest")
     low = np.median(track, axis=1)
@@ -161,8 +161,7 @@ def _white_noise_calibration(
     s = WienerSettings(n_fft=n_fft, hop=hop, smoothing_s=smoothing_s, min_window_s=min_window_s)
     n = max(int(20 * sr), int(8 * (min_window_s + smoothing_s) * sr), 8 * n_fft)
     noise = np.random.default_rng(12345).standard_normal(n).astype(np.float32)
-    stft = _stft(n_fft, hop, sr)
-    power = _power(stft, stft.stft(noise))[1:-1, _interior(stft, n)]  # no DC/Nyquist bins
+    power = _channel_power(noise, s)[1][_interior(n, s), 1:-1]  # no DC/Nyquist bins
     low, ratio = _track_stats(power, sr, s)
     return float(1.0 / max(float(np.median(low)), _TINY)), float(10 * np.log10(np.median(ratio)))
 
@@ -222,13 +221,6 @@ def _noise_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> np.ndarr
     return np.minimum(per_bin, min(levels)).astype(np.float32)
 
 
-def _channel_power(x1: np.ndarray, sr: int, s: WienerSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(complex64 STFT, normalised float32 power) of one channel."""
-    stft = _stft(s.n_fft, s.hop, sr)
-    spec = stft.stft(x1).astype(np.complex64)
-    return spec, _power(stft, spec)
-
-
 def estimate_noise_psd(
     x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings()
 ) -> np.ndarray:
@@ -249,9 +241,8 @@ def estimate_noise_psd(
     x1 = np.asarray(x2[0], dtype=np.float32)
     if x1.shape[0] < settings.n_fft or not np.all(np.isfinite(x1)):
         return np.zeros(settings.n_fft // 2 + 1, dtype=np.float32)
-    _, power = _channel_power(x1, sr, settings)
-    interior = _interior(_stft(settings.n_fft, settings.hop, sr), x1.shape[0])
-    return _noise_from_power(power[:, interior], sr, settings)
+    _, power = _channel_power(x1, settings)
+    return _noise_from_power(power[_interior(x1.shape[0], settings)], sr, settings)
 
 
 def detect_noise_level_db(
@@ -271,34 +262,33 @@ def detect_noise_level_db(
 
 
 def _dd_wiener_gain(power: np.ndarray, noise: np.ndarray, s: WienerSettings) -> np.ndarray:
-    """Decision-directed Wiener gain (bins, frames), float32, floored at `gain_floor_db`.
+    """Decision-directed Wiener gain (frames, bins), float32, floored at `gain_floor_db`.
 
     xi_t = alpha * G_{t-1}^2 * gamma_{t-1} + (1 - alpha) * max(gamma_t - 1, 0),
     G_t = xi_t / (1 + xi_t), with gamma = |X|^2 / noise the a-posteriori SNR.
-    Bins without noise keep gain 1."""
-    floor = np.float32(10.0 ** (s.gain_floor_db / 20.0))
+    Bins without noise keep gain 1. Only the recursion itself runs frame by frame."""
     alpha = np.float32(s.dd_alpha)
     has_noise = noise > 0
     inv_noise = np.zeros(noise.shape, dtype=np.float32)
     inv_noise[has_noise] = 1.0 / noise[has_noise]
-    gamma = power * inv_noise[:, None]
-    gain = np.empty_like(power)
-    prev = np.zeros(power.shape[0], dtype=np.float32)  # G^2 * gamma of the previous frame
-    for t in range(power.shape[1]):
-        g_t = gamma[:, t]
-        xi = alpha * prev + (1 - alpha) * np.maximum(g_t - 1.0, 0.0)
-        g = xi / (1.0 + xi)
+    gamma = power * inv_noise
+    gain = np.maximum(gamma - np.float32(1.0), np.float32(0.0))
+    gain *= np.float32(1.0) - alpha  # the ML part of xi, overwritten frame by frame by G
+    prev = np.zeros(power.shape[1], dtype=np.float32)  # G^2 * gamma of the previous frame
+    for g, g_t in zip(gain, gamma):
+        g += alpha * prev  # now xi_t
+        g /= np.float32(1.0) + g
         prev = g * g * g_t
-        gain[:, t] = np.maximum(g, floor)
-    gain[~has_noise] = 1.0
+    np.maximum(gain, np.float32(10.0 ** (s.gain_floor_db / 20.0)), out=gain)
+    gain[:, ~has_noise] = 1.0
     return gain
 
 
 def _denoise_block(x1: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray | None:
     """Denoise one channel's block; None when there is nothing (worth) removing."""
-    stft = _stft(s.n_fft, s.hop, sr)
-    spec, power = _channel_power(x1, sr, s)
-    noise = _noise_from_power(power[:, _interior(stft, x1.shape[0])], sr, s)
+    n = x1.shape[0]
+    spec, power = _channel_power(x1, s)
+    noise = _noise_from_power(power[_interior(n, s)], sr, s)
     if not np.any(noise > 0):
         return None
     gain = _dd_wiener_gain(power, noise, s)
@@ -307,7 +297,7 @@ def _denoise_block(x1: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray | N
     if removed <= total * 10.0 ** (s.bypass_below_db / 10.0):
         return None
     spec *= gain
-    return stft.istft(spec, k1=x1.shape[0]).astype(np.float32)
+    return spectral.istft(spec, s.n_fft, s.hop, _grid(n, s)[0], n)
 
 
 def _denoise_channel(x1: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray:

@@ -12,16 +12,14 @@ neither memory nor the PNG grows with the clip. Figures are built with matplotli
 
 from __future__ import annotations
 
-import functools
 import math
 import textwrap
 from pathlib import Path
 
-import librosa
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import metrics
+from . import metrics, spectral
 from .audio import WORK_SR, atomic_path
 
 SPECTROGRAMS_PNG = "spectrograms.png"
@@ -37,6 +35,8 @@ _CHUNK_FRAMES = 2048
 FREQ_TICKS_HZ = (250, 500, 1000, 2000, 4000, 8000, 16000)
 CMAP = "magma"
 DPI = 110
+PNG_COMPRESS_LEVEL = 3
+"""zlib level: 3 encodes the two figures 0.2 s faster than PIL's default 6, files 6 % larger."""
 WIDTH_IN = 11.0
 PANEL_HEIGHT_IN = 1.75
 LINE_IN = 0.2
@@ -60,11 +60,6 @@ def frames_per_column(n_samples: int, max_columns: int = MAX_COLUMNS) -> int:
     return max(1, math.ceil(n_frames / max_columns))
 
 
-@functools.lru_cache(maxsize=4)
-def _mel_basis(sr: int) -> np.ndarray:
-    return librosa.filters.mel(sr=sr, n_fft=metrics.N_FFT, n_mels=metrics.N_MELS)
-
-
 def _mono_segment(y2: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Samples `start:stop` of the mono downmix of `(channels, samples)` `y2`, zero outside the
     signal (indices may run past either end); only this piece is ever downmixed or padded."""
@@ -84,15 +79,14 @@ def mel_image_db(y: np.ndarray, sr: int, per_column: int = 1) -> np.ndarray:
     y2 = np.asarray(y)
     y2 = y2[np.newaxis] if y2.ndim == 1 else y2
     n_fft, hop = metrics.N_FFT, metrics.HOP
-    basis = _mel_basis(sr)
+    basis = spectral.mel_filterbank(sr, n_fft, metrics.N_MELS)
     n_frames = 1 + y2.shape[1] // hop
     step = per_column * max(1, _CHUNK_FRAMES // per_column)  # whole columns per chunk
     columns = []
     for f0 in range(0, n_frames, step):
         f1 = min(n_frames, f0 + step)
         seg = _mono_segment(y2, f0 * hop - n_fft // 2, (f1 - 1) * hop + n_fft // 2)
-        spec = librosa.stft(seg, n_fft=n_fft, hop_length=hop, center=False)
-        mel = basis @ (np.square(spec.real) + np.square(spec.imag))
+        mel = basis @ spectral.power(spectral.stft(seg, n_fft, hop, 0, f1 - f0)).T
         if per_column > 1:
             starts = np.arange(0, mel.shape[1], per_column)
             mel = np.add.reduceat(mel, starts, axis=1) / np.diff(np.append(starts, mel.shape[1]))
@@ -114,9 +108,9 @@ def _draw(ax, image: np.ndarray, sr: int, per_column: int, clim: tuple[float, fl
     im = ax.imshow(image, origin="lower", aspect="auto", cmap=CMAP, vmin=clim[0], vmax=clim[1],
                    interpolation="nearest",
                    extent=(left, left + image.shape[1] * col_s, -0.5, image.shape[0] - 0.5))
-    centres_mel = librosa.hz_to_mel(librosa.mel_frequencies(n_mels=metrics.N_MELS + 2, fmax=sr / 2.0)[1:-1])
+    centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(metrics.N_MELS + 2, 0.0, sr / 2.0)[1:-1])
     ticks = [t for t in FREQ_TICKS_HZ if t < sr / 2.0]
-    ax.set_yticks(np.interp(librosa.hz_to_mel(np.array(ticks, dtype=float)), centres_mel,
+    ax.set_yticks(np.interp(spectral.hz_to_mel(np.array(ticks, dtype=float)), centres_mel,
                             np.arange(metrics.N_MELS)))
     ax.set_yticklabels([f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
     return im
@@ -164,7 +158,7 @@ def _save(fig: Figure, path: Path) -> Path:
     """Render to a temporary PNG in the destination folder, then rename it into place."""
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI)
+            fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     finally:
         fig.clear()
     return path
@@ -197,7 +191,11 @@ def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path
     names = ["input"] + [m for m in ("direct", "stemwise", "routed") if m in result.outputs]
     signals = {"input": result.mix, **{m: result.outputs[m].audio for m in names[1:]}}
     per_column = frames_per_column(result.mix.shape[-1])
-    images = {n: mel_image_db(signals[n], sr, per_column) for n in names}
+    by_array: dict[int, np.ndarray] = {}  # routed often IS the stem-wise or direct result
+    for y in signals.values():
+        if id(y) not in by_array:
+            by_array[id(y)] = mel_image_db(y, sr, per_column)
+    images = {n: by_array[id(signals[n])] for n in names}
     clim = _colour_limits(list(images.values()))
 
     fig, grid, cax = _grid(len(names), 1, title_lines=2)

@@ -23,14 +23,14 @@ an input with its output, not as dBFS.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass, fields
 
-import librosa
 import numpy as np
 import pyloudnorm
 import scipy.signal
+
+from . import spectral
 
 # --- analysis settings (the paper's) -------------------------------------------------------
 N_FFT = 2048
@@ -80,6 +80,9 @@ most this high when results are ranked, so float rounding between transparent re
 FLOOR_SATURATION_FRACTION = 0.25
 """With this share of bins on the floor the 25th percentile IS the floor: -80.00 dB."""
 LOUDNESS_DROP_WARN_LU = 3.0
+PAPER_GAIN_WARN_DB = 0.05
+"""A p25_paper_db change smaller than this is rounding (it is blind to plain gain), not an
+improvement that a loudness drop could explain."""
 SILENT_RISE_WARN_FRACTION = 0.1
 BALANCE_RISE_WARN_DB = 3.0
 BANDWIDTH_LOSS_WARN_HZ = 2000.0
@@ -211,20 +214,17 @@ def _db(power: np.ndarray | float) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(power, AMIN))
 
 
-@functools.lru_cache(maxsize=8)
 def _mel_basis(sr: int) -> np.ndarray:
     # Exactly what librosa.feature.melspectrogram builds by default (float32, Slaney norm).
-    return librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS)
+    return spectral.mel_filterbank(sr, N_FFT, N_MELS)
 
 
-@functools.lru_cache(maxsize=8)
 def _mel_centres_hz(sr: int) -> np.ndarray:
-    return librosa.mel_frequencies(n_mels=N_MELS + 2, fmin=0.0, fmax=sr / 2.0)[1:-1]
+    return spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1]
 
 
 def _n_frames(n_samples: int) -> int:
-    # librosa's count for center=True: the signal is padded by N_FFT // 2 on both sides.
-    return 1 + n_samples // HOP
+    return spectral.centred_grid(n_samples, HOP, N_FFT)[1]
 
 
 def _power_chunks(x: np.ndarray):
@@ -232,15 +232,12 @@ def _power_chunks(x: np.ndarray):
     chunk, with librosa's center=True, pad_mode="constant" framing. Chunking keeps the complex
     spectrogram of a long file from ever existing whole."""
     x = np.asarray(x, dtype=np.float32)
-    n_frames = _n_frames(x.shape[-1])
-    padded = np.pad(x, N_FFT // 2)
+    first, n_frames = spectral.centred_grid(x.shape[-1], HOP, N_FFT)
     for f0 in range(0, n_frames, _STFT_CHUNK_FRAMES):
         f1 = min(n_frames, f0 + _STFT_CHUNK_FRAMES)
-        seg = padded[f0 * HOP : (f1 - 1) * HOP + N_FFT]
-        spec = librosa.stft(seg, n_fft=N_FFT, hop_length=HOP, center=False, window="hann")
-        power = np.square(spec.real)
-        power += np.square(spec.imag)
-        yield f0, power
+        # float64 transforms as librosa's (its float64 window promotes float32 frames).
+        spec = spectral.stft(x, N_FFT, HOP, first + f0 * HOP, f1 - f0, dtype=np.float64)
+        yield f0, spectral.power(spec).T
 
 
 def _power_spectrogram(x: np.ndarray) -> np.ndarray:
@@ -252,7 +249,7 @@ def _power_spectrogram(x: np.ndarray) -> np.ndarray:
 
 
 def _paper_db(mel_power: np.ndarray) -> np.ndarray:
-    return librosa.power_to_db(mel_power, ref=np.max, amin=AMIN, top_db=TOP_DB)
+    return spectral.power_to_db(mel_power, ref=None, amin=AMIN, top_db=TOP_DB)
 
 
 def _frame_rms_dbfs(y2: np.ndarray) -> np.ndarray:
@@ -279,9 +276,7 @@ def _inner_frames(power: np.ndarray, n_samples: int) -> np.ndarray:
     zero padding see the signal start or stop abruptly and splatter broadband energy: on a
     5 s clip they alone lift the empty band above a resampled 32 kHz file's 16 kHz from
     about -100 to -55 dB re the strongest bin, which would fake bandwidth."""
-    first = N_FFT // 2 // HOP
-    last = (n_samples - N_FFT // 2) // HOP
-    return power[:, first : last + 1] if last >= first else power
+    return power[:, spectral.interior(n_samples, HOP, N_FFT, *spectral.centred_grid(n_samples, HOP, N_FFT))]
 
 
 def _bandwidth_hz(long_term_power: np.ndarray, freqs_hz: np.ndarray) -> float:
@@ -381,7 +376,7 @@ def measure(
     silent = float(np.mean(_frame_rms_dbfs(y2) < SILENT_FRAME_DBFS))
     mono = _mono(y2)
     power = _power_spectrogram(mono)
-    freqs_hz = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
+    freqs_hz = np.fft.rfftfreq(N_FFT, 1.0 / sr)
     mel = _mel_basis(sr) @ power
 
     paper = _paper_db(mel)
@@ -655,7 +650,7 @@ def warnings_for(input_panel: MetricPanel, output_panel: MetricPanel) -> list[st
                 f"-{TOP_DB:.0f} dB floor; it cannot rank results"
             )
     loudness_change = o.loudness_lufs - i.loudness_lufs
-    if o.p25_paper_db < i.p25_paper_db and loudness_change < -LOUDNESS_DROP_WARN_LU:
+    if i.p25_paper_db - o.p25_paper_db > PAPER_GAIN_WARN_DB and loudness_change < -LOUDNESS_DROP_WARN_LU:
         out.append(
             f"p25_paper_db improved by {i.p25_paper_db - o.p25_paper_db:.1f} dB while loudness "
             f"fell by {-loudness_change:.1f} LU: the output is quieter, not necessarily cleaner"

@@ -18,7 +18,7 @@ import numpy as np
 from . import audio, dsp, metrics, presets
 from .audio import WORK_SR
 from .report import to_json
-from .route import RouterConfig, RoutePlan, route
+from .route import RouterConfig, RoutePlan, route, route_modes
 from .separate import Separation
 
 DEFAULT_PRESET = "adaptive"
@@ -111,8 +111,9 @@ def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: preset
 
 
 def finish(y: np.ndarray, mix: np.ndarray, mode: str, preset: presets.Preset, clip_mode: str,
-           sr: int = WORK_SR) -> Restored:
-    """Match loudness to the input when the preset asks, then keep the result in full scale.
+           sr: int = WORK_SR, *, target_lufs: float | None = None) -> Restored:
+    """Match loudness to the input (`target_lufs`, measured from `mix` when None) when the
+    preset asks, then keep the result in full scale.
 
     When the limiter has to act on a loudness-matched result it costs loudness (an input
     peaking at +3.5 dBFS loses about 1.5 LU), so the make-up gain is raised and the limiter
@@ -122,7 +123,7 @@ def finish(y: np.ndarray, mix: np.ndarray, mode: str, preset: presets.Preset, cl
     if not preset.match_loudness:
         y, clip = dsp.clip_safety(y, sr, clip_mode)
         return Restored(y, mode, gain_db, clip)
-    target = dsp.loudness_lufs(mix, sr)
+    target = dsp.loudness_lufs(mix, sr) if target_lufs is None else target_lufs
     y, gain_db = dsp.match_loudness(y, sr, target)
     out, clip = dsp.clip_safety(y, sr, clip_mode)
     for _ in range(LOUDNESS_LIMIT_PASSES if clip.action == "limited" else 0):
@@ -136,10 +137,15 @@ def finish(y: np.ndarray, mix: np.ndarray, mode: str, preset: presets.Preset, cl
     return Restored(out, mode, gain_db, clip)
 
 
+def _remixed(plan: RoutePlan) -> tuple[list[str], list[str]]:
+    """The stems a remix sums: (processed, passed through unprocessed)."""
+    return plan.processed(), plan.skipped() if plan.skip_policy == "passthrough" else []
+
+
 def remix(plan: RoutePlan, stems: dict[str, np.ndarray], processed: dict[str, np.ndarray]) -> np.ndarray:
     """Sum the processed stems, plus the skipped ones when the skip policy passes them through."""
-    keep = plan.processed() + (plan.skipped() if plan.skip_policy == "passthrough" else [])
-    parts = [processed[n] if n in processed and n in plan.processed() else stems[n] for n in keep]
+    done, passed = _remixed(plan)
+    parts = [processed[n] if n in processed else stems[n] for n in done] + [stems[n] for n in passed]
     if not parts:  # every stem dropped: silence, said in the report through the plan
         return np.zeros_like(next(iter(stems.values())))
     # Summed one by one: np.sum over the list would first stack every stem into one array.
@@ -151,10 +157,11 @@ def remix(plan: RoutePlan, stems: dict[str, np.ndarray], processed: dict[str, np
 
 def restore(mix: np.ndarray, plan: RoutePlan, preset: presets.Preset, separation: Separation | None,
             processed: dict[str, np.ndarray] | None = None, clip_mode: str = "limit", *,
-            in_place: bool = False) -> tuple[Restored, dict]:
+            in_place: bool = False, target_lufs: float | None = None) -> tuple[Restored, dict]:
     """Restore `mix` as `plan` says. `processed` holds stems already run through the chain (so
     `compare` never processes a stem twice); the return adds any newly processed stems.
-    `in_place` lets processed stems overwrite the separation's (see `process_stems`)."""
+    `in_place` lets processed stems overwrite the separation's (see `process_stems`);
+    `target_lufs` is the mix's loudness when already measured (see `finish`)."""
     processed = dict(processed or {})
     if plan.mode_used == "direct":
         y = dsp.apply_chain(mix, WORK_SR, preset.chain_for(None))
@@ -162,7 +169,7 @@ def restore(mix: np.ndarray, plan: RoutePlan, preset: presets.Preset, separation
         todo = [n for n in plan.processed() if n not in processed]
         processed.update(process_stems(separation.stems, todo, preset, in_place=in_place))
         y = remix(plan, separation.stems, processed)
-    return finish(y, mix, plan.mode_used, preset, clip_mode), processed
+    return finish(y, mix, plan.mode_used, preset, clip_mode, target_lufs=target_lufs), processed
 
 
 def _output_audio(y: np.ndarray, info: audio.AudioInfo, output_sr: str) -> tuple[np.ndarray, int]:
@@ -171,16 +178,15 @@ def _output_audio(y: np.ndarray, info: audio.AudioInfo, output_sr: str) -> tuple
     return y, WORK_SR
 
 
-def _measure_pair(raw: np.ndarray | None, outputs: dict[str, np.ndarray], ref: np.ndarray | None = None, *,
-                  panel_in: metrics.MetricPanel | None = None):
-    """The metric panel of the input (unless given as `panel_in`) and of each output, all over
-    the input's occupied band."""
-    if panel_in is None:
-        panel_in = metrics.measure(raw, WORK_SR, ref=ref)
+def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarray], ref: np.ndarray | None = None):
+    """The metric panel of each output over the input's occupied band, and its warnings
+    against the input's panel."""
     band = panel_in.bandwidth_hz
-    panels = {name: metrics.measure(y, WORK_SR, ref=ref, band_hz=band) for name, y in outputs.items()}
+    distinct = {id(y): y for y in outputs.values()}  # routed often IS stem-wise or direct: measured once
+    by_array = {k: metrics.measure(y, WORK_SR, ref=ref, band_hz=band) for k, y in distinct.items()}
+    panels = {name: by_array[id(y)] for name, y in outputs.items()}
     warnings = {name: metrics.warnings_for(panel_in, p) for name, p in panels.items()}
-    return panel_in, panels, warnings
+    return panels, warnings
 
 
 @dataclass(frozen=True)
@@ -267,7 +273,7 @@ def run(input_path: str | Path, out_dir: str | Path, separator=None, settings: S
     if not settings.keep_stems:
         separation, processed = None, {}  # not written: free them before measuring (0.85 GB each)
     with clock.stage("measure"):
-        _, panels, warnings = _measure_pair(None, {"output": restored.audio}, panel_in=panel_in)
+        panels, warnings = _measure_outputs(panel_in, {"output": restored.audio})
     with clock.stage("write"):
         y, out_sr = _output_audio(restored.audio, info, settings.output_sr)
         out_path = audio.write(out_dir / "restored.wav", y, out_sr, protect=(input_path,))
@@ -338,26 +344,37 @@ def compare(input_path: str | Path, out_dir: str | Path, separator=None, setting
     clock = Stopwatch(on_stage)
     with clock.stage("load"):
         raw, mix, info = load_input(input_path)
+    with clock.stage("measure"):
+        panel_in = metrics.measure(raw, WORK_SR, ref=reference)
+        del raw  # as in `run`: not held through separation and restoration
     with clock.stage("separate"):
         separation, sep_info = _separate(separator, mix)
         if notice:
             sep_info["notice"] = notice
     stems = separation.stems if separation else {}
     with clock.stage("route"):
-        plans = {m: route(stems, mix, WORK_SR, m, settings.router, settings.skip_policy) for m in COMPARE_MODES}
+        plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy)
     with clock.stage("restore"):
-        outputs: dict[str, Restored] = {}
-        outputs["direct"], processed = restore(mix, plans["direct"], preset, separation, clip_mode=settings.clip_mode)
-        if separation is not None:
-            outputs["stemwise"], processed = restore(mix, plans["stemwise"], preset, separation, processed,
-                                                     settings.clip_mode)
+        target = dsp.loudness_lufs(mix, WORK_SR) if preset.match_loudness else None
+        # The mix's chain runs beside the stems' (they share the two cores while either waits).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            direct = pool.submit(restore, mix, plans["direct"], preset, separation, clip_mode=settings.clip_mode,
+                                 target_lufs=target)
+            stemwise = (restore(mix, plans["stemwise"], preset, separation, clip_mode=settings.clip_mode,
+                                target_lufs=target) if separation is not None else None)
+            outputs: dict[str, Restored] = {"direct": direct.result()[0]}
+        processed: dict[str, np.ndarray] = {}
+        if stemwise is not None:
+            outputs["stemwise"], processed = stemwise
         if plans["routed"].mode_used == "direct":
             outputs["routed"] = outputs["direct"]
+        elif _remixed(plans["routed"]) == _remixed(plans["stemwise"]):  # nothing skipped: the same sum
+            outputs["routed"] = outputs["stemwise"]
         else:
             outputs["routed"], processed = restore(mix, plans["routed"], preset, separation, processed,
-                                                   settings.clip_mode)
+                                                   settings.clip_mode, target_lufs=target)
     with clock.stage("measure"):
-        panel_in, panels, warnings = _measure_pair(raw, {m: r.audio for m, r in outputs.items()}, reference)
+        panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs.items()}, reference)
         all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
     with clock.stage("write"):
         paths = {}

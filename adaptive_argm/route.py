@@ -71,13 +71,17 @@ def _db(power: np.ndarray | float) -> np.ndarray | float:
     return 10 * np.log10(np.maximum(power, 1e-20))
 
 
-def frame_power(x: np.ndarray, sr: int, frame_s: float) -> np.ndarray:
-    """Mean power of non-overlapping frames of the channel-averaged power, shape `(frames,)`."""
+def _sample_power(x: np.ndarray) -> np.ndarray:
+    """Channel-averaged power of each sample, float64."""
+    return np.mean(np.square(x, dtype=np.float64), axis=0)
+
+
+def frame_power(p: np.ndarray, sr: int, frame_s: float) -> np.ndarray:
+    """Mean of per-sample power `p` over non-overlapping frames, shape `(frames,)`."""
     n = max(1, int(round(frame_s * sr)))
-    p = np.mean(x.astype(np.float64) ** 2, axis=0)
-    frames = max(1, len(p) // n)
     if len(p) < n:
         return np.array([p.mean()])
+    frames = len(p) // n
     return p[: frames * n].reshape(frames, n).mean(axis=1)
 
 
@@ -88,13 +92,20 @@ class _Measure:
     active_fraction: float
 
 
-def measure_stem(stem: np.ndarray, mix: np.ndarray, sr: int, cfg: RouterConfig) -> _Measure:
-    """Level (dBFS), level relative to the mix (dB), and the share of frames where it is active."""
-    rms_dbfs = float(_db(np.mean(stem.astype(np.float64) ** 2)))
-    rel_db = rms_dbfs - float(_db(np.mean(mix.astype(np.float64) ** 2)))
-    s, m = _db(frame_power(stem, sr, cfg.frame_s)), _db(frame_power(mix, sr, cfg.frame_s))
-    active = (s >= m + cfg.active_rel_db) & (s >= cfg.active_floor_dbfs)
-    return _Measure(rms_dbfs, rel_db, float(np.mean(active)))
+def measure_stems(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int,
+                  cfg: RouterConfig) -> dict[str, _Measure]:
+    """Per stem: level (dBFS), level relative to the mix (dB), and the share of frames where it
+    is active (within `active_rel_db` of the mix and above `active_floor_dbfs`)."""
+    p_mix = _sample_power(mix)
+    mix_db, mix_frames_db = float(_db(p_mix.mean())), _db(frame_power(p_mix, sr, cfg.frame_s))
+    del p_mix
+    out = {}
+    for name, stem in stems.items():
+        p = _sample_power(stem)
+        rms_dbfs, frames_db = float(_db(p.mean())), _db(frame_power(p, sr, cfg.frame_s))
+        active = (frames_db >= mix_frames_db + cfg.active_rel_db) & (frames_db >= cfg.active_floor_dbfs)
+        out[name] = _Measure(rms_dbfs, rms_dbfs - mix_db, float(np.mean(active)))
+    return out
 
 
 def _why_silent(m: _Measure, cfg: RouterConfig) -> str | None:
@@ -111,11 +122,22 @@ def route(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, mode: str = "r
     """Decide, stem by stem, what restoration does. `stems` may be empty (no separation): the
     plan is then direct. Forced modes still measure every stem, so the report shows what the
     router would have done."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    return route_modes(stems, mix, sr, (mode,), cfg, skip_policy)[mode]
+
+
+def route_modes(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, modes: tuple[str, ...],
+                cfg: RouterConfig = RouterConfig(), skip_policy: str = "passthrough") -> dict[str, RoutePlan]:
+    """`route` for several modes at once, measuring the stems once."""
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if skip_policy not in SKIP_POLICIES:
         raise ValueError(f"skip policy must be one of {SKIP_POLICIES}, not {skip_policy!r}")
-    measures = {name: measure_stem(x, mix, sr, cfg) for name, x in stems.items()}
+    measures = measure_stems(stems, mix, sr, cfg)
+    return {mode: _plan(mode, measures, cfg, skip_policy) for mode in modes}
+
+
+def _plan(mode: str, measures: dict[str, _Measure], cfg: RouterConfig, skip_policy: str) -> RoutePlan:
     silent = {name: _why_silent(m, cfg) for name, m in measures.items()}
     informative = [name for name, why in silent.items() if why is None]
 
@@ -123,7 +145,7 @@ def route(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, mode: str = "r
         return tuple(StemDecision(name, m.rms_dbfs, m.rel_db, m.active_fraction, kind(name), reason_for(name))
                      for name, m in measures.items())
 
-    if not stems:
+    if not measures:
         return RoutePlan(mode, "direct", (), "no stems: the mix is restored directly", skip_policy)
     if mode == "direct":
         return RoutePlan(mode, "direct", decisions(lambda n: "direct", lambda n: "forced direct mode"),
