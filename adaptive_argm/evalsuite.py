@@ -332,7 +332,7 @@ def run_job(job: Job) -> ClipOutcome:
         input_path, reference = prepare_input(job.clip, clip_dir)
         separator = _separator_for(job, input_path)
         result = pipeline.compare(input_path, clip_dir, separator, job.settings.pipeline, reference=reference,
-                                  notice=job.separator.notice, figures=False)
+                                  notice=job.separator.notice, figures=False, stem_views=job.settings.figures)
         gain = result.separator.get("gain") if job.separator.kind == "stems" else None
         if gain and gain > 0 and abs(20 * math.log10(gain / job.clip.stem_scale)) > STEM_SCALE_TOLERANCE_DB:
             notes.append(f"the stems fit the mix with gain {gain:.3g}, not the declared stem_scale "

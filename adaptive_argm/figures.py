@@ -16,8 +16,13 @@ import math
 import textwrap
 from pathlib import Path
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the pipeline
+    from matplotlib.figure import Figure
 
 from . import metrics, spectral
 from .audio import WORK_SR, atomic_path
@@ -123,6 +128,8 @@ def _grid(n_rows: int, n_cols: int, title_lines: int, extra_in: float = 0.0):
     m = MARGINS_IN
     title_in = LINE_IN * title_lines + 0.1 + extra_in
     height_in = m["top"] + m["bottom"] + n_rows * (PANEL_HEIGHT_IN + title_in)
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(WIDTH_IN, height_in))
     left, right = m["left"] / WIDTH_IN, 1.0 - m["right"] / WIDTH_IN
     bottom, top = m["bottom"] / height_in, 1.0 - (m["top"] + title_in) / height_in
@@ -174,7 +181,7 @@ def _panel_title(name: str, result) -> str:
         what = f"input: {Path(info.path).name} ({info.sample_rate / 1000:g} kHz, {info.channels} ch)"
     else:
         why = {"routed": f": {result.plan.reason}",
-               "stemwise": f": all {len(result.stems)} stems through the chain"}.get(name, "")
+               "stemwise": f": all {len(result.stem_names)} stems through the chain"}.get(name, "")
         what = f"{PANEL_NAMES[name]} (mode_used {result.outputs[name].mode}{why})"
     panel = result.metrics.get(name)
     if panel is None:
@@ -216,8 +223,28 @@ def _rms_dbfs(x: np.ndarray) -> float:
     return 10.0 * math.log10(mean_square) if mean_square > 0.0 else -math.inf
 
 
-def _after_title(stem: np.ndarray, restored: np.ndarray, decision: str, preset_name: str) -> str:
-    before, after = _rms_dbfs(stem), _rms_dbfs(restored)
+@dataclass(frozen=True)
+class StemView:
+    """What `stems.png` shows of one stem, taken while the audio exists (`compare` restores the
+    stems in place): mel images (`mel_image_db`) and RMS levels before and, when the stem was
+    restored, after."""
+
+    before: np.ndarray
+    before_rms_dbfs: float
+    after: np.ndarray | None = None
+    after_rms_dbfs: float | None = None
+
+    @classmethod
+    def of(cls, stem: np.ndarray, sr: int = WORK_SR) -> "StemView":
+        return cls(mel_image_db(stem, sr, frames_per_column(stem.shape[-1])), _rms_dbfs(stem))
+
+    def restored(self, y: np.ndarray, sr: int = WORK_SR) -> "StemView":
+        return StemView(self.before, self.before_rms_dbfs, mel_image_db(y, sr, frames_per_column(y.shape[-1])),
+                        _rms_dbfs(y))
+
+
+def _after_title(view: StemView, decision: str, preset_name: str) -> str:
+    before, after = view.before_rms_dbfs, view.after_rms_dbfs
     level = f"{after:.1f} dBFS ({after - before:+.1f} dB)"
     if decision == "process":
         used = "used by stem-wise and routed"
@@ -231,13 +258,13 @@ def _after_title(stem: np.ndarray, restored: np.ndarray, decision: str, preset_n
 def stems_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path | None:
     """Each stem before and after restoration, a row per stem titled with the router's decision
     and reason; None (nothing written) when the clip was not separated."""
-    if not result.stems:
+    if not result.stem_views:
         return None
     decisions = {s.name: s for s in result.plan.stems}
-    names = list(result.stems)
+    names = list(result.stem_views)
     per_column = frames_per_column(result.mix.shape[-1])
-    before = {n: mel_image_db(result.stems[n], sr, per_column) for n in names}
-    after = {n: mel_image_db(result.processed[n], sr, per_column) for n in names if n in result.processed}
+    before = {n: v.before for n, v in result.stem_views.items()}
+    after = {n: v.after for n, v in result.stem_views.items() if v.after is not None}
     clim = _colour_limits(list(before.values()) + list(after.values()))
 
     fig, axes, cax = _grid(len(names), 2, title_lines=2 + ROUTER_LINES, extra_in=0.2)
@@ -256,7 +283,7 @@ def stems_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path | None
         row[0].set_ylabel("Hz (mel scale)", fontsize=8)
         if n in after:
             _draw(row[1], after[n], sr, per_column, clim)
-            row[1].set_title(_after_title(result.stems[n], result.processed[n], decision, result.preset.name),
+            row[1].set_title(_after_title(result.stem_views[n], decision, result.preset.name),
                              fontsize=9, loc="left")
         else:
             row[1].set_facecolor("0.92")
@@ -275,7 +302,7 @@ def stems_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path | None
 def figure_paths(result, out_dir: str | Path) -> list[Path]:
     """The files `compare_figures` writes for `result` (the stems figure only with stems)."""
     out_dir = Path(out_dir)
-    return [out_dir / SPECTROGRAMS_PNG] + ([out_dir / STEMS_PNG] if result.stems else [])
+    return [out_dir / SPECTROGRAMS_PNG] + ([out_dir / STEMS_PNG] if result.stem_views else [])
 
 
 def compare_figures(result, out_dir: str | Path) -> list[Path]:

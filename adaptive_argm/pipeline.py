@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from . import audio, dsp, metrics, presets
+from .figures import StemView
 from .audio import WORK_SR
 from .report import to_json
 from .route import RouterConfig, RoutePlan, route, route_modes
@@ -304,8 +305,10 @@ class CompareResult:
     metrics: dict[str, metrics.MetricPanel]
     """`input` and each output's panel, all over the input's occupied band."""
     warnings: dict[str, list[str]]
-    stems: dict[str, np.ndarray]
-    processed: dict[str, np.ndarray]
+    stem_names: tuple[str, ...]
+    stem_views: dict[str, StemView]
+    """What the stems figure shows of each stem (empty unless asked for: the stems themselves
+    are restored in place and freed before measuring)."""
     preset: presets.Preset
     timings_s: dict[str, float]
     settings: Settings
@@ -331,15 +334,21 @@ class CompareResult:
 
 def compare(input_path: str | Path, out_dir: str | Path, separator=None, settings: Settings = Settings(), *,
             reference: np.ndarray | None = None, notice: str | None = None, figures: bool = True,
-            on_stage: Callable[[str], None] | None = None) -> CompareResult:
+            stem_views: bool | None = None, on_stage: Callable[[str], None] | None = None) -> CompareResult:
     """Separate once, then restore the clip three ways (forced direct, forced stem-wise, routed)
     and measure each; writes `direct.wav`, `stemwise.wav`, `routed.wav`, `compare.json` and the
     figures into `out_dir`. Each stem goes through the chain at most once.
 
     `reference` is a clean `(channels, samples)` signal at the working rate; with it the panel
-    adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR).
+    adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR). `stem_views` (default: `figures`)
+    keeps what the stems figure needs, for drawing it later with `figures.compare_figures`.
+
+    Memory: the stems are restored in place (copies only of the stems routed passes through
+    unprocessed) and freed before measuring, so a 10-minute stereo file holds the mix, four
+    stems and the results, not two sets of stems.
     """
     out_dir = Path(out_dir)
+    keep_views = figures if stem_views is None else stem_views
     preset = presets.load(settings.preset)
     clock = Stopwatch(on_stage)
     with clock.stage("load"):
@@ -356,23 +365,30 @@ def compare(input_path: str | Path, out_dir: str | Path, separator=None, setting
         plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy)
     with clock.stage("restore"):
         target = dsp.loudness_lufs(mix, WORK_SR) if preset.match_loudness else None
+        routed = plans["routed"]
+        views = {n: StemView.of(x) for n, x in stems.items()} if keep_views else {}
+        # The stems are restored in place: keep the unprocessed audio that routed passes through.
+        passed = {n: stems[n].copy() for n in _remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
         # The mix's chain runs beside the stems' (they share the two cores while either waits).
         with ThreadPoolExecutor(max_workers=1) as pool:
             direct = pool.submit(restore, mix, plans["direct"], preset, separation, clip_mode=settings.clip_mode,
                                  target_lufs=target)
             stemwise = (restore(mix, plans["stemwise"], preset, separation, clip_mode=settings.clip_mode,
-                                target_lufs=target) if separation is not None else None)
+                                target_lufs=target, in_place=True) if separation is not None else None)
             outputs: dict[str, Restored] = {"direct": direct.result()[0]}
         processed: dict[str, np.ndarray] = {}
         if stemwise is not None:
             outputs["stemwise"], processed = stemwise
-        if plans["routed"].mode_used == "direct":
+        views = {n: v.restored(processed[n]) if n in processed else v for n, v in views.items()}
+        if routed.mode_used == "direct":
             outputs["routed"] = outputs["direct"]
-        elif _remixed(plans["routed"]) == _remixed(plans["stemwise"]):  # nothing skipped: the same sum
+        elif _remixed(routed) == _remixed(plans["stemwise"]):  # nothing skipped: the same sum
             outputs["routed"] = outputs["stemwise"]
         else:
-            outputs["routed"], processed = restore(mix, plans["routed"], preset, separation, processed,
-                                                   settings.clip_mode, target_lufs=target)
+            y = remix(routed, {**stems, **passed}, processed)
+            outputs["routed"] = finish(y, mix, routed.mode_used, preset, settings.clip_mode, target_lufs=target)
+        stem_names = tuple(stems)
+        separation = stems = processed = passed = y = None  # freed before measuring (0.2 GB per 10 min stem)
     with clock.stage("measure"):
         panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs.items()}, reference)
         all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
@@ -381,7 +397,7 @@ def compare(input_path: str | Path, out_dir: str | Path, separator=None, setting
         for m, r in outputs.items():
             y, out_sr = _output_audio(r.audio, info, settings.output_sr)
             paths[m] = str(audio.write(out_dir / f"{m}.wav", y, out_sr, protect=(input_path,)))
-    result = CompareResult(info, sep_info, plans["routed"], outputs, paths, all_panels, warnings, stems, processed,
+    result = CompareResult(info, sep_info, routed, outputs, paths, all_panels, warnings, stem_names, views,
                            preset, clock.timings_s, settings, mix)
     if figures:
         with clock.stage("figures"):

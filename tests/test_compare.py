@@ -85,7 +85,7 @@ def test_compare_json_has_the_documented_schema(compared):
     assert doc["schema"] == "adaptive-argm/compare/1"
     assert {"input", "separator", "router", "metrics"} <= set(doc)
     assert doc["router"]["mode_used"] == result.plan.mode_used == "stemwise"
-    assert [s["name"] for s in doc["router"]["stems"]] == list(result.stems)
+    assert [s["name"] for s in doc["router"]["stems"]] == list(result.stem_names)
     assert set(doc["metrics"]) == {"input", "direct", "stemwise", "routed"}
     for panel in doc["metrics"].values():
         assert set(panel) == set(DIRECTIONS)
@@ -99,6 +99,26 @@ def test_stemwise_differs_from_direct_and_routed_follows_the_router(compared):
     routed, _ = audio.read(out / "routed.wav")
     assert np.max(np.abs(direct - stemwise)) > 1e-3
     np.testing.assert_array_equal(routed, stemwise)  # all three stems informative: routed = stem-wise
+
+
+@pytest.mark.parametrize("skip_policy", ["passthrough", "drop"])
+def test_each_compared_result_is_what_run_gives_in_that_mode(tmp_path, skip_policy):
+    # A near-silent vocals stem: routed skips it, forced stem-wise restores it. compare restores
+    # the stems in place and keeps only routed's pass-through audio: same results as three runs.
+    rng = np.random.default_rng(5)
+    stems = synthetic_stems(seconds=SECONDS)
+    stems["vocals"] = (1e-4 * rng.standard_normal(stems["other"].shape)).astype(np.float32)
+    song, folder = _song(tmp_path, stems)
+    settings = pipeline.Settings(preset="paper", skip_policy=skip_policy)
+    result = pipeline.compare(song, tmp_path / "cmp", StemsFolder(folder), settings)
+    assert result.plan.skipped() == ["vocals"]
+    assert set(result.stem_views) == {"drums", "bass", "other", "vocals"}
+    assert all(v.after is not None for v in result.stem_views.values())  # forced stem-wise restored all
+    for mode in ("direct", "stemwise", "routed"):
+        run = pipeline.run(song, tmp_path / mode, StemsFolder(folder), pipeline.Settings(
+            mode=mode, preset="paper", skip_policy=skip_policy))
+        compared, _ = audio.read(tmp_path / "cmp" / f"{mode}.wav")
+        np.testing.assert_allclose(compared, run.restored.audio, atol=1e-6, err_msg=mode)
 
 
 def test_routed_is_direct_when_only_other_is_informative(tmp_path):
