@@ -9,6 +9,7 @@ renamed into place, so an interrupted run never leaves a half-written file behin
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -47,8 +48,8 @@ class AudioInfo:
 
 def peak_dbfs(x: np.ndarray) -> float:
     """Sample peak in dBFS (full scale = 1.0); -inf for digital silence."""
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    return 20.0 * np.log10(peak) if peak > 0 else float("-inf")
+    peak = max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0  # no |x| copy
+    return 20.0 * math.log10(peak) if peak > 0 else float("-inf")
 
 
 def read(path: str | Path, sr: int | None = WORK_SR) -> tuple[np.ndarray, AudioInfo]:

@@ -331,7 +331,7 @@ def _denoise_channel(x1: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray:
 
 
 def wiener_denoise(
-    x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings()
+    x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings(), *, out: np.ndarray | None = None
 ) -> np.ndarray:
     """Remove steady broadband noise; return float32 audio of the same shape and length as `x`.
 
@@ -343,12 +343,24 @@ def wiener_denoise(
     than `n_fft`, inputs with NaN/inf, silence, and any channel or block in which no steady
     broadband noise is found or the filter would remove less than `bypass_below_db` of the
     energy (clean or codec-only audio). Nothing is clipped; DC passes through (remove it first).
+
+    `out`: a float32 array of `x`'s shape to write the result into; it may be `x` itself
+    (filtered in place, one channel of scratch memory instead of a copy of the whole input).
     """
     s = settings
     x_in = np.asarray(x)
-    out = _as_2d(x_in).astype(np.float32, copy=True)
-    if out.shape[1] < s.n_fft or not np.all(np.isfinite(out)):
-        return out.reshape(x_in.shape)
-    for c in range(out.shape[0]):
-        out[c] = _denoise_channel(out[c], sr, s)
-    return out.reshape(x_in.shape)
+    x2 = _as_2d(x_in)
+    if out is None:
+        out2 = x2.astype(np.float32, copy=True)
+    else:
+        out2 = _as_2d(out)
+        if out2.shape != x2.shape or out2.dtype != np.float32:
+            raise ValueError(f"out must be float32 of shape {x2.shape}")
+        if not np.shares_memory(out2, x2):
+            out2[...] = x2
+    if out2.shape[1] >= s.n_fft and np.all(np.isfinite(out2)):
+        for channel in out2:
+            y = _denoise_channel(channel, sr, s)
+            if y is not channel:
+                channel[...] = y
+    return out2.reshape(x_in.shape)

@@ -58,14 +58,14 @@ def _noisereduce(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, **par
     return result[:, :n]
 
 
-IN_PLACE_KINDS = frozenset({"noisereduce", "dc_remove"})
+IN_PLACE_KINDS = frozenset({"noisereduce", "dc_remove", "wiener"})
 """Step kinds that can write their result over their input (`out=`)."""
 
 
-def _wiener(x: np.ndarray, sr: int, **params) -> np.ndarray:
+def _wiener(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, **params) -> np.ndarray:
     from .denoise import WienerSettings, wiener_denoise
 
-    return wiener_denoise(x, sr, WienerSettings(**params))
+    return wiener_denoise(x, sr, WienerSettings(**params), out=out)
 
 
 def _dc_remove(x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -142,7 +142,12 @@ def match_loudness(y: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarr
     if not (np.isfinite(current) and np.isfinite(target_lufs)):
         return y, 0.0
     gain_db = target_lufs - current
-    return (y * 10 ** (gain_db / 20)).astype(np.float32), float(gain_db)
+    return scaled(y, gain_db), float(gain_db)
+
+
+def scaled(y: np.ndarray, gain_db: float) -> np.ndarray:
+    """`y` times a gain, as one new float32 array (no float64 or second copy)."""
+    return np.multiply(y, np.float32(10 ** (gain_db / 20)), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -166,11 +171,13 @@ def peak_limit(y: np.ndarray, sr: int, ceiling_dbfs: float = LIMIT_CEILING_DBFS,
     from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
     ceiling = 10 ** (ceiling_dbfs / 20)
-    envelope = np.max(np.abs(y), axis=0)
+    envelope = np.abs(y[0])
+    for ch in y[1:]:  # channel by channel: no full-size |y| temporary
+        np.maximum(envelope, np.abs(ch), out=envelope)
     need = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
     half = max(1, int(round(window_ms * 1e-3 * sr)))
     gain = uniform_filter1d(minimum_filter1d(need, 2 * half + 1, mode="nearest"), half, mode="nearest")
-    return (y * np.minimum(gain, need)).astype(np.float32)
+    return np.multiply(y, np.minimum(gain, need), dtype=np.float32)
 
 
 def clip_safety(y: np.ndarray, sr: int, mode: str = "limit") -> tuple[np.ndarray, ClipSafety]:

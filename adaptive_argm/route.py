@@ -72,17 +72,22 @@ def _db(power: np.ndarray | float) -> np.ndarray | float:
 
 
 def _sample_power(x: np.ndarray) -> np.ndarray:
-    """Channel-averaged power of each sample, float64."""
-    return np.mean(np.square(x, dtype=np.float64), axis=0)
+    """Channel-averaged power of each sample, float32 (sums over it are taken in float64): one
+    channel's worth of memory, not float64 copies of every channel."""
+    p = np.square(x[0], dtype=np.float32)
+    for ch in x[1:]:
+        p += np.square(ch, dtype=np.float32)
+    p /= np.float32(x.shape[0])
+    return p
 
 
 def frame_power(p: np.ndarray, sr: int, frame_s: float) -> np.ndarray:
-    """Mean of per-sample power `p` over non-overlapping frames, shape `(frames,)`."""
+    """Mean of per-sample power `p` over non-overlapping frames, shape `(frames,)`, float64."""
     n = max(1, int(round(frame_s * sr)))
     if len(p) < n:
-        return np.array([p.mean()])
+        return np.array([p.mean(dtype=np.float64)])
     frames = len(p) // n
-    return p[: frames * n].reshape(frames, n).mean(axis=1)
+    return p[: frames * n].reshape(frames, n).mean(axis=1, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -97,12 +102,12 @@ def measure_stems(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int,
     """Per stem: level (dBFS), level relative to the mix (dB), and the share of frames where it
     is active (within `active_rel_db` of the mix and above `active_floor_dbfs`)."""
     p_mix = _sample_power(mix)
-    mix_db, mix_frames_db = float(_db(p_mix.mean())), _db(frame_power(p_mix, sr, cfg.frame_s))
+    mix_db, mix_frames_db = float(_db(p_mix.mean(dtype=np.float64))), _db(frame_power(p_mix, sr, cfg.frame_s))
     del p_mix
     out = {}
     for name, stem in stems.items():
         p = _sample_power(stem)
-        rms_dbfs, frames_db = float(_db(p.mean())), _db(frame_power(p, sr, cfg.frame_s))
+        rms_dbfs, frames_db = float(_db(p.mean(dtype=np.float64))), _db(frame_power(p, sr, cfg.frame_s))
         active = (frames_db >= mix_frames_db + cfg.active_rel_db) & (frames_db >= cfg.active_floor_dbfs)
         out[name] = _Measure(rms_dbfs, rms_dbfs - mix_db, float(np.mean(active)))
     return out

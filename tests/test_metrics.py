@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import librosa
+import pyloudnorm
 import numpy as np
 import pytest
 import scipy.signal
@@ -316,3 +317,21 @@ def test_directions_cover_every_field_with_known_words():
     assert M.DIRECTIONS["lsd_db"] == "lower"
     assert M.DIRECTIONS["noise_floor_db"] == "lower"
     assert M.DIRECTIONS["loudness_lufs"] == "closer-to-input"
+
+
+@pytest.mark.parametrize("channels,seconds,sr", [(1, 7.0, SR), (2, 10.0, SR), (5, 3.1, SR), (2, 0.45, SR), (2, 7.0, 48000)])
+def test_loudness_is_pyloudnorms_integrated_loudness(channels, seconds, sr):
+    rng = np.random.default_rng(channels)
+    n = int(seconds * sr)
+    x = 0.1 * rng.standard_normal((channels, n))
+    x[:, : n // 3] *= 1e-3  # a quiet stretch, so that both gates have blocks to drop
+    x = x.astype(np.float32)
+    expected = pyloudnorm.Meter(sr).integrated_loudness(x.T)
+    assert M.loudness_lufs(x, sr) == pytest.approx(expected, abs=1e-5)
+
+
+def test_loudness_beyond_five_channels_sums_each_channel_in_power():
+    x = (0.05 * np.random.default_rng(6).standard_normal((6, 3 * SR))).astype(np.float32)
+    each = [pyloudnorm.Meter(SR).integrated_loudness(c) for c in x]
+    assert M.loudness_lufs(x, SR) == pytest.approx(10 * np.log10(np.sum(10 ** (np.array(each) / 10))), abs=1e-5)
+    assert M.loudness_lufs(np.zeros((2, SR), np.float32), SR) == -math.inf
