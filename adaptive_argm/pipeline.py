@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from . import audio, dsp, metrics, presets
-from .figures import StemView
+from . import figures as figs
 from .audio import WORK_SR
 from .report import to_json
 from .route import RouterConfig, RoutePlan, route, route_modes
@@ -307,7 +307,7 @@ class CompareResult:
     """`input` and each output's panel, all over the input's occupied band."""
     warnings: dict[str, list[str]]
     stem_names: tuple[str, ...]
-    stem_views: dict[str, StemView]
+    stem_views: dict[str, figs.StemView]
     """What the stems figure shows of each stem (empty unless asked for: the stems themselves
     are restored in place and freed before measuring)."""
     preset: presets.Preset
@@ -367,7 +367,7 @@ def compare(input_path: str | Path, out_dir: str | Path, separator=None, setting
     with clock.stage("restore"):
         target = dsp.loudness_lufs(mix, WORK_SR) if preset.match_loudness else None
         routed = plans["routed"]
-        views = {n: StemView.of(x) for n, x in stems.items()} if keep_views else {}
+        views = {n: figs.StemView.of(x) for n, x in stems.items()} if keep_views else {}
         # The stems are restored in place: keep the unprocessed audio that routed passes through.
         passed = {n: stems[n].copy() for n in _remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
         # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
@@ -405,8 +405,6 @@ def compare(input_path: str | Path, out_dir: str | Path, separator=None, setting
                            preset, clock.timings_s, settings, mix)
     if figures:
         with clock.stage("figures"):
-            from . import figures as figs
-
             figs.compare_figures(result, out_dir)
     audio.write_text(out_dir / "compare.json", to_json(result.to_dict()))
     return result
