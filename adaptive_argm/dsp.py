@@ -194,6 +194,6 @@ def clip_safety(y: np.ndarray, sr: int, mode: str = "limit") -> tuple[np.ndarray
         y = peak_limit(y, sr)
         action = "limited"
     else:
-        y = (y * (10 ** (LIMIT_CEILING_DBFS / 20) / float(np.max(np.abs(y))))).astype(np.float32)
+        y = scaled(y, LIMIT_CEILING_DBFS - before)
         action = "normalized"
     return y, ClipSafety(mode, action, before, peak_dbfs(y))

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import math
 import textwrap
-from pathlib import Path
-
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,37 +60,28 @@ PANEL_NAMES = {"input": "input", "direct": "direct", "stemwise": "stem-wise", "r
 def frames_per_column(n_samples: int, max_columns: int = MAX_COLUMNS) -> int:
     """How many analysis frames each image column averages so that a clip of `n_samples` fits in
     `max_columns` columns (1 for any clip shorter than about 14 s)."""
-    n_frames = 1 + n_samples // metrics.HOP
+    n_frames = spectral.centred_grid(n_samples, metrics.HOP, metrics.N_FFT)[1]
     return max(1, math.ceil(n_frames / max_columns))
-
-
-def _mono_segment(y2: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Samples `start:stop` of the mono downmix of `(channels, samples)` `y2`, zero outside the
-    signal (indices may run past either end); only this piece is ever downmixed or padded."""
-    n = y2.shape[1]
-    piece = y2[:, max(start, 0) : min(stop, n)]
-    mono = piece[0] if y2.shape[0] == 1 else piece.mean(axis=0, dtype=np.float32)
-    if start < 0 or stop > n:
-        mono = np.pad(mono, (max(0, -start), max(0, stop - n)))
-    return np.asarray(mono, dtype=np.float32)
 
 
 def mel_image_db(y: np.ndarray, sr: int, per_column: int = 1) -> np.ndarray:
     """Mel spectrogram in dB re 1.0 (no max reference, no floor) of the mono downmix of `y`
     (`(channels, samples)` or 1-D), shape `(N_MELS, columns)` float32; each column is the mean
     mel power of `per_column` consecutive frames (librosa's centred framing, zero padded).
-    Works chunk by chunk: no whole-signal copy is made."""
+    Works chunk by chunk: only the samples a chunk covers are ever downmixed."""
     y2 = np.asarray(y)
     y2 = y2[np.newaxis] if y2.ndim == 1 else y2
-    n_fft, hop = metrics.N_FFT, metrics.HOP
+    n, n_fft, hop = y2.shape[1], metrics.N_FFT, metrics.HOP
     basis = spectral.mel_filterbank(sr, n_fft, metrics.N_MELS)
-    n_frames = 1 + y2.shape[1] // hop
+    first, n_frames = spectral.centred_grid(n, hop, n_fft)
     step = per_column * max(1, _CHUNK_FRAMES // per_column)  # whole columns per chunk
     columns = []
     for f0 in range(0, n_frames, step):
         f1 = min(n_frames, f0 + step)
-        seg = _mono_segment(y2, f0 * hop - n_fft // 2, (f1 - 1) * hop + n_fft // 2)
-        mel = basis @ spectral.power(spectral.stft(seg, n_fft, hop, 0, f1 - f0)).T
+        start = first + f0 * hop
+        lo, hi = max(start, 0), min(start + (f1 - f0 - 1) * hop + n_fft, n)
+        mono = metrics.downmix(y2[:, lo:hi])  # `stft` reads zeros outside it
+        mel = basis @ spectral.power(spectral.stft(mono, n_fft, hop, start - lo, f1 - f0)).T
         if per_column > 1:
             starts = np.arange(0, mel.shape[1], per_column)
             mel = np.add.reduceat(mel, starts, axis=1) / np.diff(np.append(starts, mel.shape[1]))
@@ -239,8 +229,8 @@ class StemView:
         return cls(mel_image_db(stem, sr, frames_per_column(stem.shape[-1])), _rms_dbfs(stem))
 
     def restored(self, y: np.ndarray, sr: int = WORK_SR) -> "StemView":
-        return StemView(self.before, self.before_rms_dbfs, mel_image_db(y, sr, frames_per_column(y.shape[-1])),
-                        _rms_dbfs(y))
+        after = StemView.of(y, sr)
+        return StemView(self.before, self.before_rms_dbfs, after.before, after.before_rms_dbfs)
 
 
 def _after_title(view: StemView, decision: str, preset_name: str) -> str:

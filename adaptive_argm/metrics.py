@@ -208,7 +208,8 @@ def _as_2d(y: np.ndarray) -> np.ndarray:
     return y
 
 
-def _mono(y2: np.ndarray) -> np.ndarray:
+def downmix(y2: np.ndarray) -> np.ndarray:
+    """The mono downmix (mean over channels) of `(channels, samples)` audio, float32."""
     return y2[0] if y2.shape[0] == 1 else y2.mean(axis=0, dtype=np.float32)
 
 
@@ -375,7 +376,7 @@ def p25_paper_db(y: np.ndarray, sr: int) -> float:
     sit on the floor. Blind to plain gain.
     """
     basis = _mel_basis(sr)
-    mel = np.concatenate([basis @ power for _, power in _power_chunks(_mono(_as_2d(y)))], axis=1)
+    mel = np.concatenate([basis @ power for _, power in _power_chunks(downmix(_as_2d(y)))], axis=1)
     return float(np.percentile(_paper_db(mel), PAPER_PERCENTILE))
 
 
@@ -423,7 +424,7 @@ def measure(
     # spectrogram exists, which keeps the peak memory of a 10-minute file near 0.6 GB.
     loudness = loudness_lufs(y2, sr)
     silent = float(np.mean(_frame_rms_dbfs(y2) < SILENT_FRAME_DBFS))
-    mono = _mono(y2)
+    mono = downmix(y2)
     power = _power_spectrogram(mono)
     freqs_hz = np.fft.rfftfreq(N_FFT, 1.0 / sr)
     mel = _mel_basis(sr) @ power
@@ -500,7 +501,7 @@ def align(
     summed over blocks, so memory stays bounded on long files.
     """
     e2, r2 = _as_2d(est), _as_2d(ref)
-    e_mono, r_mono = _mono(e2), _mono(r2)
+    e_mono, r_mono = downmix(e2), downmix(r2)
     length = min(e_mono.size, r_mono.size)
     m = int(min(max_lag_samples, max(0, (length - 1) // 4)))
     lag = 0
@@ -533,7 +534,7 @@ def _aligned_pair(est: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndar
     e, r = align(est, ref)
     e2, r2 = _as_2d(e), _as_2d(r)
     if e2.shape[0] != r2.shape[0]:
-        e2, r2 = _mono(e2)[np.newaxis], _mono(r2)[np.newaxis]
+        e2, r2 = downmix(e2)[np.newaxis], downmix(r2)[np.newaxis]
     return e2, r2
 
 

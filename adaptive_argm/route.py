@@ -101,13 +101,14 @@ def measure_stems(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int,
                   cfg: RouterConfig) -> dict[str, _Measure]:
     """Per stem: level (dBFS), level relative to the mix (dB), and the share of frames where it
     is active (within `active_rel_db` of the mix and above `active_floor_dbfs`)."""
-    p_mix = _sample_power(mix)
-    mix_db, mix_frames_db = float(_db(p_mix.mean(dtype=np.float64))), _db(frame_power(p_mix, sr, cfg.frame_s))
-    del p_mix
+    def levels(x: np.ndarray) -> tuple[float, np.ndarray]:  # overall and per frame, dB
+        p = _sample_power(x)
+        return float(_db(p.mean(dtype=np.float64))), _db(frame_power(p, sr, cfg.frame_s))
+
+    mix_db, mix_frames_db = levels(mix)
     out = {}
     for name, stem in stems.items():
-        p = _sample_power(stem)
-        rms_dbfs, frames_db = float(_db(p.mean(dtype=np.float64))), _db(frame_power(p, sr, cfg.frame_s))
+        rms_dbfs, frames_db = levels(stem)
         active = (frames_db >= mix_frames_db + cfg.active_rel_db) & (frames_db >= cfg.active_floor_dbfs)
         out[name] = _Measure(rms_dbfs, rms_dbfs - mix_db, float(np.mean(active)))
     return out
