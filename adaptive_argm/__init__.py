@@ -5,13 +5,13 @@
     print(result.plan.mode_used, result.metrics_output.p25_paper_db)
 """
 
-from .metrics import MetricPanel, measure
-from .pipeline import CompareResult, RunResult, Settings, compare, run
-from .presets import Preset
-from .presets import load as load_preset
-from .route import RouterConfig, RoutePlan, route
-from .separate import DemucsSeparator, StemsFolder
-from .separate import resolve as resolve_separator
+from .core.metrics import MetricPanel, measure
+from .core.pipeline import CompareResult, RunResult, Settings, compare, run
+from .core.presets import Preset
+from .core.presets import load as load_preset
+from .core.route import RouterConfig, RoutePlan, route
+from .core.separate import DemucsSeparator, StemsFolder
+from .core.separate import resolve as resolve_separator
 
 __all__ = [
     "CompareResult", "DemucsSeparator", "MetricPanel", "Preset", "RoutePlan", "RouterConfig", "RunResult",

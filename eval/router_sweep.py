@@ -14,8 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
-from adaptive_argm import audio, paired
-from adaptive_argm.route import RouterConfig
+from adaptive_argm.core import audio
+from adaptive_argm.evaluation import benchmark as paired
+from adaptive_argm.core.route import RouterConfig
 
 DEFAULT = RouterConfig()
 

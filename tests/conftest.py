@@ -10,7 +10,7 @@ import pytest
 
 import yaml
 
-from adaptive_argm import audio, models, separate
+from adaptive_argm.core import audio, models, separate
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "musicgen-dev"

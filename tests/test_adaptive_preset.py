@@ -10,9 +10,10 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from adaptive_argm import degrade, dsp, metrics, paired, pipeline, presets
-from adaptive_argm.denoise import WienerSettings
-from adaptive_argm.route import route
+from adaptive_argm.evaluation import degrade, benchmark as paired
+from adaptive_argm.core import dsp, metrics, pipeline, presets
+from adaptive_argm.core.denoise import WienerSettings
+from adaptive_argm.core.route import route
 
 from conftest import SR, synthetic_stems
 
@@ -21,7 +22,7 @@ ALLOWED_KINDS = {"dc_remove", "wiener"}
 
 
 def raw_toml() -> dict:
-    text = resources.files("adaptive_argm").joinpath("builtin_presets", "adaptive.toml").read_text(encoding="utf-8")
+    text = resources.files("adaptive_argm.core").joinpath("builtin_presets", "adaptive.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 
@@ -58,7 +59,7 @@ def test_every_wiener_setting_in_the_toml_is_a_real_field_and_all_are_spelled_ou
 
 
 def test_per_stem_chains_name_real_sources():
-    from adaptive_argm.separate import SOURCES
+    from adaptive_argm.core.separate import SOURCES
 
     assert set(presets.load("adaptive").stem_steps) <= set(SOURCES)
 

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from adaptive_argm import audio
+from adaptive_argm.core import audio
 from adaptive_argm.cli import app
 
 from conftest import SR, synthetic_stems, write_stems
@@ -238,7 +238,7 @@ def test_a_failing_run_leaves_an_existing_result_untouched(tmp_path):
 
 @pytest.mark.parametrize("preset", ["paper", "adaptive"])
 def test_stems_processed_in_place_match_the_copying_path_and_spare_the_input(preset):
-    from adaptive_argm import pipeline, presets
+    from adaptive_argm.core import pipeline, presets
 
     stems = {k: v + 0.05 for k, v in synthetic_stems(seconds=1.5, channels=2).items()}  # DC for dc_remove
     chain = presets.load(preset)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from adaptive_argm import audio, batch, pipeline
+from adaptive_argm.core import audio, batch, pipeline
 from adaptive_argm.cli import app
 
 from conftest import SR, synthetic_stems

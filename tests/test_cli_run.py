@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from adaptive_argm import audio
+from adaptive_argm.core import audio
 
 from conftest import OFFLINE_PROBE, SR, synthetic_stems, tiny_model_repo
 

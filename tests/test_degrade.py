@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from adaptive_argm import degrade, metrics
+from adaptive_argm.evaluation import degrade
+from adaptive_argm.core import metrics
 
 from conftest import SR, synthetic_stems
 

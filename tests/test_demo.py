@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from adaptive_argm import audio, demo, models
+from adaptive_argm.core import audio, models
+from adaptive_argm.evaluation import demo
 from adaptive_argm.cli import app
 
 from conftest import tiny_model_repo

@@ -7,8 +7,8 @@ import numpy as np
 import pedalboard
 import pytest
 
-from adaptive_argm import dsp, presets
-from adaptive_argm.presets import PresetError
+from adaptive_argm.core import dsp, presets
+from adaptive_argm.core.presets import PresetError
 
 from conftest import SR, synthetic_stems
 
@@ -105,7 +105,7 @@ def test_loudness_match_reaches_the_target():
 
 
 def test_loudness_matched_result_keeps_its_loudness_through_the_limiter():
-    from adaptive_argm import pipeline
+    from adaptive_argm.core import pipeline
 
     x = sum(synthetic_stems(seconds=4.0, channels=2).values())
     x = (x * (1.5 / np.max(np.abs(x)))).astype(np.float32)  # overs: peaks at +3.5 dBFS

@@ -12,8 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from adaptive_argm import audio, evalsuite, metrics
-from adaptive_argm.evalsuite import EvalSettings
+from adaptive_argm.core import audio, metrics
+from adaptive_argm.evaluation import evalsuite
+from adaptive_argm.evaluation.evalsuite import EvalSettings
 
 from conftest import ROOT, SR, synthetic_stems, write_stems
 

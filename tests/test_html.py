@@ -13,8 +13,9 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from adaptive_argm import audio, evalsuite, htmlreport
-from adaptive_argm.evalsuite import EvalSettings
+from adaptive_argm.core import audio
+from adaptive_argm.evaluation import evalsuite, htmlreport
+from adaptive_argm.evaluation.evalsuite import EvalSettings
 
 from conftest import SR, synthetic_stems, write_stems
 

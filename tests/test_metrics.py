@@ -14,7 +14,7 @@ import scipy.signal
 from pedalboard import LowShelfFilter, LowpassFilter, Pedalboard
 from pedalboard.io import AudioFile
 
-from adaptive_argm import metrics as M
+from adaptive_argm.core import metrics as M
 
 SR = 44100
 CORPUS = Path(__file__).parents[1].parent / "shared" / "corpus" / "musicgen-dev"

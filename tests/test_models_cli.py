@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from adaptive_argm import audio, models, separate
+from adaptive_argm.core import audio, models, separate
 from adaptive_argm.cli import app
 
 from conftest import OFFLINE_PROBE, SR, synthetic_stems, tiny_model_repo

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from adaptive_argm import audio, degrade, metrics, paired
+from adaptive_argm.core import audio, metrics
+from adaptive_argm.evaluation import degrade, benchmark as paired
 from adaptive_argm.cli import app
-from adaptive_argm.metrics import MetricPanel
+from adaptive_argm.core.metrics import MetricPanel
 
 from conftest import SR, synthetic_stems, write_stems
 

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from adaptive_argm import audio, models, separate
-from adaptive_argm.separate import SeparationError
+from adaptive_argm.core import audio, models, separate
+from adaptive_argm.core.separate import SeparationError
 
 from conftest import SR, synthetic_stems, tiny_model_repo
 

@@ -10,10 +10,10 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from ..audio import AudioError
-from ..models import ModelUnavailable
-from ..presets import PresetError
-from ..separate import SeparationError
+from ..core.audio import AudioError
+from ..core.models import ModelUnavailable
+from ..core.presets import PresetError
+from ..core.separate import SeparationError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Restore text-to-music outputs: separate, route, restore, remix, measure.")

@@ -10,11 +10,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import degrade, paired
-from ..presets import PresetError
-from ..dsp import CLIP_MODES
-from ..report import fmt
-from ..route import SKIP_POLICIES
+from ..evaluation import degrade, benchmark as paired
+from ..core.presets import PresetError
+from ..core.dsp import CLIP_MODES
+from ..core.report import fmt
+from ..core.route import SKIP_POLICIES
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
 

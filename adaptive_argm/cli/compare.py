@@ -8,9 +8,9 @@ from typing import Optional
 
 import typer
 
-from .. import audio, figures, pipeline, separate
-from ..metrics import DIRECTIONS
-from ..report import metrics_table, stems_table
+from ..core import audio, figures, pipeline, separate
+from ..core.metrics import DIRECTIONS
+from ..core.report import metrics_table, stems_table
 from . import options as o
 from .app import app, console, err_console, friendly_errors
 from .run import check_input, prepare_out, stage_progress

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from .. import demo as demo_lib
-from .. import figures as figs
+from ..evaluation import demo as demo_lib
+from ..core import figures as figs
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
 from .compare import print_compare

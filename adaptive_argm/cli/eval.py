@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import evalsuite, generate
+from ..evaluation import evalsuite, generate
 from . import options as o
 from .app import app, console, err_console, friendly_errors
 

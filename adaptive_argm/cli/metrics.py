@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .. import audio, metrics
-from ..report import fmt, jsonable
+from ..core import audio, metrics
+from ..core.report import fmt, jsonable
 from .app import app, console, friendly_errors
 from .run import check_input
 

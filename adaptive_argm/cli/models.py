@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .. import models
+from ..core import models
 from . import options as o
 from .app import app, console, err_console, fail, friendly_errors
 

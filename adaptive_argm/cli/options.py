@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from .. import pipeline
-from ..dsp import CLIP_MODES
-from ..route import MODES, SKIP_POLICIES, RouterConfig
+from ..core import pipeline
+from ..core.dsp import CLIP_MODES
+from ..core.route import MODES, SKIP_POLICIES, RouterConfig
 from .app import UsageError
 
 OUTPUT_RATES = ("work", "original")

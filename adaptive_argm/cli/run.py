@@ -10,8 +10,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeRemainingColumn)
 from rich.table import Table
 
-from .. import batch, pipeline, separate
-from ..report import fmt, metrics_table, stems_table
+from ..core import batch, pipeline, separate
+from ..core.report import fmt, metrics_table, stems_table
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
 
@@ -48,7 +48,7 @@ def print_run(result: pipeline.RunResult) -> None:
         err_console.print(f"[yellow]notice:[/] {r['separator']['notice']}", soft_wrap=True)
     if r["stems"]:
         console.print(stems_table(r["stems"], title=f"Router: {r['route_reason']}"))
-    from ..metrics import DIRECTIONS
+    from ..core.metrics import DIRECTIONS
 
     console.print(metrics_table({"input": r["metrics"]["input"], "output": r["metrics"]["output"]},
                                 DIRECTIONS, title="Metrics (44.1 kHz, mono downmix)"))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from . import audio, metrics
+from ..core import audio, metrics
 
 if TYPE_CHECKING:
     from .evalsuite import EvalResult

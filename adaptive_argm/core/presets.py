@@ -2,7 +2,7 @@
 
 A preset is data, not code. Each `[[steps]]` table names a step `kind` and its parameters;
 `[stems.<name>]` tables may give a stem its own `steps`. Built-in presets ship in
-`adaptive_argm/builtin_presets/`; users pass their own file with `--preset-file`.
+`adaptive_argm/core/builtin_presets/`; users pass their own file with `--preset-file`.
 """
 
 from __future__ import annotations

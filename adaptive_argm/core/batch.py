@@ -186,7 +186,7 @@ def separator_spec(separator) -> dict:
 def fingerprint(settings: pipeline.Settings, separator=None) -> str:
     """A short hash of everything that decides a run's output: the settings, the preset's
     content (a preset file may change under the same name), the separator and the version."""
-    from . import __version__
+    from .. import __version__
 
     preset = presets.load(settings.preset).to_dict()
     blob = {"settings": settings.to_dict(), "preset": preset, "separator": separator_spec(separator),

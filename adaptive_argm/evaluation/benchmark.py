@@ -31,12 +31,13 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from . import audio, degrade, metrics, pipeline, presets
-from .dsp import loudness_lufs
-from .audio import WORK_SR
-from .metrics import MetricPanel
-from .route import RouterConfig, route
-from .separate import Separation, SeparatorInfo
+from ..core import audio, metrics, pipeline, presets
+from . import degrade
+from ..core.dsp import loudness_lufs
+from ..core.audio import WORK_SR
+from ..core.metrics import MetricPanel
+from ..core.route import RouterConfig, route
+from ..core.separate import Separation, SeparatorInfo
 
 MUSICGEN_STEMS = {"drums": ("drums",), "bass": ("bass",), "other": ("harmony", "melody")}
 """How musicgen-dev's stems map onto Demucs' sources."""
@@ -81,7 +82,7 @@ def default_corpus() -> Path | None:
     """musicgen-dev: `$ADAPTIVE_ARGM_CORPUS`, else `../shared/corpus/musicgen-dev` beside the
     checkout or the current folder; None when none exists."""
     candidates = [os.environ.get(CORPUS_ENV)] if os.environ.get(CORPUS_ENV) else []
-    candidates += [Path(__file__).resolve().parents[2] / "shared" / "corpus" / "musicgen-dev",
+    candidates += [Path(__file__).resolve().parents[3] / "shared" / "corpus" / "musicgen-dev",
                    Path.cwd().parent / "shared" / "corpus" / "musicgen-dev"]
     return next((Path(c) for c in candidates if Path(c).is_dir()), None)
 

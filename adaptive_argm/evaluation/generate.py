@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio, models
+from ..core import audio, models
 
 DEFAULT_MODEL = "facebook/musicgen-small"
 DEFAULT_DURATION_S = 5.0
@@ -98,7 +98,7 @@ def load(model: str = DEFAULT_MODEL, device: str = "auto"):
         if reason:
             raise GenerationUnavailable(reason) from None
         m, processor = get(False)
-    from .separate import pick_device
+    from ..core.separate import pick_device
 
     return m.to(pick_device(device)).eval(), processor
 

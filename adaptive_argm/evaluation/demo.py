@@ -19,8 +19,8 @@ from typing import Callable
 import numpy as np
 from scipy import signal
 
-from . import audio, models, pipeline
-from .separate import DemucsSeparator, StemsFolder
+from ..core import audio, models, pipeline
+from ..core.separate import DemucsSeparator, StemsFolder
 
 MUSICGEN_SR = 32000
 DURATION_S = 8.0

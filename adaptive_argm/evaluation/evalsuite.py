@@ -36,10 +36,10 @@ from typing import Callable
 
 import numpy as np
 
-from . import audio, metrics, pipeline, presets, separate
+from ..core import audio, metrics, pipeline, presets, separate
 from . import generate as musicgen
-from .audio import WORK_SR
-from .report import jsonable, to_json
+from ..core.audio import WORK_SR
+from ..core.report import jsonable, to_json
 
 TAGS = separate.SOURCES
 MODES = ("input",) + pipeline.COMPARE_MODES
@@ -339,7 +339,7 @@ def run_job(job: Job) -> ClipOutcome:
                          f"{job.clip.stem_scale:g}")
         if job.settings.figures:
             try:
-                from . import figures
+                from ..core import figures
 
                 figures.compare_figures(result, clip_dir)
             except Exception as exc:  # a figure must not cost the clip its audio and numbers
