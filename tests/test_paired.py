@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from adaptive_argm.core import audio, metrics
+from adaptive_argm.core import audio, intrusive, levels, metrics
 from adaptive_argm.evaluation import degrade, benchmark as paired
 from adaptive_argm.cli import app
 from adaptive_argm.core.metrics import MetricPanel
@@ -41,8 +41,8 @@ def test_presets_and_modes_see_the_same_degraded_input(small_run):
     noisy = [c for c in small_run.cases if c.degradation == "white-45"]
     assert len({c.input.si_sdr_db for c in noisy}) == 1
     damaged = paired.damage(clip, "white-45", small_run.settings.seed, small_run.settings.split)
-    assert noisy[0].input.si_sdr_db == pytest.approx(metrics.si_sdr_db(damaged.raw, clip.audio))
-    assert abs(degrade.level_dbfs(damaged.raw - clip.audio) - (-45)) < 0.2
+    assert noisy[0].input.si_sdr_db == pytest.approx(intrusive.si_sdr_db(damaged.raw, clip.audio))
+    assert abs(levels.rms_dbfs(damaged.raw - clip.audio) - (-45)) < 0.2
 
 
 def test_routed_runs_the_router_and_matches_stemwise_when_every_stem_is_informative(small_run):
@@ -133,13 +133,13 @@ def test_router_sweep_setups_cover_a_noise_only_vocals_stem_and_a_quiet_real_ste
     setups = {s: (c, split) for s, c, split in paired.sweep_setups([synthetic_clip()])}
     assert set(setups) == {"plain/mask", "plain/vocals", "bleed/vocals", "quiet-stem/mask"}
     quiet, _ = setups["quiet-stem/mask"]
-    rel = degrade.level_dbfs(quiet.stems[paired.QUIET_STEM]) - degrade.level_dbfs(quiet.audio)
+    rel = levels.rms_dbfs(quiet.stems[paired.QUIET_STEM]) - levels.rms_dbfs(quiet.audio)
     assert abs(rel - paired.QUIET_STEM_REL_DB) < 0.1
     bleed, _ = setups["bleed/vocals"]
     np.testing.assert_allclose(sum(bleed.stems.values()), bleed.audio, atol=1e-6)
     clip, split = setups["plain/vocals"]
     damaged = paired.damage(clip, "white-60", 1, split)
-    assert abs(degrade.level_dbfs(damaged.separation.stems["vocals"]) - (-60)) < 0.2
+    assert abs(levels.rms_dbfs(damaged.separation.stems["vocals"]) - (-60)) < 0.2
 
 
 runner = CliRunner()

@@ -9,7 +9,6 @@ renamed into place, so an interrupted run never leaves a half-written file behin
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from pedalboard.io import AudioFile
+
+from .levels import peak_dbfs
 
 WORK_SR = 44100
 """Internal and default output sample rate: Demucs' rate, and the rate every metric uses."""
@@ -44,12 +45,6 @@ class AudioInfo:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def peak_dbfs(x: np.ndarray) -> float:
-    """Sample peak in dBFS (full scale = 1.0); -inf for digital silence."""
-    peak = max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0  # no |x| copy
-    return 20.0 * math.log10(peak) if peak > 0 else float("-inf")
 
 
 def read(path: str | Path, sr: int | None = WORK_SR) -> tuple[np.ndarray, AudioInfo]:

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import audio, dsp, metrics, presets
+from . import audio, dsp, levels, metrics, presets
 from . import figures as figs
 from .audio import WORK_SR
 from .report import to_json
@@ -125,14 +125,14 @@ def finish(y: np.ndarray, mix: np.ndarray, mode: str, preset: presets.Preset, cl
     if not preset.match_loudness:
         y, clip = dsp.clip_safety(y, sr, clip_mode)
         return Restored(y, mode, gain_db, clip)
-    target = dsp.loudness_lufs(mix, sr) if target_lufs is None else target_lufs
+    target = levels.loudness_lufs(mix, sr) if target_lufs is None else target_lufs
     y, gain_db = dsp.match_loudness(y, sr, target)
     out, clip = dsp.clip_safety(y, sr, clip_mode)
     for _ in range(LOUDNESS_LIMIT_PASSES if clip.action == "limited" else 0):
-        shortfall_db = target - dsp.loudness_lufs(out, sr)
+        shortfall_db = target - levels.loudness_lufs(out, sr)
         if not np.isfinite(shortfall_db) or abs(shortfall_db) <= LOUDNESS_TOLERANCE_LU:
             break
-        y = dsp.scaled(y, shortfall_db)
+        y = levels.scaled(y, shortfall_db)
         gain_db += shortfall_db
         out, again = dsp.clip_safety(y, sr, clip_mode)
         clip = dsp.ClipSafety(clip.mode, again.action, clip.peak_before_dbfs, again.peak_after_dbfs)
@@ -365,7 +365,7 @@ def compare(input_path: str | Path, out_dir: str | Path, separator=None, setting
     with clock.stage("route"):
         plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy)
     with clock.stage("restore"):
-        target = dsp.loudness_lufs(mix, WORK_SR) if preset.match_loudness else None
+        target = levels.loudness_lufs(mix, WORK_SR) if preset.match_loudness else None
         routed = plans["routed"]
         views = {n: figs.StemView.of(x) for n, x in stems.items()} if keep_views else {}
         # The stems are restored in place: keep the unprocessed audio that routed passes through.

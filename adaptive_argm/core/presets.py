@@ -12,17 +12,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-
-class PresetError(Exception):
-    """A preset that cannot be loaded; the message is one line for the user."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """One DSP stage: `kind` names the function in `dsp.STEP_KINDS`, or `pedalboard.<Plugin>`."""
-
-    kind: str
-    params: dict = field(default_factory=dict)
+from . import steps as step_kinds
+from .steps import PresetError, Step
 
 
 @dataclass(frozen=True)
@@ -81,10 +72,15 @@ def parse(text: str, source: str) -> Preset:
         match_loudness=bool(data.get("match_loudness", False)),
         source=source,
     )
-    from .dsp import validate  # late import: dsp imports this module
-
     validate(preset)
     return preset
+
+
+def validate(preset: Preset) -> None:
+    """Fail early, with a one-line message, on a step kind or parameter that cannot run."""
+    for chain in (preset.steps, *preset.stem_steps.values()):
+        for step in chain:
+            step_kinds.check(step, preset.source)
 
 
 def load(name_or_path: str | Path) -> Preset:

@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .levels import power_db
+
+POWER_FLOOR = 1e-20
+"""Floor of the router's power before dB: far below any level it compares."""
 MODES = ("routed", "stemwise", "direct")
 SKIP_POLICIES = ("passthrough", "drop")
 
@@ -67,10 +71,6 @@ class RoutePlan:
                 "skip_policy": self.skip_policy, "stems": [s.to_dict() for s in self.stems]}
 
 
-def _db(power: np.ndarray | float) -> np.ndarray | float:
-    return 10 * np.log10(np.maximum(power, 1e-20))
-
-
 def _sample_power(x: np.ndarray) -> np.ndarray:
     """Channel-averaged power of each sample, float32 (sums over it are taken in float64): one
     channel's worth of memory, not float64 copies of every channel."""
@@ -103,7 +103,8 @@ def measure_stems(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int,
     is active (within `active_rel_db` of the mix and above `active_floor_dbfs`)."""
     def levels(x: np.ndarray) -> tuple[float, np.ndarray]:  # overall and per frame, dB
         p = _sample_power(x)
-        return float(_db(p.mean(dtype=np.float64))), _db(frame_power(p, sr, cfg.frame_s))
+        frames = frame_power(p, sr, cfg.frame_s)
+        return float(power_db(p.mean(dtype=np.float64), POWER_FLOOR)), power_db(frames, POWER_FLOOR)
 
     mix_db, mix_frames_db = levels(mix)
     out = {}

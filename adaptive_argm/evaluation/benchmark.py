@@ -9,7 +9,7 @@ preset and mode, so presets and modes are compared on identical input. Restorati
 library's own path (`route.route`, `pipeline.restore`: the preset's chains, loudness matching,
 clip safety), exactly as `adaptive-argm run` would with those stems.
 
-Everything is scored at 44.1 kHz (`audio.WORK_SR`) against the clean mix, after `metrics.align`
+Everything is scored at 44.1 kHz (`audio.WORK_SR`) against the clean mix, after `intrusive.align`
 (delay search up to 64 samples): SI-SDR, log-spectral distance, SNR in the quietest 10 % of
 frames, BS.1770 loudness change, samples at or above full scale, and the whole non-intrusive
 panel (output panels use the degraded input's band, as `run` does). "Change" is always output
@@ -31,9 +31,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..core import audio, metrics, pipeline, presets
+from ..core import audio, intrusive, levels, metrics, pipeline, presets
 from . import degrade
-from ..core.dsp import loudness_lufs
 from ..core.audio import WORK_SR
 from ..core.metrics import MetricPanel
 from ..core.route import RouterConfig, route
@@ -47,7 +46,7 @@ DEFAULT_PRESETS = ("paper", "adaptive")
 MODES = ("direct", "stemwise", "routed")
 DEFAULT_SEED = 20260
 FULL_SCALE = 1.0
-SCORE_CEILING_DB = metrics.SCORE_CEILING_DB
+SCORE_CEILING_DB = intrusive.SCORE_CEILING_DB
 """SI-SDR and quiet-frame SNR above this read as this when a change is computed. An unchanged
 waveform scores +inf (clean input) or 140-150 dB (float32 rounding, or a DC offset, which the
 scores remove): a change from there is undefined or meaningless."""
@@ -99,7 +98,7 @@ def musicgen_clips(corpus: str | Path) -> list[Clip]:
                               for p in parts)
             stems[name] = audio.to_channels(stems[name], mix.shape[0])[:, : mix.shape[1]]
         residual = mix - sum(stems.values())
-        if degrade.level_dbfs(residual) - degrade.level_dbfs(mix) > -60.0:
+        if levels.rms_dbfs(residual) - levels.rms_dbfs(mix) > -60.0:
             raise ValueError(f"{song}: stems x {MUSICGEN_STEM_SCALE} do not add up to mixed.wav")
         stems["other"] = (stems["other"] + residual).astype(np.float32)  # exact sum, ~-130 dB change
         clips.append(Clip(song.name, mix, stems, "musicgen", str(song)))
@@ -249,12 +248,11 @@ def _intrusive_panel(y: np.ndarray, ref: np.ndarray) -> MetricPanel:
     """Only what the router sweep needs (SI-SDR, LSD, quiet-frame SNR, loudness, peak); the
     rest NaN. A third of the cost of the full panel."""
     nan = math.nan
-    peak = float(np.max(np.abs(y)))
-    return MetricPanel(p25_paper_db=nan, p25_abs_db=nan, noise_floor_db=nan, loudness_lufs=loudness_lufs(y, WORK_SR),
-                       p95_db=nan, low_high_balance_db=nan, silent_frame_fraction=nan, floor_fraction=nan,
-                       peak_dbfs=20 * math.log10(peak) if peak > 0 else -math.inf, bandwidth_hz=nan,
-                       si_sdr_db=metrics.si_sdr_db(y, ref), lsd_db=metrics.lsd_db(y, ref, WORK_SR),
-                       quiet_frame_snr_db=metrics.quiet_frame_snr_db(y, ref, WORK_SR))
+    return MetricPanel(p25_paper_db=nan, p25_abs_db=nan, noise_floor_db=nan,
+                       loudness_lufs=levels.loudness_lufs(y, WORK_SR), p95_db=nan, low_high_balance_db=nan,
+                       silent_frame_fraction=nan, floor_fraction=nan, peak_dbfs=levels.peak_dbfs(y), bandwidth_hz=nan,
+                       si_sdr_db=intrusive.si_sdr_db(y, ref), lsd_db=intrusive.lsd_db(y, ref, WORK_SR),
+                       quiet_frame_snr_db=intrusive.quiet_frame_snr_db(y, ref, WORK_SR))
 
 
 # --- the benchmark ----------------------------------------------------------------------------
@@ -542,7 +540,7 @@ def report_markdown(result: BenchmarkResult) -> str:
     sources = sorted({c.source for c in result.cases})
     parts = ["# Paired benchmark\n",
              "Clean clip -> seeded degradation -> restoration (library path: route + pipeline.restore) -> scores "
-             "vs the clean clip, all at 44.1 kHz after delay alignment (metrics.align, up to 64 samples). "
+             "vs the clean clip, all at 44.1 kHz after delay alignment (intrusive.align, up to 64 samples). "
              "Δ = output minus the degraded input. SI-SDR/LSD/quiet SNR in dB, loudness change in LU "
              "(BS.1770), clipped = output samples at or above full scale.\n",
              f"- clips: {', '.join(f'{n} ({src}, {d:.2f} s)' for n, src, d in result.clips)}",
@@ -603,7 +601,7 @@ def quiet_stem_clip(clip: Clip, stem: str = QUIET_STEM, rel_db: float = QUIET_ST
     rest = sum(v for k, v in stems.items() if k != stem)
     gain = 1.0
     for _ in range(4):  # the mix level depends (slightly) on the gain: iterate to the fixed point
-        gain = 10 ** ((degrade.level_dbfs(rest + gain * stems[stem]) + rel_db - degrade.level_dbfs(stems[stem])) / 20)
+        gain = 10 ** ((levels.rms_dbfs(rest + gain * stems[stem]) + rel_db - levels.rms_dbfs(stems[stem])) / 20)
     stems[stem] = (stems[stem] * gain).astype(np.float32)
     mix = (rest + stems[stem]).astype(np.float32)
     return Clip(f"{clip.name}~{stem}{rel_db:+.0f}dB", mix, stems, clip.source, clip.path)
@@ -613,7 +611,7 @@ def bleed_clip(clip: Clip, rel_db: float = BLEED_REL_DB, source: str = "other") 
     """The clip with part of `source` moved into a `vocals` stem at `rel_db` re the mix (the mix
     and the sum of the stems are unchanged)."""
     stems = dict(clip.stems)
-    gain = 10 ** ((degrade.level_dbfs(clip.audio) + rel_db - degrade.level_dbfs(stems[source])) / 20)
+    gain = 10 ** ((levels.rms_dbfs(clip.audio) + rel_db - levels.rms_dbfs(stems[source])) / 20)
     stems["vocals"] = (stems[source] * gain).astype(np.float32)
     stems[source] = (stems[source] - stems["vocals"]).astype(np.float32)
     return Clip(f"{clip.name}~bleed{rel_db:+.0f}dB", clip.audio, stems, clip.source, clip.path)

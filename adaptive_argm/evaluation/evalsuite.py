@@ -36,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..core import audio, metrics, pipeline, presets, separate
+from ..core import audio, intrusive, metrics, pipeline, presets, separate
 from . import generate as musicgen
 from ..core.audio import WORK_SR
 from ..core.report import jsonable, to_json
@@ -643,7 +643,7 @@ def score(metric: str, value, input_value) -> float | None:
         return None
     direction = metrics.DIRECTIONS.get(metric)
     if direction == "higher":
-        return min(float(value), metrics.SCORE_CEILING_DB)
+        return min(float(value), intrusive.SCORE_CEILING_DB)
     if direction == "lower":
         return -float(value)
     if direction == "closer-to-input":
