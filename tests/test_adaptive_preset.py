@@ -10,8 +10,8 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from adaptive_argm.evaluation import degrade, benchmark as paired
-from adaptive_argm.core import dsp, intrusive, levels, metrics, pipeline, presets
+from adaptive_argm.evaluation import benchmark, degrade
+from adaptive_argm.core import intrusive, levels, pipeline, presets
 from adaptive_argm.core.denoise import WienerSettings
 from adaptive_argm.core.route import route
 
@@ -85,7 +85,7 @@ def test_adaptive_leaves_clean_input_unchanged():
 
 
 def test_adaptive_raises_si_sdr_on_a_real_musicgen_mix_with_white_noise(corpus):
-    clip = paired.musicgen_clips(corpus)[0]
+    clip = benchmark.musicgen_clips(corpus)[0]
     noisy, _ = degrade.apply("white-45", clip.audio, SR, seed=2)
     out = restore_direct(noisy)
     assert intrusive.si_sdr_db(out.audio, clip.audio) > intrusive.si_sdr_db(noisy, clip.audio) + 0.5

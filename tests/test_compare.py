@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from adaptive_argm.core import audio, figures, pipeline
 from adaptive_argm.cli import app
 from adaptive_argm.core.metrics import DIRECTIONS
-from adaptive_argm.core.report import metrics_table
+from adaptive_argm.cli.tables import metrics_table
 from adaptive_argm.core.separate import StemsFolder
 
 from conftest import SR, synthetic_stems, write_stems

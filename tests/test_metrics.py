@@ -10,7 +10,7 @@ import librosa
 import numpy as np
 import pytest
 import scipy.signal
-from pedalboard import LowShelfFilter, LowpassFilter, Pedalboard
+from pedalboard import LowShelfFilter, Pedalboard
 from pedalboard.io import AudioFile
 
 from adaptive_argm.core import metrics as M

@@ -10,10 +10,10 @@ import typer
 
 from ..core import audio, figures, pipeline, separate
 from ..core.metrics import DIRECTIONS
-from ..core.report import metrics_table, stems_table
 from . import options as o
 from .app import app, console, err_console, friendly_errors
 from .run import check_input, prepare_out, stage_progress
+from .tables import metrics_table, stems_table
 
 COLUMNS = {"input": "input", "direct": "direct", "stemwise": "stem-wise", "routed": "routed"}
 """compare.json's metric keys and the column headers they get."""

@@ -8,12 +8,11 @@ from typing import List, Optional
 import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
-from rich.table import Table
-
 from ..core import batch, pipeline, separate
-from ..core.report import fmt, metrics_table, stems_table
+from ..core.metrics import DIRECTIONS
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
+from .tables import batch_table, metrics_table, stems_table
 
 STAGE_TEXT = {"load": "loading", "separate": "separating", "route": "routing", "restore": "restoring",
               "measure": "measuring", "write": "writing"}
@@ -48,8 +47,6 @@ def print_run(result: pipeline.RunResult) -> None:
         err_console.print(f"[yellow]notice:[/] {r['separator']['notice']}", soft_wrap=True)
     if r["stems"]:
         console.print(stems_table(r["stems"], title=f"Router: {r['route_reason']}"))
-    from ..core.metrics import DIRECTIONS
-
     console.print(metrics_table({"input": r["metrics"]["input"], "output": r["metrics"]["output"]},
                                 DIRECTIONS, title="Metrics (44.1 kHz, mono downmix)"))
     for w in r["warnings"]:
@@ -85,22 +82,8 @@ def batch_progress():
     return progress, dict(on_plan=on_plan, on_start=on_start, on_stage=on_stage, on_done=on_done)
 
 
-STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "red"}
-
-
 def print_batch(result: batch.BatchResult) -> None:
-    t = Table(title=f"Batch: {result.out_root}", title_justify="left")
-    t.add_column("file (track)", no_wrap=True)
-    for col in ("status", "mode"):
-        t.add_column(col)
-    for col in ("p25 in -> out dB", "time s"):
-        t.add_column(col, justify="right", no_wrap=True)
-    t.add_column("error", overflow="fold")
-    for f in result.files:
-        p25 = f"{fmt(f.p25_in_db)} -> {fmt(f.p25_out_db)}" if f.status != "failed" else "–"
-        t.add_row(Path(f.out_dir).name, f"[{STATUS_STYLE[f.status]}]{f.status}[/]", f.mode_used or "–", p25,
-                  fmt(f.time_s, 1), f.error or "")
-    console.print(t)
+    console.print(batch_table(result))
     c = result.counts()
     console.print(f"{c['done']} restored, {c['skipped']} already up to date, {c['failed']} failed; "
                   f"record: {Path(result.out_root) / batch.BATCH_FILE}", highlight=False)

@@ -13,18 +13,16 @@ and a record of them.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
-import multiprocessing
 import os
-import signal
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import audio, pipeline, presets
-from .report import to_json
+from . import audio, pipeline, presets, workers
+from .report import digest, to_json
 
 BATCH_FILE = "batch.json"
 REPORT_FILE = "report.json"
@@ -189,10 +187,8 @@ def fingerprint(settings: pipeline.Settings, separator=None) -> str:
     from .. import __version__
 
     preset = presets.load(settings.preset).to_dict()
-    blob = {"settings": settings.to_dict(), "preset": preset, "separator": separator_spec(separator),
-            "version": __version__}
-    text = json.dumps(blob, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return digest({"settings": settings.to_dict(), "preset": preset, "separator": separator_spec(separator),
+                   "version": __version__})
 
 
 def input_identity(path: Path) -> dict:
@@ -289,15 +285,7 @@ def run_one(job: Job, separator, settings: pipeline.Settings, fp: str, notice: s
 _worker: dict = {}
 
 
-def _stop_worker(signum, frame):
-    # Raised inside whatever the worker is doing, so atomic writes remove their temp files and
-    # run_one removes an unfinished restored.wav before the process exits.
-    raise SystemExit(128 + signum)
-
-
 def _init_worker(separator, settings, fp, notice, threads):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C does
-    signal.signal(signal.SIGTERM, _stop_worker)
     import torch
 
     torch.set_num_threads(threads)
@@ -368,19 +356,17 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator=None,
 
 def _run_pool(todo: list[Job], jobs: int, separator, settings, fp, notice, record) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    # spawn: a fresh interpreter per worker, so no torch/OpenMP state is inherited mid-flight.
-    ctx = multiprocessing.get_context("spawn")
-    pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(separator, settings, fp, notice, threads))
-    try:
-        by_input = {str(j.input): j for j in todo}
-        for result in pool.imap_unordered(_work, todo):
-            record(by_input[result.input], result)
-        pool.close()
-    except BaseException:
-        pool.terminate()  # SIGTERM: each worker cleans up its unfinished file and exits
-        raise
-    finally:
-        pool.join()
+
+    def done(i: int, finished: Future) -> None:
+        try:
+            result = finished.result()
+        except Exception as exc:  # the worker itself died (out of memory, killed)
+            result = FileResult(str(todo[i].input), str(todo[i].out_dir), "failed",
+                                error=f"worker: {describe_error(exc)}")
+        record(todo[i], result)
+
+    workers.run_tasks(_work, todo, jobs, done, initializer=_init_worker,
+                      initargs=(separator, settings, fp, notice, threads))
 
 
 def write_record(all_jobs: list[Job], done: dict[Job, FileResult], out_root: Path, fp: str,

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import spectral
 from .intrusive import lsd_db, quiet_frame_snr_db, si_sdr_db
-from .levels import POWER_FLOOR, as_2d, downmix, loudness_lufs, peak_dbfs, power_db
+from .levels import POWER_FLOOR, as_2d, loudness_lufs, peak_dbfs, power_db
 
 # --- analysis settings (the paper's) -------------------------------------------------------
 N_FFT, HOP, N_MELS = spectral.N_FFT, spectral.HOP, spectral.N_MELS
@@ -166,6 +166,8 @@ UNITS: dict[str, str] = {
 }
 
 assert set(DIRECTIONS) == set(LABELS) == set(UNITS) == {f.name for f in fields(MetricPanel)}
+INTRUSIVE_FIELDS = ("si_sdr_db", "lsd_db", "quiet_frame_snr_db")
+"""The panel fields that need a clean reference (`intrusive`)."""
 
 
 # --- shared helpers -------------------------------------------------------------------------
