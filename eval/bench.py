@@ -47,10 +47,11 @@ def random_model_repo(folder: Path, name: str = RANDOM_MODEL) -> Path:
     import yaml
     from demucs.htdemucs import HTDemucs
 
-    from adaptive_argm.core import models, separate
+    from adaptive_argm.config import STEM_NAMES
+    from adaptive_argm.core import models
 
     torch.manual_seed(0)
-    model = HTDemucs(sources=list(separate.SOURCES), bottom_channels=512, segment=7.8)
+    model = HTDemucs(sources=list(STEM_NAMES), bottom_channels=512, segment=7.8)
     folder.mkdir(parents=True, exist_ok=True)
     models.save_model_package(model, folder / "5eed0001.th")
     (folder / f"{name}.yaml").write_text(yaml.safe_dump({"models": ["5eed0001"]}))
@@ -352,14 +353,14 @@ def main(argv=None) -> int:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
 
-    from adaptive_argm.core import pipeline
+    from adaptive_argm.config import DEFAULT_MODEL, DEFAULT_PRESET
 
-    preset = args.preset or pipeline.DEFAULT_PRESET
+    preset = args.preset or DEFAULT_PRESET
     tmp = tempfile.TemporaryDirectory(prefix="argm-bench-")
     work = args.work or Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
     if args.model_repo:
-        repo, model, note = args.model_repo, args.model or "htdemucs", f"real weights: {args.model or 'htdemucs'}"
+        repo, model, note = args.model_repo, args.model or DEFAULT_MODEL, f"real weights: {args.model or DEFAULT_MODEL}"
     else:
         repo, model, note = random_model_repo(work / "repo"), RANDOM_MODEL, f"full-size HTDemucs, {RANDOM_NOTE}"
     print(f"separator: {note}", flush=True)

@@ -11,7 +11,8 @@ import scipy.signal
 
 import yaml
 
-from adaptive_argm.core import audio, models, separate
+from adaptive_argm.config import STEM_NAMES
+from adaptive_argm.core import audio, models
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "musicgen-dev"
@@ -94,7 +95,7 @@ def tiny_model_repo(folder: Path, name: str = "tiny") -> Path:
     from demucs.hdemucs import HDemucs
 
     torch.manual_seed(0)
-    model = HDemucs(channels=4, sources=list(separate.SOURCES))
+    model = HDemucs(channels=4, sources=list(STEM_NAMES))
     models.save_model_package(model, folder / "0a1b2c3d.th")
     (folder / f"{name}.yaml").write_text(yaml.safe_dump({"models": ["0a1b2c3d"]}))
     return folder

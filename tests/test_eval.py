@@ -14,15 +14,16 @@ import pytest
 
 from adaptive_argm.core import audio, metrics, pipeline
 from adaptive_argm.evaluation import records, runner, tables
+from adaptive_argm.core.separate import SeparatorOptions
 from adaptive_argm.evaluation.records import EvalSettings
 
 from conftest import ROOT, SR, synthetic_stems, write_stems
 
 SECONDS = 1.5
 OFFLINE = {"ADAPTIVE_ARGM_NETWORK_PROBE": "127.0.0.1:9"}
-FAST = EvalSettings(separator="stems", figures=False)
+FAST = EvalSettings(separation=SeparatorOptions("stems"), figures=False)
 """Figures are most of a short clip's time; test_html.py draws them."""
-NO_DEMUCS = EvalSettings(separator="stems", model="no-such-demucs-model", figures=False)
+NO_DEMUCS = EvalSettings(separation=SeparatorOptions("stems", model="no-such-demucs-model"), figures=False)
 """With OFFLINE: oracle stems where an entry has them; the others restored directly, whatever
 Demucs weights this machine has."""
 
@@ -97,7 +98,7 @@ def test_changed_settings_recompute_a_finished_clip(tmp_path):
     out = tmp_path / "results"
     runner.run(ps, out, FAST)
     assert runner.run(ps, out, FAST).outcomes[0].reused
-    other_settings = EvalSettings(pipeline=pipeline.Settings(clip_mode="none"), separator="stems",
+    other_settings = EvalSettings(pipeline=pipeline.Settings(clip_mode="none"), separation=SeparatorOptions("stems"),
                                   figures=False)
     again = runner.run(ps, out, other_settings)
     assert again.outcomes[0].reused is False
@@ -196,8 +197,8 @@ def test_the_tiny_demucs_runs_through_eval_as_a_separator(tmp_path):
     audio.write(tmp_path / "song.wav", sum(synthetic_stems(seconds=SECONDS, seed=5).values()), SR)
     ps = records.load_prompts(prompt_set(tmp_path / "set.toml", [
         {"id": "song", "prompt": "x", "tags": ["drums"], "audio": "song.wav"}]))
-    result = runner.run(ps, tmp_path / "out", EvalSettings(separator="demucs", model="demucs_unittest",
-                                                                     figures=False))
+    result = runner.run(ps, tmp_path / "out", EvalSettings(separation=SeparatorOptions("demucs", model="demucs_unittest"),
+                                                           figures=False))
     assert result.outcomes[0].status == "ok", result.outcomes[0].error
     assert result.compares["song"]["separator"]["name"] == "demucs"
     assert {r["mode"] for r in result.rows} == {"input", "direct", "stemwise", "routed"}
@@ -237,7 +238,8 @@ def test_clips_without_audio_are_skipped_or_stop_the_run_at_once(tmp_path):
         {"id": "gone", "prompt": "missing file", "tags": ["other"], "audio": "nowhere.wav"},
     ]))
     with pytest.raises(records.EvalError, match="have no audio"):
-        runner.run(ps, tmp_path / "fail", EvalSettings(separator="stems", missing="fail", figures=False))
+        runner.run(ps, tmp_path / "fail", EvalSettings(separation=SeparatorOptions("stems"), missing="fail",
+                                                       figures=False))
     assert not (tmp_path / "fail" / "clips" / "a" / "compare.json").exists()  # nothing was run
     result = runner.run(ps, tmp_path / "skip", FAST)
     status = {o.id: (o.status, o.error) for o in result.outcomes}
@@ -308,8 +310,8 @@ def test_the_default_separator_without_demucs_weights_restores_even_stems_entrie
     ps = records.load_prompts(prompt_set(tmp_path / "set.toml", [
         {"id": "a", "prompt": "x", "tags": ["drums", "bass", "other"], "stems": "a"}]))
     notes = []
-    result = runner.run(ps, tmp_path / "out", EvalSettings(model="no-such-demucs-model", figures=False),
-                           on_note=notes.append)
+    result = runner.run(ps, tmp_path / "out", EvalSettings(separation=SeparatorOptions(model="no-such-demucs-model"),
+                                                           figures=False), on_note=notes.append)
     cmp = result.compares["a"]
     assert cmp["separator"]["name"] == "none" and "restored the mix directly" in cmp["separator"]["notice"]
     assert notes and result.notices

@@ -15,6 +15,7 @@ import pytest
 
 from adaptive_argm.core import audio
 from adaptive_argm.evaluation import htmlreport, records, runner
+from adaptive_argm.core.separate import SeparatorOptions
 from adaptive_argm.evaluation.records import EvalSettings
 
 from conftest import SR, synthetic_stems, write_stems
@@ -78,7 +79,7 @@ def report(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ADAPTIVE_ARGM_NETWORK_PROBE", "127.0.0.1:9")
         result = runner.run(records.load_prompts(tmp / "set.toml"), tmp / "results",
-                               EvalSettings(separator="stems", model="no-such-demucs-model"))
+                               EvalSettings(separation=SeparatorOptions("stems", model="no-such-demucs-model")))
     return result
 
 

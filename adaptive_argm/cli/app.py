@@ -10,17 +10,18 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from ..core.audio import AudioError
-from ..core.models import ModelUnavailable
-from ..core.presets import PresetError
-from ..core.separate import SeparationError
+from ..config import SettingError, UserError, describe_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Restore text-to-music outputs: separate, route, restore, remix, measure.")
 console = Console()
 err_console = Console(stderr=True)
 
-KNOWN_ERRORS = (AudioError, SeparationError, ModelUnavailable, PresetError, ValueError, OSError)
+FLAGS = {"mode": "--mode", "preset": "--preset", "clip_mode": "--clip-mode", "skip_policy": "--skip-policy",
+         "output_sr": "--output-sr", "separator": "--separator", "stems": "--stems", "force": "--force",
+         "device": "--device", "model_repo": "--model-repo", "jobs": "--jobs", "missing": "--missing",
+         "duration_s": "--duration", "clean": "--clean", "split": "--split"}
+"""The flag of each library setting that errors name (`config.Setting.name`): how the CLI says them."""
 
 
 class UsageError(Exception):
@@ -48,12 +49,10 @@ def friendly_errors():
     except Exception as exc:
         if os.environ.get("ADAPTIVE_ARGM_DEBUG"):
             raise
-        if isinstance(exc, OSError) and exc.filename:
-            fail(f"{exc.filename}: {exc.strerror or exc}")
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        if isinstance(exc, KNOWN_ERRORS):
-            fail(text)
-        fail(f"internal error ({type(exc).__name__}: {text}); rerun with ADAPTIVE_ARGM_DEBUG=1 for details")
+        text = describe_error(exc, FLAGS)
+        if not isinstance(exc, (UserError, ValueError, OSError)):
+            text += "; rerun with ADAPTIVE_ARGM_DEBUG=1 for details"
+        fail(text, 2 if isinstance(exc, SettingError) else 1)
 
 
 def is_tty() -> bool:

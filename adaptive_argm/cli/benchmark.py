@@ -10,9 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import COMPARE_MODES
-from ..core.dsp import CLIP_MODES
 from ..core.presets import PresetError
-from ..core.route import SKIP_POLICIES
 from ..evaluation import benchmark as bench
 from ..evaluation import degrade
 from ..evaluation.benchmark_tables import goals, goals_table, headline_table, means, write_outputs
@@ -44,8 +42,7 @@ def benchmark(
     modes: str = typer.Option(",".join(COMPARE_MODES), "--modes", help="Comma-separated: direct, stemwise, routed."),
     split: str = typer.Option(bench.BenchmarkSettings.split, "--split",
                               help="How damage is shared among oracle stems: other | mask | vocals."),
-    skip_policy: str = typer.Option("passthrough", "--skip-policy", help="passthrough | drop, for near-silent stems.",
-                                    rich_help_panel=o.ROUTE),
+    skip_policy: Optional[str] = o.SkipPolicy,
     min_rel_db: float = o.MinRelDb,
     min_active: float = o.MinActive,
     active_rel_db: float = o.ActiveRelDb,
@@ -60,10 +57,9 @@ def benchmark(
         settings = bench.BenchmarkSettings(
             degradations=_list(degradations, "--degrade"), presets=_list(preset_list, "--presets"),
             modes=_list(modes, "--modes"), seed=seed,
-            split=o.check_choice(split, degrade.STEM_SPLITS, "--split"),
-            skip_policy=o.check_choice(skip_policy, SKIP_POLICIES, "--skip-policy"),
-            router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs),
-            clip_mode=o.check_choice(clip_mode, CLIP_MODES, "--clip-mode"), jobs=max(0, jobs))
+            split=split, skip_policy=skip_policy or bench.BenchmarkSettings.skip_policy, clip_mode=clip_mode,
+            jobs=max(0, jobs),
+            router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs))
         try:
             bench.check(settings)
         except (ValueError, PresetError) as exc:

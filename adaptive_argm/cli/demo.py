@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ..config import DEFAULT_MODEL
 from ..evaluation import demo as demo_lib
 from ..core import figures as figs
 from . import options as o
@@ -15,7 +16,7 @@ from .app import UsageError, app, console, err_console, friendly_errors
 from .compare import print_compare
 from .run import stage_progress
 
-SEPARATOR_TEXT = {"stems": "with its true stems", "demucs": f"with Demucs {demo_lib.REAL_MODEL}"}
+SEPARATOR_TEXT = {"stems": "with its true stems", "demucs": f"with Demucs {DEFAULT_MODEL}"}
 
 
 @app.command()

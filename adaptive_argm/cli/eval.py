@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from ..core.separate import SeparatorOptions
 from ..evaluation import generate, records, runner, tables
 from . import options as o
 from .app import app, console, err_console, friendly_errors
@@ -46,14 +47,10 @@ def eval_(
         settings = records.EvalSettings(
             pipeline=o.make_settings(preset=preset, preset_file=preset_file, clip_mode=clip_mode,
                                      skip_policy=skip_policy),
-            separator=o.check_choice(separator, records.SEPARATORS, "--separator"),
-            model=model, model_repo=str(model_repo) if model_repo else None, device=device, force_stems=force,
+            separation=SeparatorOptions(separator, model=model, model_repo=model_repo, device=device, force=force),
             generate=generate_,
             generation=generate.GenerationSettings(model=gen_model, duration_s=duration, seed=seed, device=device),
-            missing=o.check_choice(missing, records.MISSING_POLICIES, "--missing"),
-            jobs=jobs,
-            figures=figures,
-        )
+            missing=missing, jobs=jobs, figures=figures)
         prompt_set = records.load_prompts(prompts)
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=err_console, transient=True)

@@ -107,6 +107,7 @@ def run_many(specs: list[str], out: Optional[Path], sep, settings: pipeline.Sett
 
 
 @app.command()
+@o.shared_options
 def run(
     inputs: List[str] = typer.Argument(..., metavar="INPUT...",
                                        help="Audio file(s) (WAV/FLAC/MP3/OGG/AIFF), folders or glob patterns. "
@@ -115,25 +116,9 @@ def run(
                                        help="Output folder (default restored/<track>/; for a batch, the root)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for a batch (each loads its own model)."),
     mode: str = o.Mode,
-    separator: str = o.Separator,
-    stems: Optional[Path] = o.Stems,
-    model: str = o.Model,
-    model_repo: Optional[Path] = o.ModelRepo,
-    device: str = o.Device,
-    segment: Optional[float] = o.Segment,
-    overlap: float = o.Overlap,
-    shifts: int = o.Shifts,
-    force: bool = o.Force,
-    preset: Optional[str] = o.Preset,
-    preset_file: Optional[Path] = o.PresetFile,
-    skip_policy: Optional[str] = o.SkipPolicy,
-    clip_mode: str = o.ClipMode,
-    min_rel_db: float = o.MinRelDb,
-    min_active: float = o.MinActive,
-    active_rel_db: float = o.ActiveRelDb,
-    active_floor_dbfs: float = o.ActiveFloor,
-    output_sr: str = typer.Option("work", "--output-sr", help="work (44.1 kHz) | original (the input's rate)."),
     keep_stems: bool = typer.Option(False, "--keep-stems", help="Also write stems/<name>[.restored].wav."),
+    *,
+    shared: o.SharedOptions,
 ) -> None:
     """Restore clips: separate, route, restore, remix, measure; writes restored.wav + report.json per clip.
 
@@ -141,7 +126,7 @@ def run(
     in OUT/batch.json and goes on; exit code 1 when any file failed."""
     with friendly_errors():
         many = batch.is_batch(inputs)
-        if many and stems is not None:
+        if many and shared.stems is not None:
             raise UsageError("--stems holds one mix's stems; it cannot be used with several inputs")
         if jobs < 1:
             raise UsageError(f"--jobs must be at least 1, not {jobs}")
@@ -149,13 +134,8 @@ def run(
         for spec in inputs:
             if not batch.is_pattern(spec):
                 check_input(Path(spec))
-        settings = o.make_settings(
-            mode=mode, preset=preset, preset_file=preset_file, clip_mode=clip_mode, skip_policy=skip_policy,
-            router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs),
-            output_sr=output_sr, keep_stems=keep_stems)
-        sep, notice = separate.resolve(separator, mode=mode, stems=stems, model=model, model_repo=model_repo,
-                                       device=device, segment=segment, overlap=overlap, shifts=shifts,
-                                       force=force, exclude=(input,))
+        settings = shared.settings(mode, keep_stems)
+        sep, notice = separate.resolve(shared.separation(), mode=settings.mode, exclude=(input,))
         if many:
             return run_many(inputs, out, sep, settings, notice, jobs)
         folder = prepare_out(out, input)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from pedalboard.io import AudioFile
 
+from ..config import UserError
 from .levels import peak_dbfs
 
 WORK_SR = 44100
@@ -28,7 +29,7 @@ RESAMPLER_SHORTFALL_MAX = 4
 """Samples that pedalboard's resampling reader may fall short of the proportional length."""
 
 
-class AudioError(Exception):
+class AudioError(UserError):
     """Input audio that cannot be used; the message is a one-line explanation for the user."""
 
 

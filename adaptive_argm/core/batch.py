@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..config import JOBS, VERSION, SettingError, describe_error
 from . import audio, pipeline, presets, workers
 from .report import digest, to_json
+from .separate import Separator
 
 BATCH_FILE = "batch.json"
 REPORT_FILE = "report.json"
@@ -172,23 +174,12 @@ def plan_jobs(inputs: list[Path], out_root: str | Path) -> list[Job]:
 # --- resuming -------------------------------------------------------------------------------------
 
 
-def separator_spec(separator) -> dict:
-    """What in a separator decides its output (for the fingerprint)."""
-    if separator is None:
-        return {"name": "none"}
-    keys = ("model_name", "model_repo", "segment", "overlap", "shifts", "folder", "force")
-    spec = {k: getattr(separator, k) for k in keys if hasattr(separator, k)}
-    return {"name": type(separator).__name__, **{k: (str(v) if isinstance(v, Path) else v) for k, v in spec.items()}}
-
-
-def fingerprint(settings: pipeline.Settings, separator=None) -> str:
+def fingerprint(settings: pipeline.Settings, separator: Separator | None = None) -> str:
     """A short hash of everything that decides a run's output: the settings, the preset's
     content (a preset file may change under the same name), the separator and the version."""
-    from .. import __version__
-
     preset = presets.load(settings.preset).to_dict()
-    return digest({"settings": settings.to_dict(), "preset": preset, "separator": separator_spec(separator),
-                   "version": __version__})
+    spec = separator.spec() if separator is not None else {"name": "none"}
+    return digest({"settings": settings.to_dict(), "preset": preset, "separator": spec, "version": VERSION})
 
 
 def input_identity(path: Path) -> dict:
@@ -227,20 +218,6 @@ def _skipped(job: Job) -> FileResult:
 # --- running one file -------------------------------------------------------------------------------
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line for the user, as the CLI words it."""
-    if isinstance(exc, OSError) and exc.filename:
-        return f"{exc.filename}: {exc.strerror or exc}"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    from .models import ModelUnavailable
-    from .separate import SeparationError
-
-    known = (audio.AudioError, presets.PresetError, SeparationError, ModelUnavailable, ValueError, OSError)
-    if isinstance(exc, known):
-        return text or type(exc).__name__
-    return f"internal error ({type(exc).__name__}: {text})"
-
-
 def _clean_unfinished(job: Job) -> None:
     """Remove what an unfinished run wrote (its report.json too, which may lack the
     fingerprint): a folder without report.json holds no result."""
@@ -256,7 +233,7 @@ def _clean_unfinished(job: Job) -> None:
         job.out_dir.rmdir()
 
 
-def run_one(job: Job, separator, settings: pipeline.Settings, fp: str, notice: str | None = None,
+def run_one(job: Job, separator: Separator | None, settings: pipeline.Settings, fp: str, notice: str | None = None,
             on_stage: Callable[[str], None] | None = None) -> FileResult:
     """Restore one file into `job.out_dir` and stamp its report with the fingerprint; an error
     becomes a `failed` result, and the folder is left without a partial result."""
@@ -301,7 +278,7 @@ def _work(job: Job) -> FileResult:
 # --- the batch --------------------------------------------------------------------------------------
 
 
-def run_batch(inputs: list[str | Path], out_root: str | Path, separator=None,
+def run_batch(inputs: list[str | Path], out_root: str | Path, separator: Separator | None = None,
               settings: pipeline.Settings = pipeline.Settings(), *, notice: str | None = None, jobs: int = 1,
               on_plan: Callable[[list[Job]], None] | None = None, on_start: Callable[[Job], None] | None = None,
               on_stage: Callable[[str], None] | None = None,
@@ -318,7 +295,7 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator=None,
     skipped ones included.
     """
     if jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, not {jobs}")
+        raise SettingError(JOBS, f" must be at least 1, not {jobs}")
     out_root = Path(out_root)
     if out_root.exists() and not out_root.is_dir():
         raise OSError(f"{out_root}: exists and is not a folder, cannot write output there")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pedalboard
 
+from ..config import CLIP_MODE, CLIP_MODES, ClipMode, check_choice
 from . import steps as step_kinds
 from .levels import loudness_lufs, peak_dbfs, scaled
 from .steps import Step
@@ -20,7 +21,6 @@ LIMIT_CEILING_DBFS = -1.0
 """Where `limit` and `normalize` put the peak when a result would exceed full scale."""
 LIMITER_WINDOW_MS = 2.0
 """Look-ahead and smoothing of the peak limiter: short enough to leave the music around an over alone."""
-CLIP_MODES = ("limit", "normalize", "none")
 
 
 def apply_chain(x: np.ndarray, sr: int, steps: tuple[Step, ...], *, overwrite: bool = False) -> np.ndarray:
@@ -61,7 +61,7 @@ def match_loudness(y: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarr
 class ClipSafety:
     """What was done to keep the output inside full scale."""
 
-    mode: str
+    mode: ClipMode
     action: str
     """`none` (nothing needed), `limited`, `normalized`, or `left-above-full-scale`."""
     peak_before_dbfs: float
@@ -87,11 +87,10 @@ def peak_limit(y: np.ndarray, sr: int, ceiling_dbfs: float = LIMIT_CEILING_DBFS,
     return np.multiply(y, np.minimum(gain, need), dtype=np.float32)
 
 
-def clip_safety(y: np.ndarray, sr: int, mode: str = "limit") -> tuple[np.ndarray, ClipSafety]:
+def clip_safety(y: np.ndarray, sr: int, mode: ClipMode = "limit") -> tuple[np.ndarray, ClipSafety]:
     """Keep `y` within full scale. `limit`: the look-ahead peak limiter above, to -1 dBFS;
     `normalize`: one gain to -1 dBFS; `none`: leave it (float files hold it) and say so."""
-    if mode not in CLIP_MODES:
-        raise ValueError(f"clip mode must be limit, normalize or none, not {mode!r}")
+    check_choice(mode, CLIP_MODES, CLIP_MODE)
     before = peak_dbfs(y)
     if before <= 0.0:
         return y, ClipSafety(mode, "none", before, before)

@@ -23,6 +23,7 @@ import numpy as np
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the pipeline
     from matplotlib.figure import Figure
 
+from ..config import COMPARE_MODES, MODE_LABELS
 from . import metrics, spectral
 from .audio import WORK_SR, atomic_path
 from .levels import power_db, rms_dbfs
@@ -50,8 +51,6 @@ ROUTER_WRAP_CHARS = 120
 """The router's reason above each stem row: wrapped to the row's width, at most two lines."""
 MARGINS_IN = {"top": 0.5, "bottom": 0.5, "left": 0.75, "right": 1.1, "between_columns": 0.4}
 """Fixed margins: a fixed layout renders in half the time of matplotlib's constrained layout."""
-
-PANEL_NAMES = {"input": "input", "direct": "direct", "stemwise": "stem-wise", "routed": "routed"}
 
 
 # --- spectrogram images ---------------------------------------------------------------------
@@ -163,7 +162,7 @@ def _panel_title(name: str, result) -> str:
     else:
         why = {"routed": f": {result.plan.reason}",
                "stemwise": f": all {len(result.stem_names)} stems through the chain"}.get(name, "")
-        what = f"{PANEL_NAMES[name]} (mode_used {result.outputs[name].mode}{why})"
+        what = f"{MODE_LABELS[name]} (mode_used {result.outputs[name].mode}{why})"
     panel = result.metrics.get(name)
     if panel is None:
         return what
@@ -176,7 +175,7 @@ def _panel_title(name: str, result) -> str:
 def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path:
     """Input / direct / stem-wise / routed mel spectrograms, one colour scale, one time axis
     (the stem-wise panel only when the clip was separated)."""
-    names = ["input"] + [m for m in ("direct", "stemwise", "routed") if m in result.outputs]
+    names = ["input"] + [m for m in COMPARE_MODES if m in result.outputs]
     signals = {"input": result.mix, **{m: result.outputs[m].audio for m in names[1:]}}
     per_column = frames_per_column(result.mix.shape[-1])
     by_array: dict[int, np.ndarray] = {}  # routed often IS the stem-wise or direct result

@@ -17,15 +17,12 @@ import numpy as np
 
 from . import audio, dsp, levels, metrics, presets
 from . import figures as figs
+from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_RATES, OUTPUT_SR,
+                      SKIP_POLICIES, SKIP_POLICY, ClipMode, Mode, OutputRate, SkipPolicy, check_choice)
 from .audio import WORK_SR
 from .report import to_json
 from .route import RouterConfig, RoutePlan, route, route_modes
 from .separate import Separation
-
-DEFAULT_PRESET = "adaptive"
-"""The default since it met every goal of the paired benchmark (eval/results/paired.md); `paper` is
-the method's chain, kept unchanged for comparability."""
-COMPARE_MODES = ("direct", "stemwise", "routed")
 LOUDNESS_TOLERANCE_LU = 0.2
 """How close a loudness-matched result must land after clip safety."""
 LOUDNESS_LIMIT_PASSES = 8
@@ -37,15 +34,21 @@ class Settings:
     """Everything that decides what `run` and `compare` produce (and so whether a stored result
     can be reused)."""
 
-    mode: str = "routed"
+    mode: Mode = "routed"
     preset: str = DEFAULT_PRESET
     """A built-in preset name or a preset TOML path."""
-    clip_mode: str = "limit"
-    skip_policy: str = "passthrough"
+    clip_mode: ClipMode = "limit"
+    skip_policy: SkipPolicy = "passthrough"
     router: RouterConfig = field(default_factory=RouterConfig)
-    output_sr: str = "work"
+    output_sr: OutputRate = "work"
     """`work` (44.1 kHz) or `original` (the input file's rate)."""
     keep_stems: bool = False
+
+    def __post_init__(self):
+        check_choice(self.mode, MODES, MODE)
+        check_choice(self.clip_mode, CLIP_MODES, CLIP_MODE)
+        check_choice(self.skip_policy, SKIP_POLICIES, SKIP_POLICY)
+        check_choice(self.output_sr, OUTPUT_RATES, OUTPUT_SR)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)

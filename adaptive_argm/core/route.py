@@ -11,12 +11,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..config import MODE, MODES, SKIP_POLICIES, SKIP_POLICY, Mode, SkipPolicy, check_choice
 from .levels import power_db
 
 POWER_FLOOR = 1e-20
 """Floor of the router's power before dB: far below any level it compares."""
-MODES = ("routed", "stemwise", "direct")
-SKIP_POLICIES = ("passthrough", "drop")
 
 
 @dataclass(frozen=True)
@@ -53,12 +52,12 @@ class StemDecision:
 
 @dataclass(frozen=True)
 class RoutePlan:
-    mode_requested: str
-    mode_used: str
+    mode_requested: Mode
+    mode_used: Mode
     """`stemwise` or `direct`."""
     stems: tuple[StemDecision, ...]
     reason: str
-    skip_policy: str = "passthrough"
+    skip_policy: SkipPolicy = "passthrough"
 
     def processed(self) -> list[str]:
         return [s.name for s in self.stems if s.decision == "process"]
@@ -124,27 +123,25 @@ def _why_silent(m: _Measure, cfg: RouterConfig) -> str | None:
     return None
 
 
-def route(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, mode: str = "routed",
-          cfg: RouterConfig = RouterConfig(), skip_policy: str = "passthrough") -> RoutePlan:
+def route(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, mode: Mode = "routed",
+          cfg: RouterConfig = RouterConfig(), skip_policy: SkipPolicy = "passthrough") -> RoutePlan:
     """Decide, stem by stem, what restoration does. `stems` may be empty (no separation): the
     plan is then direct. Forced modes still measure every stem, so the report shows what the
     router would have done."""
     return route_modes(stems, mix, sr, (mode,), cfg, skip_policy)[mode]
 
 
-def route_modes(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, modes: tuple[str, ...],
-                cfg: RouterConfig = RouterConfig(), skip_policy: str = "passthrough") -> dict[str, RoutePlan]:
+def route_modes(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, modes: tuple[Mode, ...],
+                cfg: RouterConfig = RouterConfig(), skip_policy: SkipPolicy = "passthrough") -> dict[str, RoutePlan]:
     """`route` for several modes at once, measuring the stems once."""
     for mode in modes:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    if skip_policy not in SKIP_POLICIES:
-        raise ValueError(f"skip policy must be one of {SKIP_POLICIES}, not {skip_policy!r}")
+        check_choice(mode, MODES, MODE)
+    check_choice(skip_policy, SKIP_POLICIES, SKIP_POLICY)
     measures = measure_stems(stems, mix, sr, cfg)
     return {mode: _plan(mode, measures, cfg, skip_policy) for mode in modes}
 
 
-def _plan(mode: str, measures: dict[str, _Measure], cfg: RouterConfig, skip_policy: str) -> RoutePlan:
+def _plan(mode: Mode, measures: dict[str, _Measure], cfg: RouterConfig, skip_policy: SkipPolicy) -> RoutePlan:
     silent = {name: _why_silent(m, cfg) for name, m in measures.items()}
     informative = [name for name, why in silent.items() if why is None]
 

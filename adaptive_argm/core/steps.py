@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import pedalboard
 
+from ..config import UserError
 from .audio import remove_dc
 from .denoise import WienerSettings, wiener_denoise
 
@@ -26,7 +27,7 @@ NOISEREDUCE_CHUNK_SIZE = 600000
 stationary noise profile comes from the first `chunk_size` samples."""
 
 
-class PresetError(Exception):
+class PresetError(UserError):
     """A preset that cannot be loaded; the message is one line for the user."""
 
 

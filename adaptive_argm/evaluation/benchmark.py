@@ -27,7 +27,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import COMPARE_MODES
+from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, SKIP_POLICIES, SKIP_POLICY, ClipMode, Setting, SettingError,
+                      SkipPolicy, check_choice)
 from ..core import audio, intrusive, levels, metrics, pipeline, presets, workers
 from ..core.audio import WORK_SR
 from ..core.metrics import MetricPanel
@@ -71,6 +72,8 @@ class CleanClip:
 
 
 CORPUS_ENV = "ADAPTIVE_ARGM_CORPUS"
+CLEAN = Setting("clean", "clean folder")
+SPLIT = Setting("split", "stem split")
 
 
 def default_corpus() -> Path | None:
@@ -107,10 +110,10 @@ def folder_clips(folder: str | Path) -> list[CleanClip]:
     """Every audio file in `folder` (not recursive) as a clean clip without stems."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"--clean {folder}: not a folder")
+        raise SettingError(CLEAN, f" {folder}: not a folder")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in audio.AUDIO_SUFFIXES)
     if not files:
-        raise ValueError(f"--clean {folder}: no audio files ({', '.join(audio.AUDIO_SUFFIXES)})")
+        raise SettingError(CLEAN, f" {folder}: no audio files ({', '.join(audio.AUDIO_SUFFIXES)})")
     return [CleanClip(p.stem, audio.read(p, WORK_SR)[0], None, "user", str(p)) for p in files]
 
 
@@ -265,11 +268,16 @@ class BenchmarkSettings:
     bass lands, and it keeps the noise stationary, as it is in the mix. `mask` (noise follows
     the music, so it is no longer stationary in any stem) and `vocals` (a noise-only stem, the
     best case for stem-wise work) bracket it; the results record which was used."""
-    skip_policy: str = "passthrough"
+    skip_policy: SkipPolicy = "passthrough"
     router: RouterConfig = field(default_factory=RouterConfig)
-    clip_mode: str = "limit"
+    clip_mode: ClipMode = "limit"
     jobs: int = 0
     """Worker processes; 0 = one per CPU core."""
+
+    def __post_init__(self):
+        check_choice(self.split, degrade.STEM_SPLITS, SPLIT)
+        check_choice(self.skip_policy, SKIP_POLICIES, SKIP_POLICY)
+        check_choice(self.clip_mode, CLIP_MODES, CLIP_MODE)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -302,7 +310,7 @@ def _run_pair(task: tuple[CleanClip, str, BenchmarkSettings]) -> tuple[list[Case
 
 
 def check(settings: BenchmarkSettings) -> None:
-    """Fail before any work on an unknown degradation, preset, mode or split."""
+    """Fail before any work on an unknown degradation, preset or mode."""
     for d in settings.degradations:
         degrade.parse(d)
     for p in settings.presets:
@@ -310,8 +318,6 @@ def check(settings: BenchmarkSettings) -> None:
     for m in settings.modes:
         if m not in COMPARE_MODES:
             raise ValueError(f"unknown mode {m!r}; modes: {', '.join(COMPARE_MODES)}")
-    if settings.split not in degrade.STEM_SPLITS:
-        raise ValueError(f"unknown stem split {settings.split!r}; splits: {', '.join(degrade.STEM_SPLITS)}")
 
 
 def run_benchmark(clips: list[CleanClip], settings: BenchmarkSettings = BenchmarkSettings(), *,

@@ -19,15 +19,15 @@ from typing import Callable
 import numpy as np
 from scipy import signal
 
+from ..config import DEFAULT_MODEL
 from ..core import audio, models, pipeline
 from ..core.separate import DemucsSeparator, StemsFolder
+from . import degrade
 
 MUSICGEN_SR = 32000
 DURATION_S = 8.0
 SEED = 0
 TEMPO_BPM = 120.0
-STEM_NAMES = ("drums", "bass", "other", "vocals")
-REAL_MODEL = "htdemucs"
 """Run this Demucs model too when its weights are already here (never downloaded by the demo)."""
 
 
@@ -218,17 +218,15 @@ SONGS: dict[str, tuple[str, Callable]] = {
 }
 
 
-def degrade(stems: dict[str, np.ndarray], sr: int, rng: np.random.Generator,
-            defects: Defects = Defects()) -> dict[str, np.ndarray]:
+def add_defects(stems: dict[str, np.ndarray], sr: int, rng: np.random.Generator,
+                defects: Defects = Defects()) -> dict[str, np.ndarray]:
     """Give each `(samples,)` stem MusicGen's defects: a share of the noise floor, an MP3 pass,
     and (on `other`) the DC offset. Returns `(1, samples)` float32 stems."""
-    from .degrade import codec
-
     noise_rms = 10 ** (defects.noise_dbfs / 20) / np.sqrt(len(stems))  # the stems' noises add up to it
     out = {}
     for name, x in stems.items():
         noisy = (x + noise_rms * rng.standard_normal(x.shape))[None].astype(np.float32)
-        y, _ = codec(noisy, sr, defects.mp3_vbr_quality)
+        y, _ = degrade.codec(noisy, sr, defects.mp3_vbr_quality)
         if name == "other":
             y = y + np.float32(defects.dc_offset)
         out[name] = y.astype(np.float32)
@@ -243,7 +241,7 @@ def synthesize(name: str, duration_s: float = DURATION_S, seed: int = SEED, defe
     clean_stems = make(int(duration_s * sr), sr, rng)
     clean = sum(clean_stems.values())
     gain = defects.peak / max(float(np.max(np.abs(clean))), 1e-9)
-    stems = degrade({k: gain * v for k, v in clean_stems.items()}, sr, rng, defects)
+    stems = add_defects({k: gain * v for k, v in clean_stems.items()}, sr, rng, defects)
     mix = np.sum(list(stems.values()), axis=0, dtype=np.float32)
     return Multitrack(name, description, sr, stems, mix, (gain * clean)[None].astype(np.float32))
 
@@ -284,12 +282,12 @@ def demo(out_dir: str | Path, *, duration_s: float = DURATION_S, seed: int = SEE
     already here. Never touches the network."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    where = models.locate(REAL_MODEL, model_repo, probe_network=False).where
+    where = models.locate(DEFAULT_MODEL, model_repo, probe_network=False).where
     notes = []
     if where == "missing":
-        notes.append(f"Demucs weights for {REAL_MODEL} are not here, so only the true stems were used "
-                     f"(`adaptive-argm models fetch {REAL_MODEL}` adds a real-separator run)")
-    real = DemucsSeparator(REAL_MODEL, model_repo) if where != "missing" else None  # loaded once, on first use
+        notes.append(f"Demucs weights for {DEFAULT_MODEL} are not here, so only the true stems were used "
+                     f"(`adaptive-argm models fetch {DEFAULT_MODEL}` adds a real-separator run)")
+    real = DemucsSeparator(DEFAULT_MODEL, model_repo) if where != "missing" else None  # loaded once, on first use
     results = []
     for name in songs:
         song = synthesize(name, duration_s, seed)

@@ -194,7 +194,7 @@ def render(result: EvalResult) -> str:
 <body>
 <header><h1>Listening report: {escape(ps.name)}</h1>
 <p class="muted">{len(result.outcomes)} clips: {a.status['ok']} evaluated, {a.status['failed']} failed,
-{a.status['skipped']} skipped · separator <code>{escape(result.settings.separator)}</code> · preset
+{a.status['skipped']} skipped · separator <code>{escape(result.settings.separation.separator)}</code> · preset
 <code>{escape(result.settings.pipeline.preset)}</code> · metrics at {audio.WORK_SR} Hz, mono downmix; intrusive
 scores against the input itself (how far a mode moved the audio, not how clean it is).</p>
 <p>{links}</p>{notices}</header>

@@ -17,19 +17,24 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
+from ..config import COMPARE_MODES, JOBS, STEM_NAMES, Setting, SettingError, UserError, check_choice
 from ..core import audio, pipeline, presets, separate
 from ..core.report import digest
+from ..core.separate import SeparatorOptions
 from . import generate as musicgen
 
-TAGS = separate.SOURCES
-ROW_MODES = ("input",) + pipeline.COMPARE_MODES
+TAGS = STEM_NAMES
+ROW_MODES = ("input",) + COMPARE_MODES
 """The rows each clip gets in results.csv: the input's panel, then each result's."""
 FORCED_MODES = ("direct", "stemwise")
-SEPARATORS = separate.SEPARATORS
-MISSING_POLICIES = ("skip", "fail")
+MissingPolicy = Literal["skip", "fail"]
+"""What to do with a clip whose audio cannot be had: skip it (recorded), or fail at once."""
+MISSING_POLICIES: tuple[MissingPolicy, ...] = get_args(MissingPolicy)
+MISSING = Setting("missing", "missing")
 CLIP_KEYS = {"id", "prompt", "tags", "audio", "stems", "stem_scale", "mix"}
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 FINGERPRINT_VERSION = 1
@@ -42,11 +47,11 @@ GENERATED_RECORD = "generated.json"
 COMPARE_JSON = "compare.json"
 FIGURES = ("spectrograms.png", "stems.png")
 """The figures `pipeline.compare` writes, in the order the report shows them."""
-OUTPUT_FILES = tuple(f"{m}.wav" for m in pipeline.COMPARE_MODES) + (COMPARE_JSON, CLIP_RECORD, INPUT_COPY)
+OUTPUT_FILES = tuple(f"{m}.wav" for m in COMPARE_MODES) + (COMPARE_JSON, CLIP_RECORD, INPUT_COPY)
 RESULT_FILES = ("results.csv", "results.json", "summary.md", "report.html")
 
 
-class EvalError(ValueError):
+class EvalError(UserError, ValueError):
     """A prompt set or an evaluation that cannot go ahead; the message is one line."""
 
 
@@ -156,28 +161,32 @@ class EvalSettings:
     """Everything an eval run decides besides the prompt set."""
 
     pipeline: pipeline.Settings = field(default_factory=pipeline.Settings)
-    separator: str = "auto"
-    """auto: Demucs when its weights are here, else none (every clip restored directly, with a
-    notice), as a user without stems gets; stems: a stems entry's own stems (oracle separation),
-    the other entries as auto; demucs: Demucs for every clip (no weights: stop at once)."""
-    model: str = "htdemucs"
-    model_repo: str | None = None
-    device: str = "auto"
-    force_stems: bool = False
+    separation: SeparatorOptions = field(default_factory=SeparatorOptions)
+    """Its `separator`: auto: Demucs when its weights are here, else none (every clip restored
+    directly, with a notice), as a user without stems gets; stems: a stems entry's own stems
+    (oracle separation), the other entries as auto; demucs: Demucs for every clip (no weights:
+    stop at once). Its `stems` folder is not used: each entry names its own."""
     generate: bool = False
     generation: musicgen.GenerationSettings = field(default_factory=musicgen.GenerationSettings)
-    missing: str = "skip"
-    """What to do with a clip whose audio cannot be had (missing file, no source without
-    --generate, MusicGen unavailable): skip it (recorded), or fail at once before any work."""
+    missing: MissingPolicy = "skip"
+    """What to do with a clip whose audio cannot be had (missing file, no source and no
+    generation, MusicGen unavailable): skip it (recorded), or fail at once before any work."""
     jobs: int = 1
     figures: bool = True
     """Draw each clip's figures (most of a short clip's time goes into them)."""
 
+    def __post_init__(self):
+        check_choice(self.missing, MISSING_POLICIES, MISSING)
+        if self.jobs < 1:
+            raise SettingError(JOBS, f" must be at least 1, not {self.jobs}")
+
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["pipeline"] = self.pipeline.to_dict()
-        d["generation"] = self.generation.to_dict()
-        return d
+        """results.json's `settings` (its separator keys flat, as schema adaptive-argm/eval/1 has them)."""
+        s = self.separation
+        return {"pipeline": self.pipeline.to_dict(), "separator": s.separator, "model": s.model,
+                "model_repo": None if s.model_repo is None else str(s.model_repo), "device": s.device,
+                "force_stems": s.force, "generate": self.generate, "generation": self.generation.to_dict(),
+                "missing": self.missing, "jobs": self.jobs, "figures": self.figures}
 
 
 @dataclass(frozen=True)
@@ -204,6 +213,7 @@ def source_files(clip: PromptClip, clip_dir: Path) -> list[Path]:
 def fingerprint(clip: PromptClip, clip_dir: Path, settings: EvalSettings, sep: SeparatorPlan,
                 preset: presets.Preset) -> str:
     """A short hash of everything that decides a clip's results."""
+    s = settings.separation
     payload = {
         "version": FINGERPRINT_VERSION,
         "source": clip.source,
@@ -211,8 +221,8 @@ def fingerprint(clip: PromptClip, clip_dir: Path, settings: EvalSettings, sep: S
         "files": [_file_stamp(p) for p in source_files(clip, clip_dir)],
         "generation": ({**settings.generation.to_dict(), "prompt": clip.prompt, "device": None}
                        if clip.source == "generate" else None),
-        "separator": [sep.kind, settings.model if sep.kind == "demucs" else None,
-                      settings.model_repo if sep.kind == "demucs" else None, settings.force_stems],
+        "separator": [sep.kind, s.model if sep.kind == "demucs" else None,
+                      None if sep.kind != "demucs" or s.model_repo is None else str(s.model_repo), s.force],
         "pipeline": settings.pipeline.to_dict(),
         "preset": preset.to_dict(),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,9 +23,9 @@ from ..core.audio import WORK_SR
 from ..core.report import to_json
 from . import generate as musicgen
 from . import htmlreport
-from .records import (CLIP_RECORD, CLIPS_DIR, COMPARE_JSON, FIGURES, GENERATED, GENERATED_RECORD, INPUT_COPY,
-                      MISSING_POLICIES, OUTPUT_FILES, SEPARATORS, ClipOutcome, EvalError, EvalResult, EvalSettings,
-                      PromptClip, PromptSet, SeparatorPlan, find_mix, fingerprint)
+from .records import (CLIP_RECORD, CLIPS_DIR, COMPARE_JSON, FIGURES, GENERATED, GENERATED_RECORD, INPUT_COPY, MISSING,
+                      OUTPUT_FILES, ClipOutcome, EvalError, EvalResult, EvalSettings, PromptClip, PromptSet,
+                      SeparatorPlan, find_mix, fingerprint)
 from .tables import aggregate, csv_text, results_json, rows_for, summary_markdown
 
 STEM_SCALE_TOLERANCE_DB = 1.0
@@ -74,20 +74,19 @@ def prepare_input(clip: PromptClip, clip_dir: Path) -> tuple[Path, np.ndarray]:
 
 
 _DEMUCS: dict = {}
-"""Demucs separators by (model, repo, device), loaded once per process."""
+"""Demucs separators by their options, loaded once per process."""
 
 
-def _separator_for(job: ClipJob, input_path: Path):
-    s = job.settings
+def _separator_for(job: ClipJob, input_path: Path) -> separate.Separator | None:
+    options = job.settings.separation
     if job.separator.kind == "stems":
         mix = find_mix(job.clip)
         exclude = (input_path,) + ((mix,) if mix else ())
-        return separate.StemsFolder(job.clip.stems, force=s.force_stems, exclude=exclude)
+        return separate.StemsFolder(job.clip.stems, force=options.force, exclude=exclude)
     if job.separator.kind == "demucs":
-        key = (s.model, s.model_repo, s.device)
-        if key not in _DEMUCS:
-            _DEMUCS[key] = separate.DemucsSeparator(s.model, s.model_repo, device=s.device)
-        return _DEMUCS[key]
+        if options not in _DEMUCS:
+            _DEMUCS[options] = options.demucs()
+        return _DEMUCS[options]
     return None
 
 
@@ -202,11 +201,12 @@ def _missing_reason(clip: PromptClip, settings: EvalSettings, generation_reason:
 
 
 def _plan_separator(clip: PromptClip, settings: EvalSettings, demucs) -> SeparatorPlan:
-    if settings.separator == "stems" and clip.source == "stems":
+    options = settings.separation
+    if options.separator == "stems" and clip.source == "stems":
         return SeparatorPlan("stems")
     sep, notice = demucs()
-    if settings.separator == "stems":
-        notice = "this entry has no stems: " + (notice or f"separated with Demucs ({settings.model}) instead")
+    if options.separator == "stems":
+        notice = "this entry has no stems: " + (notice or f"separated with Demucs ({options.model}) instead")
     return SeparatorPlan("demucs" if sep is not None else "none", notice)
 
 
@@ -221,12 +221,6 @@ def run(prompt_set: PromptSet, out_dir: str | Path, settings: EvalSettings = Eva
     """
     out_dir = Path(out_dir)
     note = on_note or (lambda text: None)
-    if settings.separator not in SEPARATORS:
-        raise EvalError(f"--separator must be one of {', '.join(SEPARATORS)}, not {settings.separator!r}")
-    if settings.missing not in MISSING_POLICIES:
-        raise EvalError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, not {settings.missing!r}")
-    if settings.jobs < 1:
-        raise EvalError("-j/--jobs must be at least 1")
     preset = presets.load(settings.pipeline.preset)
     if out_dir.exists() and not out_dir.is_dir():
         raise EvalError(f"{out_dir}: exists and is not a folder")
@@ -245,8 +239,8 @@ def run(prompt_set: PromptSet, out_dir: str | Path, settings: EvalSettings = Eva
         note(generation_reason)
     if missing and settings.missing == "fail":
         first = next(iter(missing))
-        raise EvalError(f"{len(missing)} clip(s) have no audio (first: {first}: {missing[first]}); "
-                        f"--missing skip runs the others")
+        raise EvalError(f"{len(missing)} clip(s) have no audio (first: {first}: {missing[first]}); ", MISSING,
+                        "=skip runs the others")
     outcomes: dict[str, ClipOutcome] = {}
     for cid, reason in missing.items():
         outcomes[cid] = ClipOutcome(cid, "skipped", error=reason)
@@ -257,9 +251,8 @@ def run(prompt_set: PromptSet, out_dir: str | Path, settings: EvalSettings = Eva
 
     def demucs():
         if not demucs_cache:
-            demucs_cache.append(separate.resolve("demucs" if settings.separator == "demucs" else "auto",
-                                                 model=settings.model, model_repo=settings.model_repo,
-                                                 device=settings.device))
+            kind = "demucs" if settings.separation.separator == "demucs" else "auto"
+            demucs_cache.append(separate.resolve(replace(settings.separation, separator=kind, stems=None)))
             if demucs_cache[0][1]:
                 note(demucs_cache[0][1])
                 notices.append(demucs_cache[0][1])

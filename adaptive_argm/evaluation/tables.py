@@ -198,7 +198,7 @@ def summary_markdown(result: EvalResult) -> str:
                  f"({a.status['reused']} reused from an earlier run), {a.status['failed']} failed, "
                  f"{a.status['skipped']} skipped.")
     seps = sorted({c["separator"]["name"] for c in result.compares.values()})
-    lines.append(f"Separator: `{s.separator}` (used: {', '.join(seps) or 'none'}); preset "
+    lines.append(f"Separator: `{s.separation.separator}` (used: {', '.join(seps) or 'none'}); preset "
                  f"`{s.pipeline.preset}`; metrics at 44.1 kHz, mono downmix; intrusive scores against the "
                  f"input itself (how far each mode moved the audio, not how clean it is).")
     for n in result.notices:
