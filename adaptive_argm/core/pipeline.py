@@ -1,6 +1,8 @@
 """The restoration pipeline, top to bottom: load, separate, route, restore, remix, measure,
 write. `run` restores one clip in one mode; `compare` separates once and produces the direct,
-stem-wise and routed results from that one separation.
+stem-wise and routed results from that one separation. Both start with `_load_and_separate`
+and restore each plan through `restore`; the steps they share follow them, then the settings
+and results.
 """
 
 from __future__ import annotations
@@ -15,18 +17,293 @@ from typing import Callable
 
 import numpy as np
 
-from . import audio, dsp, levels, metrics, presets
-from . import figures as figs
 from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_RATES, OUTPUT_SR,
                       SKIP_POLICIES, SKIP_POLICY, ClipMode, Mode, OutputRate, SkipPolicy, check_choice)
+from . import audio, dsp, levels, metrics, presets
+from . import figures as figs
 from .audio import WORK_SR
 from .report import to_json
 from .route import RouterConfig, RoutePlan, route, route_modes
-from .separate import Separation
+from .separate import Separation, Separator
+
 LOUDNESS_TOLERANCE_LU = 0.2
 """How close a loudness-matched result must land after clip safety."""
 LOUDNESS_LIMIT_PASSES = 8
 """Make-up-gain-and-limit passes at most (each costs one limiter pass and one loudness measure)."""
+NO_SEPARATOR = {"name": "none", "model": None}
+
+
+def run(input_path: str | Path, out_dir: str | Path, separator: Separator | None = None,
+        settings: Settings | None = None, *, notice: str | None = None,
+        on_stage: Callable[[str], None] | None = None) -> RunResult:
+    """Restore one clip into `out_dir/restored.wav` and `out_dir/report.json`.
+
+    `separator` turns the mix into stems (Demucs, a stems folder); None restores the mix
+    directly. `notice` is recorded as `separator.notice` (why no separator was available).
+    """
+    out_dir = Path(out_dir)
+    settings = settings or Settings()
+    preset = presets.load(settings.preset)
+    clock = Stopwatch(on_stage)
+    mix, info, panel_in, separation, sep_info = _load_and_separate(
+        input_path, separator if settings.mode != "direct" else None, clock, notice=notice)
+    with clock.stage("route"):
+        plan = route(separation.stems if separation else {}, mix, WORK_SR, settings.mode, settings.router,
+                     settings.skip_policy)
+    with clock.stage("restore"):
+        restored, processed = restore(mix, plan, preset, separation, clip_mode=settings.clip_mode,
+                                      in_place=not settings.keep_stems, target_lufs=_target_lufs(mix, preset))
+    if not settings.keep_stems:
+        separation, processed = None, {}  # not written: free them before measuring (0.85 GB each)
+    with clock.stage("measure"):
+        panels, warnings = _measure_outputs(panel_in, {"output": restored.audio})
+    with clock.stage("write"):
+        y, out_sr = _output_audio(restored.audio, info, settings.output_sr)
+        out_path = audio.write(out_dir / "restored.wav", y, out_sr, protect=(input_path,))
+        if settings.keep_stems and separation is not None:
+            for name, stem in separation.stems.items():
+                audio.write(out_dir / "stems" / f"{name}.wav", stem, WORK_SR, protect=(input_path,))
+                if name in processed:
+                    audio.write(out_dir / "stems" / f"{name}.restored.wav", processed[name], WORK_SR,
+                                protect=(input_path,))
+    result = RunResult(info, str(out_path), out_sr, y.shape[0], y.shape[1] / out_sr, restored, plan, sep_info,
+                       preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
+    audio.write_text(out_dir / "report.json", to_json(result.to_dict()))
+    return result
+
+
+def compare(input_path: str | Path, out_dir: str | Path, separator: Separator | None = None,
+            settings: Settings | None = None, *, reference: np.ndarray | None = None, notice: str | None = None,
+            figures: bool = True, stem_views: bool | None = None,
+            on_stage: Callable[[str], None] | None = None) -> CompareResult:
+    """Separate once, then restore the clip three ways (forced direct, forced stem-wise, routed)
+    and measure each; writes `direct.wav`, `stemwise.wav`, `routed.wav`, `compare.json` and the
+    figures into `out_dir`. Each stem goes through the chain at most once.
+
+    `reference` is a clean `(channels, samples)` signal at the working rate; with it the panel
+    adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR). `stem_views` (default: `figures`)
+    keeps what the stems figure needs, for drawing it later with `figures.compare_figures`.
+
+    Memory: the stems are restored in place (copies only of the stems routed passes through
+    unprocessed) and freed before measuring, so a 10-minute stereo file holds the mix, four
+    stems and the results, not two sets of stems.
+    """
+    out_dir = Path(out_dir)
+    settings = settings or Settings()
+    keep_views = figures if stem_views is None else stem_views
+    preset = presets.load(settings.preset)
+    clock = Stopwatch(on_stage)
+    mix, info, panel_in, separation, sep_info = _load_and_separate(input_path, separator, clock, notice=notice,
+                                                                   reference=reference)
+    stems = separation.stems if separation else {}
+    with clock.stage("route"):
+        plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy)
+    with clock.stage("restore"):
+        target = _target_lufs(mix, preset)
+        routed = plans["routed"]
+        views = {n: figs.StemView.of(x) for n, x in stems.items()} if keep_views else {}
+        # The stems are restored in place: keep the unprocessed audio that routed passes through.
+        passed = {n: stems[n].copy() for n in _remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
+        # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
+        # their scratch memory) at once than cores.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            direct = pool.submit(restore, mix, plans["direct"], preset, None, clip_mode=settings.clip_mode,
+                                 target_lufs=target)
+            stemwise, processed = (restore(mix, plans["stemwise"], preset, separation, clip_mode=settings.clip_mode,
+                                           in_place=True, target_lufs=target, pool=pool)
+                                   if separation is not None else (None, {}))
+            outputs: dict[str, Restored] = {"direct": direct.result()[0]}
+        if stemwise is not None:
+            outputs["stemwise"] = stemwise
+        views = {n: v.restored(processed[n]) if n in processed else v for n, v in views.items()}
+        if routed.mode_used == "direct":
+            outputs["routed"] = outputs["direct"]
+        elif _remixed(routed) == _remixed(plans["stemwise"]):  # nothing skipped: the same sum
+            outputs["routed"] = outputs["stemwise"]
+        else:
+            outputs["routed"], _ = restore(mix, routed, preset, Separation({**stems, **passed}, separation.info),
+                                           processed, settings.clip_mode, target_lufs=target)
+        stem_names = tuple(stems)
+        separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
+    with clock.stage("measure"):
+        panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs.items()}, reference)
+        all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
+    with clock.stage("write"):
+        paths = {}
+        for m, r in outputs.items():
+            y, out_sr = _output_audio(r.audio, info, settings.output_sr)
+            paths[m] = str(audio.write(out_dir / f"{m}.wav", y, out_sr, protect=(input_path,)))
+    result = CompareResult(info, sep_info, routed, outputs, paths, all_panels, warnings, stem_names, views,
+                           preset, clock.timings_s, settings, mix)
+    if figures:
+        with clock.stage("figures"):
+            figs.compare_figures(result, out_dir)
+    audio.write_text(out_dir / "compare.json", to_json(result.to_dict()))
+    return result
+
+
+# --- the steps --------------------------------------------------------------------------------
+
+
+def _load_and_separate(input_path: str | Path, separator: Separator | None, clock: Stopwatch, *,
+                       notice: str | None, reference: np.ndarray | None = None):
+    """Load the input, measure it, and separate it: `(mix, info, input panel, separation or
+    None, separator record)`. The input's panel is taken first, so the raw input is not held
+    through separation and restoration (0.2 GB per copy on 10 minutes of stereo)."""
+    with clock.stage("load"):
+        raw, mix, info = load_input(input_path)
+    with clock.stage("measure"):
+        panel_in = metrics.measure(raw, WORK_SR, ref=reference)
+        del raw
+    with clock.stage("separate"):
+        if separator is None:
+            separation, sep_info = None, dict(NO_SEPARATOR)
+        else:
+            separation = separator(mix, WORK_SR)
+            sep_info = separation.info.to_dict()
+        if notice:
+            sep_info["notice"] = notice
+    return mix, info, panel_in, separation, sep_info
+
+
+def load_input(path: str | Path) -> tuple[np.ndarray, np.ndarray, audio.AudioInfo]:
+    """The input as read (for measuring) and with its DC offset removed (for processing), both
+    `(channels, samples)` at the working rate."""
+    raw, info = audio.read(path, WORK_SR)
+    return raw, audio.remove_dc(raw), info
+
+
+def _target_lufs(mix: np.ndarray, preset: presets.Preset) -> float | None:
+    """The loudness a result is brought back to: the DC-free input's, when the preset asks."""
+    return levels.loudness_lufs(mix, WORK_SR) if preset.match_loudness else None
+
+
+def restore(mix: np.ndarray, plan: RoutePlan, preset: presets.Preset, separation: Separation | None,
+            processed: dict[str, np.ndarray] | None = None, clip_mode: ClipMode = "limit", *,
+            in_place: bool = False, target_lufs: float | None = None,
+            pool: Executor | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
+    """Restore `mix` as `plan` says: the preset's chain on the mix (direct), or on each stem the
+    plan processes, then the remix; then loudness and clip safety (`finish`).
+
+    `processed` holds stems already run through the chain, so no stem is processed twice; the
+    return adds any newly processed stems. `in_place` lets processed stems overwrite the
+    separation's (see `process_stems`); `pool` runs them beside other work queued there;
+    `target_lufs` is the mix's loudness when already measured (see `finish`)."""
+    processed = dict(processed or {})
+    if plan.mode_used == "direct":
+        y = dsp.apply_chain(mix, WORK_SR, preset.chain_for(None))
+    else:
+        todo = [n for n in plan.processed() if n not in processed]
+        processed.update(process_stems(separation.stems, todo, preset, in_place=in_place, pool=pool))
+        y = remix(plan, separation.stems, processed)
+    return finish(y, mix, plan.mode_used, preset, clip_mode, target_lufs=target_lufs), processed
+
+
+def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
+                  sr: int = WORK_SR, *, in_place: bool = False, pool: Executor | None = None) -> dict[str, np.ndarray]:
+    """Run each named stem through its chain, in parallel (the heavy parts, FFTs and
+    pedalboard's plugins, release the GIL). `in_place` writes each result over its input stem
+    (when the unprocessed stems are not needed afterwards: 0.2 GB per stereo stem on a
+    10-minute file). `pool` runs them beside other work already queued there."""
+    if not names:
+        return {}
+
+    def one(name: str) -> np.ndarray:
+        y = dsp.apply_chain(stems[name], sr, preset.chain_for(name), overwrite=in_place)
+        if not in_place:
+            return y
+        if y is not stems[name]:
+            stems[name][...] = y
+        return stems[name]
+
+    if pool is None:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as own:
+            return process_stems(stems, names, preset, sr, in_place=in_place, pool=own)
+    futures = {n: pool.submit(one, n) for n in names}
+    return {n: f.result() for n, f in futures.items()}
+
+
+def _remixed(plan: RoutePlan) -> tuple[list[str], list[str]]:
+    """The stems a remix sums: (processed, passed through unprocessed)."""
+    return plan.processed(), plan.skipped() if plan.skip_policy == "passthrough" else []
+
+
+def remix(plan: RoutePlan, stems: dict[str, np.ndarray], processed: dict[str, np.ndarray]) -> np.ndarray:
+    """Sum the processed stems, plus the skipped ones when the skip policy passes them through."""
+    done, passed = _remixed(plan)
+    parts = [processed[n] if n in processed else stems[n] for n in done] + [stems[n] for n in passed]
+    if not parts:  # every stem dropped: silence, said in the report through the plan
+        return np.zeros_like(next(iter(stems.values())))
+    # Summed one by one: np.sum over the list would first stack every stem into one array.
+    total = np.array(parts[0], dtype=np.float32)
+    for part in parts[1:]:
+        total += part
+    return total
+
+
+def finish(y: np.ndarray, mix: np.ndarray, mode: Mode, preset: presets.Preset, clip_mode: ClipMode,
+           sr: int = WORK_SR, *, target_lufs: float | None = None) -> Restored:
+    """Match loudness to the input (`target_lufs`, measured from `mix` when None) when the
+    preset asks, then keep the result in full scale.
+
+    When the limiter has to act on a loudness-matched result it costs loudness (an input
+    peaking at +3.5 dBFS loses about 1.5 LU), so the make-up gain is raised and the limiter
+    run again, a few times, until the limited result sits within `LOUDNESS_TOLERANCE_LU`.
+    """
+    gain_db = 0.0
+    if not preset.match_loudness:
+        y, clip = dsp.clip_safety(y, sr, clip_mode)
+        return Restored(y, mode, gain_db, clip)
+    target = levels.loudness_lufs(mix, sr) if target_lufs is None else target_lufs
+    y, gain_db = dsp.match_loudness(y, sr, target)
+    out, clip = dsp.clip_safety(y, sr, clip_mode)
+    for _ in range(LOUDNESS_LIMIT_PASSES if clip.action == "limited" else 0):
+        shortfall_db = target - levels.loudness_lufs(out, sr)
+        if not np.isfinite(shortfall_db) or abs(shortfall_db) <= LOUDNESS_TOLERANCE_LU:
+            break
+        y = levels.scaled(y, shortfall_db)
+        gain_db += shortfall_db
+        out, again = dsp.clip_safety(y, sr, clip_mode)
+        clip = dsp.ClipSafety(clip.mode, again.action, clip.peak_before_dbfs, again.peak_after_dbfs)
+    return Restored(out, mode, gain_db, clip)
+
+
+def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarray], ref: np.ndarray | None = None):
+    """The metric panel of each output over the input's occupied band, and its warnings
+    against the input's panel."""
+    band = panel_in.bandwidth_hz
+    distinct = {id(y): y for y in outputs.values()}  # routed often IS stem-wise or direct: measured once
+    by_array = {k: metrics.measure(y, WORK_SR, ref=ref, band_hz=band) for k, y in distinct.items()}
+    panels = {name: by_array[id(y)] for name, y in outputs.items()}
+    warnings = {name: metrics.warnings_for(panel_in, p) for name, p in panels.items()}
+    return panels, warnings
+
+
+def _output_audio(y: np.ndarray, info: audio.AudioInfo, output_sr: OutputRate) -> tuple[np.ndarray, int]:
+    if output_sr == "original" and info.sample_rate != WORK_SR:
+        return audio.resample(y, WORK_SR, info.sample_rate), info.sample_rate
+    return y, WORK_SR
+
+
+class Stopwatch:
+    """Wall time per named stage, announced to an optional callback as each stage starts."""
+
+    def __init__(self, on_stage: Callable[[str], None] | None = None):
+        self.timings_s: dict[str, float] = {}
+        self._on_stage = on_stage
+
+    @contextmanager
+    def stage(self, name: str):
+        if self._on_stage:
+            self._on_stage(name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings_s[name] = self.timings_s.get(name, 0.0) + time.perf_counter() - t0
+
+
+# --- settings and results ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -64,134 +341,6 @@ class Restored:
     mode: str
     loudness_gain_db: float
     clip: dsp.ClipSafety
-
-
-class Stopwatch:
-    """Wall time per named stage, announced to an optional callback as each stage starts."""
-
-    def __init__(self, on_stage: Callable[[str], None] | None = None):
-        self.timings_s: dict[str, float] = {}
-        self._on_stage = on_stage
-
-    @contextmanager
-    def stage(self, name: str):
-        if self._on_stage:
-            self._on_stage(name)
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings_s[name] = self.timings_s.get(name, 0.0) + time.perf_counter() - t0
-
-
-def load_input(path: str | Path) -> tuple[np.ndarray, np.ndarray, audio.AudioInfo]:
-    """The input as read (for measuring) and with its DC offset removed (for processing), both
-    `(channels, samples)` at the working rate."""
-    raw, info = audio.read(path, WORK_SR)
-    return raw, audio.remove_dc(raw), info
-
-
-def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
-                  sr: int = WORK_SR, *, in_place: bool = False, pool: Executor | None = None) -> dict[str, np.ndarray]:
-    """Run each named stem through its chain, in parallel (the heavy parts, FFTs and
-    pedalboard's plugins, release the GIL). `in_place` writes each result over its input stem
-    (when the unprocessed stems are not needed afterwards: 0.2 GB per stereo stem on a
-    10-minute file). `pool` runs them beside other work already queued there."""
-    if not names:
-        return {}
-
-    def one(name: str) -> np.ndarray:
-        y = dsp.apply_chain(stems[name], sr, preset.chain_for(name), overwrite=in_place)
-        if not in_place:
-            return y
-        if y is not stems[name]:
-            stems[name][...] = y
-        return stems[name]
-
-    if pool is None:
-        with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as own:
-            return process_stems(stems, names, preset, sr, in_place=in_place, pool=own)
-    futures = {n: pool.submit(one, n) for n in names}
-    return {n: f.result() for n, f in futures.items()}
-
-
-def finish(y: np.ndarray, mix: np.ndarray, mode: str, preset: presets.Preset, clip_mode: str,
-           sr: int = WORK_SR, *, target_lufs: float | None = None) -> Restored:
-    """Match loudness to the input (`target_lufs`, measured from `mix` when None) when the
-    preset asks, then keep the result in full scale.
-
-    When the limiter has to act on a loudness-matched result it costs loudness (an input
-    peaking at +3.5 dBFS loses about 1.5 LU), so the make-up gain is raised and the limiter
-    run again, a few times, until the limited result sits within `LOUDNESS_TOLERANCE_LU`.
-    """
-    gain_db = 0.0
-    if not preset.match_loudness:
-        y, clip = dsp.clip_safety(y, sr, clip_mode)
-        return Restored(y, mode, gain_db, clip)
-    target = levels.loudness_lufs(mix, sr) if target_lufs is None else target_lufs
-    y, gain_db = dsp.match_loudness(y, sr, target)
-    out, clip = dsp.clip_safety(y, sr, clip_mode)
-    for _ in range(LOUDNESS_LIMIT_PASSES if clip.action == "limited" else 0):
-        shortfall_db = target - levels.loudness_lufs(out, sr)
-        if not np.isfinite(shortfall_db) or abs(shortfall_db) <= LOUDNESS_TOLERANCE_LU:
-            break
-        y = levels.scaled(y, shortfall_db)
-        gain_db += shortfall_db
-        out, again = dsp.clip_safety(y, sr, clip_mode)
-        clip = dsp.ClipSafety(clip.mode, again.action, clip.peak_before_dbfs, again.peak_after_dbfs)
-    return Restored(out, mode, gain_db, clip)
-
-
-def _remixed(plan: RoutePlan) -> tuple[list[str], list[str]]:
-    """The stems a remix sums: (processed, passed through unprocessed)."""
-    return plan.processed(), plan.skipped() if plan.skip_policy == "passthrough" else []
-
-
-def remix(plan: RoutePlan, stems: dict[str, np.ndarray], processed: dict[str, np.ndarray]) -> np.ndarray:
-    """Sum the processed stems, plus the skipped ones when the skip policy passes them through."""
-    done, passed = _remixed(plan)
-    parts = [processed[n] if n in processed else stems[n] for n in done] + [stems[n] for n in passed]
-    if not parts:  # every stem dropped: silence, said in the report through the plan
-        return np.zeros_like(next(iter(stems.values())))
-    # Summed one by one: np.sum over the list would first stack every stem into one array.
-    total = np.array(parts[0], dtype=np.float32)
-    for part in parts[1:]:
-        total += part
-    return total
-
-
-def restore(mix: np.ndarray, plan: RoutePlan, preset: presets.Preset, separation: Separation | None,
-            processed: dict[str, np.ndarray] | None = None, clip_mode: str = "limit", *,
-            in_place: bool = False, target_lufs: float | None = None) -> tuple[Restored, dict]:
-    """Restore `mix` as `plan` says. `processed` holds stems already run through the chain (so
-    `compare` never processes a stem twice); the return adds any newly processed stems.
-    `in_place` lets processed stems overwrite the separation's (see `process_stems`);
-    `target_lufs` is the mix's loudness when already measured (see `finish`)."""
-    processed = dict(processed or {})
-    if plan.mode_used == "direct":
-        y = dsp.apply_chain(mix, WORK_SR, preset.chain_for(None))
-    else:
-        todo = [n for n in plan.processed() if n not in processed]
-        processed.update(process_stems(separation.stems, todo, preset, in_place=in_place))
-        y = remix(plan, separation.stems, processed)
-    return finish(y, mix, plan.mode_used, preset, clip_mode, target_lufs=target_lufs), processed
-
-
-def _output_audio(y: np.ndarray, info: audio.AudioInfo, output_sr: str) -> tuple[np.ndarray, int]:
-    if output_sr == "original" and info.sample_rate != WORK_SR:
-        return audio.resample(y, WORK_SR, info.sample_rate), info.sample_rate
-    return y, WORK_SR
-
-
-def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarray], ref: np.ndarray | None = None):
-    """The metric panel of each output over the input's occupied band, and its warnings
-    against the input's panel."""
-    band = panel_in.bandwidth_hz
-    distinct = {id(y): y for y in outputs.values()}  # routed often IS stem-wise or direct: measured once
-    by_array = {k: metrics.measure(y, WORK_SR, ref=ref, band_hz=band) for k, y in distinct.items()}
-    panels = {name: by_array[id(y)] for name, y in outputs.items()}
-    warnings = {name: metrics.warnings_for(panel_in, p) for name, p in panels.items()}
-    return panels, warnings
 
 
 @dataclass(frozen=True)
@@ -237,63 +386,6 @@ class RunResult:
         }
 
 
-NO_SEPARATOR = {"name": "none", "model": None}
-
-
-def _separate(separator, mix: np.ndarray) -> tuple[Separation | None, dict]:
-    if separator is None:
-        return None, dict(NO_SEPARATOR)
-    sep = separator(mix, WORK_SR)
-    return sep, sep.info.to_dict()
-
-
-def run(input_path: str | Path, out_dir: str | Path, separator=None, settings: Settings = Settings(), *,
-        notice: str | None = None, on_stage: Callable[[str], None] | None = None) -> RunResult:
-    """Restore one clip into `out_dir/restored.wav` and `out_dir/report.json`.
-
-    `separator` is a callable `(mix, sr) -> Separation` (Demucs, a stems folder) or None, in
-    which case the mix is restored directly. `notice` is recorded as `separator.notice` (why no
-    separator was available).
-    """
-    out_dir = Path(out_dir)
-    preset = presets.load(settings.preset)
-    clock = Stopwatch(on_stage)
-    with clock.stage("load"):
-        raw, mix, info = load_input(input_path)
-    with clock.stage("measure"):
-        # The input's panel now, so the raw input is not held through separation and restoration
-        # (0.2 GB per copy on 10 minutes of stereo).
-        panel_in = metrics.measure(raw, WORK_SR)
-        del raw
-    with clock.stage("separate"):
-        separation, sep_info = _separate(separator if settings.mode != "direct" else None, mix)
-        if notice:
-            sep_info["notice"] = notice
-    with clock.stage("route"):
-        plan = route(separation.stems if separation else {}, mix, WORK_SR, settings.mode, settings.router,
-                     settings.skip_policy)
-    with clock.stage("restore"):
-        restored, processed = restore(mix, plan, preset, separation, clip_mode=settings.clip_mode,
-                                      in_place=not settings.keep_stems)
-    if not settings.keep_stems:
-        separation, processed = None, {}  # not written: free them before measuring (0.85 GB each)
-    with clock.stage("measure"):
-        panels, warnings = _measure_outputs(panel_in, {"output": restored.audio})
-    with clock.stage("write"):
-        y, out_sr = _output_audio(restored.audio, info, settings.output_sr)
-        out_path = audio.write(out_dir / "restored.wav", y, out_sr, protect=(input_path,))
-        if settings.keep_stems and separation is not None:
-            for name, stem in separation.stems.items():
-                audio.write(out_dir / "stems" / f"{name}.wav", stem, WORK_SR, protect=(input_path,))
-                if name in processed:
-                    audio.write(out_dir / "stems" / f"{name}.restored.wav", processed[name], WORK_SR,
-                                protect=(input_path,))
-    result = RunResult(info, str(out_path), out_sr, y.shape[0], y.shape[1] / out_sr, restored, plan, sep_info,
-                       preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
-    audio.write_text(out_dir / "report.json", to_json(result.to_dict()))
-    return result
-
-
 @dataclass(frozen=True)
 class CompareResult:
     """Direct, stem-wise and routed restorations of one clip from ONE separation; `to_dict`
@@ -334,80 +426,3 @@ class CompareResult:
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
             "settings": self.settings.to_dict(),
         }
-
-
-def compare(input_path: str | Path, out_dir: str | Path, separator=None, settings: Settings = Settings(), *,
-            reference: np.ndarray | None = None, notice: str | None = None, figures: bool = True,
-            stem_views: bool | None = None, on_stage: Callable[[str], None] | None = None) -> CompareResult:
-    """Separate once, then restore the clip three ways (forced direct, forced stem-wise, routed)
-    and measure each; writes `direct.wav`, `stemwise.wav`, `routed.wav`, `compare.json` and the
-    figures into `out_dir`. Each stem goes through the chain at most once.
-
-    `reference` is a clean `(channels, samples)` signal at the working rate; with it the panel
-    adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR). `stem_views` (default: `figures`)
-    keeps what the stems figure needs, for drawing it later with `figures.compare_figures`.
-
-    Memory: the stems are restored in place (copies only of the stems routed passes through
-    unprocessed) and freed before measuring, so a 10-minute stereo file holds the mix, four
-    stems and the results, not two sets of stems.
-    """
-    out_dir = Path(out_dir)
-    keep_views = figures if stem_views is None else stem_views
-    preset = presets.load(settings.preset)
-    clock = Stopwatch(on_stage)
-    with clock.stage("load"):
-        raw, mix, info = load_input(input_path)
-    with clock.stage("measure"):
-        panel_in = metrics.measure(raw, WORK_SR, ref=reference)
-        del raw  # as in `run`: not held through separation and restoration
-    with clock.stage("separate"):
-        separation, sep_info = _separate(separator, mix)
-        if notice:
-            sep_info["notice"] = notice
-    stems = separation.stems if separation else {}
-    with clock.stage("route"):
-        plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy)
-    with clock.stage("restore"):
-        target = levels.loudness_lufs(mix, WORK_SR) if preset.match_loudness else None
-        routed = plans["routed"]
-        views = {n: figs.StemView.of(x) for n, x in stems.items()} if keep_views else {}
-        # The stems are restored in place: keep the unprocessed audio that routed passes through.
-        passed = {n: stems[n].copy() for n in _remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
-        # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
-        # their scratch memory) at once than cores.
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            direct = pool.submit(dsp.apply_chain, mix, WORK_SR, preset.chain_for(None))
-            processed = (process_stems(stems, plans["stemwise"].processed(), preset, in_place=True, pool=pool)
-                         if separation is not None else {})
-            y = direct.result()
-        outputs: dict[str, Restored] = {"direct": finish(y, mix, "direct", preset, settings.clip_mode,
-                                                         target_lufs=target)}
-        y = None
-        if separation is not None:
-            y = remix(plans["stemwise"], stems, processed)
-            outputs["stemwise"] = finish(y, mix, "stemwise", preset, settings.clip_mode, target_lufs=target)
-        views = {n: v.restored(processed[n]) if n in processed else v for n, v in views.items()}
-        if routed.mode_used == "direct":
-            outputs["routed"] = outputs["direct"]
-        elif _remixed(routed) == _remixed(plans["stemwise"]):  # nothing skipped: the same sum
-            outputs["routed"] = outputs["stemwise"]
-        else:
-            y = remix(routed, {**stems, **passed}, processed)
-            outputs["routed"] = finish(y, mix, routed.mode_used, preset, settings.clip_mode, target_lufs=target)
-        stem_names = tuple(stems)
-        separation = stems = processed = passed = y = None  # freed before measuring (0.2 GB per 10 min stem)
-    with clock.stage("measure"):
-        panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs.items()}, reference)
-        all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
-    with clock.stage("write"):
-        paths = {}
-        for m, r in outputs.items():
-            y, out_sr = _output_audio(r.audio, info, settings.output_sr)
-            paths[m] = str(audio.write(out_dir / f"{m}.wav", y, out_sr, protect=(input_path,)))
-    result = CompareResult(info, sep_info, routed, outputs, paths, all_panels, warnings, stem_names, views,
-                           preset, clock.timings_s, settings, mix)
-    if figures:
-        with clock.stage("figures"):
-            figs.compare_figures(result, out_dir)
-    audio.write_text(out_dir / "compare.json", to_json(result.to_dict()))
-    return result
