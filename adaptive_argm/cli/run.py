@@ -10,6 +10,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeRemainingColumn)
 from ..core import batch, pipeline, separate
 from ..core.metrics import DIRECTIONS
+from ..core.table import fmt
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
 from .tables import batch_table, metrics_table, stems_table
@@ -54,8 +55,8 @@ def print_run(result: pipeline.RunResult) -> None:
     sep = r["separator"]["name"] + (f" ({r['separator']['model']})" if r["separator"].get("model") else "")
     console.print(f"mode [bold]{r['mode_used']}[/] (asked: {r['mode_requested']}), separator {sep}, "
                   f"preset {r['preset']}, clip safety: {r['output']['clip_action']}", highlight=False)
-    console.print(f"p25_paper_db {r['metrics']['input']['p25_paper_db']:.2f} -> "
-                  f"{r['metrics']['output']['p25_paper_db']:.2f} dB   wrote {r['output']['path']}",
+    console.print(f"p25_paper_db {fmt(r['metrics']['input']['p25_paper_db'])} -> "
+                  f"{fmt(r['metrics']['output']['p25_paper_db'])} dB   wrote {r['output']['path']}",
                   highlight=False)
 
 

@@ -33,6 +33,11 @@ _SUM_CHUNK = 1 << 20
 """Samples per float64 piece when summing energies of long signals."""
 
 
+def capped(score_db: float) -> float:
+    """An SI-SDR or SNR as results are ranked and changes computed: at most `SCORE_CEILING_DB`."""
+    return min(score_db, SCORE_CEILING_DB)
+
+
 def align(
     est: np.ndarray, ref: np.ndarray, max_lag_samples: int = MAX_LAG_SAMPLES
 ) -> tuple[np.ndarray, np.ndarray]:

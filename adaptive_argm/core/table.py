@@ -3,8 +3,11 @@ writes as Markdown, and the one number format both use."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -46,6 +49,21 @@ class Table:
     def cells(self) -> list[list[str]]:
         """Every row as the strings it shows."""
         return [[v if isinstance(v, str) else fmt(v, signed=self.signed) for v in row] for row in self.rows]
+
+
+def csv_text(rows: Iterable[dict], fields: Iterable[str] | None = None, number: Callable[[float], str] = repr) -> str:
+    """Dict rows as CSV: `fields` as the columns (default: the first row's keys; no rows and no
+    fields: nothing), None as an empty cell, floats through `number` (default: full precision)."""
+    rows = list(rows)
+    fields = list(fields if fields is not None else rows[0] if rows else [])
+    buf = io.StringIO()
+    if fields:
+        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: "" if r.get(k) is None else number(r[k]) if isinstance(r[k], float) else r[k]
+                        for k in fields})
+    return buf.getvalue()
 
 
 def markdown(table: Table) -> str:

@@ -43,10 +43,9 @@ MUSICGEN_STEM_SCALE = 0.25
 DEFAULT_PRESETS = ("paper", "adaptive")
 DEFAULT_SEED = 20260
 FULL_SCALE = 1.0
-SCORE_CEILING_DB = intrusive.SCORE_CEILING_DB
-"""SI-SDR and quiet-frame SNR above this read as this when a change is computed. An unchanged
-waveform scores +inf (clean input) or 140-150 dB (float32 rounding, or a DC offset, which the
-scores remove): a change from there is undefined or meaningless."""
+# SI-SDR and quiet-frame SNR read at most intrusive.SCORE_CEILING_DB when a change is computed: an
+# unchanged waveform scores +inf (clean input) or 140-150 dB (float32 rounding, or a DC offset,
+# which the scores remove), and a change from there is undefined or meaningless.
 
 # --- goals (issue 6), means over clips ---------------------------------------------------------
 GOAL_NOISE_CASE = "white-45"
@@ -125,10 +124,6 @@ def clipped_samples(y: np.ndarray) -> int:
     return int(np.count_nonzero(np.abs(y) >= FULL_SCALE))
 
 
-def _capped(score_db: float) -> float:
-    return min(score_db, SCORE_CEILING_DB)
-
-
 @dataclass(frozen=True)
 class CaseResult:
     """One clip x degradation x preset x mode: the input's and the output's panels vs clean."""
@@ -152,7 +147,7 @@ class CaseResult:
 
     @property
     def si_sdr_change_db(self) -> float:
-        return _capped(self.output.si_sdr_db) - _capped(self.input.si_sdr_db)
+        return intrusive.capped(self.output.si_sdr_db) - intrusive.capped(self.input.si_sdr_db)
 
     @property
     def lsd_change_db(self) -> float:
@@ -160,7 +155,7 @@ class CaseResult:
 
     @property
     def quiet_snr_change_db(self) -> float:
-        return _capped(self.output.quiet_frame_snr_db) - _capped(self.input.quiet_frame_snr_db)
+        return intrusive.capped(self.output.quiet_frame_snr_db) - intrusive.capped(self.input.quiet_frame_snr_db)
 
     @property
     def loudness_change_lu(self) -> float:

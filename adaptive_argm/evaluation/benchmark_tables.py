@@ -4,8 +4,6 @@ the goals each preset is held to, and the tables written as Markdown and CSV (`p
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Iterable
 import numpy as np
 
 from ..core import audio
-from ..core.table import Table, markdown
+from ..core.table import Table, csv_text, markdown
 from .benchmark import (GOAL_HARMLESS_CASES, GOAL_HARMLESS_DB, GOAL_LOUDNESS_LU, GOAL_NOISE_CASE,
                         GOAL_NOISE_GAIN_MUSICGEN_DB, GOAL_NOISE_GAIN_REAL_DB, GOAL_WORST_CLIP_DB, MUSICGEN_STEM_SCALE,
                         BenchmarkResult, CaseResult)
@@ -165,13 +163,8 @@ def cases_table(cases: Iterable[CaseResult]) -> Table:
 
 
 def to_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
+    """paired.csv and its kin: the rows' own keys as columns, floats to six significant digits."""
+    return csv_text(rows, number=lambda v: f"{v:.6g}")
 
 
 def report_markdown(result: BenchmarkResult) -> str:

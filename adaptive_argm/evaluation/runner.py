@@ -26,7 +26,8 @@ from . import htmlreport
 from .records import (CLIP_RECORD, CLIPS_DIR, COMPARE_JSON, FIGURES, GENERATED, GENERATED_RECORD, INPUT_COPY, MISSING,
                       OUTPUT_FILES, ClipOutcome, EvalError, EvalResult, EvalSettings, PromptClip, PromptSet,
                       SeparatorPlan, find_mix, fingerprint)
-from .tables import aggregate, csv_text, results_json, rows_for, summary_markdown
+from ..core.table import csv_text
+from .tables import ROW_FIELDS, aggregate, results_json, rows_for, summary_markdown
 
 STEM_SCALE_TOLERANCE_DB = 1.0
 """Note a stems entry whose stems fit its mix with a gain this far from the declared `stem_scale`."""
@@ -317,7 +318,7 @@ def collect(prompt_set: PromptSet, out_dir: Path, settings: EvalSettings, outcom
 def write_results(result: EvalResult) -> dict[str, Path]:
     out = result.out_dir
     return {
-        "csv": audio.write_text(out / "results.csv", csv_text(result.rows)),
+        "csv": audio.write_text(out / "results.csv", csv_text(result.rows, ROW_FIELDS)),
         "json": audio.write_text(out / "results.json", to_json(results_json(result))),
         "summary": audio.write_text(out / "summary.md", summary_markdown(result)),
         "html": htmlreport.write(result),

@@ -8,18 +8,16 @@ not whether it is cleaner.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import fields
 from typing import Callable
 
 import numpy as np
 
+from ..config import MODE_LABELS
 from ..core import intrusive, metrics
 from ..core.report import jsonable
 from ..core.table import Table, fmt, markdown
-from ..config import MODE_LABELS
 from .records import (CLIPS_DIR, FORCED_MODES, INPUT_COPY, ROW_MODES, TAGS, Aggregate, ClipOutcome, EvalResult,
                       PromptClip, PromptSet)
 
@@ -71,17 +69,6 @@ def rows_for(clip: PromptClip, cmp: dict) -> list[dict]:
     return rows
 
 
-def csv_text(rows: tuple[dict, ...] | list[dict]) -> str:
-    """results.csv: ROW_FIELDS columns; null is an empty cell; floats in full precision."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=ROW_FIELDS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: "" if r.get(k) is None else repr(r[k]) if isinstance(r[k], float) else r[k]
-                    for k in ROW_FIELDS})
-    return buf.getvalue()
-
-
 # --- aggregation -----------------------------------------------------------------------------
 
 
@@ -92,7 +79,7 @@ def score(metric: str, value, input_value) -> float | None:
         return None
     direction = metrics.DIRECTIONS.get(metric)
     if direction == "higher":
-        return min(float(value), intrusive.SCORE_CEILING_DB)
+        return intrusive.capped(float(value))
     if direction == "lower":
         return -float(value)
     if direction == "closer-to-input":
@@ -184,7 +171,7 @@ def wins_table(aggregate: Aggregate, label: Callable[[str], str] = str) -> Table
             w, t, l = aggregate.wins[forced][k]
             cells.append(f"{w} / {t} / {l}" if w + t + l else fmt(None))
         rows.append((label(k) + (" (paper, gameable)" if k == PAPER_METRIC else ""), metrics.DIRECTIONS[k], *cells))
-    return Table(("metric", "better is", *(f"routed vs {MODE_LABELS[m]}" for m in FORCED_MODES)), tuple(rows),
+    return Table(("metric", "better is", *(f"vs {MODE_LABELS[m]}" for m in FORCED_MODES)), tuple(rows),
                  title="Routed vs forced modes: routed better / tied / worse, per clip")
 
 
