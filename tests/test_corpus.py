@@ -273,3 +273,11 @@ def test_missing_soundfont_is_one_line(tmp_path):
         mt.build_midi_corpus([good], tmp_path / "midi", missing)
     line = one_line_failure(cli("corpus", "midi", good, "--out", tmp_path / "midi", "--soundfont", missing), code=2)
     assert "SoundFont not found" in line and not (tmp_path / "midi").exists()
+
+
+def test_missing_fluidsynth_program_is_one_line(tmp_path, monkeypatch):
+    good = tiny_midi(tmp_path / "good.mid")
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without fluidsynth
+    with pytest.raises(rc.CorpusError, match="fluidsynth program is not installed"):
+        mt.build_midi_corpus([good], tmp_path / "midi", SMALL_SF2 if SMALL_SF2.is_file() else good)
+    assert not (tmp_path / "midi").exists()
