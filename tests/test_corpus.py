@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from adaptive_argm.cli import app
 from adaptive_argm.evaluation import corpus as rc
 from adaptive_argm.evaluation import multitrack as mt
-from adaptive_argm.metrics import loudness_lufs
+from adaptive_argm.core.levels import loudness_lufs
 
 RUNNER = CliRunner()
 SMALL_SF2 = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..evaluation import corpus as rc
 from ..evaluation import multitrack as mt
-from ..report import fmt
+from ..core.table import fmt
 from .app import UsageError, app, console, err_console, friendly_errors, is_tty
 
 corpus_app = typer.Typer(no_args_is_help=True, help="Build a benchmark corpus (real-music excerpts or MIDI multitracks).")

@@ -25,8 +25,9 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import scipy.signal
 
-from .. import audio
-from ..metrics import loudness_lufs
+from ..core import audio
+from ..core import levels
+from ..core.levels import loudness_lufs
 
 EXCERPT_S = 20.0
 TARGET_LUFS = -23.0
@@ -211,7 +212,7 @@ def normalising_gain_db(x: np.ndarray, sr: int, target_lufs: float = TARGET_LUFS
     """One gain for all channels: to `target_lufs` (BS.1770), lowered when needed so that the
     sample peak of `x` and of every array in `peers` stays at or under `peak_limit_dbfs`."""
     loudness = loudness_lufs(x, sr)
-    peak = max([audio.peak_dbfs(x)] + [audio.peak_dbfs(p) for p in peers])
+    peak = max([levels.peak_dbfs(x)] + [levels.peak_dbfs(p) for p in peers])
     if not math.isfinite(loudness) or not math.isfinite(peak):
         raise CorpusError("silent audio has no loudness to normalise")
     gain = target_lufs - loudness
@@ -252,7 +253,7 @@ def cut_excerpt(x: np.ndarray, sr: int, duration_s: float = EXCERPT_S, target_lu
                 peak_limit_dbfs: float = PEAK_LIMIT_DBFS) -> tuple[np.ndarray, int, float]:
     """`(excerpt, offset in samples, gain_db)` of `(channels, samples)` audio; CorpusError for
     audio that is silent or shorter than the excerpt."""
-    if audio.peak_dbfs(x) == -math.inf:
+    if levels.peak_dbfs(x) == -math.inf:
         raise CorpusError("the source is digital silence")
     offset = choose_offset(x, sr, duration_s)
     y = x[:, offset : offset + int(round(duration_s * sr))]
@@ -277,7 +278,7 @@ def excerpt_source(source: str | Path, track_id: str, folder: str | Path, durati
     return Excerpt(file=name, track_id=track_id, source=str(source), offset_s=round(offset / sr, 6),
                    duration_s=round(y.shape[1] / sr, 6), sample_rate=sr, channels=int(y.shape[0]),
                    source_duration_s=round(x.shape[1] / sr, 6), gain_db=round(gain, 4),
-                   loudness_lufs=round(loudness_lufs(y, sr), 4), peak_dbfs=round(audio.peak_dbfs(y), 4),
+                   loudness_lufs=round(loudness_lufs(y, sr), 4), peak_dbfs=round(levels.peak_dbfs(y), 4),
                    bandwidth_hz=round(bw, 1), bandwidth_60db_hz=round(bandwidth_hz(y, sr, PANEL_RANGE_DB), 1),
                    full_band=bw >= FULL_BAND_HZ)
 

@@ -21,8 +21,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import audio
-from ..metrics import loudness_lufs
+from ..core import audio
+from ..core import levels
+from ..core.levels import loudness_lufs
 from .corpus import (MANIFEST, PEAK_LIMIT_DBFS, SCHEMA_VERSION, TARGET_LUFS, CorpusError, apply_gain, bandwidth_hz,
                      building, normalising_gain_db, write_json)
 
@@ -220,9 +221,9 @@ def render_song(path: str | Path, soundfont: str | Path = DEFAULT_SOUNDFONT, max
         song=Path(path).stem, source=str(path), soundfont=str(soundfont), sample_rate=SAMPLE_RATE, channels=2,
         duration_s=round(n / SAMPLE_RATE, 6), midi_length_s=round(float(mid.length), 3), truncated=truncated,
         gain_db=round(gain, 4), loudness_lufs=round(loudness_lufs(mix, SAMPLE_RATE), 4),
-        peak_dbfs=round(audio.peak_dbfs(mix), 4), bandwidth_hz=round(bandwidth_hz(mix, SAMPLE_RATE), 1),
+        peak_dbfs=round(levels.peak_dbfs(mix), 4), bandwidth_hz=round(bandwidth_hz(mix, SAMPLE_RATE), 1),
         stems={f: StemInfo(present=counts[f][0] > 0, notes=counts[f][0], programs=counts[f][1],
-                           peak_dbfs=round(audio.peak_dbfs(stems[f]), 4), rms_dbfs=round(_rms_dbfs(stems[f]), 4))
+                           peak_dbfs=round(levels.peak_dbfs(stems[f]), 4), rms_dbfs=round(_rms_dbfs(stems[f]), 4))
                for f in FAMILIES})
     return stems, mix, info
 
