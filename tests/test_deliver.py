@@ -215,11 +215,11 @@ def test_true_peak_in_blocks_equals_the_whole_signal_filtered_at_once():
 def test_true_peak_limiter_touches_only_the_overs():
     x = noise(2, 2.0, level=0.05, seed=5)
     x[:, SR:SR + 200] *= 30  # one loud burst in the middle
-    y, reduction_db = deliver.true_peak_limit(x, SR, CEILING_DBTP)
-    assert deliver.true_peak_dbtp(y) <= CEILING_DBTP and reduction_db > 3
+    y, reduction_db, peak_dbtp = deliver.true_peak_limit(x, SR, CEILING_DBTP)
+    assert deliver.true_peak_dbtp(y) == peak_dbtp <= CEILING_DBTP and reduction_db > 3
     assert np.array_equal(y[:, :SR - 1000], x[:, :SR - 1000]) and np.array_equal(y[:, -SR // 2:], x[:, -SR // 2:])
     quiet = noise(1, 1.0, level=0.01)
-    assert deliver.true_peak_limit(quiet, SR, CEILING_DBTP) == (quiet, 0.0)
+    assert deliver.true_peak_limit(quiet, SR, CEILING_DBTP)[:2] == (quiet, 0.0)
 
 
 # --- the loudness target ----------------------------------------------------------------------
@@ -263,6 +263,7 @@ def assert_on_target(y: np.ndarray, sr: int, result: deliver.LoudnessResult):
     assert abs(loudness_lufs(y, sr) - TARGET_LUFS) <= GOAL_LU
     assert deliver.true_peak_dbtp(y) <= CEILING_DBTP
     assert result.reached_lufs == pytest.approx(loudness_lufs(y, sr))
+    assert result.true_peak_dbtp == pytest.approx(deliver.true_peak_dbtp(y), abs=1e-9)
 
 
 def test_loud_dense_mix_comes_down_to_the_target():

@@ -272,16 +272,21 @@ def true_peak_envelope(x: np.ndarray) -> np.ndarray:
     return env
 
 
+def _dbtp(linear_peak: float) -> float:
+    return 20.0 * math.log10(linear_peak) if linear_peak > 0 else -math.inf
+
+
 def true_peak_dbtp(x: np.ndarray) -> float:
     """True peak of `(channels, samples)` audio in dBTP (ITU-R BS.1770-4 Annex 2, 4x); -inf for silence."""
-    peak = float(true_peak_envelope(x).max()) if x.size else 0.0
-    return 20.0 * math.log10(peak) if peak > 0 else -math.inf
+    return _dbtp(float(true_peak_envelope(x).max()) if x.size else 0.0)
 
 
 def true_peak_limit(x: np.ndarray, sr: int, ceiling_dbtp: float = DEFAULT_CEILING_DBTP,
-                    window_ms: float = LIMITER_WINDOW_MS) -> tuple[np.ndarray, float]:
+                    window_ms: float = LIMITER_WINDOW_MS, *,
+                    envelope: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
     """Bring the true peak of `(channels, samples)` audio to at most `ceiling_dbtp`; returns the
-    audio (float32; `x` itself when nothing was over) and the largest gain reduction in dB.
+    audio (float32; `x` itself when nothing was over), the largest gain reduction in dB and the
+    true peak reached in dBTP. `envelope` is `true_peak_envelope(x)` when the caller has it.
 
     The look-ahead limiter of `dsp.peak_limit` (a minimum filter over two windows, smoothed over
     one, so only the overs and a few ms around them move) driven by the true-peak envelope.
@@ -290,23 +295,25 @@ def true_peak_limit(x: np.ndarray, sr: int, ceiling_dbtp: float = DEFAULT_CEILIN
     ceiling = 10 ** (ceiling_dbtp / 20)
     aim = 10 ** ((ceiling_dbtp - TRUE_PEAK_MARGIN_DB) / 20)
     half = max(1, int(round(window_ms * 1e-3 * sr)))
-    total = None
-    y = x
+    env = true_peak_envelope(x) if envelope is None else envelope
+    peak = float(env.max()) if env.size else 0.0
+    total, y = None, x
     for _ in range(LIMIT_PASSES):
-        env = true_peak_envelope(y)
-        if env.max() <= ceiling:
+        if peak <= ceiling:
             break
         need = np.minimum(1.0, aim / np.maximum(env, 1e-12))
         gain = np.minimum(uniform_filter1d(minimum_filter1d(need, 2 * half + 1, mode="nearest"), half,
                                            mode="nearest"), need).astype(np.float32)
         total = gain if total is None else total * gain
         y = np.multiply(x, total, dtype=np.float32)
+        env = true_peak_envelope(y)
+        peak = float(env.max())
     else:
-        over_db = true_peak_dbtp(y) - (ceiling_dbtp - TRUE_PEAK_MARGIN_DB)
-        if over_db > 0:
-            total = total * np.float32(10 ** (-over_db / 20))
+        if peak > ceiling:  # the filter is linear: a plain gain scales the true peak exactly
+            total *= np.float32(aim / peak)
             y = np.multiply(x, total, dtype=np.float32)
-    return y, 0.0 if total is None else -20.0 * math.log10(float(total.min()))
+            peak = float(true_peak_envelope(y).max())
+    return y, 0.0 if total is None else -20.0 * math.log10(float(total.min())), _dbtp(peak)
 
 
 @dataclass(frozen=True)
@@ -326,7 +333,8 @@ class LoudnessResult:
     """The largest reduction the true-peak limiter applied; 0 when nothing was over the ceiling."""
     passes: int
     status: str
-    """`reached`, `short-of-target` (the limiter holds it lower), `silence`, `below-gate`,
+    """`reached`, `short-of-target` (the limiter holds it lower), `over-target` (passes ran
+    out; not seen in tests), `silence`, `below-gate`,
     `too-short` (no loudness: no gain) or `ceiling-only` (no target)."""
     note: str
 
@@ -342,7 +350,8 @@ def normalize_loudness(x: np.ndarray, sr: int, target_lufs: float | None,
     rerun until the result is within `LOUDNESS_TOLERANCE_LU`. Silence, audio under BS.1770's
     -70 LUFS gate and clips under its 0.4 s block have no loudness: they get no gain (the
     ceiling still holds)."""
-    l_in, tp_in = loudness_lufs(x, sr), true_peak_dbtp(x)
+    env_in = true_peak_envelope(x)  # scales with the gain: the limiter's first pass reuses it
+    l_in, tp_in = loudness_lufs(x, sr), _dbtp(float(env_in.max()) if env_in.size else 0.0)
     gain = 0.0
     status, note = "ceiling-only", "no loudness target"
     if target_lufs is not None:
@@ -359,7 +368,8 @@ def normalize_loudness(x: np.ndarray, sr: int, target_lufs: float | None,
     passes = 0
     while True:
         passes += 1
-        y, reduction = true_peak_limit(scaled(x, gain), sr, ceiling_dbtp)
+        y, reduction, tp = true_peak_limit(scaled(x, gain), sr, ceiling_dbtp,
+                                           envelope=env_in * np.float32(10 ** (gain / 20)))
         reached = loudness_lufs(y, sr)
         if not seek:
             break
@@ -377,11 +387,12 @@ def normalize_loudness(x: np.ndarray, sr: int, target_lufs: float | None,
         gain = new_gain
     if seek:
         if abs(target_lufs - reached) <= LOUDNESS_TOLERANCE_LU:
-            status, note = "reached", f"{reached:.2f} LUFS, true peak {true_peak_dbtp(y):.2f} dBTP"
+            status, note = "reached", f"{reached:.2f} LUFS, true peak {tp:.2f} dBTP"
         else:
-            status = "short-of-target"
-            note = f"the {ceiling_dbtp:.1f} dBTP ceiling holds it at {reached:.2f} LUFS"
-    return y, LoudnessResult(target_lufs, ceiling_dbtp, l_in, reached, tp_in, true_peak_dbtp(y), gain,
+            status = "short-of-target" if reached < target_lufs else "over-target"
+            note = (f"the {ceiling_dbtp:.1f} dBTP ceiling holds it at {reached:.2f} LUFS" if reached < target_lufs
+                    else f"{reached:.2f} LUFS after {passes} passes")
+    return y, LoudnessResult(target_lufs, ceiling_dbtp, l_in, reached, tp_in, tp, gain,
                              reduction, passes, status, note)
 
 
