@@ -75,8 +75,9 @@ class DeliveryError(Exception):
 @dataclass(frozen=True)
 class OutputFormat:
     """The output file's container (`wav`, `flac`), bit depth (`16`, `24`, `32f`) and dither
-    (TPDF before quantising; by default on at 16 bits only, where truncation distortion of quiet
-    passages is audible; at 24 bits it sits at -141 dBFS, under any converter's noise)."""
+    (TPDF before quantising; by default on at 16 bits only, where the error floor is -96.3 dBFS
+    RMS with dither and truncation distortion of quiet passages is audible without it; at 24 bits
+    rounding alone leaves -148.9 dBFS RMS (dither: -144.5), far under any converter's noise)."""
 
     container: str = "wav"
     bits: str = FALLBACK_BITS
