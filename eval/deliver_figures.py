@@ -21,9 +21,9 @@ import soundfile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the synthetic clips and spectra the tests use
 
-from adaptive_argm import audio  # noqa: E402
+from adaptive_argm.core import audio  # noqa: E402
 from adaptive_argm.core import deliver  # noqa: E402
-from adaptive_argm.metrics import loudness_lufs  # noqa: E402
+from adaptive_argm.core.levels import loudness_lufs  # noqa: E402
 from test_deliver import _harmonic_excess_db, faded_tone, loud_dense_mix, noise, quiet_sparse_mix  # noqa: E402
 
 SR = audio.WORK_SR

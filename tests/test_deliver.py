@@ -11,10 +11,10 @@ import scipy.signal
 import soundfile
 from pedalboard.io import AudioFile
 
-from adaptive_argm import audio
+from adaptive_argm.core import audio
 from adaptive_argm.core import deliver
 from adaptive_argm.core.deliver import DeliveryError, OutputFormat, SourceFormat
-from adaptive_argm.metrics import loudness_lufs
+from adaptive_argm.core.levels import loudness_lufs
 
 from conftest import SONGS, SR
 

@@ -22,9 +22,9 @@ import scipy.signal
 from pedalboard.io import AudioFile
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from ..audio import atomic_path, peak_dbfs
-from ..dsp import LIMITER_WINDOW_MS, scaled
-from ..metrics import loudness_lufs
+from .audio import atomic_path
+from .dsp import LIMITER_WINDOW_MS
+from .levels import loudness_lufs, peak_dbfs, scaled
 
 CONTAINERS = ("wav", "flac")
 BIT_DEPTHS = ("16", "24", "32f")
