@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,14 +17,11 @@ import numpy as np
 import scipy.signal
 import soundfile
 
+from adaptive_argm.core import audio, deliver
+from adaptive_argm.core.levels import loudness_lufs
+from adaptive_argm.evaluation.signals import faded_tone, harmonic_excess_db, loud_dense_mix, noise, quiet_sparse_mix
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the synthetic clips and spectra the tests use
-
-from adaptive_argm.core import audio  # noqa: E402
-from adaptive_argm.core import deliver  # noqa: E402
-from adaptive_argm.core.levels import loudness_lufs  # noqa: E402
-from test_deliver import _harmonic_excess_db, faded_tone, loud_dense_mix, noise, quiet_sparse_mix  # noqa: E402
-
 SR = audio.WORK_SR
 TARGET_LUFS, CEILING_DBTP = -14.0, -1.0
 
@@ -66,7 +62,7 @@ def dither_rows() -> list[str]:
     window = np.hanning(sine.shape[1])
     bin_hz = sr / sine.shape[1]
     for dither in (True, False):
-        excess = _harmonic_excess_db(deliver.quantize(sine, 16, dither=dither)[0], sr, f0)
+        excess = harmonic_excess_db(deliver.quantize(sine, 16, dither=dither)[0], sr, f0)
         # power spectrum averaged over 40 dither seeds, scaled so a sine of peak 1.0 reads 0 dBFS
         seeds = range(40) if dither else range(1)
         power = sum(np.abs(np.fft.rfft(deliver.quantize(sine, 16, dither=dither, seed=k)[0][0] / 2.0 ** 15

@@ -15,6 +15,7 @@ from adaptive_argm.core import audio
 from adaptive_argm.core import deliver
 from adaptive_argm.core.deliver import DeliveryError, OutputFormat, SourceFormat
 from adaptive_argm.core.levels import loudness_lufs
+from adaptive_argm.evaluation.signals import faded_tone, harmonic_excess_db, loud_dense_mix, noise, quiet_sparse_mix
 
 from conftest import SONGS, SR
 
@@ -22,21 +23,6 @@ TARGET_LUFS = -14.0
 CEILING_DBTP = -1.0
 GOAL_LU = 0.3
 """How close the loudness target must land (the delivery goal)."""
-
-
-def noise(channels: int, seconds: float, sr: int = SR, level: float = 0.3, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.clip(level * rng.standard_normal((channels, int(seconds * sr))), -0.99, 0.99).astype(np.float32)
-
-
-def faded_tone(freq_hz: float, seconds: float, sr: int, phase: float = 0.0) -> np.ndarray:
-    """A full-scale-peak cosine with 20 ms raised-cosine fades: no edge overshoot to measure."""
-    n = int(seconds * sr)
-    fade = np.ones(n)
-    k = int(0.02 * sr)
-    fade[:k] = np.sin(np.linspace(0, np.pi / 2, k)) ** 2
-    fade[-k:] = fade[:k][::-1]
-    return (np.cos(2 * np.pi * freq_hz * np.arange(n) / sr + phase) * fade)[None].astype(np.float32)
 
 
 # --- formats ----------------------------------------------------------------------------------
@@ -123,22 +109,11 @@ def test_sixteen_bit_dither_floor_is_half_an_lsb_rms():
     assert 10 * np.log10(np.mean(undithered ** 2)) < floor_dbfs - 4
 
 
-def _harmonic_excess_db(q: np.ndarray, sr: int, f0: float) -> list[float]:
-    """Level of each harmonic 2..7 of `f0` above the median of its neighbouring bins, dB."""
-    freqs, psd = scipy.signal.welch(q[0].astype(np.float64), sr, nperseg=4800)
-    excess = []
-    for k in range(2, 8):
-        i = int(round(k * f0 / (freqs[1] - freqs[0])))
-        around = np.r_[psd[i - 40:i - 3], psd[i + 4:i + 41]]
-        excess.append(10 * np.log10(psd[i - 1:i + 2].max() / np.median(around)))
-    return excess
-
-
 def test_dither_leaves_no_truncation_harmonics_on_a_minus_80_dbfs_sine():
     sr, f0 = 48000, 1000.0
     x = (10 ** (-80 / 20) * np.sin(2 * np.pi * f0 * np.arange(4 * sr) / sr))[None].astype(np.float32)
-    dithered = _harmonic_excess_db(deliver.quantize(x, 16, dither=True)[0], sr, f0)
-    truncated = _harmonic_excess_db(deliver.quantize(x, 16, dither=False)[0], sr, f0)
+    dithered = harmonic_excess_db(deliver.quantize(x, 16, dither=True)[0], sr, f0)
+    truncated = harmonic_excess_db(deliver.quantize(x, 16, dither=False)[0], sr, f0)
     assert max(dithered) < 3.0, dithered
     assert max(truncated) > 20.0, truncated  # without dither the distortion is plain to see
 
@@ -223,39 +198,6 @@ def test_true_peak_limiter_touches_only_the_overs():
 
 
 # --- the loudness target ----------------------------------------------------------------------
-
-
-def loud_dense_mix(sr: int = SR, seconds: float = 6.0) -> np.ndarray:
-    """Square-wave chords in saturated pink noise, stereo, at -6 LUFS with peaks at +3 dBFS."""
-    rng = np.random.default_rng(1)
-    n = int(sr * seconds)
-    t = np.arange(n) / sr
-    chords = sum(0.2 * np.sign(np.sin(2 * np.pi * f * t)) for f in (110.0, 138.6, 164.8))
-    white = rng.standard_normal((2, n))
-    f = np.fft.rfftfreq(n)
-    f[0] = f[1]
-    pink = np.fft.irfft(np.fft.rfft(white) / np.sqrt(f), n=n) / 30
-    x = np.tanh(1.5 * (chords + pink)).astype(np.float32)
-    x *= np.float32(10 ** ((-6.0 - loudness_lufs(x, sr)) / 20))
-    spikes = rng.integers(0, n, 6)
-    x[:, spikes] = np.float32(10 ** (3 / 20)) * np.sign(x[:, spikes] + 1e-9)
-    return x
-
-
-def quiet_sparse_mix(sr: int = SR, seconds: float = 6.0) -> np.ndarray:
-    """Plucked notes (five harmonics decaying over 0.15 s) every 0.6 s over a faint drone, mono,
-    at -40 LUFS: peaks 17 dB above loudness, so -14 LUFS needs +26 dB and the limiter."""
-    rng = np.random.default_rng(2)
-    n = int(sr * seconds)
-    t = np.arange(n) / sr
-    x = 0.01 * np.sin(2 * np.pi * 110 * t)
-    for start in np.arange(0.1, seconds - 0.5, 0.6):
-        i, tt = int(start * sr), np.arange(int(0.5 * sr)) / sr
-        f0 = rng.choice([220.0, 262.0, 330.0, 392.0, 440.0])
-        note = sum(np.sin(2 * np.pi * k * f0 * tt + rng.uniform(0, 6)) / k for k in range(1, 6))
-        x[i:i + tt.size] += note * np.exp(-tt / 0.15) * (1 - np.exp(-tt / 0.002))
-    x = x[None].astype(np.float32)
-    return x * np.float32(10 ** ((-40.0 - loudness_lufs(x, sr)) / 20))
 
 
 def assert_on_target(y: np.ndarray, sr: int, result: deliver.LoudnessResult):
