@@ -71,6 +71,10 @@ SEGMENT = Setting("segment", "segment")
 OVERLAP = Setting("overlap", "overlap")
 SHIFTS = Setting("shifts", "shifts")
 MIN_ACTIVE = Setting("min_active_fraction", "minimum active fraction")
+OUTPUT_FORMAT = Setting("format", "output format")
+BITS = Setting("bits", "bit depth")
+TARGET_LUFS = Setting("target_lufs", "loudness target")
+TRUE_PEAK = Setting("true_peak_db", "true-peak ceiling")
 FRAME = Setting("frame_s", "activity frame")
 
 

@@ -94,7 +94,7 @@ def test_a_broken_file_is_recorded_and_skipped_while_the_others_succeed(songs, t
     assert r.exit_code == 1
     assert "Traceback" not in r.stderr + r.stdout
     rec = record(out)
-    assert rec["counts"] == {"done": 3, "skipped": 0, "failed": 1}
+    assert rec["counts"] == {"done": 3, "skipped": 0, "failed": 1, "unchanged": 3}  # clean clips: nothing to remove
     failed = [f for f in rec["files"] if f["status"] == "failed"]
     assert len(failed) == 1 and "broken.wav" in failed[0]["error"] and "\n" not in failed[0]["error"]
     assert not (out / "broken" / "restored.wav").exists() and not (out / "broken" / "report.json").exists()

@@ -22,7 +22,8 @@ FLAGS = {"mode": "--mode", "preset": "--preset", "clip_mode": "--clip-mode", "sk
          "output_sr": "--output-sr", "separator": "--separator", "stems": "--stems", "force": "--force",
          "device": "--device", "model_repo": "--model-repo", "jobs": "--jobs", "missing": "--missing",
          "duration_s": "--duration", "clean": "--clean", "split": "--split", "segment": "--segment",
-         "overlap": "--overlap", "shifts": "--shifts", "min_active_fraction": "--min-active"}
+         "overlap": "--overlap", "shifts": "--shifts", "min_active_fraction": "--min-active", "format": "--format",
+         "bits": "--bits", "target_lufs": "--target-lufs", "true_peak_db": "--true-peak-db"}
 """The flag of each library setting that errors name (`config.Setting.name`): how the CLI says them."""
 
 

@@ -87,7 +87,8 @@ def compare(
         settings = shared.settings()
         sep, notice = shared.resolve_separator(exclude=(input,) + ((ref,) if ref else ()))
         others = (ref,) if ref is not None else ()
-        folder = choose_out(out, input, pipeline.COMPARE_SET, default_root="compared", overwrite=overwrite,
+        folder = choose_out(out, input, pipeline.compare_kind(input, settings), default_root="compared",
+                            overwrite=overwrite,
                             protect=(*others, *shared.inputs()))
         reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
         progress, on_stage = stage_progress()

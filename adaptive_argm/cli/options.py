@@ -22,6 +22,7 @@ _R = RouterConfig()
 SEP = "Separation"
 ROUTE = "Routing"
 DSP = "Restoration"
+OUT = "Output"
 
 
 def _choices(values: tuple[str, ...]) -> str:
@@ -56,7 +57,22 @@ ActiveRelDb = typer.Option(_R.active_rel_db, "--active-rel-db", help="Frame acti
                            rich_help_panel=ROUTE)
 ActiveFloor = typer.Option(_R.active_floor_dbfs, "--active-floor-dbfs", help="...and above this level.",
                            rich_help_panel=ROUTE)
-OutputSr = typer.Option("work", FLAGS["output_sr"], help="work (44.1 kHz) | original (the input's rate).")
+OutputSr = typer.Option("work", FLAGS["output_sr"], rich_help_panel=OUT,
+                        help="work: 44.1 kHz, the rate everything is processed and measured at | original: the "
+                             "input file's own rate (resampled back after restoration).")
+Format = typer.Option(None, FLAGS["format"], rich_help_panel=OUT,
+                      help="wav | flac (default: the input's own, WAV for MP3/OGG/AIFF).")
+Bits = typer.Option(None, FLAGS["bits"], rich_help_panel=OUT,
+                    help="16 (with TPDF dither) | 24 | 32f (default: the input's own where the format holds it, "
+                         "else 24; 32f when the result passes full scale).")
+TargetLufs = typer.Option(None, FLAGS["target_lufs"], rich_help_panel=OUT,
+                          help="Bring the result to this loudness (BS.1770, e.g. -14 for streaming) under "
+                               "--true-peak-db (default: keep the input's loudness).")
+TruePeak = typer.Option(-1.0, FLAGS["true_peak_db"], rich_help_panel=OUT,
+                        help="True-peak ceiling with --target-lufs, dBTP (4x oversampled, BS.1770).")
+Residual = typer.Option(False, "--residual", rich_help_panel=OUT,
+                        help="Also write what each result removed or added (output minus input) as 32-bit float "
+                             "residual.wav (compare: residual-<mode>.wav).")
 Overwrite = typer.Option(False, "--overwrite", help="Replace the result of another input that --out holds "
                                                     "(its own files only; other files are never touched).")
 
@@ -103,6 +119,11 @@ class SharedOptions:
     active_rel_db: float = ActiveRelDb
     active_floor_dbfs: float = ActiveFloor
     output_sr: str = OutputSr
+    format: Optional[str] = Format
+    bits: Optional[str] = Bits
+    target_lufs: Optional[float] = TargetLufs
+    true_peak_db: float = TruePeak
+    residual: bool = Residual
 
     def separation(self) -> SeparatorOptions:
         """The separator the options ask for (checked by the library)."""
@@ -129,16 +150,19 @@ class SharedOptions:
         return make_settings(mode=mode, preset=self.preset, preset_file=self.preset_file, clip_mode=self.clip_mode,
                              skip_policy=self.skip_policy, output_sr=self.output_sr, keep_stems=keep_stems,
                              router=router_config(self.min_rel_db, self.min_active, self.active_rel_db,
-                                                  self.active_floor_dbfs))
+                                                  self.active_floor_dbfs),
+                             delivery=dict(format=self.format, bits=self.bits, target_lufs=self.target_lufs,
+                                           true_peak_db=self.true_peak_db, residual=self.residual))
 
 
 def make_settings(*, preset: Optional[str], preset_file: Optional[Path], clip_mode: str, skip_policy: Optional[str],
                   mode: str = "routed", router: RouterConfig | None = None, output_sr: str = "work",
-                  keep_stems: bool = False) -> pipeline.Settings:
-    """The pipeline settings from the options `run`, `compare` and `eval` share."""
+                  keep_stems: bool = False, delivery: dict | None = None) -> pipeline.Settings:
+    """The pipeline settings from the options `run`, `compare` and `eval` share; `delivery`: the
+    output options (format, bits, target_lufs, true_peak_db, residual)."""
     return pipeline.Settings(mode=mode, preset=preset_choice(preset, preset_file), clip_mode=clip_mode,
                              skip_policy=skip_policy or pipeline.Settings.skip_policy, router=router or RouterConfig(),
-                             output_sr=output_sr, keep_stems=keep_stems)
+                             output_sr=output_sr, keep_stems=keep_stems, **(delivery or {}))
 
 
 def shared_options(command):

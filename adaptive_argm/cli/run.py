@@ -60,6 +60,21 @@ def stage_progress():
     return progress, lambda stage: progress.update(task, description=STAGE_TEXT.get(stage, stage))
 
 
+def delivery_line(output: dict) -> str:
+    """What was written, in what format and why, and how loud: one line."""
+    target = output.get("loudness_target")
+    aim = ""
+    if target:
+        aim = f" (target {fmt(target['target_lufs'], 1)} LUFS under {fmt(target['ceiling_dbtp'], 1)} dBTP: {target['status']})"
+    return (f"wrote {output['path']}: {output['format_text']} ({output['format_reason']}), "
+            f"{output['sample_rate'] / 1000:g} kHz; {fmt(output['loudness_lufs'])} LUFS{aim}, "
+            f"true peak {fmt(output['true_peak_dbtp'])} dBTP")
+
+
+def residual_line(residual: dict | None) -> str | None:
+    return None if not residual else f"wrote {residual['path']}: {residual['what']}"
+
+
 def print_run(result: pipeline.RunResult) -> None:
     r = result.to_dict()
     if r["separator"].get("notice"):
@@ -73,9 +88,12 @@ def print_run(result: pipeline.RunResult) -> None:
     sep = r["separator"]["name"] + (f" ({r['separator']['model']})" if r["separator"].get("model") else "")
     console.print(f"mode [bold]{r['mode_used']}[/] (asked: {r['mode_requested']}), separator {sep}, "
                   f"preset {r['preset']}, clip safety: {r['output']['clip_action']}", highlight=False)
+    console.print(r["change"]["summary"], highlight=False, soft_wrap=True)
     console.print(f"p25_paper_db {fmt(r['metrics']['input']['p25_paper_db'])} -> "
-                  f"{fmt(r['metrics']['output']['p25_paper_db'])} dB   wrote {r['output']['path']}",
-                  highlight=False)
+                  f"{fmt(r['metrics']['output']['p25_paper_db'])} dB", highlight=False)
+    console.print(delivery_line(r["output"]), highlight=False, soft_wrap=True)
+    if residual_line(r["residual"]):
+        console.print(residual_line(r["residual"]), highlight=False, soft_wrap=True)
 
 
 def batch_progress():
@@ -105,7 +123,8 @@ def print_batch(result: batch.BatchResult) -> None:
     console.print(batch_table(result))
     c = result.counts()
     console.print(f"{c['done']} restored, {c['skipped']} already up to date, {c['failed']} failed; "
-                  f"record: {Path(result.out_root) / batch.BATCH_FILE}", highlight=False)
+                  f"{c['unchanged']} unchanged (nothing changed beyond DC and format); "
+                  f"record: {Path(result.out_root) / batch.BATCH_FILE}", highlight=False, soft_wrap=True)
     if c["failed"]:
         err_console.print(f"[bold red]error:[/] {c['failed']} of {len(result.files)} files failed "
                           f"(see the table and {Path(result.out_root) / batch.BATCH_FILE})", highlight=False,
@@ -166,7 +185,7 @@ def run(
             if out is not None and out.exists() and not out.is_dir():
                 raise UsageError(f"--out {out}: exists and is not a folder")
             return run_many(inputs, out, sep, settings, notice, jobs)
-        folder = choose_out(out, input, pipeline.REPORT_SET, default_root="restored", overwrite=overwrite,
+        folder = choose_out(out, input, pipeline.run_kind(input, settings), default_root="restored", overwrite=overwrite,
                             protect=shared.inputs())
         progress, on_stage = stage_progress()
         with progress:

@@ -1,8 +1,8 @@
 """Batch restoration: run `pipeline.run` over many files in worker processes, resumably, and
 record every file's outcome in `batch.json`.
 
-Each input gets its own folder `out_root/<track>/` with the single-run layout (restored.wav,
-report.json), written as one result set (`core.results`): a folder holds a finished result or
+Each input gets its own folder `out_root/<track>/` with the single-run layout (restored.wav or
+.flac, report.json), written as one result set (`core.results`): a folder holds a finished result or
 its earlier one, never part of one. A folder that holds another input's result is never
 reused: the input gets the next free name. A file counts as done when its report.json records
 the same settings fingerprint and the same input (path, size, modification time); a rerun
@@ -55,6 +55,8 @@ class FileResult:
     time_s: float | None = None
     """Wall time of this run (None when skipped)."""
     error: str | None = None
+    changed: bool | None = None
+    """Whether the result changed the input beyond DC and format (report.json's `changed`)."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -77,7 +79,9 @@ class BatchResult:
         return not self.interrupted and all(f.status != "failed" for f in self.files)
 
     def counts(self) -> dict[str, int]:
-        return {s: sum(f.status == s for f in self.files) for s in STATUSES}
+        """Files by status, and `unchanged`: results (done or skipped) that left the input as it was."""
+        return {**{s: sum(f.status == s for f in self.files) for s in STATUSES},
+                "unchanged": sum(f.changed is False for f in self.files)}
 
     def to_dict(self) -> dict:
         return {"schema": "adaptive-argm/batch/1", "out": self.out_root, "fingerprint": self.fingerprint,
@@ -167,10 +171,10 @@ def track_names(inputs: list[Path]) -> list[str]:
     return unique
 
 
-def plan_jobs(inputs: list[Path], out_root: str | Path) -> list[Job]:
+def plan_jobs(inputs: list[Path], out_root: str | Path, settings: pipeline.Settings | None = None) -> list[Job]:
     """A folder per input under `out_root`, named by `track_names`; a folder that holds another
-    input's result (or files that are not a result) is left alone and the input gets the next
-    free name (`results.candidate_folders`)."""
+    input's result (or files that are not a result, among those `settings` will write) is left
+    alone and the input gets the next free name (`results.candidate_folders`)."""
     out_root = Path(out_root)
     names = track_names(inputs)
     planned = {out_root / n for n in names}
@@ -179,7 +183,8 @@ def plan_jobs(inputs: list[Path], out_root: str | Path) -> list[Job]:
         first = out_root / name
         others = planned - {first}
         candidates = (c for c in results.candidate_folders(out_root, p, name) if c == first or c not in others)
-        folder = results.free_folder(candidates, pipeline.REPORT_SET, p, taken=[j.out_dir for j in jobs])
+        kind = pipeline.run_kind(p, settings) if settings is not None else pipeline.REPORT_SET
+        folder = results.free_folder(candidates, kind, p, taken=[j.out_dir for j in jobs])
         jobs.append(Job(p, folder))
     return jobs
 
@@ -208,7 +213,8 @@ def _read_report(job: Job) -> dict | None:
 
 
 def is_current(job: Job, fp: str) -> bool:
-    """The job's folder already holds a finished result for these settings and this input."""
+    """The job's folder already holds a finished result for these settings and this input (its
+    output found by the manifest's own list of files, whatever its format)."""
     report = _read_report(job)
     if not report or not isinstance(report.get("fingerprint"), dict):
         return False
@@ -216,16 +222,19 @@ def is_current(job: Job, fp: str) -> bool:
         same_input = report["fingerprint"].get("input") == input_identity(job.input)
     except OSError:
         return False
+    files = results.holding(job.out_dir, pipeline.REPORT_SET).files
     # By name inside the job's folder: the recorded path is relative to where the batch ran.
-    output = job.out_dir / Path(report.get("output", {}).get("path") or "restored.wav").name
-    return report["fingerprint"].get("settings") == fp and same_input and output.is_file()
+    name = Path(report.get("output", {}).get("path") or "").name
+    return (report["fingerprint"].get("settings") == fp and same_input and name in files
+            and all((job.out_dir / f).is_file() for f in files))
 
 
 def _skipped(job: Job) -> FileResult:
     r = _read_report(job) or {}
     m = r.get("metrics", {})
     return FileResult(str(job.input), str(job.out_dir), "skipped", r.get("mode_used"),
-                      m.get("input", {}).get("p25_paper_db"), m.get("output", {}).get("p25_paper_db"))
+                      m.get("input", {}).get("p25_paper_db"), m.get("output", {}).get("p25_paper_db"),
+                      changed=r.get("changed"))
 
 
 # --- running one file -------------------------------------------------------------------------------
@@ -238,7 +247,7 @@ def run_one(job: Job, separator: Separator | None, settings: pipeline.Settings, 
     t0 = time.perf_counter()
     try:
         identity = input_identity(job.input)
-        with results.ResultSet(job.out_dir, pipeline.REPORT_SET, input=job.input,
+        with results.ResultSet(job.out_dir, pipeline.run_kind(job.input, settings), input=job.input,
                                protect=pipeline.inputs_of(separator)) as staged:
             result = pipeline.run(job.input, staged, separator, settings, notice=notice, on_stage=on_stage)
             staged.commit({**result.to_dict(), "fingerprint": {"settings": fp, "input": identity}})
@@ -247,7 +256,7 @@ def run_one(job: Job, separator: Separator | None, settings: pipeline.Settings, 
                           error=describe_error(exc))
     return FileResult(str(job.input), str(job.out_dir), "done", result.plan.mode_used,
                       result.metrics_input.p25_paper_db, result.metrics_output.p25_paper_db,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, changed=result.restored.change.changed)
 
 
 # --- worker processes -------------------------------------------------------------------------------
@@ -293,7 +302,7 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator: Separat
     out_root = Path(out_root)
     if out_root.exists() and not out_root.is_dir():
         raise OSError(f"{out_root}: exists and is not a folder, cannot write output there")
-    all_jobs = plan_jobs(collect_inputs(inputs, exclude_under=out_root), out_root)
+    all_jobs = plan_jobs(collect_inputs(inputs, exclude_under=out_root), out_root, settings)
     fp = fingerprint(settings, separator)
     if on_plan:
         on_plan(all_jobs)

@@ -22,6 +22,7 @@ import scipy.signal
 from pedalboard.io import AudioFile
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
+from ..config import UserError
 from .audio import atomic_path
 from .dsp import LIMITER_WINDOW_MS
 from .levels import loudness_lufs, peak_dbfs, scaled
@@ -68,7 +69,7 @@ _TP_BLOCK = 1 << 16
 _QUANTIZE_BLOCK = 1 << 16
 
 
-class DeliveryError(Exception):
+class DeliveryError(UserError, ValueError):
     """A format that cannot hold the result, or a request that cannot be met; one line."""
 
 

@@ -24,7 +24,7 @@ Pure numpy/scipy; audio is `(channels, samples)` float (1-D accepted), processed
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
 import numpy as np
@@ -109,6 +109,27 @@ class WienerSettings:
     def keys(cls) -> tuple[str, ...]:
         """The setting names, i.e. the TOML keys a `wiener` preset step accepts."""
         return tuple(f.name for f in fields(cls))
+
+
+@dataclass
+class DenoiseTrace:
+    """What `wiener_denoise` did, filled in as it runs (pass one as `trace=`): the energy it
+    removed and the input energy of the blocks it analysed (power-spectrum units, summed over
+    channels and blocks), and why it left blocks alone (reason -> number of channel blocks)."""
+
+    removed: float = 0.0
+    total: float = 0.0
+    acted_blocks: int = 0
+    bypassed: dict[str, int] = field(default_factory=dict)
+
+    def bypass(self, reason: str, total: float = 0.0) -> None:
+        self.bypassed[reason] = self.bypassed.get(reason, 0) + 1
+        self.total += total
+
+    def acted(self, removed: float, total: float) -> None:
+        self.acted_blocks += 1
+        self.removed += removed
+        self.total += total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,29 +305,36 @@ def _dd_wiener_gain(power: np.ndarray, noise: np.ndarray, s: WienerSettings) -> 
     return gain
 
 
-def _denoise_block(x1: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray | None:
-    """Denoise one channel's block; None when there is nothing (worth) removing."""
+def _denoise_block(x1: np.ndarray, sr: int, s: WienerSettings, trace: DenoiseTrace | None = None) -> np.ndarray | None:
+    """Denoise one channel's block; None when there is nothing (worth) removing (why: in `trace`)."""
     n = x1.shape[0]
     spec, power = _channel_power(x1, s)
     noise = _noise_from_power(power[_interior(n, s)], sr, s)
     if not np.any(noise > 0):
+        if trace is not None:
+            trace.bypass(f"no steady hiss found (no sub-band between {s.clamp_low_hz / 1000:g} and "
+                         f"{s.clamp_high_hz / 1000:g} kHz is as steady as noise)", float(np.sum(power, dtype=np.float64)))
         return None
     gain = _dd_wiener_gain(power, noise, s)
     total = float(np.sum(power, dtype=np.float64))
     removed = total - float(np.sum(power * gain * gain, dtype=np.float64))
     if removed <= total * 10.0 ** (s.bypass_below_db / 10.0):
+        if trace is not None:
+            trace.bypass(f"no steady hiss found above {s.bypass_below_db:g} dB of the signal's energy", total)
         return None
+    if trace is not None:
+        trace.acted(removed, total)
     spec *= gain
     return spectral.istft(spec, s.n_fft, s.hop, _grid(n, s)[0], n)
 
 
-def _denoise_channel(x1: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray:
+def _denoise_channel(x1: np.ndarray, sr: int, s: WienerSettings, trace: DenoiseTrace | None = None) -> np.ndarray:
     """One channel, in blocks when long. Returns `x1` itself when nothing is removed anywhere."""
     n = x1.shape[0]
     block = max(int(s.block_s * sr), 4 * s.n_fft)
     context = max(int(s.block_context_s * sr), 0)
     if n <= block + context:
-        y = _denoise_block(x1, sr, s)
+        y = _denoise_block(x1, sr, s, trace)
         return x1 if y is None else y
     # Block k owns [a, b) = [k * block, (k + 1) * block) and is processed with `context` more on
     # both sides; neighbours crossfade linearly over [a - h, a + h) around each shared boundary.
@@ -317,7 +345,7 @@ def _denoise_channel(x1: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray:
         b = min(a + block, n)
         lo, hi = max(a - context, 0), min(b + context, n)
         seg = x1[lo:hi]
-        y = _denoise_block(seg, sr, s) if seg.shape[0] >= s.n_fft else None
+        y = _denoise_block(seg, sr, s, trace) if seg.shape[0] >= s.n_fft else None
         y = seg if y is None else y
         w = np.zeros(hi - lo, dtype=np.float32)
         own_lo, own_hi = (a - h if a > 0 else lo), (b + h if b < n else hi)
@@ -331,7 +359,8 @@ def _denoise_channel(x1: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray:
 
 
 def wiener_denoise(
-    x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings(), *, out: np.ndarray | None = None
+    x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings(), *, out: np.ndarray | None = None,
+    trace: DenoiseTrace | None = None,
 ) -> np.ndarray:
     """Remove steady broadband noise; return float32 audio of the same shape and length as `x`.
 
@@ -346,6 +375,7 @@ def wiener_denoise(
 
     `out`: a float32 array of `x`'s shape to write the result into; it may be `x` itself
     (filtered in place, one channel of scratch memory instead of a copy of the whole input).
+    `trace`: filled in with the energy removed and the reason for each bypass.
     """
     s = settings
     x_in = np.asarray(x)
@@ -358,9 +388,15 @@ def wiener_denoise(
             raise ValueError(f"out must be float32 of shape {x2.shape}")
         if not np.shares_memory(out2, x2):
             out2[...] = x2
-    if out2.shape[1] >= s.n_fft and np.all(np.isfinite(out2)):
+    if out2.shape[1] < s.n_fft:
+        if trace is not None:
+            trace.bypass(f"shorter than one {s.n_fft}-sample analysis frame")
+    elif not np.all(np.isfinite(out2)):
+        if trace is not None:
+            trace.bypass("non-finite samples")
+    else:
         for channel in out2:
-            y = _denoise_channel(channel, sr, s)
+            y = _denoise_channel(channel, sr, s, trace)
             if y is not channel:
                 channel[...] = y
     return out2.reshape(x_in.shape)

@@ -87,6 +87,39 @@ def rms_dbfs(x: np.ndarray) -> float:
     return 10.0 * np.log10(ms) if ms > 0 else float("-inf")
 
 
+_SUM_CHUNK = 1 << 18
+
+
+def energy(x: np.ndarray) -> float:
+    """Sum of squares over all channels and samples, in float64 piece by piece (no full copy)."""
+    x2 = np.atleast_2d(x)
+    return float(sum(np.dot(c[s:s + _SUM_CHUNK].astype(np.float64), c[s:s + _SUM_CHUNK].astype(np.float64))
+                     for c in x2 for s in range(0, x2.shape[1], _SUM_CHUNK)))
+
+
+def difference(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """How far `y` is from `x` (one shape): the largest |y - x| and the energy of y - x, piece by
+    piece in float64 (no full-size difference array)."""
+    y2, x2 = np.atleast_2d(y), np.atleast_2d(x)
+    if y2.shape != x2.shape:
+        raise ValueError(f"difference needs one shape, got {y2.shape} and {x2.shape}")
+    largest, total = 0.0, 0.0
+    for yc, xc in zip(y2, x2):
+        for s in range(0, y2.shape[1], _SUM_CHUNK):
+            d = yc[s:s + _SUM_CHUNK].astype(np.float64) - xc[s:s + _SUM_CHUNK]
+            if d.size:
+                largest = max(largest, float(np.abs(d).max()))
+                total += float(np.dot(d, d))
+    return largest, total
+
+
+def ratio_db(numerator: float, denominator: float) -> float:
+    """10 log10 of an energy ratio; -inf when the numerator is 0, NaN when the denominator is."""
+    if denominator <= 0:
+        return math.nan
+    return 10.0 * math.log10(numerator / denominator) if numerator > 0 else -math.inf
+
+
 # --- BS.1770 loudness -------------------------------------------------------------------------
 
 

@@ -11,87 +11,119 @@ import os
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_RATES, OUTPUT_SR,
-                      SKIP_POLICIES, SKIP_POLICY, ClipMode, Mode, OutputRate, SkipPolicy, check_choice)
-from . import audio, dsp, levels, metrics, presets, results
+from ..config import COMPARE_MODES, ClipMode, Mode, OutputRate
+from . import audio, change, deliver, dsp, levels, metrics, outputs, presets, results
 from . import figures as figs
 from .audio import WORK_SR
-from .route import RouterConfig, RoutePlan, route, route_modes
+from .records import CompareResult, Restored, RunResult, Settings
+from .remix import process_stems, remix, remixed
+from .route import RoutePlan, route, route_modes
 from .separate import Separation, Separator, StemsFolder
+from .steps import StepOutcome
+
+__all__ = ["CompareResult", "Restored", "RunResult", "Settings", "compare", "finish", "process_stems", "remix",
+           "restore", "run"]
 
 LOUDNESS_TOLERANCE_LU = 0.2
 """How close a loudness-matched result must land after clip safety."""
 LOUDNESS_LIMIT_PASSES = 8
 """Make-up-gain-and-limit passes at most (each costs one limiter pass and one loudness measure)."""
+
 NO_SEPARATOR = {"name": "none", "model": None}
-RESTORED = "restored.wav"
+RESTORED_STEM = "restored"
+RESTORED = RESTORED_STEM + ".wav"
+RESIDUAL = "residual.wav"
 REPORT_SET = results.Kind("report.json", outputs=(RESTORED,), legacy=(RESTORED, "stems/*.wav"))
-"""`run`'s result set: restored.wav (and stems/ with keep_stems), report.json its manifest."""
+"""`run`'s result set: restored.<wav|flac> (and residual.wav, stems/), report.json its manifest
+(`run_kind` names the output this run will write)."""
 COMPARE_SET = results.Kind("compare.json", outputs=("direct.wav", "routed.wav"),
                            legacy=tuple(f"{m}.wav" for m in COMPARE_MODES) + (figs.SPECTROGRAMS_PNG, figs.STEMS_PNG))
-"""`compare`'s result set: one file per mode and the figures, compare.json its manifest."""
+"""`compare`'s result set: one file per mode (and its residual-<mode>.wav) and the figures,
+compare.json its manifest."""
+
+
+def run_kind(input_path: str | Path, settings: Settings) -> results.Kind:
+    """`run`'s result set for this input and these settings: the file names it will write."""
+    name = outputs.output_name(RESTORED_STEM, outputs.source_format(input_path), settings.format, settings.bits)
+    return replace(REPORT_SET, outputs=(name,) + ((RESIDUAL,) if settings.residual else ()))
+
+
+def compare_kind(input_path: str | Path, settings: Settings) -> results.Kind:
+    """`compare`'s result set for this input and these settings."""
+    source = outputs.source_format(input_path)
+    names = tuple(outputs.output_name(m, source, settings.format, settings.bits) for m in ("direct", "routed"))
+    return replace(COMPARE_SET, outputs=names + ((f"residual-direct.wav",) if settings.residual else ()))
 
 
 def run(input_path: str | Path, out: str | Path | results.ResultSet | results.View, separator: Separator | None = None,
         settings: Settings | None = None, *, notice: str | None = None, replace_other: bool = False,
-        on_stage: Callable[[str], None] | None = None) -> RunResult:
-    """Restore one clip into `out/restored.wav` and `out/report.json`.
+        on_stage: Callable[[str], None] | None = None,
+        on_progress: Callable[[float], None] | None = None) -> RunResult:
+    """Restore one clip into `out/restored.<wav|flac>` and `out/report.json`.
 
     `out` is a folder (this call writes the result set there, see `core.results`; an earlier
     result of another input is replaced only with `replace_other`), or a set being staged that
     the caller commits with the report. `separator` turns the mix into stems (Demucs, a stems
     folder); None restores the mix directly. `notice` is recorded as `separator.notice` (why no
-    separator was available).
+    separator was available). `on_stage` hears each stage's name as it starts, `on_progress` the
+    separation's progress (0 to 1) where the separator reports it.
     """
+    settings = settings or Settings()
     if not isinstance(out, results.Staged):
-        with results.ResultSet(out, REPORT_SET, input=input_path, protect=inputs_of(separator),
+        with results.ResultSet(out, run_kind(input_path, settings), input=input_path, protect=inputs_of(separator),
                                replace_other=replace_other) as staged:
-            result = run(input_path, staged, separator, settings, notice=notice, on_stage=on_stage)
+            result = run(input_path, staged, separator, settings, notice=notice, on_stage=on_stage,
+                         on_progress=on_progress)
             staged.commit(result.to_dict())
         return result
-    settings = settings or Settings()
     preset = presets.load(settings.preset)
+    source = outputs.source_format(input_path)
     clock = Stopwatch(on_stage)
     mix, info, panel_in, separation, sep_info = _load_and_separate(
-        input_path, separator if settings.mode != "direct" else None, clock, notice=notice)
+        input_path, separator if settings.mode != "direct" else None, clock, notice=notice, on_progress=on_progress)
     with clock.stage("route"):
         plan = route(separation.stems if separation else {}, mix, WORK_SR, settings.mode, settings.router,
                      settings.skip_policy)
     with clock.stage("restore"):
         restored, processed = restore(mix, plan, preset, separation, clip_mode=settings.clip_mode,
-                                      in_place=not settings.keep_stems, target_lufs=_target_lufs(mix, preset))
+                                      in_place=not settings.keep_stems, target_lufs=_target_lufs(mix, preset),
+                                      loudness_target=settings.loudness_target, keep_pre_gain=settings.residual)
     if not settings.keep_stems:
         separation, processed = None, {}  # not written: free them before measuring (0.85 GB each)
     with clock.stage("measure"):
         panels, warnings = _measure_outputs(panel_in, {"output": restored.audio})
     with clock.stage("write"):
         y, out_sr = _output_audio(restored.audio, info, settings.output_sr)
-        audio.write(out.path(RESTORED), y, out_sr)
+        delivered = outputs.deliver_result(out, RESTORED_STEM, y, out_sr, source, container=settings.format,
+                                           bits=settings.bits, target=restored.loudness,
+                                           residual=_residual(restored, mix, settings), residual_name=RESIDUAL)
         if settings.keep_stems and separation is not None:
             for name, stem in separation.stems.items():
                 audio.write(out.path(f"stems/{name}.wav"), stem, WORK_SR)
                 if name in processed:
                     audio.write(out.path(f"stems/{name}.restored.wav"), processed[name], WORK_SR)
-    return RunResult(info, str(out.final(RESTORED)), out_sr, y.shape[0], y.shape[1] / out_sr, restored, plan,
-                     sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
+    return RunResult(info, delivered.written.path, out_sr, y.shape[0], y.shape[1] / out_sr, restored, plan,
+                     sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings,
+                     delivered)
 
 
 def compare(input_path: str | Path, out: str | Path | results.ResultSet | results.View,
             separator: Separator | None = None, settings: Settings | None = None, *,
             reference: np.ndarray | None = None, notice: str | None = None, figures: bool = True,
             stem_views: bool | None = None, protect: tuple[str | Path, ...] = (), replace_other: bool = False,
-            on_stage: Callable[[str], None] | None = None) -> CompareResult:
+            on_stage: Callable[[str], None] | None = None,
+            on_progress: Callable[[float], None] | None = None) -> CompareResult:
     """Separate once, then restore the clip three ways (forced direct, forced stem-wise, routed)
-    and measure each; writes `direct.wav`, `stemwise.wav`, `routed.wav`, `compare.json` and the
-    figures into `out`, a folder or a set being staged, as for `run` (the caller then writes
-    compare.json). `protect` lists other inputs (a reference file). Each stem goes through the
-    chain at most once.
+    and measure each; writes `direct`, `stemwise` and `routed` (.wav or .flac), `compare.json`
+    and the figures into `out`, a folder or a set being staged, as for `run` (the caller then
+    writes compare.json). `protect` lists other inputs (a reference file). Each stem goes
+    through the chain at most once.
 
     `reference` is a clean `(channels, samples)` signal at the working rate; with it the panel
     adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR). `stem_views` (default: `figures`)
@@ -101,60 +133,63 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
     unprocessed) and freed before measuring, so a 10-minute stereo file holds the mix, four
     stems and the results, not two sets of stems.
     """
+    settings = settings or Settings()
     if not isinstance(out, results.Staged):
-        with results.ResultSet(out, COMPARE_SET, input=input_path, protect=(*protect, *inputs_of(separator)),
-                               replace_other=replace_other) as staged:
+        with results.ResultSet(out, compare_kind(input_path, settings), input=input_path,
+                               protect=(*protect, *inputs_of(separator)), replace_other=replace_other) as staged:
             result = compare(input_path, staged, separator, settings, reference=reference, notice=notice,
-                             figures=figures, stem_views=stem_views, on_stage=on_stage)
+                             figures=figures, stem_views=stem_views, on_stage=on_stage, on_progress=on_progress)
             staged.commit(result.to_dict())
         return result
-    settings = settings or Settings()
     keep_views = figures if stem_views is None else stem_views
     preset = presets.load(settings.preset)
+    source = outputs.source_format(input_path)
     clock = Stopwatch(on_stage)
     mix, info, panel_in, separation, sep_info = _load_and_separate(input_path, separator, clock, notice=notice,
-                                                                   reference=reference)
+                                                                   reference=reference, on_progress=on_progress)
     stems = separation.stems if separation else {}
     with clock.stage("route"):
         plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy)
     with clock.stage("restore"):
-        target = _target_lufs(mix, preset)
+        finishing = dict(clip_mode=settings.clip_mode, target_lufs=_target_lufs(mix, preset),
+                         loudness_target=settings.loudness_target, keep_pre_gain=settings.residual or keep_views)
         routed = plans["routed"]
         views = {n: figs.StemView.of(x) for n, x in stems.items()} if keep_views else {}
         # The stems are restored in place: keep the unprocessed audio that routed passes through.
-        passed = {n: stems[n].copy() for n in _remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
+        passed = {n: stems[n].copy() for n in remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
+        stem_steps: dict[str, tuple[StepOutcome, ...]] = {}
         # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
         # their scratch memory) at once than cores.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            direct = pool.submit(restore, mix, plans["direct"], preset, None, clip_mode=settings.clip_mode,
-                                 target_lufs=target)
-            stemwise, processed = (restore(mix, plans["stemwise"], preset, separation, clip_mode=settings.clip_mode,
-                                           in_place=True, target_lufs=target, pool=pool)
+            direct = pool.submit(restore, mix, plans["direct"], preset, None, **finishing)
+            stemwise, processed = (restore(mix, plans["stemwise"], preset, separation, in_place=True, pool=pool,
+                                           outcomes=stem_steps, **finishing)
                                    if separation is not None else (None, {}))
-            outputs: dict[str, Restored] = {"direct": direct.result()[0]}
+            outputs_: dict[str, Restored] = {"direct": direct.result()[0]}
         if stemwise is not None:
-            outputs["stemwise"] = stemwise
+            outputs_["stemwise"] = stemwise
         views = {n: v.restored(processed[n]) if n in processed else v for n, v in views.items()}
         if routed.mode_used == "direct":
-            outputs["routed"] = outputs["direct"]
-        elif _remixed(routed) == _remixed(plans["stemwise"]):  # nothing skipped: the same sum
-            outputs["routed"] = outputs["stemwise"]
+            outputs_["routed"] = outputs_["direct"]
+        elif remixed(routed) == remixed(plans["stemwise"]):  # nothing skipped: the same sum
+            outputs_["routed"] = outputs_["stemwise"]
         else:
-            outputs["routed"], _ = restore(mix, routed, preset, Separation({**stems, **passed}, separation.info),
-                                           processed, settings.clip_mode, target_lufs=target)
+            outputs_["routed"], _ = restore(mix, routed, preset, Separation({**stems, **passed}, separation.info),
+                                            processed, outcomes=stem_steps, **finishing)
         stem_names = tuple(stems)
         separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
     with clock.stage("measure"):
-        panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs.items()}, reference)
+        panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs_.items()}, reference)
         all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
     with clock.stage("write"):
-        paths = {}
-        for m, r in outputs.items():
+        delivered = {}
+        for m, r in outputs_.items():
             y, out_sr = _output_audio(r.audio, info, settings.output_sr)
-            audio.write(out.path(f"{m}.wav"), y, out_sr)
-            paths[m] = str(out.final(f"{m}.wav"))
-    result = CompareResult(info, sep_info, routed, outputs, paths, all_panels, warnings, stem_names, views,
-                           preset, clock.timings_s, settings, mix)
+            delivered[m] = outputs.deliver_result(out, m, y, out_sr, source, container=settings.format,
+                                                  bits=settings.bits, target=r.loudness,
+                                                  residual=_residual(r, mix, settings), residual_name=f"residual-{m}.wav")
+    result = CompareResult(info, sep_info, routed, outputs_, {m: d.written.path for m, d in delivered.items()},
+                           all_panels, warnings, stem_names, views, preset, clock.timings_s, settings, mix, delivered)
     if figures:
         with clock.stage("figures"):
             figs.compare_figures(result, out.staged_folder)
@@ -165,7 +200,8 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
 
 
 def _load_and_separate(input_path: str | Path, separator: Separator | None, clock: Stopwatch, *,
-                       notice: str | None, reference: np.ndarray | None = None):
+                       notice: str | None, reference: np.ndarray | None = None,
+                       on_progress: Callable[[float], None] | None = None):
     """Load the input, measure it, and separate it: `(mix, info, input panel, separation or
     None, separator record)`. The input's panel is taken first, so the raw input is not held
     through separation and restoration (0.2 GB per copy on 10 minutes of stereo)."""
@@ -178,7 +214,8 @@ def _load_and_separate(input_path: str | Path, separator: Separator | None, cloc
         if separator is None:
             separation, sep_info = None, dict(NO_SEPARATOR)
         else:
-            separation = separator(mix, WORK_SR)
+            separation = (separator(mix, WORK_SR, progress=on_progress) if getattr(separator, "reports_progress", False)
+                          else separator(mix, WORK_SR))
             sep_info = separation.info.to_dict()
         if notice:
             sep_info["notice"] = notice
@@ -204,76 +241,59 @@ def _target_lufs(mix: np.ndarray, preset: presets.Preset) -> float | None:
 
 def restore(mix: np.ndarray, plan: RoutePlan, preset: presets.Preset, separation: Separation | None,
             processed: dict[str, np.ndarray] | None = None, clip_mode: ClipMode = "limit", *,
-            in_place: bool = False, target_lufs: float | None = None,
-            pool: Executor | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
+            in_place: bool = False, target_lufs: float | None = None, pool: Executor | None = None,
+            loudness_target: tuple[float, float] | None = None, keep_pre_gain: bool = False,
+            outcomes: dict[str, tuple[StepOutcome, ...]] | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
     """Restore `mix` as `plan` says: the preset's chain on the mix (direct), or on each stem the
-    plan processes, then the remix; then loudness and clip safety (`finish`).
+    plan processes, then the remix; then loudness and clip safety (`finish`), and whether that
+    changed the input (`change.assess`).
 
     `processed` holds stems already run through the chain, so no stem is processed twice; the
-    return adds any newly processed stems. `in_place` lets processed stems overwrite the
-    separation's (see `process_stems`); `pool` runs them beside other work queued there;
-    `target_lufs` is the mix's loudness when already measured (see `finish`)."""
+    return adds any newly processed stems, and `outcomes` (by stem) what their steps did. `in_place`
+    lets processed stems overwrite the separation's (see `process_stems`); `pool` runs them
+    beside other work queued there; `target_lufs` is the mix's loudness when already measured;
+    `loudness_target` (target LUFS, true-peak ceiling dBTP) and `keep_pre_gain`: see `finish`."""
     processed = dict(processed or {})
+    outcomes = {} if outcomes is None else outcomes
     if plan.mode_used == "direct":
-        y = dsp.apply_chain(mix, WORK_SR, preset.chain_for(None))
+        done: list[StepOutcome] = []
+        y = dsp.apply_chain(mix, WORK_SR, preset.chain_for(None), outcomes=done)
+        steps = tuple(replace(o, where="mix") for o in done)
     else:
         todo = [n for n in plan.processed() if n not in processed]
-        processed.update(process_stems(separation.stems, todo, preset, in_place=in_place, pool=pool))
+        processed.update(process_stems(separation.stems, todo, preset, in_place=in_place, pool=pool,
+                                       outcomes=outcomes))
         y = remix(plan, separation.stems, processed)
-    return finish(y, mix, plan.mode_used, preset, clip_mode, target_lufs=target_lufs), processed
-
-
-def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
-                  sr: int = WORK_SR, *, in_place: bool = False, pool: Executor | None = None) -> dict[str, np.ndarray]:
-    """Run each named stem through its chain, in parallel (the heavy parts, FFTs and
-    pedalboard's plugins, release the GIL). `in_place` writes each result over its input stem
-    (when the unprocessed stems are not needed afterwards: 0.2 GB per stereo stem on a
-    10-minute file). `pool` runs them beside other work already queued there."""
-    if not names:
-        return {}
-
-    def one(name: str) -> np.ndarray:
-        y = dsp.apply_chain(stems[name], sr, preset.chain_for(name), overwrite=in_place)
-        if not in_place:
-            return y
-        if y is not stems[name]:
-            stems[name][...] = y
-        return stems[name]
-
-    if pool is None:
-        with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as own:
-            return process_stems(stems, names, preset, sr, in_place=in_place, pool=own)
-    futures = {n: pool.submit(one, n) for n in names}
-    return {n: f.result() for n, f in futures.items()}
-
-
-def _remixed(plan: RoutePlan) -> tuple[list[str], list[str]]:
-    """The stems a remix sums: (processed, passed through unprocessed)."""
-    return plan.processed(), plan.skipped() if plan.skip_policy == "passthrough" else []
-
-
-def remix(plan: RoutePlan, stems: dict[str, np.ndarray], processed: dict[str, np.ndarray]) -> np.ndarray:
-    """Sum the processed stems, plus the skipped ones when the skip policy passes them through."""
-    done, passed = _remixed(plan)
-    parts = [processed[n] if n in processed else stems[n] for n in done] + [stems[n] for n in passed]
-    if not parts:  # every stem dropped: silence, said in the report through the plan
-        return np.zeros_like(next(iter(stems.values())))
-    # Summed one by one: np.sum over the list would first stack every stem into one array.
-    total = np.array(parts[0], dtype=np.float32)
-    for part in parts[1:]:
-        total += part
-    return total
+        steps = tuple(o for n in plan.processed() for o in outcomes.get(n, ()))
+    r = finish(y, mix, plan.mode_used, preset, clip_mode, target_lufs=target_lufs, loudness_target=loudness_target,
+               keep_pre_gain=keep_pre_gain)
+    target = r.loudness
+    verdict = change.assess(r.audio, mix, steps, loudness_gain_db=0.0 if target else r.loudness_gain_db,
+                            clip_action=r.clip.action, target_gain_db=target.gain_db if target else None,
+                            limiter_db=target.limiter_reduction_db if target else 0.0,
+                            separated=plan.mode_used == "stemwise")
+    return replace(r, steps=steps, change=verdict), processed
 
 
 def finish(y: np.ndarray, mix: np.ndarray, mode: Mode, preset: presets.Preset, clip_mode: ClipMode,
-           sr: int = WORK_SR, *, target_lufs: float | None = None) -> Restored:
+           sr: int = WORK_SR, *, target_lufs: float | None = None, loudness_target: tuple[float, float] | None = None,
+           keep_pre_gain: bool = False) -> Restored:
     """Match loudness to the input (`target_lufs`, measured from `mix` when None) when the
     preset asks, then keep the result in full scale.
 
     When the limiter has to act on a loudness-matched result it costs loudness (an input
     peaking at +3.5 dBFS loses about 1.5 LU), so the make-up gain is raised and the limiter
     run again, a few times, until the limited result sits within `LOUDNESS_TOLERANCE_LU`.
+
+    A `loudness_target` (LUFS, true-peak ceiling in dBTP) replaces both: the result is brought
+    to that loudness under that ceiling (`deliver.normalize_loudness`), whatever the preset says;
+    `keep_pre_gain` keeps the result before that gain (`Restored.pre_gain`, for the residual).
     """
+    if loudness_target is not None:
+        out, loudness = deliver.normalize_loudness(y, sr, *loudness_target)
+        action = "true-peak limited" if loudness.limiter_reduction_db > 0 else "none"
+        clip = dsp.ClipSafety(clip_mode, action, levels.peak_dbfs(y), levels.peak_dbfs(out))
+        return Restored(out, mode, loudness.gain_db, clip, loudness=loudness, pre_gain=y if keep_pre_gain else None)
     gain_db = 0.0
     if not preset.match_loudness:
         y, clip = dsp.clip_safety(y, sr, clip_mode)
@@ -290,6 +310,15 @@ def finish(y: np.ndarray, mix: np.ndarray, mode: Mode, preset: presets.Preset, c
         out, again = dsp.clip_safety(y, sr, clip_mode)
         clip = dsp.ClipSafety(clip.mode, again.action, clip.peak_before_dbfs, again.peak_after_dbfs)
     return Restored(out, mode, gain_db, clip)
+
+
+def _residual(r: Restored, mix: np.ndarray, settings: Settings) -> np.ndarray | None:
+    """What the restoration removed or added, when asked: the result before any loudness-target
+    gain minus the DC-free input, both at the working rate and sample-aligned by construction
+    (every chain and remix keeps the input's length and timing)."""
+    if not settings.residual:
+        return None
+    return deliver.residual(r.pre_gain if r.pre_gain is not None else r.audio, mix)
 
 
 def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarray], ref: np.ndarray | None = None):
@@ -325,128 +354,3 @@ class Stopwatch:
             yield
         finally:
             self.timings_s[name] = self.timings_s.get(name, 0.0) + time.perf_counter() - t0
-
-
-# --- settings and results ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything that decides what `run` and `compare` produce (and so whether a stored result
-    can be reused)."""
-
-    mode: Mode = "routed"
-    preset: str = DEFAULT_PRESET
-    """A built-in preset name or a preset TOML path."""
-    clip_mode: ClipMode = "limit"
-    skip_policy: SkipPolicy = "passthrough"
-    router: RouterConfig = field(default_factory=RouterConfig)
-    output_sr: OutputRate = "work"
-    """`work` (44.1 kHz) or `original` (the input file's rate)."""
-    keep_stems: bool = False
-
-    def __post_init__(self):
-        check_choice(self.mode, MODES, MODE)
-        check_choice(self.clip_mode, CLIP_MODES, CLIP_MODE)
-        check_choice(self.skip_policy, SKIP_POLICIES, SKIP_POLICY)
-        check_choice(self.output_sr, OUTPUT_RATES, OUTPUT_SR)
-
-    def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["router"] = dict(self.router.__dict__)
-        return d
-
-
-@dataclass(frozen=True)
-class Restored:
-    """One restored mix and what was done to it after the chain."""
-
-    audio: np.ndarray
-    mode: str
-    loudness_gain_db: float
-    clip: dsp.ClipSafety
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What `run` did; `to_dict` is report.json (schema adaptive-argm/report/1)."""
-
-    input: audio.AudioInfo
-    output_path: str
-    output_sr: int
-    output_channels: int
-    output_duration_s: float
-    restored: Restored
-    plan: RoutePlan
-    separator: dict
-    preset: presets.Preset
-    metrics_input: metrics.MetricPanel
-    metrics_output: metrics.MetricPanel
-    warnings: list[str]
-    timings_s: dict[str, float]
-    settings: Settings
-
-    def to_dict(self) -> dict:
-        return {
-            "schema": "adaptive-argm/report/1",
-            "input": self.input.to_dict(),
-            "output": {"path": self.output_path, "sample_rate": self.output_sr, "channels": self.output_channels,
-                       "duration_s": self.output_duration_s, "peak_dbfs": self.restored.clip.peak_after_dbfs,
-                       "clip_action": self.restored.clip.action,
-                       "peak_before_safety_dbfs": self.restored.clip.peak_before_dbfs,
-                       "loudness_gain_db": self.restored.loudness_gain_db},
-            "mode_requested": self.plan.mode_requested,
-            "mode_used": self.plan.mode_used,
-            "route_reason": self.plan.reason,
-            "skip_policy": self.plan.skip_policy,
-            "separator": self.separator,
-            "preset": self.preset.name,
-            "preset_detail": self.preset.to_dict(),
-            "stems": [s.to_dict() for s in self.plan.stems],
-            "metrics": {"input": self.metrics_input.to_dict(), "output": self.metrics_output.to_dict()},
-            "warnings": self.warnings,
-            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
-            "settings": self.settings.to_dict(),
-        }
-
-
-@dataclass(frozen=True)
-class CompareResult:
-    """Direct, stem-wise and routed restorations of one clip from ONE separation; `to_dict`
-    is compare.json (schema adaptive-argm/compare/1)."""
-
-    input: audio.AudioInfo
-    separator: dict
-    plan: RoutePlan
-    """The router's own plan (what `routed` did)."""
-    outputs: dict[str, Restored]
-    """By mode: `direct`, `stemwise` (absent without stems), `routed`."""
-    paths: dict[str, str]
-    metrics: dict[str, metrics.MetricPanel]
-    """`input` and each output's panel, all over the input's occupied band."""
-    warnings: dict[str, list[str]]
-    stem_names: tuple[str, ...]
-    stem_views: dict[str, figs.StemView]
-    """What the stems figure shows of each stem (empty unless asked for: the stems themselves
-    are restored in place and freed before measuring)."""
-    preset: presets.Preset
-    timings_s: dict[str, float]
-    settings: Settings
-    mix: np.ndarray
-    """The DC-free input at the working rate (for figures)."""
-
-    def to_dict(self) -> dict:
-        return {
-            "schema": "adaptive-argm/compare/1",
-            "input": self.input.to_dict(),
-            "separator": self.separator,
-            "preset": self.preset.name,
-            "router": {**self.plan.to_dict(), "stems": [s.to_dict() for s in self.plan.stems]},
-            "outputs": {m: {"path": self.paths.get(m), "mode_used": r.mode, "clip_action": r.clip.action,
-                            "peak_dbfs": r.clip.peak_after_dbfs, "loudness_gain_db": r.loudness_gain_db}
-                        for m, r in self.outputs.items()},
-            "metrics": {k: (p.to_dict() if p is not None else None) for k, p in self.metrics.items()},
-            "warnings": self.warnings,
-            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
-            "settings": self.settings.to_dict(),
-        }

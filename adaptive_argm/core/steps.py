@@ -5,6 +5,9 @@ A step is data (`Step`: a kind and its parameters). `noisereduce` (spectral gati
 (our level-aware denoiser) and `dc_remove` are functions here; any pedalboard plugin is named as
 `pedalboard.<Plugin>` with pedalboard's own parameter names. `check` refuses a step that cannot
 run, with a one-line `PresetError`; `presets` checks every step it loads, `dsp` runs them.
+
+Every step says what it did (`run_reported`: a `StepOutcome`): acted or bypassed, why, and the
+energy it removed, so that a result can say honestly that nothing was changed and why.
 """
 
 from __future__ import annotations
@@ -17,11 +20,17 @@ import pedalboard
 
 from ..config import UserError
 from .audio import remove_dc
-from .denoise import WienerSettings, wiener_denoise
+from .denoise import DenoiseTrace, WienerSettings, wiener_denoise
+from .levels import difference, energy, ratio_db
 
 PEDALBOARD_PREFIX = "pedalboard."
 NOISEREDUCE_N_FFT = 1024
 """noisereduce 3's default `n_fft`: it needs at least this many samples to take one STFT frame."""
+DC_KINDS = frozenset({"dc_remove"})
+"""Step kinds whose change does not count as restoring anything (a result changed only by them
+is reported unchanged)."""
+DC_ACTED_ABOVE = 1e-7
+"""A channel mean smaller than this is no DC offset (float rounding of a DC-free signal)."""
 NOISEREDUCE_CHUNK_SIZE = 600000
 """noisereduce 3's default `chunk_size`: it filters long files piece by piece, and its
 stationary noise profile comes from the first `chunk_size` samples."""
@@ -41,6 +50,29 @@ class Step:
     @property
     def is_plugin(self) -> bool:
         return self.kind.startswith(PEDALBOARD_PREFIX)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one step did: `acted` (changed the samples) or bypassed, and `reason` (why it did
+    nothing, or what it did); `removed_db` the energy it removed (of the input minus the output)
+    re the input's energy, dB (-inf: nothing; None: not measured); `where` the stem or `mix` it
+    ran on (set by the caller)."""
+
+    step: str
+    acted: bool
+    reason: str
+    removed_db: float | None = None
+    dc_only: bool = False
+    """A DC step: its change does not count as a restoration."""
+    where: str | None = None
+
+    def line(self) -> str:
+        """One line: `where: step: reason`."""
+        return (f"{self.where}: " if self.where else "") + f"{self.step}: {self.reason}"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
 
 
 def _noisereduce(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, **params) -> np.ndarray:
@@ -69,8 +101,9 @@ def _noisereduce(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, **par
     return result[:, :n]
 
 
-def _wiener(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, **params) -> np.ndarray:
-    return wiener_denoise(x, sr, WienerSettings(**params), out=out)
+def _wiener(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, trace: DenoiseTrace | None = None,
+            **params) -> np.ndarray:
+    return wiener_denoise(x, sr, WienerSettings(**params), out=out, trace=trace)
 
 
 def _dc_remove(x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -119,3 +152,40 @@ def check(step: Step, source: str) -> None:
 def run(step: Step, x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> np.ndarray:
     """One function step on `x`; with `out` (a kind in `IN_PLACE_KINDS` only) it may write there."""
     return KINDS[step.kind](x, sr, **({"out": out} if out is not None else {}), **step.params)
+
+
+def run_reported(step: Step, x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> tuple[np.ndarray, StepOutcome]:
+    """`run`, and what the step did. In place (`out is x`) the input is gone afterwards, so the
+    outcome comes from what the step knows (the denoiser's own trace) or from energies taken
+    before and after; otherwise from the difference itself."""
+    if step.kind == "dc_remove":
+        offset = float(np.abs(np.atleast_2d(x).mean(axis=1)).max()) if x.size else 0.0
+        y = run(step, x, sr, out=out)
+        acted = offset > DC_ACTED_ABOVE
+        return y, StepOutcome(step.kind, acted, f"removed a DC offset of {offset:.2g}" if acted
+                              else "no DC offset to remove", dc_only=True)
+    if step.kind == "wiener":
+        trace = DenoiseTrace()
+        y = wiener_denoise(x, sr, WienerSettings(**step.params), out=out, trace=trace)
+        if trace.acted_blocks:
+            removed = ratio_db(trace.removed, trace.total)
+            return y, StepOutcome(step.kind, True, f"removed steady hiss ({removed:.1f} dB of the energy)", removed)
+        why = "; ".join(trace.bypassed) or "nothing to filter"
+        return y, StepOutcome(step.kind, False, why, -np.inf)
+    before = energy(x) if out is x else None
+    kept = None if out is x else x
+    y = run(step, x, sr, out=out)
+    if kept is not None:
+        return y, changed_outcome(step.kind, kept, y)
+    level = ratio_db(energy(y), before)
+    return y, StepOutcome(step.kind, True, f"spectral gating, output level {level:+.2f} dB re input")
+
+
+def changed_outcome(name: str, x: np.ndarray, y: np.ndarray) -> StepOutcome:
+    """The outcome of a step (or a group of pedalboard plugins) measured from its input `x` and
+    output `y`: acted when any sample differs; the energy of the difference re the input."""
+    largest, diff = difference(y, x)
+    if largest == 0.0:
+        return StepOutcome(name, False, "left the signal bit for bit unchanged", -np.inf)
+    removed = ratio_db(diff, energy(x))
+    return StepOutcome(name, True, f"changed the signal (difference {removed:.1f} dB re input)", removed)

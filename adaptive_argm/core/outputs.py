@@ -1,0 +1,116 @@
+"""The write stage of `run` and `compare`: each result, already at the output rate, held under
+the true-peak ceiling when a loudness target was set (resampling moves the peaks between
+samples, so the true peak is measured again at the output rate), written in its delivery format
+(`deliver.write`: WAV or FLAC; 16-bit with TPDF dither, 24-bit or 32-bit float) into the result
+set, with its residual on request; and the record of what was delivered.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import deliver
+from .audio import WORK_SR
+from .deliver import DeliveryError, OutputFormat, SourceFormat
+from .levels import loudness_lufs, peak_dbfs
+
+RESIDUAL_FORMAT = OutputFormat("wav", "32f")
+"""A residual is always 32-bit float WAV: it is for listening and measuring, and may pass full scale."""
+RESIDUAL_WHAT = ("output minus input (DC removed), sample-aligned at the working rate, before any "
+                 "loudness-target gain; 32-bit float WAV")
+DITHER_SEED = 0
+"""Every file's TPDF dither comes from this seed: a rerun writes the same bytes."""
+
+
+def source_format(path: str | Path) -> SourceFormat:
+    """The input's container and sample type (`deliver.probe`); an unreadable header reads as an
+    unknown sample type (reading the audio then says what is wrong with it)."""
+    try:
+        return deliver.probe(path)
+    except Exception:  # pedalboard raises several kinds for a file it cannot open
+        return SourceFormat(Path(path).suffix.lower().lstrip("."), "unknown")
+
+
+def choose_format(source: SourceFormat, peak: float, container: str | None = None,
+                  bits: str | None = None) -> tuple[OutputFormat, str]:
+    """The format a result is written in, and why: what was asked (`container`, `bits`), the
+    rest from the input's own (`deliver.default_format`, which also knows that only float holds
+    a result above full scale)."""
+    default, why = deliver.default_format(source, peak)
+    if container is None and bits is None:
+        return default, why
+    if container is not None and bits is not None:
+        return OutputFormat(container, bits), "as asked"
+    if bits is not None:  # asked a depth: the input's container, unless it cannot hold that depth
+        container = default.container if not (bits == "32f" and default.container == "flac") else "wav"
+        fmt = OutputFormat(container, bits)
+        return fmt, f"{fmt.bits} bits as asked, {fmt.container} " + (
+            "from the input" if fmt.container == source.container else "(the input's own cannot hold it)")
+    bits = default.bits if not (container == "flac" and default.bits == "32f") else deliver.FALLBACK_BITS
+    fmt = OutputFormat(container, bits)
+    return fmt, f"{container} as asked, {fmt.describe().split(', ', 1)[1]} " + (
+        "from the input" if bits == default.bits else "(FLAC holds no float)")
+
+
+def output_name(stem: str, source: SourceFormat, container: str | None, bits: str | None) -> str:
+    """The file name a result will most likely get (`stem` + the format's suffix), known before
+    any work: the format of a result that stays inside full scale."""
+    return stem + choose_format(source, -math.inf, container, bits)[0].suffix
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One delivered result: the file (`deliver.Written`) and why it has its format; its loudness
+    (BS.1770) and true peak (BS.1770 Annex 2, 4x) as written, at the output rate; the loudness
+    target's record when one was set; the residual file when one was written."""
+
+    written: deliver.Written
+    format_reason: str
+    loudness_lufs: float
+    true_peak_dbtp: float
+    target: dict | None = None
+    residual: str | None = None
+
+    def to_dict(self) -> dict:
+        return {**self.written.to_dict(), "format_reason": self.format_reason, "format_text": self.written.format.describe(),
+                "loudness_lufs": self.loudness_lufs, "true_peak_dbtp": self.true_peak_dbtp,
+                "loudness_target": self.target}
+
+    def residual_dict(self) -> dict | None:
+        if self.residual is None:
+            return None
+        return {"path": self.residual, **RESIDUAL_FORMAT.to_dict(), "sample_rate": WORK_SR, "what": RESIDUAL_WHAT}
+
+
+def deliver_result(out, stem: str, y: np.ndarray, sr: int, source: SourceFormat, *, container: str | None = None,
+                   bits: str | None = None, target: deliver.LoudnessResult | None = None,
+                   residual: np.ndarray | None = None, residual_name: str | None = None) -> Delivered:
+    """Write `y` (`(channels, samples)` float32 at `sr`, the output rate) as `stem` + the format's
+    suffix into `out` (a result set or a view of one, `core.results`), and `residual` (at the
+    working rate) as `residual_name`. With a loudness `target` (its record from restoration) the
+    true peak is brought under its ceiling again at this rate when resampling lifted it."""
+    true_peak = deliver.true_peak_dbtp(y)
+    target_dict = None
+    if target is not None:
+        target_dict = target.to_dict()
+        if true_peak > target.ceiling_dbtp:
+            y, reduction, true_peak = deliver.true_peak_limit(y, sr, target.ceiling_dbtp)
+            target_dict["output_rate_limiter_db"] = reduction
+        target_dict["output_rate_true_peak_dbtp"] = true_peak
+    fmt, why = choose_format(source, peak_dbfs(y), container, bits)
+    name = stem + fmt.suffix
+    written = deliver.write(out.path(name), y, sr, fmt, seed=DITHER_SEED)
+    written = replace(written, path=str(out.final(name)))
+    residual_path = None
+    if residual is not None and residual_name:
+        deliver.write(out.path(residual_name), residual, WORK_SR, RESIDUAL_FORMAT)
+        residual_path = str(out.final(residual_name))
+    return Delivered(written, why, loudness_lufs(y, sr), true_peak, target_dict, residual_path)
+
+
+__all__ = ["DeliveryError", "Delivered", "RESIDUAL_FORMAT", "choose_format", "deliver_result", "output_name",
+           "source_format"]

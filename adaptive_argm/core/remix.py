@@ -1,0 +1,62 @@
+"""The stem-wise half of restoration: each stem through its chain (in parallel, in place when
+the unprocessed stems are not needed), with what each step did, and the remix of the stems."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+
+from . import dsp, presets
+from .audio import WORK_SR
+from .route import RoutePlan
+from .steps import StepOutcome
+
+
+def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
+                  sr: int = WORK_SR, *, in_place: bool = False, pool: Executor | None = None,
+                  outcomes: dict[str, tuple[StepOutcome, ...]] | None = None) -> dict[str, np.ndarray]:
+    """Run each named stem through its chain, in parallel (the heavy parts, FFTs and
+    pedalboard's plugins, release the GIL). `in_place` writes each result over its input stem
+    (when the unprocessed stems are not needed afterwards: 0.2 GB per stereo stem on a
+    10-minute file). `pool` runs them beside other work already queued there. `outcomes` gets
+    what each stem's steps did, by stem name."""
+    if not names:
+        return {}
+
+    def one(name: str) -> np.ndarray:
+        done: list[StepOutcome] = []
+        y = dsp.apply_chain(stems[name], sr, preset.chain_for(name), overwrite=in_place, outcomes=done)
+        if outcomes is not None:
+            outcomes[name] = tuple(replace(o, where=name) for o in done)
+        if not in_place:
+            return y
+        if y is not stems[name]:
+            stems[name][...] = y
+        return stems[name]
+
+    if pool is None:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as own:
+            return process_stems(stems, names, preset, sr, in_place=in_place, pool=own, outcomes=outcomes)
+    futures = {n: pool.submit(one, n) for n in names}
+    return {n: f.result() for n, f in futures.items()}
+
+
+def remixed(plan: RoutePlan) -> tuple[list[str], list[str]]:
+    """The stems a remix sums: (processed, passed through unprocessed)."""
+    return plan.processed(), plan.skipped() if plan.skip_policy == "passthrough" else []
+
+
+def remix(plan: RoutePlan, stems: dict[str, np.ndarray], processed: dict[str, np.ndarray]) -> np.ndarray:
+    """Sum the processed stems, plus the skipped ones when the skip policy passes them through."""
+    done, passed = remixed(plan)
+    parts = [processed[n] if n in processed else stems[n] for n in done] + [stems[n] for n in passed]
+    if not parts:  # every stem dropped: silence, said in the report through the plan
+        return np.zeros_like(next(iter(stems.values())))
+    # Summed one by one: np.sum over the list would first stack every stem into one array.
+    total = np.array(parts[0], dtype=np.float32)
+    for part in parts[1:]:
+        total += part
+    return total
