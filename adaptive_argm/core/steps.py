@@ -55,9 +55,9 @@ class Step:
 @dataclass(frozen=True)
 class StepOutcome:
     """What one step did: `acted` (changed the samples) or bypassed, and `reason` (why it did
-    nothing, or what it did); `removed_db` the energy it removed (of the input minus the output)
-    re the input's energy, dB (-inf: nothing; None: not measured); `where` the stem or `mix` it
-    ran on (set by the caller)."""
+    nothing, or what it did); `removed_db` the energy it took away, input energy minus output
+    energy re the input's, dB (-inf: none; None: not measured, or the output is louder); `where`
+    the stem or `mix` it ran on (set by the caller)."""
 
     step: str
     acted: bool
@@ -172,20 +172,26 @@ def run_reported(step: Step, x: np.ndarray, sr: int, *, out: np.ndarray | None =
             return y, StepOutcome(step.kind, True, f"removed steady hiss ({removed:.1f} dB of the energy)", removed)
         why = "; ".join(trace.bypassed) or "nothing to filter"
         return y, StepOutcome(step.kind, False, why, -np.inf)
-    before = energy(x) if out is x else None
+    before = energy(x)
     kept = None if out is x else x
     y = run(step, x, sr, out=out)
     if kept is not None:
-        return y, changed_outcome(step.kind, kept, y)
-    level = ratio_db(energy(y), before)
-    return y, StepOutcome(step.kind, True, f"spectral gating, output level {level:+.2f} dB re input")
+        return y, changed_outcome(step.kind, kept, y, before)
+    after = energy(y)
+    return y, StepOutcome(step.kind, True, f"spectral gating, output level {ratio_db(after, before):+.2f} dB re input",
+                          _removed_db(before, after))
 
 
-def changed_outcome(name: str, x: np.ndarray, y: np.ndarray) -> StepOutcome:
+def _removed_db(before: float, after: float) -> float | None:
+    return ratio_db(before - after, before) if after <= before else None
+
+
+def changed_outcome(name: str, x: np.ndarray, y: np.ndarray, before: float | None = None) -> StepOutcome:
     """The outcome of a step (or a group of pedalboard plugins) measured from its input `x` and
-    output `y`: acted when any sample differs; the energy of the difference re the input."""
+    output `y`: acted when any sample differs, with the level of the difference re the input."""
     largest, diff = difference(y, x)
     if largest == 0.0:
         return StepOutcome(name, False, "left the signal bit for bit unchanged", -np.inf)
-    removed = ratio_db(diff, energy(x))
-    return StepOutcome(name, True, f"changed the signal (difference {removed:.1f} dB re input)", removed)
+    before = energy(x) if before is None else before
+    return StepOutcome(name, True, f"changed the signal (difference {ratio_db(diff, before):.1f} dB re input)",
+                       _removed_db(before, energy(y)))
