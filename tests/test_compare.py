@@ -220,7 +220,7 @@ def test_metric_table_marks_the_best_by_each_metrics_direction_and_marks_ties():
             "direct": {"p25_paper_db": -70.0, "loudness_lufs": -30.0, "silent_frame_fraction": 0.0},
             "stem-wise": {"p25_paper_db": -73.0, "loudness_lufs": -23.0, "silent_frame_fraction": 0.0},
             "routed": {"p25_paper_db": -73.0, "loudness_lufs": -23.0, "silent_frame_fraction": 0.0}}
-    table = metrics_table(cols, DIRECTIONS)
+    table = metrics_table(cols)
     assert _marked(table, "p25_paper_db") == ["stem-wise", "routed"]  # lower; routed IS stem-wise
     assert _marked(table, "loudness_lufs") == ["stem-wise", "routed"]  # closest to the input, not lowest
     assert _marked(table, "silent_frame_fraction") == []  # all equal: none is better

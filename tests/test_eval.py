@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from adaptive_argm.core import audio, metrics, pipeline
+from adaptive_argm.core import audio, metrics, pipeline, ranking
 from adaptive_argm.evaluation import records, runner, tables
 from adaptive_argm.core.separate import SeparatorOptions
 from adaptive_argm.evaluation.records import EvalSettings
@@ -184,11 +184,13 @@ def test_csv_and_json_hold_the_same_rows_with_every_metric_and_the_routers_decis
 
 
 def test_routed_vs_forced_win_counts_follow_each_metrics_direction():
-    assert tables.score("si_sdr_db", 10.0, None) > tables.score("si_sdr_db", 5.0, None)
-    assert tables.score("noise_floor_db", -50.0, -30.0) > tables.score("noise_floor_db", -40.0, -30.0)
-    assert tables.score("loudness_lufs", -14.5, -14.0) > tables.score("loudness_lufs", -12.0, -14.0)
-    assert tables.score("peak_dbfs", -1.0, -3.0) is None  # a diagnostic: no better side
-    assert tables.score("lsd_db", None, 0.0) is None
+    assert ranking.score("si_sdr_db", 10.0, None) > ranking.score("si_sdr_db", 5.0, None)
+    assert ranking.score("noise_floor_db", -50.0, -30.0) > ranking.score("noise_floor_db", -40.0, -30.0)
+    assert ranking.score("loudness_lufs", -14.5, -14.0) > ranking.score("loudness_lufs", -12.0, -14.0)
+    assert ranking.score("peak_dbfs", -1.0, -3.0) is None  # a diagnostic: no better side
+    assert ranking.score("lsd_db", None, 0.0) is None
+    # as shown: 0.004 dB apart prints the same, and so is a tie
+    assert ranking.score("noise_floor_db", -50.004, None) == ranking.score("noise_floor_db", -50.0, None)
     assert "p25_paper_db" not in tables.HONEST_METRICS
 
 
@@ -303,18 +305,22 @@ def test_the_shipped_prompt_sets_cover_the_method_and_the_routers_cases():
         assert clip.stems.resolve().parent == (ROOT.parent / "shared" / "corpus" / "musicgen-dev").resolve()
 
 
-def test_the_default_separator_without_demucs_weights_restores_even_stems_entries_directly(tmp_path, monkeypatch):
-    # auto is what a user without stems gets: the entry's stems are used only with --separator stems
+def test_the_default_separator_uses_a_prompt_sets_own_stems_and_restores_the_others_directly(tmp_path, monkeypatch):
+    # auto: an entry that gives its stems is separated by them (as `run --stems` is); an entry
+    # with audio only has no weights to separate with here, so it is restored directly, with a notice
     go_offline(monkeypatch)
     stems_clip(tmp_path / "a", seed=1)
+    audio.write(tmp_path / "b.wav", sum(synthetic_stems(seconds=1.0, seed=3).values()), SR)
     ps = records.load_prompts(prompt_set(tmp_path / "set.toml", [
-        {"id": "a", "prompt": "x", "tags": ["drums", "bass", "other"], "stems": "a"}]))
+        {"id": "a", "prompt": "x", "tags": ["drums", "bass", "other"], "stems": "a"},
+        {"id": "b", "prompt": "y", "tags": ["other"], "audio": "b.wav"}]))
     notes = []
     result = runner.run(ps, tmp_path / "out", EvalSettings(separation=SeparatorOptions(model="no-such-demucs-model"),
                                                            figures=False), on_note=notes.append)
-    cmp = result.compares["a"]
-    assert cmp["separator"]["name"] == "none" and "restored the mix directly" in cmp["separator"]["notice"]
+    a, b = result.compares["a"], result.compares["b"]
+    assert a["separator"]["name"] == "stems" and a["router"]["stems"], a["separator"]
+    assert [r["mode"] for r in result.rows if r["clip"] == "a"] == ["input", "direct", "stemwise", "routed"]
+    assert b["separator"]["name"] == "none" and "restored the mix directly" in b["separator"]["notice"]
     assert notes and result.notices
-    assert [r["mode"] for r in result.rows] == ["input", "direct", "routed"]
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "routed vs stemwise: no clip has both" in summary and "notice: restored the mix directly" in summary
+    assert "`a`: no stems" not in summary and "notice: restored the mix directly" in summary

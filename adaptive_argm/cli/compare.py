@@ -10,7 +10,6 @@ import typer
 
 from ..config import COMPARE_MODES, MODE_LABELS
 from ..core import audio, figures, pipeline
-from ..core.metrics import DIRECTIONS
 from . import options as o
 from .app import app, console, err_console, friendly_errors
 from .run import check_input, choose_out, stage_progress
@@ -22,17 +21,6 @@ def _columns(metric_dicts: dict[str, dict | None]) -> tuple[dict[str, dict], lis
     columns = {header: (metric_dicts.get(key) or {}) for key, header in MODE_LABELS.items()}
     keys = [k for k in metric_dicts["input"] if any(c.get(k) is not None for c in columns.values())]
     return columns, keys
-
-
-def direction_caption(keys: list[str]) -> str:
-    """Which way each shown row counts as better, so the * marks can be read."""
-    by_direction: dict[str, list[str]] = {}
-    for k in keys:
-        by_direction.setdefault(DIRECTIONS[k], []).append(k)
-    words = {"lower": "lower", "higher": "higher", "closer-to-input": "closest to input",
-             "none": "not ranked"}
-    parts = [f"{words.get(d, d)}: {', '.join(ks)}" for d, ks in by_direction.items()]
-    return "* = best output (ties all marked); " + "; ".join(parts)
 
 
 def _grouped_warnings(warnings: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -53,11 +41,9 @@ def print_compare(result: pipeline.CompareResult, written: list[Path]) -> None:
     if router["stems"]:
         console.print(stems_table(router["stems"], title=f"Router: {router['reason']}"))
     columns, keys = _columns(r["metrics"])
-    table = metrics_table(columns, DIRECTIONS, keys=keys,
-                          title=f"Metrics, preset {r['preset']} (44.1 kHz, mono downmix)")
-    table.caption = direction_caption(keys)
-    table.caption_justify = "left"
-    console.print(table)
+    identical = {MODE_LABELS[m]: v for m, v in r.get("identical_to_reference", {}).items()}
+    console.print(metrics_table(columns, keys=keys, identical=identical,
+                                title=f"Metrics, preset {r['preset']} (44.1 kHz, mono downmix)"))
     for text, modes in _grouped_warnings(r["warnings"]).items():
         err_console.print(f"[yellow]warning[/] ({', '.join(modes)}): {text}", soft_wrap=True, highlight=False)
     sep = r["separator"]["name"] + (f" ({r['separator']['model']})" if r["separator"].get("model") else "")

@@ -24,8 +24,9 @@ def eval_(
     out: Path = typer.Option(..., "--out", "-o", help="Results folder (reused: finished clips are not recomputed)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes (one clip each at a time)."),
     separator: str = typer.Option("auto", "--separator", rich_help_panel=o.SEP,
-                                  help="auto (Demucs if its weights are here, else direct, with a notice) | "
-                                       "demucs | stems (an entry's own stems: oracle separation; others as auto)."),
+                                  help="auto (an entry's own stems when it gives them, else Demucs if its "
+                                       "weights are here, else direct, with a notice) | stems (the same) | "
+                                       "demucs (Demucs for every clip, stems entries too)."),
     model: str = o.Model,
     model_repo: Optional[Path] = o.ModelRepo,
     device: str = o.Device,
@@ -81,8 +82,9 @@ def eval_(
         if a.counts["routed"]:
             console.print(render(tables.wins_table(a)))
         console.print(f"{a.status['ok']} evaluated ({a.status['reused']} reused), {a.status['failed']} failed, "
-                      f"{a.status['skipped']} skipped; routed sent {len(a.direct_clips)} clip(s) to direct",
-                      highlight=False)
+                      f"{a.status['skipped']} skipped; routed sent {len(a.direct_clips)} clip(s) to direct; "
+                      "unchanged (nothing changed beyond DC and format): "
+                      + ", ".join(f"{m} {n}" for m, n in a.unchanged.items()), highlight=False, soft_wrap=True)
         console.print(f"wrote {', '.join(str(out / n) for n in records.RESULT_FILES)}", highlight=False,
                       soft_wrap=True)
         if result.failed:

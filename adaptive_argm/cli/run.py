@@ -9,7 +9,6 @@ import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 from ..core import batch, pipeline, results
-from ..core.metrics import DIRECTIONS
 from ..core.table import fmt
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
@@ -82,7 +81,7 @@ def print_run(result: pipeline.RunResult) -> None:
     if r["stems"]:
         console.print(stems_table(r["stems"], title=f"Router: {r['route_reason']}"))
     console.print(metrics_table({"input": r["metrics"]["input"], "output": r["metrics"]["output"]},
-                                DIRECTIONS, title="Metrics (44.1 kHz, mono downmix)"))
+                                title="Metrics (44.1 kHz, mono downmix)", legend=False))
     for w in r["warnings"]:
         err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     sep = r["separator"]["name"] + (f" ({r['separator']['model']})" if r["separator"].get("model") else "")

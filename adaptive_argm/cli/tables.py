@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.table import Table as RichTable
 
-from ..core import audio, batch, metrics, models
-from ..core.table import Table, fmt, metric_table
+from ..core import audio, batch, metrics, models, ranking
+from ..core.table import Table, fmt
 
 DECISION_COLOUR = {"process": "green", "skip": "yellow", "direct": "cyan"}
 STATUS_COLOUR = {"done": "green", "skipped": "cyan", "failed": "red"}
@@ -20,22 +20,26 @@ def render(table: Table) -> RichTable:
     """`table` in rich: columns of numbers right-aligned, columns holding text left-aligned (and
     wrapped when long); yes/no cells green/red; marked cells (a row's best value) bold green with
     a `*`."""
-    t = RichTable(title=table.title or None, title_justify="left")
+    t = RichTable(title=table.title or None, title_justify="left", caption=table.caption or None,
+                  caption_justify="left")
     for i, h in enumerate(table.header):
         text = any(isinstance(row[i], str) for row in table.rows)
-        t.add_column(h, justify="left" if text else "right")
+        justify = table.align[i] if table.align else "left" if text else "right"
+        t.add_column(h, justify=justify)
     for r, (row, values) in enumerate(zip(table.cells(), table.rows)):
-        t.add_row(*(f"[bold green]{c} *[/]" if (r, i) in table.marked
+        t.add_row(*(f"[bold green]{c} {ranking.MARK}[/]" if (r, i) in table.marked
                     else f"[{'green' if v else 'red'}]{c}[/]" if isinstance(v, bool) else c
                     for i, (c, v) in enumerate(zip(row, values))))
     return t
 
 
-def metrics_table(columns: dict[str, dict], directions: dict[str, str] | None = None,
-                  title: str = "Metrics", keys: list[str] | None = None) -> RichTable:
-    """Rows = metrics, columns = the named results, each row's best result marked
-    (`core.table.metric_table`)."""
-    return render(metric_table(columns, directions, keys, title))
+def metrics_table(columns: dict[str, dict], title: str = "Metrics", keys: list[str] | None = None,
+                  identical: dict[str, bool] | None = None, legend: bool = True) -> RichTable:
+    """Rows = metrics, columns = the named results (`input` first), cells as every table shows
+    them and each row's best results marked (`core.ranking`), the legend under it."""
+    table = ranking.metric_table(columns, keys, title, identical)
+    return render(table if legend else Table(table.header, table.rows, table.title, marked=table.marked,
+                                             align=table.align))
 
 
 def stems_table(stems: list[dict], title: str = "Router") -> RichTable:

@@ -1,5 +1,16 @@
 """Figures for `compare`: mel spectrograms of the input and of each result on one absolute colour
-scale (`spectrograms.png`), and each stem before and after restoration (`stems.png`).
+scale, each result beside what it changed (`spectrograms.png`), and each stem before and after
+restoration (`stems.png`).
+
+The difference panel is the mel spectrogram of the difference signal, output minus input (the
+result before any loudness-target gain, as `--residual` writes it), in dB re 1.0 on a colour
+scale of its own shared by every difference panel. Chosen over the dB difference of the two
+spectrograms because it shows small changes at their own level: hiss removed 40 dB under a
+chord changes that chord's bins by 0.0004 dB, invisible as a ratio, but is plain as a
+difference; and a ratio flickers by tens of dB in near-empty bins where nothing audible
+changed. Each panel's title gives the difference's level re the input, so the own colour scale
+cannot make a small change look large; a result that changed nothing gets no image, only that
+sentence.
 
 The method's Figure 1 shows each spectrogram against its own loudest bin; here every panel of a
 figure shares one absolute scale (mel power re 1.0), so a louder or quieter result looks louder
@@ -51,6 +62,11 @@ ROUTER_WRAP_CHARS = 120
 """The router's reason above each stem row: wrapped to the row's width, at most two lines."""
 MARGINS_IN = {"top": 0.5, "bottom": 0.5, "left": 0.75, "right": 1.1, "between_columns": 0.4}
 """Fixed margins: a fixed layout renders in half the time of matplotlib's constrained layout."""
+COLOURBAR_IN = 0.9
+"""Room for one more colour bar (with its ticks and label) in the right margin."""
+TITLE_WRAP_CHARS = 78
+"""A panel title in a two-column figure wraps at this many characters."""
+DIFF_CMAP = "viridis"
 
 
 # --- spectrogram images ---------------------------------------------------------------------
@@ -86,11 +102,11 @@ def _colour_limits(images: list[np.ndarray]) -> tuple[float, float]:
     return vmax - DISPLAY_RANGE_DB, vmax
 
 
-def _draw(ax, image: np.ndarray, sr: int, per_column: int, clim: tuple[float, float]):
+def _draw(ax, image: np.ndarray, sr: int, per_column: int, clim: tuple[float, float], cmap: str = CMAP):
     """Draw one `(columns, mels)` image with seconds on x and Hz (mel-spaced) on y."""
     col_s = per_column * HOP / sr
     left = -HOP / (2.0 * sr)
-    im = ax.imshow(image.T, origin="lower", aspect="auto", cmap=CMAP, vmin=clim[0], vmax=clim[1],
+    im = ax.imshow(image.T, origin="lower", aspect="auto", cmap=cmap, vmin=clim[0], vmax=clim[1],
                    interpolation="nearest",
                    extent=(left, left + image.shape[0] * col_s, -0.5, image.shape[1] - 0.5))
     centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1])
@@ -101,11 +117,11 @@ def _draw(ax, image: np.ndarray, sr: int, per_column: int, clim: tuple[float, fl
     return im
 
 
-def _grid(n_rows: int, n_cols: int, title_lines: int, extra_in: float = 0.0):
+def _grid(n_rows: int, n_cols: int, title_lines: int, extra_in: float = 0.0, colourbars: int = 1):
     """A figure with an `n_rows` x `n_cols` grid of spectrogram axes (shared x and y), room
     for `title_lines` of title (plus `extra_in` inches) above each row, and a colour-bar axis
-    spanning the grid."""
-    m = MARGINS_IN
+    spanning the grid (`colourbars` > 1: a list of that many, side by side)."""
+    m = dict(MARGINS_IN, right=MARGINS_IN["right"] + COLOURBAR_IN * (colourbars - 1))
     title_in = LINE_IN * title_lines + 0.1 + extra_in
     height_in = m["top"] + m["bottom"] + n_rows * (PANEL_HEIGHT_IN + title_in)
     from matplotlib.figure import Figure
@@ -119,13 +135,14 @@ def _grid(n_rows: int, n_cols: int, title_lines: int, extra_in: float = 0.0):
     axes = gs.subplots(sharex=True, sharey=True, squeeze=False)
     for ax in axes.ravel():
         ax.tick_params(labelsize=8)
-    cax = fig.add_axes((right + 0.12 / WIDTH_IN, bottom, 0.14 / WIDTH_IN, top - bottom))
-    return fig, axes, cax
+    caxes = [fig.add_axes((right + (0.12 + COLOURBAR_IN * i) / WIDTH_IN, bottom, 0.14 / WIDTH_IN, top - bottom))
+             for i in range(colourbars)]
+    return fig, axes, caxes[0] if colourbars == 1 else caxes
 
 
-def _colourbar(fig, im, cax):
+def _colourbar(fig, im, cax, label: str = "mel power, dB re 1.0 (absolute; one scale for every panel)"):
     cb = fig.colorbar(im, cax=cax)
-    cb.set_label("mel power, dB re 1.0 (absolute; one scale for every panel)", fontsize=8)
+    cb.set_label(label, fontsize=8)
     cb.ax.tick_params(labelsize=8)
     return cb
 
@@ -155,7 +172,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _panel_title(name: str, result) -> str:
-    """Two lines: what the panel is (and the mode it used), then its paper metric and loudness."""
+    """What the panel is (and the mode it used), then its paper metric and loudness; wrapped."""
     if name == "input":
         info = result.input
         what = f"input: {Path(info.path).name} ({info.sample_rate / 1000:g} kHz, {info.channels} ch)"
@@ -163,38 +180,92 @@ def _panel_title(name: str, result) -> str:
         why = {"routed": f": {result.plan.reason}",
                "stemwise": f": all {len(result.stem_names)} stems through the chain"}.get(name, "")
         what = f"{MODE_LABELS[name]} (mode_used {result.outputs[name].mode}{why})"
+    what = "\n".join(textwrap.wrap(what, TITLE_WRAP_CHARS, max_lines=2, placeholder=" ..."))
     panel = result.metrics.get(name)
     if panel is None:
         return what
-    saturated = (f" (saturated: {panel.floor_fraction:.0%} of bins on the floor)"
+    saturated = (f" (saturated: {panel.floor_fraction:.0%} on the floor)"
                  if panel.floor_fraction >= metrics.FLOOR_SATURATION_FRACTION else "")
-    return (f"{what}\np25_paper {panel.p25_paper_db:.2f} dB{saturated};  loudness "
-            f"{panel.loudness_lufs:.1f} LUFS;  noise floor {panel.noise_floor_db:.1f} dB")
+    return (f"{what}\np25_paper {panel.p25_paper_db:.2f} dB{saturated}; {panel.loudness_lufs:.1f} LUFS; "
+            f"floor {panel.noise_floor_db:.1f} dB")
+
+
+def difference_image_db(y: np.ndarray, x: np.ndarray, sr: int, per_column: int = 1) -> np.ndarray:
+    """`mel_image_db` of the mono downmix of `y - x` (both `(channels, samples)`, one shape),
+    built channel by channel (no full-size multichannel difference)."""
+    d = np.subtract(y[0], x[0], dtype=np.float32)
+    for c in range(1, y.shape[0]):
+        d += y[c]
+        d -= x[c]
+    if y.shape[0] > 1:
+        d /= np.float32(y.shape[0])
+    return mel_image_db(d, sr, per_column)
+
+
+def _difference_title(name: str, restored) -> str:
+    """What a difference panel shows: the result minus the input, and how large that is."""
+    c = restored.change
+    before = " before the loudness target's gain" if restored.pre_gain is not None else ""
+    what = f"{MODE_LABELS[name]} - input{before}"
+    if c is None:
+        return what
+    if not c.changed:
+        return f"{what}\nno difference (max |difference| {c.max_abs_diff:.1g}): unchanged"
+    return f"{what}\ndifference {c.difference_db:.1f} dB re input; max |difference| {c.max_abs_diff:.2g}"
 
 
 def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path:
     """Input / direct / stem-wise / routed mel spectrograms, one colour scale, one time axis
-    (the stem-wise panel only when the clip was separated)."""
+    (the stem-wise panel only when the clip was separated), each result beside the spectrogram
+    of what it changed (output minus input; see the module doc)."""
     names = ["input"] + [m for m in COMPARE_MODES if m in result.outputs]
     signals = {"input": result.mix, **{m: result.outputs[m].audio for m in names[1:]}}
     per_column = frames_per_column(result.mix.shape[-1])
     by_array: dict[int, np.ndarray] = {}  # routed often IS the stem-wise or direct result
-    for y in signals.values():
+    diffs: dict[int, np.ndarray | None] = {}
+    for m in names:
+        y = signals[m]
         if id(y) not in by_array:
             by_array[id(y)] = mel_image_db(y, sr, per_column)
+        if m != "input" and id(y) not in diffs:
+            r = result.outputs[m]
+            unchanged = r.change is not None and not r.change.changed
+            before = r.pre_gain if r.pre_gain is not None else y
+            diffs[id(y)] = None if unchanged else difference_image_db(before, result.mix, sr, per_column)
     images = {n: by_array[id(signals[n])] for n in names}
+    differences = {n: diffs[id(signals[n])] for n in names[1:]}
     clim = _colour_limits(list(images.values()))
+    drawn = [d for d in differences.values() if d is not None]
+    diff_clim = _colour_limits(drawn) if drawn else clim
 
-    fig, grid, cax = _grid(len(names), 1, title_lines=2)
-    axes = grid[:, 0]
-    for ax, n in zip(axes, names):
-        im = _draw(ax, images[n], sr, per_column, clim)
-        ax.set_title(_panel_title(n, result), fontsize=9, loc="left")
-        ax.set_ylabel("Hz (mel scale)", fontsize=8)
-    axes[-1].set_xlabel("time (s)", fontsize=8)
-    axes[-1].set_xlim(0.0, result.mix.shape[-1] / sr)
+    fig, axes, (cax, diff_cax) = _grid(len(names), 2, title_lines=3, colourbars=2)
+    im = diff_im = None
+    for row, n in zip(axes, names):
+        im = _draw(row[0], images[n], sr, per_column, clim)
+        row[0].set_title(_panel_title(n, result), fontsize=8, loc="left")
+        row[0].set_ylabel("Hz (mel scale)", fontsize=8)
+        if n == "input":
+            row[1].set_axis_off()
+            row[1].text(0.0, 0.5, "right: each result minus the input\n(mel spectrogram of the difference signal,\n"
+                        "a colour scale of its own: see each title for its level)", fontsize=8, va="center",
+                        transform=row[1].transAxes)
+            continue
+        row[1].set_title(_difference_title(n, result.outputs[n]), fontsize=8, loc="left")
+        if differences[n] is None:
+            row[1].set_facecolor("0.92")
+            row[1].text(0.5, 0.5, "unchanged: nothing to show", ha="center", va="center", fontsize=9,
+                        transform=row[1].transAxes)
+        else:
+            diff_im = _draw(row[1], differences[n], sr, per_column, diff_clim, cmap=DIFF_CMAP)
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)", fontsize=8)
+    axes[-1, 0].set_xlim(0.0, result.mix.shape[-1] / sr)
     _colourbar(fig, im, cax)
-    _suptitle(fig, f"Mel spectrograms, preset {result.preset.name}", sr, per_column)
+    if diff_im is not None:
+        _colourbar(fig, diff_im, diff_cax, "mel power of output - input, dB re 1.0 (own scale)")
+    else:
+        diff_cax.set_axis_off()
+    _suptitle(fig, f"Mel spectrograms, preset {result.preset.name}; right: what each result changed", sr, per_column)
     return _save(fig, Path(out_path))
 
 
@@ -230,6 +301,15 @@ def _after_title(view: StemView, decision: str, preset_name: str) -> str:
     return f"after: restored ({preset_name}), {level}\n{used}"
 
 
+def stem_source(separator: dict) -> str:
+    """Where the stems came from, as the stems figure labels them: the user's own stems (a stems
+    folder, a prompt set's stems) or a separator's output."""
+    if separator.get("name") == "stems":
+        return "your stems"
+    model = separator.get("model")
+    return f"separated ({separator.get('name')}{' ' + model if model else ''})"
+
+
 def stems_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path | None:
     """Each stem before and after restoration, a row per stem titled with the router's decision
     and reason; None (nothing written) when the clip was not separated."""
@@ -253,7 +333,7 @@ def stems_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path | None
                  "\n".join(textwrap.wrap(router, ROUTER_WRAP_CHARS, max_lines=ROUTER_LINES, placeholder=" ...")),
                  ha="left", va="bottom", fontsize=9, fontweight="bold")
         level = f", {d.rms_dbfs:.1f} dBFS ({d.rel_db:+.1f} dB re mix)" if d else ""
-        row[0].set_title(f"before: separated{level}", fontsize=9, loc="left")
+        row[0].set_title(f"before: {stem_source(result.separator)}{level}", fontsize=9, loc="left")
         im = _draw(row[0], before[n], sr, per_column, clim)
         row[0].set_ylabel("Hz (mel scale)", fontsize=8)
         if n in after:

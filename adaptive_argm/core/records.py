@@ -180,7 +180,8 @@ class CompareResult:
     delivered: dict[str, outputs.Delivered] = field(default_factory=dict)
 
     def identical_to_reference(self, mode: str) -> bool:
-        """The result is an exact copy of the reference (its SI-SDR is +inf, which JSON writes as null)."""
+        """The result (or the `input`) is an exact copy of the reference: its SI-SDR is +inf, which
+        JSON writes as null, and tables show as "identical"."""
         panel = self.metrics.get(mode)
         return panel is not None and panel.si_sdr_db == math.inf
 
@@ -193,9 +194,9 @@ class CompareResult:
             "router": {**self.plan.to_dict(), "stems": [s.to_dict() for s in self.plan.stems]},
             "outputs": {m: {"path": self.paths.get(m), "peak_dbfs": r.clip.peak_after_dbfs,
                             **(self.delivered[m].to_dict() if m in self.delivered else {}), **r.record(),
-                            "residual": self.delivered[m].residual_dict() if m in self.delivered else None,
-                            "identical_to_reference": self.identical_to_reference(m)}
+                            "residual": self.delivered[m].residual_dict() if m in self.delivered else None}
                         for m, r in self.outputs.items()},
+            "identical_to_reference": {m: self.identical_to_reference(m) for m in ("input", *self.outputs)},
             "metrics": {k: (p.to_dict() if p is not None else None) for k, p in self.metrics.items()},
             "warnings": self.warnings,
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},

@@ -45,6 +45,9 @@ class Table:
     title: str = ""
     signed: bool = False
     marked: frozenset[tuple[int, int]] = frozenset()
+    align: tuple[str, ...] = ()
+    """`left` or `right` per column (default: right for columns of numbers, left for text)."""
+    caption: str = ""
 
     def cells(self) -> list[list[str]]:
         """Every row as the strings it shows."""
@@ -71,46 +74,3 @@ def markdown(table: Table) -> str:
     lines = ["| " + " | ".join(table.header) + " |", "|" + "|".join("---" for _ in table.header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in table.cells()]
     return "\n".join(lines)
-
-
-def metric_table(columns: dict[str, dict], directions: dict[str, str] | None = None,
-                 keys: list[str] | None = None, title: str = "Metrics") -> Table:
-    """Rows = metrics (`keys`, default: every numeric key of the first column), columns = the named
-    results (metric dicts, e.g. report.json's panels). Each row's best value among the non-input
-    columns is marked, by that metric's direction (`metrics.DIRECTIONS`)."""
-    names = list(columns)
-    first = columns[names[0]]
-    keys = keys or [k for k in first if isinstance(first.get(k), (int, float)) or first.get(k) is None]
-    rows, marked = [], set()
-    for r, k in enumerate(keys):
-        values = [columns[n].get(k) for n in names]
-        marked |= {(r, 1 + c) for c in _best_columns(k, names, values, columns, directions or {})}
-        rows.append((k, *values))
-    return Table(("metric", *names), tuple(rows), title=title, marked=frozenset(marked))
-
-
-def _best_columns(key, names, values, columns, directions) -> set[int]:
-    """The best column and every column that ties with it as printed (routed is often the very
-    same result as direct or stem-wise, and a difference the table cannot show is no win); none
-    when all results tie, as then none is better."""
-    best = _best_column(key, names, values, columns, directions)
-    if best is None:
-        return set()
-    results = [i for i, v in enumerate(values) if names[i] != "input" and isinstance(v, (int, float))]
-    ties = {i for i in results if fmt(values[i]) == fmt(values[best])}
-    return set() if len(ties) == len(results) else ties
-
-
-def _best_column(key, names, values, columns, directions) -> int | None:
-    direction = directions.get(key)
-    candidates = [(i, v) for i, v in enumerate(values)
-                  if names[i] != "input" and isinstance(v, (int, float)) and v is not None and math.isfinite(v)]
-    if len(candidates) < 2 or direction not in ("higher", "lower", "closer-to-input"):
-        return None
-    if direction == "closer-to-input":
-        ref = columns.get("input", {}).get(key)
-        if not isinstance(ref, (int, float)) or ref is None or not math.isfinite(ref):
-            return None
-        return min(candidates, key=lambda iv: abs(iv[1] - ref))[0]
-    pick = max if direction == "higher" else min
-    return pick(candidates, key=lambda iv: iv[1])[0]

@@ -1,9 +1,12 @@
-"""The listening report of an eval run: one self-contained HTML page (inline CSS, no scripts,
-relative links only) with, per clip, the prompt, players for input / direct / stem-wise /
-routed, the figures, the router's decisions and the metric table.
+"""The listening report of an eval run: one self-contained HTML page (inline CSS, no scripts)
+with, per clip, the prompt, players for input / direct / stem-wise / routed, the figures, the
+router's decisions and the metric table, best results marked by the rule the CLI uses
+(`core.ranking`).
 
-Only files that exist are linked, so the page has no broken links wherever the results
-folder is moved or served from.
+Self-contained: figures and audio are embedded as data URIs (`embed`; the audio as 16-bit FLAC
+listening copies), so the page works alone, copied anywhere. Only clips longer than
+`embed.EMBED_AUDIO_MAX_S` link their audio files in clips/<id>/ beside it, and say so at the
+player. Links to the result files (CSV, JSON) are relative and only to files that exist.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..config import MODE_LABELS
-from ..core import audio, metrics
+from ..core import audio, metrics, ranking
 from ..core.table import Table, fmt
+from . import embed
 from .records import CLIPS_DIR, COMPARE_JSON, FIGURES, INPUT_COPY, ROW_MODES, EvalResult
-from .tables import score, wins_table
+from .tables import output_name, wins_table
 
 REPORT_NAME = "report.html"
 
@@ -31,6 +35,8 @@ th,td{border:1px solid #d5dbe1;padding:.22em .55em;text-align:right;vertical-ali
 th:first-child,td:first-child,td.text,th.text{text-align:left}
 thead th{background:#eef2f5}
 td.best{font-weight:700;background:#e3f4e6}
+.legend{font-size:.85em;color:#5b6670;max-width:70em}
+.changed-false{color:#9a6700}.changed-true{color:#1a7f37}
 .clip{background:#fff;border:1px solid #d5dbe1;border-radius:8px;padding:1em 1.2em;margin:1.2em 0}
 .clip.failed,.clip.skipped{border-color:#e0a39b;background:#fff7f6}
 .prompt{font-style:italic;font-size:1.05em;margin:.3em 0}
@@ -57,34 +63,33 @@ def _rel(result: EvalResult, path: Path) -> str | None:
 
 
 def _fmt(key: str, v) -> str:
-    """A metric's value as the page shows it: fractions in percent, bandwidth in kHz."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return fmt(None)
-    if "fraction" in key:
-        return fmt(100.0 * v, 1) + "%"
-    if key == "bandwidth_hz":
-        return fmt(v / 1000) + " k"
-    return fmt(float(v))
+    """A value as the page shows it: metrics as every table shows them (`ranking.shown`)."""
+    if key in metrics.DIRECTIONS:
+        return ranking.shown(key, v)
+    return fmt(None) if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt(float(v))
 
 
 def _metric_table(result: EvalResult, cmp: dict) -> str:
+    """The clip's metric panel, the best results of each row marked as the CLI marks them."""
     modes = [m for m in ROW_MODES if cmp["metrics"].get(m) is not None]
+    identical = cmp.get("identical_to_reference", {})
     head = "".join(f"<th>{escape(MODE_LABELS[m])}</th>" for m in modes)
     rows = []
     for key, label in metrics.LABELS.items():
         vals = {m: cmp["metrics"][m].get(key) for m in modes}
-        scores = {m: score(key, vals[m], vals.get("input")) for m in modes if m != "input"}
-        finite = [s for s in scores.values() if s is not None]
-        best = max(finite) if len(finite) > 1 and max(finite) != min(finite) else None
+        winners = ranking.best(key, {m: v for m, v in vals.items() if m != "input"}, vals.get("input"), identical,
+                               identical.get("input", False))
         cells = "".join(
-            f'<td class="best">{_fmt(key, vals[m])}</td>' if best is not None and scores.get(m) == best
-            else f"<td>{_fmt(key, vals[m])}</td>" for m in modes)
+            f'<td class="best">{escape(ranking.shown(key, vals[m], identical.get(m, False)))} {ranking.MARK}</td>'
+            if m in winners else f"<td>{escape(ranking.shown(key, vals[m], identical.get(m, False)))}</td>"
+            for m in modes)
         unit = metrics.UNITS[key] or ("%" if "fraction" in key else "")
-        unit = "kHz" if key == "bandwidth_hz" else unit
+        unit = "" if key == "bandwidth_hz" else unit
         rows.append(f'<tr><td class="text">{escape(label)}</td><td class="text muted">{escape(unit)}</td>'
                     f'<td class="text muted">{escape(metrics.DIRECTIONS[key])}</td>{cells}</tr>')
     return (f'<table class="metrics"><thead><tr><th class="text">metric</th><th class="text">unit</th>'
-            f'<th class="text">better</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+            f'<th class="text">better</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            f'<p class="legend">{escape(ranking.legend(list(metrics.LABELS)))}</p>')
 
 
 def _router_table(cmp: dict) -> str:
@@ -100,15 +105,34 @@ def _router_table(cmp: dict) -> str:
             f'<th class="text">decision</th><th class="text">reason</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
-def _figures(result: EvalResult, clip_dir: Path) -> str:
+def _figures(clip_dir: Path) -> str:
+    """The clip's figures, embedded."""
     names = list(FIGURES) + sorted(p.name for p in clip_dir.glob("*.png") if p.name not in FIGURES)
     parts = []
     for name in names:
-        href = _rel(result, clip_dir / name)
-        if href:
+        if (clip_dir / name).is_file():
             alt = f"{clip_dir.name}: {Path(name).stem}"
-            parts.append(f'<a href="{href}"><img src="{href}" alt="{escape(alt)}" loading="lazy"></a>')
+            parts.append(f'<img src="{embed.image(clip_dir / name).uri}" alt="{escape(alt)}" '
+                         f'data-file="{escape(f"{CLIPS_DIR}/{clip_dir.name}/{name}")}">')
     return f'<div class="figures">{"".join(parts)}</div>' if parts else ""
+
+
+def _player(result: EvalResult, path: Path, label: str, status: str = "") -> str:
+    """A player for `path`, embedded (or linked beside the page when the clip is long); its
+    `data-file` names the file it plays."""
+    caption = f"<figcaption>{escape(label)}{status}</figcaption>"
+    if not path.is_file():
+        return f'<figure>{caption}<span class="muted small">not made (no separation)</span></figure>'
+    source = escape(path.resolve().relative_to(result.out_dir.resolve()).as_posix())
+    copy = embed.listening_copy(path)
+    if copy is None:
+        href = _rel(result, path)
+        return (f'<figure>{caption}<audio controls preload="none" src="{href}" data-file="{source}"></audio>'
+                f'<span class="muted small">longer than {embed.EMBED_AUDIO_MAX_S:g} s: plays {escape(href)} '
+                f'beside this page</span></figure>')
+    note = f'<span class="muted small">{escape(copy.note)}</span>' if copy.note else ""
+    return (f'<figure>{caption}<audio controls preload="metadata" src="{copy.uri}" data-file="{source}"></audio>'
+            f'{note}</figure>')
 
 
 def _clip_section(result: EvalResult, outcome) -> str:
@@ -131,22 +155,28 @@ def _clip_section(result: EvalResult, outcome) -> str:
     players = []
     for mode in ROW_MODES:
         label = MODE_LABELS[mode]
-        href = _rel(result, clip_dir / (INPUT_COPY if mode == "input" else f"{mode}.wav"))
-        if mode != "input" and mode not in cmp["outputs"]:
-            href = None
-        if href:
-            players.append(f'<figure><figcaption>{escape(label)}</figcaption>'
-                           f'<audio controls preload="none" src="{href}"></audio></figure>')
-        else:
-            players.append(f'<figure><figcaption>{escape(label)}</figcaption>'
-                           f'<span class="muted small">not made (no separation)</span></figure>')
+        if mode == "input":
+            players.append(_player(result, clip_dir / INPUT_COPY, label))
+            continue
+        out = cmp["outputs"].get(mode)
+        changed = out.get("changed") if out else None
+        status = ("" if changed is None else
+                  f' · <span class="changed-{str(changed).lower()}">{"changed" if changed else "unchanged"}</span>')
+        path = clip_dir / output_name(cmp, mode) if out else clip_dir / f".{mode}-not-made"
+        players.append(_player(result, path, label, status))
+    summaries: dict[str, list[str]] = {}
+    for mode, out in cmp["outputs"].items():
+        if out.get("change"):
+            summaries.setdefault(out["change"]["summary"], []).append(MODE_LABELS[mode])
+    changes = "".join(f"<li>{escape(', '.join(modes))}: {escape(text)}</li>" for text, modes in summaries.items())
+    changes = f'<ul class="small changes">{changes}</ul>' if changes else ""
     warnings = [f"{m}: {w}" for m, ws in cmp.get("warnings", {}).items() for w in ws] + list(outcome.notes)
     warn_html = "".join(f"<li>{escape(w)}</li>" for w in warnings)
     warn_html = f'<ul class="small">{warn_html}</ul>' if warn_html else ""
     json_href = _rel(result, clip_dir / COMPARE_JSON)
     link = f' <a class="small" href="{json_href}">compare.json</a>' if json_href else ""
     return (f'<article class="clip" id="clip-{escape(clip.id)}">{head}'
-            f'<div class="players">{"".join(players)}</div>{_figures(result, clip_dir)}'
+            f'<div class="players">{"".join(players)}</div>{changes}{_figures(clip_dir)}'
             f'{_metric_table(result, cmp)}{_router_table(cmp)}{warn_html}{link}</article>')
 
 
@@ -172,7 +202,9 @@ def _overview(result: EvalResult) -> str:
              + "".join(f"<th>{escape(m)} (n={a.counts[m]})</th>" for m in ROW_MODES)
              + f'</tr></thead><tbody>{mean_rows}</tbody></table>')
     direct = "".join(f'<li><a href="#clip-{escape(c)}">{escape(c)}</a>: {escape(r)}</li>' for c, r in a.direct_clips)
-    return (f'<h2>Routed vs forced modes (routed better / tied / worse, per clip)</h2>{wins}'
+    unchanged = ", ".join(f"{escape(MODE_LABELS[m])} {n} of {a.counts[m]}" for m, n in a.unchanged.items())
+    return (f'<p>Unchanged (nothing changed beyond DC and format): {unchanged or "none"}.</p>'
+            f'<h2>Routed vs forced modes (routed better / tied / worse, per clip)</h2>{wins}'
             f'<h2>Per-mode means</h2>{means}'
             f'<h2>Clips the router sent to direct</h2><ul>{direct or "<li>none</li>"}</ul>')
 
@@ -196,7 +228,9 @@ def render(result: EvalResult) -> str:
 <p class="muted">{len(result.outcomes)} clips: {a.status['ok']} evaluated, {a.status['failed']} failed,
 {a.status['skipped']} skipped · separator <code>{escape(result.settings.separation.separator)}</code> · preset
 <code>{escape(result.settings.pipeline.preset)}</code> · metrics at {audio.WORK_SR} Hz, mono downmix; intrusive
-scores against the input itself (how far a mode moved the audio, not how clean it is).</p>
+scores against the input itself (how far a mode moved the audio, not how clean it is). Figures and players are
+embedded: the page needs no other file (players play 16-bit FLAC listening copies; the results as written are in
+<code>clips/</code>; clips over {embed.EMBED_AUDIO_MAX_S:g} s play those files and say so).</p>
 <p>{links}</p>{notices}</header>
 <main>{_overview(result)}
 <h2>Clips</h2><nav><ul>{toc}</ul></nav>

@@ -171,10 +171,10 @@ class EvalSettings:
 
     pipeline: pipeline.Settings = field(default_factory=pipeline.Settings)
     separation: SeparatorOptions = field(default_factory=SeparatorOptions)
-    """Its `separator`: auto: Demucs when its weights are here, else none (every clip restored
-    directly, with a notice), as a user without stems gets; stems: a stems entry's own stems
-    (oracle separation), the other entries as auto; demucs: Demucs for every clip (no weights:
-    stop at once). Its `stems` folder is not used: each entry names its own."""
+    """Its `separator`: auto: a stems entry's own stems (as `run --stems` uses a stems folder),
+    else Demucs when its weights are here, else none (the clip restored directly, with a
+    notice); stems: the same, said explicitly; demucs: Demucs for every clip, stems entries
+    included (no weights: stop at once). Its `stems` folder is not used: each entry names its own."""
     generate: bool = False
     generation: musicgen.GenerationSettings = field(default_factory=musicgen.GenerationSettings)
     missing: MissingPolicy = "skip"
@@ -273,9 +273,11 @@ class Aggregate:
     direct_clips: tuple[tuple[str, str], ...]
     """(clip id, router's reason) for each clip the router sent to direct."""
     status: dict[str, int]
+    unchanged: dict[str, int] = field(default_factory=dict)
+    """mode -> clips whose result changed nothing beyond DC and format."""
 
     def to_dict(self) -> dict:
-        return {"means": self.means, "counts": self.counts,
+        return {"means": self.means, "counts": self.counts, "unchanged": self.unchanged,
                 "wins": {m: {k: {"better": w, "tie": t, "worse": l} for k, (w, t, l) in d.items()}
                          for m, d in self.wins.items()},
                 "by_tag": self.by_tag, "direct_clips": [{"clip": c, "reason": r} for c, r in self.direct_clips],

@@ -210,8 +210,10 @@ def _missing_reason(clip: PromptClip, settings: EvalSettings, generation_reason:
 
 
 def _plan_separator(clip: PromptClip, settings: EvalSettings, demucs) -> SeparatorPlan:
+    """An entry's own stems when it gives them (`auto` and `stems`; `demucs` separates every
+    clip), else Demucs when its weights are here, else none."""
     options = settings.separation
-    if options.separator == "stems" and clip.source == "stems":
+    if options.separator in ("auto", "stems") and clip.source == "stems":
         return SeparatorPlan("stems")
     sep, notice = demucs()
     if options.separator == "stems":

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..config import MODE_LABELS
-from ..core import intrusive, metrics
+from ..core import metrics, ranking
 from ..core.report import jsonable
 from ..core.table import Table, fmt, markdown
 from .records import (CLIPS_DIR, FORCED_MODES, INPUT_COPY, ROW_MODES, TAGS, Aggregate, ClipOutcome, EvalResult,
                       PromptClip, PromptSet)
 
-TIE_TOLERANCE = 0.01
-"""Two results within this of each other on a metric are a tie: the panel's printed precision
-(0.01 dB or LU); float rounding between two transparent results is no win."""
 PAPER_METRIC = "p25_paper_db"
 HONEST_METRICS = tuple(k for k, d in metrics.DIRECTIONS.items() if d != "none" and k != PAPER_METRIC)
 """The panel minus the paper's gameable number and the direction-less diagnostics."""
@@ -35,7 +33,8 @@ METRIC_FIELDS = tuple(f.name for f in fields(metrics.MetricPanel))
 BASE_FIELDS = ("clip", "prompt", "tags", "source", "separator", "reference", "mode", "mode_used", "audio",
                "routed_mode", "route_reason")
 STEM_FIELDS = tuple(f"{s}_{what}" for s in TAGS for what in ("decision", "rel_db", "active"))
-OUTPUT_FIELDS = ("clip_action", "peak_out_dbfs", "loudness_gain_db", "warnings")
+OUTPUT_FIELDS = ("clip_action", "peak_out_dbfs", "loudness_gain_db", "changed", "format", "bits",
+                 "loudness_out_lufs", "true_peak_dbtp", "warnings")
 ROW_FIELDS = BASE_FIELDS + METRIC_FIELDS + STEM_FIELDS + OUTPUT_FIELDS
 """results.csv's columns, in order; results.json's rows carry the same keys."""
 
@@ -60,33 +59,24 @@ def rows_for(clip: PromptClip, cmp: dict) -> list[dict]:
             continue
         out = cmp["outputs"].get(mode, {})
         row = {**base, "mode": mode, "mode_used": out.get("mode_used"),
-               "audio": f"{CLIPS_DIR}/{clip.id}/{INPUT_COPY if mode == 'input' else mode + '.wav'}",
+               "audio": f"{CLIPS_DIR}/{clip.id}/{INPUT_COPY if mode == 'input' else output_name(cmp, mode)}",
                **{k: panel.get(k) for k in METRIC_FIELDS},
                "clip_action": out.get("clip_action"), "peak_out_dbfs": out.get("peak_dbfs"),
-               "loudness_gain_db": out.get("loudness_gain_db"),
+               "loudness_gain_db": out.get("loudness_gain_db"), "changed": out.get("changed"),
+               "format": out.get("format"), "bits": out.get("bits"), "loudness_out_lufs": out.get("loudness_lufs"),
+               "true_peak_dbtp": out.get("true_peak_dbtp"),
                "warnings": "; ".join(cmp.get("warnings", {}).get(mode, [])) or None}
         rows.append(jsonable({k: row.get(k) for k in ROW_FIELDS}))
     return rows
 
 
+def output_name(cmp: dict, mode: str) -> str:
+    """The file name of a mode's result, as its compare.json records it (.wav or .flac)."""
+    path = cmp["outputs"].get(mode, {}).get("path")
+    return Path(path).name if path else f"{mode}.wav"
+
+
 # --- aggregation -----------------------------------------------------------------------------
-
-
-def score(metric: str, value, input_value) -> float | None:
-    """A value on a higher-is-better scale by the metric's direction (None: no direction or no
-    finite value)."""
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    direction = metrics.DIRECTIONS.get(metric)
-    if direction == "higher":
-        return intrusive.capped(float(value))
-    if direction == "lower":
-        return -float(value)
-    if direction == "closer-to-input":
-        if not isinstance(input_value, (int, float)) or not math.isfinite(input_value):
-            return None
-        return -abs(float(value) - float(input_value))
-    return None
 
 
 
@@ -105,18 +95,20 @@ def aggregate(prompt_set: PromptSet, outcomes: tuple[ClipOutcome, ...], compares
             vals = [r[k] for r in have if isinstance(r[k], (int, float)) and math.isfinite(r[k])]
             means[mode][k] = float(np.mean(vals)) if vals else None
     wins: dict[str, dict] = {}
+    identical = {cid: cmp.get("identical_to_reference", {}) for cid, cmp in compares.items()}
     for forced in FORCED_MODES:
         wins[forced] = {}
         for k in (PAPER_METRIC,) + HONEST_METRICS:
             w = t = l = 0
-            for modes in by_clip.values():
+            for cid, modes in by_clip.items():
                 if forced not in modes or "routed" not in modes:
                     continue
-                ref = modes["input"][k]
-                a, b = score(k, modes["routed"][k], ref), score(k, modes[forced][k], ref)
+                ref, same = modes["input"][k], identical.get(cid, {})
+                a = ranking.score(k, modes["routed"][k], ref, same.get("routed", False), same.get("input", False))
+                b = ranking.score(k, modes[forced][k], ref, same.get(forced, False), same.get("input", False))
                 if a is None or b is None:
                     continue
-                if abs(a - b) <= TIE_TOLERANCE:
+                if a == b:  # equal as shown
                     t += 1
                 elif a > b:
                     w += 1
@@ -140,7 +132,9 @@ def aggregate(prompt_set: PromptSet, outcomes: tuple[ClipOutcome, ...], compares
                    if cmp["router"]["mode_used"] == "direct")
     status = {s: sum(1 for o in outcomes if o.status == s) for s in ("ok", "failed", "skipped")}
     status["reused"] = sum(1 for o in outcomes if o.reused)
-    return Aggregate(means, counts, wins, by_tag, direct, status)
+    unchanged = {m: sum(1 for cmp in compares.values() if cmp["outputs"].get(m, {}).get("changed") is False)
+                 for m in ROW_MODES[1:]}
+    return Aggregate(means, counts, wins, by_tag, direct, status, unchanged)
 
 
 
@@ -201,10 +195,13 @@ def summary_markdown(result: EvalResult) -> str:
                 lines.append(f"- routed vs {forced}: better in {w}, tied in {t}, worse in {l} of {w + t + l} "
                              f"clip x metric comparisons ({len(HONEST_METRICS)} honest metrics)")
         lines += ["", "Per metric, routed better / tied / worse (clips with both results; "
-                  f"ties within {TIE_TOLERANCE:g}):", "", markdown(wins_table(a))]
+                  "tied: equal as the tables show them):", "", markdown(wins_table(a))]
     else:
         lines.append("No clip was evaluated.")
-    lines += ["", "## Per-mode means", ""]
+    lines += ["", "## Unchanged results", "",
+              "Clips whose result changed nothing beyond DC and format (numeric check against the input): "
+              + ", ".join(f"{MODE_LABELS[m]} {n} of {a.counts[m]}" for m, n in a.unchanged.items()) + ".",
+              "", "## Per-mode means", ""]
     header = ("metric", *(f"{m} (n={a.counts[m]})" for m in ROW_MODES))
     lines.append(markdown(Table(header, tuple((k, *(fmt(a.means[m][k], 3 if "fraction" in k else 2)
                                                     for m in ROW_MODES)) for k in METRIC_FIELDS))))
