@@ -195,7 +195,7 @@ def test_cli_compare_with_reference_prints_one_table_and_fills_intrusive_scores(
     assert not list(out.glob("*.png"))
     for header in ("input", "direct", "stem-wise", "routed", "si_sdr_db", "p25_paper_db"):
         assert header in r.stdout
-    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("│ p25_paper_db ")]
+    rows = [ln for ln in r.stdout.splitlines() if ln.split("│")[0].strip() == "p25_paper_db"]
     assert len(rows) == 1  # one metric table, not one per result
 
 
@@ -210,8 +210,8 @@ def _marked(table, row: str) -> list[str]:
     """The column headers whose cell in `row` carries the best-value mark."""
     console = Console(record=True, width=200)
     console.print(table)
-    line = next(ln for ln in console.export_text().splitlines() if ln.startswith(f"│ {row} "))
-    cells = [c.strip() for c in line.strip("│").split("│")][1:]
+    line = next(ln for ln in console.export_text().splitlines() if ln.split("│")[0].strip() == row)
+    cells = [c.strip() for c in line.split("│")][1:]
     return [h for h, c in zip(["input", "direct", "stem-wise", "routed"], cells) if c.endswith("*")]
 
 

@@ -11,10 +11,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..config import COMPARE_MODES
 from ..core import results
+from ..core.table import Table
 from ..core.presets import PresetError
 from ..evaluation import benchmark as bench
 from ..evaluation import degrade
-from ..evaluation.benchmark_tables import goals, goals_table, headline_table, means, run_into, tables_set
+from ..evaluation.benchmark_tables import goals, headline_table, means, run_into, tables_set
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
 from .tables import render
@@ -91,8 +92,11 @@ def benchmark(
         console.print(render(headline_table(means(result.cases),
                                             title="Mean SI-SDR change vs the degraded input (dB), 44.1 kHz")))
         for p in settings.presets:
-            if p != "paper":
-                console.print(render(goals_table(goals(result.cases, p), title="Goals (issue 6)")))
+            if p != "paper":  # one preset per table: its column would repeat one name
+                gs = goals(result.cases, p)
+                console.print(render(Table(("goal", "mode", "measured", "target", "met", "worst case"),
+                                           tuple((g.goal, g.mode, g.value, g.target, g.passed, g.where) for g in gs),
+                                           title=f"Goals (issue 6), preset {p}", signed=True)))
         console.print(f"{len(result.cases)} cases ({len(clips)} clips x {len(settings.degradations)} degradations), "
                       f"{result.wall_s:.1f} s with {result.jobs} worker(s); wrote "
                       + ", ".join(str(p) for p in written), highlight=False)

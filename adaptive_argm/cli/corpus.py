@@ -9,12 +9,11 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ..evaluation import corpus as rc
 from ..evaluation import multitrack as mt
-from ..core.table import fmt
 from .app import UsageError, app, console, err_console, friendly_errors, is_tty
+from .tables import excerpts_table, songs_table
 
 corpus_app = typer.Typer(no_args_is_help=True, help="Build a benchmark corpus (real-music excerpts or MIDI multitracks).")
 app.add_typer(corpus_app, name="corpus")
@@ -71,14 +70,7 @@ def real(
             raise UsageError(f"--duration {duration}: must be positive")
         result = _run("excerpt", len(files), lambda step: rc.build_real_corpus(
             [str(f) for f in files], out, duration, target_lufs, peak_dbfs, progress=step))
-        t = Table(title=f"{len(result.excerpts)} excerpts in {out}", title_justify="left")
-        for c in ("track", "kHz", "offset s", "gain dB", "LUFS", "peak dBFS", "bandwidth kHz"):
-            t.add_column(c, justify="left" if c == "track" else "right")
-        for e in result.excerpts:
-            bw = f"{e.bandwidth_hz / 1000:.1f}" if e.full_band else f"[yellow]{e.bandwidth_hz / 1000:.1f}[/]"
-            t.add_row(e.track_id, f"{e.sample_rate / 1000:g}", f"{e.offset_s:.1f}", fmt(e.gain_db),
-                      fmt(e.loudness_lufs), fmt(e.peak_dbfs), bw)
-        console.print(t)
+        console.print(excerpts_table(result.excerpts, out))
         for e in result.excerpts:
             if not e.full_band:
                 err_console.print(f"[yellow]warning:[/] {e.track_id}: content only to {e.bandwidth_hz / 1000:.1f} kHz "
@@ -106,10 +98,4 @@ def midi(
                              "(Debian: fluid-soundfont-gm or timgm6mb-soundfont)")
         result = _run("render", len(files), lambda step: mt.build_midi_corpus(
             [str(f) for f in files], out, soundfont, max_duration, target_lufs, peak_dbfs, progress=step))
-        t = Table(title=f"{len(result.songs)} songs in {out} (mixed = sum of stems)", title_justify="left")
-        for c in ("song", "s", "gain dB", "LUFS", "peak dBFS", *mt.FAMILIES):
-            t.add_column(c, justify="left" if c == "song" else "right")
-        for s in result.songs:
-            t.add_row(s.song, f"{s.duration_s:.1f}", fmt(s.gain_db), fmt(s.loudness_lufs), fmt(s.peak_dbfs),
-                      *[str(s.stems[f].notes) if s.stems[f].present else "[dim]-[/]" for f in mt.FAMILIES])
-        console.print(t)
+        console.print(songs_table(result.songs, out))

@@ -120,6 +120,9 @@ def batch_progress():
 
 def print_batch(result: batch.BatchResult) -> None:
     console.print(batch_table(result))
+    for f in result.files:
+        if f.status == "failed":
+            console.print(f"[red]failed:[/] {Path(f.out_dir).name}: {f.error}", highlight=False, soft_wrap=True)
     c = result.counts()
     console.print(f"{c['done']} restored, {c['skipped']} already up to date, {c['failed']} failed; "
                   f"{c['unchanged']} unchanged (nothing changed beyond DC and format); "
