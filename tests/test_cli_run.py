@@ -163,3 +163,13 @@ def test_an_output_path_that_is_a_file_is_a_usage_error(stereo_song, tmp_path):
 def test_bad_option_value_is_a_usage_error(stereo_song):
     song, _ = stereo_song
     one_line_error(cli("run", song, "--mode", "sideways"), 2)
+
+
+def test_version_is_the_package_version():
+    import tomllib
+    from pathlib import Path
+
+    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    r = cli("--version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"adaptive-argm {declared}"

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from ..config import SettingError, UserError, describe_error
+from ..config import VERSION, SettingError, UserError, describe_error
 from ..core import interrupts
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -72,6 +72,13 @@ def is_tty() -> bool:
     return sys.stderr.isatty()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"adaptive-argm {VERSION}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print the version and exit.")) -> None:
     """Restore text-to-music outputs: separate, route, restore, remix, measure."""
