@@ -31,8 +31,9 @@ def _choices(values: tuple[str, ...]) -> str:
 
 Mode = typer.Option("routed", FLAGS["mode"], help="routed | stemwise (always separate) | direct (never separate).")
 Separator = typer.Option("auto", FLAGS["separator"], help=f"{_choices(SEPARATORS)}.", rich_help_panel=SEP)
-Stems = typer.Option(None, FLAGS["stems"], help="Folder of stems you already have (<name>.wav ...).",
-                     rich_help_panel=SEP)
+Stems = typer.Option(None, FLAGS["stems"], rich_help_panel=SEP,
+                     help="Folder of stems you already have: drums, bass, other, vocals as <name>.wav|flac|... "
+                          "(other names are summed into other; mix/mixed/mixture/input are left out).")
 Model = typer.Option(DEFAULT_MODEL, "--model", help="Demucs model name (mdx is the method's).", rich_help_panel=SEP)
 ModelRepo = typer.Option(None, FLAGS["model_repo"], help="Local folder with NAME.yaml and SIG-*.th weights.",
                          rich_help_panel=SEP)
