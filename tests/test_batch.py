@@ -212,3 +212,48 @@ def test_ctrl_c_stops_the_workers_and_writes_the_record(tmp_path):
     for track in out.iterdir():
         if track.is_dir():  # a folder holds a finished result or nothing
             assert (track / "report.json").is_file() == (track / "restored.wav").is_file(), track
+
+
+def test_recursive_finds_audio_in_subfolders_and_mirrors_the_tree(tmp_path):
+    tree = tmp_path / "albums"
+    files = ["intro.wav", "first/cd1/song.wav", "first/cd1/song.flac", "first/cd2/song.wav", "second/live/x.wav"]
+    for i, name in enumerate(files):
+        clip(tree / name, seconds=0.5, seed=i)
+    (tree / ".hidden").mkdir()
+    clip(tree / ".hidden" / "secret.wav", seconds=0.5)
+    out = tmp_path / "out"
+    flat = cli("run", tree, "--mode", "direct", "-o", tmp_path / "flat")
+    assert flat.exit_code == 0, flat.stderr
+    assert statuses(tmp_path / "flat") == {"intro": "done"}  # without --recursive: this folder only
+    r = cli("run", tree, "--recursive", "--mode", "direct", "-o", out)
+    assert r.exit_code == 0, r.stderr
+    done = {Path(f["out_dir"]).relative_to(out).as_posix(): Path(f["input"]).relative_to(tree).as_posix()
+            for f in record(out)["files"]}
+    assert done == {"intro": "intro.wav", "first/cd1/song-wav": "first/cd1/song.wav",
+                    "first/cd1/song-flac": "first/cd1/song.flac", "first/cd2/song": "first/cd2/song.wav",
+                    "second/live/x": "second/live/x.wav"}
+    for folder in done:
+        assert (out / folder / "report.json").is_file()
+    for folder in ("first/cd1/song-flac", "second/live/x"):
+        assert folder in r.stdout  # the table names each result by its place in the tree
+    again = cli("run", tree, "--recursive", "--mode", "direct", "-o", out)
+    assert again.exit_code == 0, again.stderr
+    assert set(statuses(out).values()) == {"skipped"}
+
+
+def test_recursive_output_inside_the_input_tree_never_takes_its_results_for_inputs(tmp_path):
+    tree = tmp_path / "songs"
+    clip(tree / "a" / "one.wav", seconds=0.5)
+    out = tree / "restored"
+    for _ in range(2):
+        r = cli("run", tree, "-r", "--mode", "direct", "--residual", "-o", out)
+        assert r.exit_code == 0, r.stderr
+        assert [Path(f["input"]).name for f in record(out)["files"]] == ["one.wav"]
+
+
+def test_recursive_folders_with_the_same_layout_get_their_own_names(tmp_path):
+    for side in ("left", "right"):
+        clip(tmp_path / side / "take" / "mix.wav", seconds=0.5)
+    jobs = batch.plan_jobs(batch.collect_inputs([tmp_path / "left", tmp_path / "right"], recursive=True),
+                           tmp_path / "out", trees=[tmp_path / "left", tmp_path / "right"])
+    assert [j.out_dir.relative_to(tmp_path / "out").as_posix() for j in jobs] == ["left/take/mix", "right/take/mix"]

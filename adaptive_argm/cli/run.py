@@ -12,7 +12,7 @@ from ..core import batch, pipeline, results
 from ..core.table import fmt
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
-from .tables import batch_table, metrics_table, stems_table
+from .tables import batch_table, metrics_table, stems_table, track_label
 
 STAGE_TEXT = {"load": "loading", "separate": "separating", "route": "routing", "restore": "restoring",
               "measure": "measuring", "write": "writing"}
@@ -122,7 +122,7 @@ def print_batch(result: batch.BatchResult) -> None:
     console.print(batch_table(result))
     for f in result.files:
         if f.status == "failed":
-            console.print(f"[red]failed:[/] {Path(f.out_dir).name}: {f.error}", highlight=False, soft_wrap=True)
+            console.print(f"[red]failed:[/] {track_label(f, result)}: {f.error}", highlight=False, soft_wrap=True)
     c = result.counts()
     console.print(f"{c['done']} restored, {c['skipped']} already up to date, {c['failed']} failed; "
                   f"{c['unchanged']} unchanged (nothing changed beyond DC and format); "
@@ -134,13 +134,13 @@ def print_batch(result: batch.BatchResult) -> None:
 
 
 def run_many(specs: list[str], out: Optional[Path], sep, settings: pipeline.Settings, notice: Optional[str],
-             jobs: int) -> None:
+             jobs: int, recursive: bool = False) -> None:
     if notice:
         err_console.print(f"[yellow]notice:[/] {notice}", soft_wrap=True)
     progress, callbacks = batch_progress()
     with progress:
         result = batch.run_batch(specs, out if out is not None else Path("restored"), sep, settings, notice=notice,
-                                 jobs=jobs, **callbacks)
+                                 jobs=jobs, recursive=recursive, **callbacks)
     print_batch(result)
     if not result.ok:
         raise typer.Exit(1)
@@ -157,6 +157,9 @@ def run(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for a batch (each loads its own model)."),
     mode: str = o.Mode,
     keep_stems: bool = typer.Option(False, "--keep-stems", help="Also write stems/<name>[.restored].wav."),
+    recursive: bool = typer.Option(False, "--recursive", "-r",
+                                   help="Also take audio files in a folder's subfolders; their results keep the "
+                                        "subfolders under OUT."),
     overwrite: bool = o.Overwrite,
     *,
     shared: o.SharedOptions,
@@ -181,12 +184,12 @@ def run(
         sep, notice = shared.resolve_separator(mode=settings.mode, exclude=(input,))
         if many:
             try:
-                batch.collect_inputs(inputs)
+                batch.collect_inputs(inputs, recursive=recursive)
             except (FileNotFoundError, ValueError) as exc:
                 raise UsageError(str(exc)) from None
             if out is not None and out.exists() and not out.is_dir():
                 raise UsageError(f"--out {out}: exists and is not a folder")
-            return run_many(inputs, out, sep, settings, notice, jobs)
+            return run_many(inputs, out, sep, settings, notice, jobs, recursive)
         folder = choose_out(out, input, pipeline.run_kind(input, settings), default_root="restored", overwrite=overwrite,
                             protect=shared.inputs())
         progress, on_stage = stage_progress()

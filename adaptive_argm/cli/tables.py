@@ -142,13 +142,19 @@ def panel_table(panel: metrics.MetricPanel, info: audio.AudioInfo, has_ref: bool
                 ["metric", "value", "unit", "better", "what it is"], rows, right={1}, prose={4})
 
 
+def track_label(f: batch.FileResult, result: batch.BatchResult) -> str:
+    """A batch file's folder as the table names it: its path under the batch's root."""
+    folder, root = Path(f.out_dir), Path(result.out_root)
+    return folder.relative_to(root).as_posix() if folder.is_relative_to(root) else folder.name
+
+
 def batch_table(result: batch.BatchResult) -> RenderableType:
     """One row per file of a batch: status, mode, whether it changed the input, the paper's number
     in and out, time (a failed file's error is printed under the table: it would not fit beside)."""
     rows = []
     for f in result.files:
         changed = fmt(None) if f.changed is None else "yes" if f.changed else "[yellow]no[/]"
-        rows.append([escape(Path(f.out_dir).name), f"[{STATUS_COLOUR[f.status]}]{f.status}[/]",
+        rows.append([escape(track_label(f, result)), f"[{STATUS_COLOUR[f.status]}]{f.status}[/]",
                      f.mode_used or fmt(None), changed, fmt(f.p25_in_db), fmt(f.p25_out_db), fmt(f.time_s, 1)])
     header = ["track", "status", "mode", "changed", "p25 in", "p25 out", "time s"]
     return fill(new_table(escape(f"Batch: {result.out_root}"), "p25 in/out: the paper's number (dB) of the input "

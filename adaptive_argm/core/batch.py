@@ -1,7 +1,8 @@
 """Batch restoration: run `pipeline.run` over many files in worker processes, resumably, and
 record every file's outcome in `batch.json`.
 
-Each input gets its own folder `out_root/<track>/` with the single-run layout (restored.wav or
+Each input gets its own folder `out_root/<track>/` (a recursive batch keeps the subfolders:
+`out_root/<sub>/<track>/`) with the single-run layout (restored.wav or
 .flac, report.json), written as one result set (`core.results`): a folder holds a finished result or
 its earlier one, never part of one. A folder that holds another input's result is never
 reused: the input gets the next free name. A file counts as done when its report.json records
@@ -113,11 +114,22 @@ def _is_output(path: Path, out_root: Path) -> bool:
     return path.is_relative_to(out_root) and (folder / REPORT_FILE).is_file()
 
 
-def collect_inputs(specs: list[str | Path], exclude_under: Path | None = None) -> list[Path]:
-    """The audio files named by `specs`: files as given, a folder's audio files (not recursive),
-    a glob pattern's audio files (`**` recurses). Duplicates are dropped, order kept; results
-    of earlier runs under `exclude_under` (the output folder) are left out. Raises
-    `FileNotFoundError` or `ValueError` for a spec that names nothing."""
+def _tree_files(folder: Path) -> list[Path]:
+    """The audio files in `folder` and its subfolders, folder by folder in name order; hidden
+    folders (a result set's staging folder among them) and links to folders are not entered."""
+    files: list[Path] = []
+    for here, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files.extend(_audio_files(Path(here) / n for n in names))
+    return files
+
+
+def collect_inputs(specs: list[str | Path], exclude_under: Path | None = None, recursive: bool = False) -> list[Path]:
+    """The audio files named by `specs`: files as given, a folder's audio files (with
+    `recursive`, also those in its subfolders), a glob pattern's audio files (`**` recurses).
+    Duplicates are dropped, order kept; results of earlier runs under `exclude_under` (the
+    output folder) are left out. Raises `FileNotFoundError` or `ValueError` for a spec that
+    names nothing."""
     found: list[Path] = []
     for spec in specs:
         path = Path(spec)
@@ -126,9 +138,10 @@ def collect_inputs(specs: list[str | Path], exclude_under: Path | None = None) -
             if not files:
                 raise ValueError(f"{spec}: no audio files match ({', '.join(audio.AUDIO_SUFFIXES)})")
         elif path.is_dir():
-            files = _audio_files(path.iterdir())
+            files = _tree_files(path) if recursive else _audio_files(path.iterdir())
             if not files:
-                raise ValueError(f"{spec}: no audio files in this folder ({', '.join(audio.AUDIO_SUFFIXES)})")
+                where = "this folder or its subfolders" if recursive else "this folder"
+                raise ValueError(f"{spec}: no audio files in {where} ({', '.join(audio.AUDIO_SUFFIXES)})")
         elif path.exists():
             files = [path]
         else:
@@ -146,10 +159,25 @@ def collect_inputs(specs: list[str | Path], exclude_under: Path | None = None) -
     return out
 
 
-def track_names(inputs: list[Path]) -> list[str]:
+def track_names(inputs: list[Path], trees: Iterable[str | Path] = ()) -> list[str]:
     """A folder name per input: its file stem, made unique by prefixing parent folder names
-    (`a/mixed.wav`, `b/mixed.wav` -> `a-mixed`, `b-mixed`), then the suffix, then a number."""
+    (`a/mixed.wav`, `b/mixed.wav` -> `a-mixed`, `b-mixed`), then the suffix, then a number.
+    An input inside one of the folders `trees` (a recursive batch's folders) keeps its place in
+    that tree: `album/cd1/song.wav` under `album` -> `cd1/song`, made unique by the tree's own
+    name in front, then the suffix, then a number."""
     resolved = [p.resolve() for p in inputs]
+    roots = sorted((Path(t).resolve() for t in trees), key=lambda r: len(r.parts), reverse=True)
+    under = [next((r for r in roots if p.is_relative_to(r)), None) for p in resolved]
+    if any(under):
+        flat = iter(track_names([p for p, r in zip(resolved, under) if r is None]))
+        names = [next(flat) if r is None else p.relative_to(r).with_suffix("").as_posix()
+                 for p, r in zip(resolved, under)]
+        trees_of = {n: {r for r, m in zip(under, names) if m == n} for n in names}
+        names = [f"{r.name}/{n}" if r is not None and len(trees_of[n]) > 1 else n for r, n in zip(under, names)]
+        clash = {n for n in names if names.count(n) > 1}
+        names = [f"{n}-{p.suffix.lstrip('.').lower()}" if r is not None and n in clash else n
+                 for p, r, n in zip(resolved, under, names)]
+        return _numbered(names)
 
     def name(p: Path, depth: int, with_suffix: bool) -> str:
         parts = [*p.parent.parts[1:][-depth:], p.stem] if depth else [p.stem]
@@ -163,6 +191,10 @@ def track_names(inputs: list[Path]) -> list[str]:
         if not clash:
             break
         names = [name(p, depth, with_suffix) if n in clash else n for p, n in zip(resolved, names)]
+    return _numbered(names)
+
+
+def _numbered(names: list[str]) -> list[str]:
     taken: dict[str, int] = {}
     unique = []
     for n in names:
@@ -171,18 +203,21 @@ def track_names(inputs: list[Path]) -> list[str]:
     return unique
 
 
-def plan_jobs(inputs: list[Path], out_root: str | Path, settings: pipeline.Settings | None = None) -> list[Job]:
-    """A folder per input under `out_root`, named by `track_names`; a folder that holds another
-    input's result (or files that are not a result, among those `settings` will write) is left
-    alone and the input gets the next free name (`results.candidate_folders`)."""
+def plan_jobs(inputs: list[Path], out_root: str | Path, settings: pipeline.Settings | None = None,
+              trees: Iterable[str | Path] = ()) -> list[Job]:
+    """A folder per input under `out_root`, named by `track_names` (`trees`: folders whose
+    layout the output mirrors); a folder that holds another input's result (or files that are
+    not a result, among those `settings` will write) is left alone and the input gets the next
+    free name (`results.candidate_folders`, beside it)."""
     out_root = Path(out_root)
-    names = track_names(inputs)
+    names = track_names(inputs, trees)
     planned = {out_root / n for n in names}
     jobs: list[Job] = []
     for p, name in zip(inputs, names):
         first = out_root / name
         others = planned - {first}
-        candidates = (c for c in results.candidate_folders(out_root, p, name) if c == first or c not in others)
+        candidates = (c for c in results.candidate_folders(first.parent, p, first.name)
+                      if c == first or c not in others)
         kind = pipeline.run_kind(p, settings) if settings is not None else pipeline.REPORT_SET
         folder = results.free_folder(candidates, kind, p, taken=[j.out_dir for j in jobs])
         jobs.append(Job(p, folder))
@@ -284,10 +319,11 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator: Separat
               settings: pipeline.Settings = pipeline.Settings(), *, notice: str | None = None, jobs: int = 1,
               on_plan: Callable[[list[Job]], None] | None = None, on_start: Callable[[Job], None] | None = None,
               on_stage: Callable[[str], None] | None = None,
-              on_done: Callable[[FileResult], None] | None = None) -> BatchResult:
+              on_done: Callable[[FileResult], None] | None = None, recursive: bool = False) -> BatchResult:
     """Restore every audio file named by `inputs` (files, folders, glob patterns) into
     `out_root/<track>/`, skipping up-to-date results, with `jobs` worker processes (1: in this
-    process). Writes `out_root/batch.json` after each file that ran (and at the end). Raises
+    process); with `recursive`, a folder's subfolders too, their results in the same tree
+    under `out_root`. Writes `out_root/batch.json` after each file that ran (and at the end). Raises
     `FileNotFoundError`/`ValueError` for an input that names nothing, before anything runs. On
     KeyboardInterrupt the workers are stopped, batch.json records what finished (when anything
     did), and the interrupt is raised again.
@@ -302,7 +338,9 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator: Separat
     out_root = Path(out_root)
     if out_root.exists() and not out_root.is_dir():
         raise OSError(f"{out_root}: exists and is not a folder, cannot write output there")
-    all_jobs = plan_jobs(collect_inputs(inputs, exclude_under=out_root), out_root, settings)
+    trees = [i for i in inputs if recursive and not is_pattern(i) and Path(i).is_dir()]
+    all_jobs = plan_jobs(collect_inputs(inputs, exclude_under=out_root, recursive=recursive), out_root, settings,
+                         trees)
     fp = fingerprint(settings, separator)
     if on_plan:
         on_plan(all_jobs)
