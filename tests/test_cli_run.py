@@ -173,3 +173,38 @@ def test_version_is_the_package_version():
     r = cli("--version")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"adaptive-argm {declared}"
+
+
+def test_progress_shows_on_a_terminal_only(tmp_path):
+    song = audio.write(tmp_path / "mono.wav", sum(synthetic_stems(seconds=1.0, channels=1).values()), SR)
+    args = ("run", song, "--mode", "direct")
+    piped = cli(*args, "-o", tmp_path / "a", env={"FORCE_COLOR": "1"})
+    assert piped.returncode == 0, piped.stderr
+    assert "━" not in piped.stderr and "loading" not in piped.stderr  # a pipe or a log gets no bars
+    shown = cli(*args, "-o", tmp_path / "b", env={"TTY_COMPATIBLE": "1"})
+    assert shown.returncode == 0, shown.stderr
+    assert "━" in shown.stderr  # the same run on a terminal draws its progress
+
+
+def test_a_run_hands_the_separation_progress_on(tmp_path):
+    from adaptive_argm.core import pipeline, separate
+
+    song = audio.write(tmp_path / "mono.wav", sum(synthetic_stems(seconds=2.0, channels=1).values()), SR)
+    done: list[float] = []
+    pipeline.run(song, tmp_path / "out", separate.DemucsSeparator("demucs_unittest", segment=1.0),
+                 pipeline.Settings(mode="stemwise"), on_progress=done.append)
+    assert len(done) >= 2 and done[-1] == 1.0
+
+
+def test_the_stage_display_shows_the_separation_share_then_the_next_stage():
+    from adaptive_argm.cli.progress import stage_progress
+
+    progress, on_stage, on_progress = stage_progress()
+    on_stage("separate")
+    on_progress(0.25)
+    shown = [t for t in progress.tasks if t.visible]
+    assert [(t.description, t.total, t.percentage) for t in shown] == [("separating", 100, 25.0)]
+    on_progress(1.0)
+    on_stage("restore")
+    shown = [t for t in progress.tasks if t.visible]
+    assert [(t.description, t.total) for t in shown] == [("restoring", None)]

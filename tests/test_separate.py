@@ -83,3 +83,24 @@ def test_user_stems_fit_one_gain_and_match_the_mix_channels(tmp_path):
     assert abs(sep.info.gain - 0.25) < 1e-3
     assert all(s.shape == mix.shape for s in sep.stems.values())
     np.testing.assert_allclose(sum(sep.stems.values()), mix, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels, shifts", [(1, 0), (2, 1)])
+def test_demucs_reports_its_progress_chunk_by_chunk(channels, shifts):
+    mix = sum(synthetic_stems(seconds=2.0, channels=channels).values())
+    done: list[float] = []
+    sep = separate.DemucsSeparator("demucs_unittest", segment=1.0, shifts=shifts)
+    stems = sep(mix, SR, progress=done.append).stems
+    assert set(stems) == set(STEM_NAMES)
+    # 1 s chunks at 25% overlap over 2 s: 3 chunks per pass, the last one past the end
+    assert len(done) >= 2 * max(shifts, 1) and done[-1] == 1.0
+    assert all(0 < a < b for a, b in zip(done, done[1:]))  # only grows
+    assert done[0] <= 0.5 / max(shifts, 1)
+
+
+def test_a_separator_without_progress_is_called_as_before(tmp_path):
+    folder = tmp_path / "stems"
+    stems = synthetic_stems(seconds=1.0)
+    for name, x in stems.items():
+        audio.write(folder / f"{name}.wav", x, SR)
+    assert not getattr(separate.StemsFolder(folder), "reports_progress", False)

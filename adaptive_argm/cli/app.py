@@ -69,7 +69,9 @@ def friendly_errors():
 
 
 def is_tty() -> bool:
-    return sys.stderr.isatty()
+    """Whether stderr is a terminal that shows progress (TTY_COMPATIBLE=1 says so for one that
+    does not look like it; FORCE_COLOR, often set in CI logs, does not)."""
+    return sys.stderr.isatty() or os.environ.get("TTY_COMPATIBLE") == "1"
 
 
 def _print_version(value: bool) -> None:

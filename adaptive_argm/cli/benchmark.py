@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import COMPARE_MODES
 from ..core import results
@@ -18,6 +17,7 @@ from ..evaluation import degrade
 from ..evaluation.benchmark_tables import goals, headline_table, means, run_into, tables_set
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
+from .progress import bar
 from .tables import render
 
 
@@ -83,10 +83,9 @@ def benchmark(
             clips += bench.folder_clips(clean)
         if not clips:
             raise UsageError("no clean clips: give --clean, or drop --no-corpus")
-        progress = Progress(TextColumn("clip x degradation"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=err_console, transient=True)
+        progress = bar()
         with progress:
-            task = progress.add_task("", total=len(clips) * len(settings.degradations))
+            task = progress.add_task("clip x degradation", total=len(clips) * len(settings.degradations))
             result, written = run_into(out, clips, settings,
                                        on_done=lambda done, total: progress.update(task, completed=done))
         console.print(render(headline_table(means(result.cases),

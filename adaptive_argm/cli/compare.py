@@ -12,7 +12,8 @@ from ..config import COMPARE_MODES, MODE_LABELS
 from ..core import audio, figures, pipeline
 from . import options as o
 from .app import app, console, err_console, friendly_errors
-from .run import check_input, choose_out, stage_progress
+from .progress import stage_progress
+from .run import check_input, choose_out
 from .tables import metrics_table, stems_table
 
 def _columns(metric_dicts: dict[str, dict | None]) -> tuple[dict[str, dict], list[str]]:
@@ -77,9 +78,9 @@ def compare(
                             overwrite=overwrite,
                             protect=(*others, *shared.inputs()))
         reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
-        progress, on_stage = stage_progress()
+        progress, on_stage, on_progress = stage_progress()
         with progress:
             result = pipeline.compare(input, folder, sep, settings, reference=reference, notice=notice,
                                       figures=not no_figures, protect=others, replace_other=overwrite,
-                                      on_stage=on_stage)
+                                      on_stage=on_stage, on_progress=on_progress)
         print_compare(result, [] if no_figures else figures.figure_paths(result, folder))

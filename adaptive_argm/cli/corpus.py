@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..evaluation import corpus as rc
 from ..evaluation import multitrack as mt
 from .app import UsageError, app, console, err_console, friendly_errors, is_tty
+from .progress import bar
 from .tables import excerpts_table, songs_table
 
 corpus_app = typer.Typer(no_args_is_help=True, help="Build a benchmark corpus (real-music excerpts or MIDI multitracks).")
@@ -24,11 +24,8 @@ PeakDbfs = typer.Option(rc.PEAK_LIMIT_DBFS, "--peak-dbfs", help="Sample-peak cei
 
 
 def _progress(label: str, total: int):
-    """A rich progress bar on a terminal; None (and plain output) otherwise."""
-    if not is_tty():
-        return None
-    return Progress(TextColumn(label), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err_console, transient=True)
+    """A progress bar on a terminal; None (and plain output) otherwise."""
+    return bar(f"{label} {{task.description}}") if is_tty() else None
 
 
 def _run(label: str, total: int, build):

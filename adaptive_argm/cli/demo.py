@@ -14,7 +14,7 @@ from ..core import figures as figs
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
 from .compare import print_compare
-from .run import stage_progress
+from .progress import stage_progress
 
 SEPARATOR_TEXT = {"stems": "with its true stems", "demucs": f"with Demucs {DEFAULT_MODEL}"}
 
@@ -34,7 +34,7 @@ def demo(
             raise UsageError("--seconds must be positive")
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a folder")
-        progress, on_stage = stage_progress()
+        progress, on_stage, _ = stage_progress()
         with progress:
             result = demo_lib.demo(out, duration_s=seconds, figures=figures, model_repo=model_repo,
                                    on_stage=on_stage)

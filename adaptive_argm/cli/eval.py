@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from ..core.separate import SeparatorOptions
 from ..evaluation import generate, records, runner, tables
 from . import options as o
 from ..config import describe_error
 from ..core import results
-from .app import FLAGS, UsageError, app, console, err_console, friendly_errors
+from .app import FLAGS, UsageError, app, console, friendly_errors
+from .progress import bar
 from .tables import render
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
@@ -62,8 +62,7 @@ def eval_(
         if problem:
             raise UsageError(f"--out {problem.message}" if problem.why == "not-a-folder"
                              else f"--out {out}: {problem.message}; give another --out")
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=err_console, transient=True)
+        progress = bar()
         task = progress.add_task("clips", total=len(prompt_set.clips))
 
         def on_clip(outcome: records.ClipOutcome) -> None:

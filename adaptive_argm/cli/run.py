@@ -6,16 +6,13 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+
 from ..core import batch, pipeline, results
 from ..core.table import fmt
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
+from .progress import batch_progress, stage_progress
 from .tables import batch_table, metrics_table, stems_table, track_label
-
-STAGE_TEXT = {"load": "loading", "separate": "separating", "route": "routing", "restore": "restoring",
-              "measure": "measuring", "write": "writing"}
 
 
 def check_input(path: Path, flag: str = "") -> Path:
@@ -49,14 +46,6 @@ def choose_out(out: Optional[Path], input_path: Path, kind: results.Kind, *, def
         err_console.print(f"[yellow]notice:[/] {problem.message if problem else first}; writing to {folder}",
                           highlight=False, soft_wrap=True)
     return folder
-
-
-def stage_progress():
-    """A transient spinner naming the current stage, so a long separation shows it is alive."""
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                        console=err_console, transient=True)
-    task = progress.add_task("starting")
-    return progress, lambda stage: progress.update(task, description=STAGE_TEXT.get(stage, stage))
 
 
 def delivery_line(output: dict) -> str:
@@ -93,29 +82,6 @@ def print_run(result: pipeline.RunResult) -> None:
     console.print(delivery_line(r["output"]), highlight=False, soft_wrap=True)
     if residual_line(r["residual"]):
         console.print(residual_line(r["residual"]), highlight=False, soft_wrap=True)
-
-
-def batch_progress():
-    """A bar over files; with one worker the description also names the file and its stage."""
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True)
-    task = progress.add_task("starting", total=None)
-    current = {"name": ""}
-
-    def on_start(job: batch.Job) -> None:
-        current["name"] = job.out_dir.name
-        progress.update(task, description=current["name"])
-
-    def on_stage(stage: str) -> None:
-        progress.update(task, description=f"{current['name']}: {STAGE_TEXT.get(stage, stage)}")
-
-    def on_plan(jobs: list[batch.Job]) -> None:
-        progress.update(task, total=len(jobs), description=f"{len(jobs)} files")
-
-    def on_done(result: batch.FileResult) -> None:
-        progress.advance(task)
-
-    return progress, dict(on_plan=on_plan, on_start=on_start, on_stage=on_stage, on_done=on_done)
 
 
 def print_batch(result: batch.BatchResult) -> None:
@@ -192,8 +158,8 @@ def run(
             return run_many(inputs, out, sep, settings, notice, jobs, recursive)
         folder = choose_out(out, input, pipeline.run_kind(input, settings), default_root="restored", overwrite=overwrite,
                             protect=shared.inputs())
-        progress, on_stage = stage_progress()
+        progress, on_stage, on_progress = stage_progress()
         with progress:
             result = pipeline.run(input, folder, sep, settings, notice=notice, replace_other=overwrite,
-                                  on_stage=on_stage)
+                                  on_stage=on_stage, on_progress=on_progress)
         print_run(result)

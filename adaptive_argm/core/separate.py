@@ -5,9 +5,10 @@ mix's channel count.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -112,8 +113,12 @@ class DemucsSeparator:
     """Demucs 4 through its own API (`get_model`, `apply_model`), loaded once on first use.
 
     Parameters mirror demucs' CLI: `segment` (seconds per chunk; None = the model's own),
-    `overlap` (fraction between chunks), `shifts` (random-shift averaging passes).
+    `overlap` (fraction between chunks), `shifts` (random-shift averaging passes). A call may
+    take `progress`, told the share of the work done (0 to 1) as each chunk is finished.
     """
+
+    reports_progress = True
+    """`pipeline` hands a call its `on_progress` (separators without this attribute get none)."""
 
     def __init__(self, model: str = DEFAULT_MODEL, model_repo: str | Path | None = None, *,
                  device: str = "auto", segment: float | None = None, overlap: float = 0.25,
@@ -138,7 +143,7 @@ class DemucsSeparator:
             self._model = models.load(self.model_name, self.model_repo)
         return self._model
 
-    def __call__(self, mix: np.ndarray, sr: int) -> Separation:
+    def __call__(self, mix: np.ndarray, sr: int, progress: Callable[[float], None] | None = None) -> Separation:
         import torch
         from demucs.apply import BagOfModels, apply_model
 
@@ -159,14 +164,15 @@ class DemucsSeparator:
         # channel as mono duplicated to stereo (a broadcast view, not a copy), then bring each
         # stem back to the mix's layout.
         groups = [x] if stereo else [x[c:c + 1] for c in range(x.shape[0])]
+        chunks = _ChunkProgress(progress, model, segment, self.shifts, len(groups), x.shape[1])
         for c, wav in enumerate(groups):
             t = torch.from_numpy(np.ascontiguousarray(wav))
             ref = t.mean(0)
             mean, std = ref.mean(), ref.std() + 1e-8  # demucs' own normalisation
             wav_in = ((t - mean) / std).expand(2, -1)
             with torch.no_grad():
-                est = apply_model(model, wav_in[None], shifts=self.shifts, split=True,
-                                  overlap=self.overlap, segment=segment, device=device, progress=False)[0]
+                est = apply_model(model, wav_in[None], shifts=self.shifts, split=True, overlap=self.overlap,
+                                  segment=segment, device=device, progress=False, **chunks.hook(c))[0]
             del wav_in
             # In place: every full-length copy of all stems costs 0.85 GB on 10 minutes of stereo.
             est = est.cpu().mul_(std).add_(mean).numpy()
@@ -176,12 +182,52 @@ class DemucsSeparator:
                 else:  # allocated only now, not held through the separation
                     out.setdefault(name, np.empty(x.shape, np.float32))[c] = est[i].mean(axis=0)
             del est
+        chunks.finish()
         stems = {name: audio.resample(s, model.samplerate, sr).astype(np.float32, copy=False)
                  for name, s in out.items()}
         stems = {name: _fit_length(s, mix.shape[1]) for name, s in stems.items()}
         _release_freed_memory()
         info = SeparatorInfo(name="demucs", model=self.model_name, weights=self._where, device=device)
         return Separation(stems, info)
+
+
+class _ChunkProgress:
+    """The share of a separation done, from the callback demucs' `apply_model` makes as each
+    chunk ends (its model in the bag, its shift pass, its offset). The work is `passes` equal
+    parts (channel groups x models x shift passes), each done as far as its last chunk's end;
+    the share only grows. Inert without a `report` or with a demucs whose `apply_model` takes
+    no callback."""
+
+    def __init__(self, report: Callable[[float], None] | None, model, segment: float | None, shifts: int,
+                 groups: int, length: int):
+        from demucs.apply import BagOfModels, apply_model
+
+        self.report = report if "callback" in inspect.signature(apply_model).parameters else None
+        members = model.models if isinstance(model, BagOfModels) else [model]
+        self.chunk = [int(model.samplerate * (segment if segment is not None else m.segment)) for m in members]
+        self.shifts = max(shifts, 1)
+        self.passes = groups * len(members) * self.shifts
+        self.length = max(length, 1)
+        self.done = 0.0
+
+    def hook(self, group: int) -> dict:
+        """`apply_model`'s keyword arguments for channel group `group`."""
+        if self.report is None:
+            return {}
+        return {"callback": lambda d: self._chunk_ended(group, d) if d.get("state") == "end" else None}
+
+    def _chunk_ended(self, group: int, d: dict) -> None:
+        m = d["model_idx_in_bag"]
+        part = min(1.0, (d["segment_offset"] + self.chunk[m]) / self.length)
+        done = ((group * len(self.chunk) + m) * self.shifts + d["shift_idx"] + part) / self.passes
+        if done > self.done:
+            self.done = min(done, 1.0)
+            self.report(self.done)
+
+    def finish(self) -> None:
+        if self.report is not None and self.done < 1.0:
+            self.done = 1.0
+            self.report(1.0)
 
 
 def _release_freed_memory() -> None:
