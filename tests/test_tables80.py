@@ -142,3 +142,12 @@ def test_a_run_prints_its_tables_within_80_columns(tmp_path, width, monkeypatch)
     assert r.exit_code == 0, r.stderr
     table_lines = [ln for ln in r.stdout.splitlines() if "│" in ln or "━" in ln]
     assert table_lines and all(len(ln) <= width for ln in table_lines)
+
+
+def test_a_table_just_too_wide_wraps_its_headers_rather_than_splitting():
+    files = tuple(batch.FileResult(f"/x/{n}.wav", f"/o/{n}", "done", "direct", -58.44, -58.06, 1.3, changed=True)
+                  for n in ("acoustic_folk-mixed", "upbeat_electronic-mixed"))
+    lines = assert_whole(batch_table(batch.BatchResult("/o", "fp", {}, files)),
+                         ["upbeat_electronic-mixed", "-58.44", "-58.06", "1.3", "changed"])
+    assert not any("continued" in line for line in lines)  # one table
+    assert any(line.split("│")[-1].strip() == "time" for line in lines)  # "time s" over two lines

@@ -49,8 +49,9 @@ def fill(t: RichTable, header: list[str], rows: list[list[str]], *, right: set[i
     """`t` with these columns and rows, laid out to read at `WIDTH` columns without cutting a
     value. Prose columns (`prose`, or any with a cell longer than `PROSE_CHARS`) fold at their
     spaces; every other column never wraps and is as wide as its widest cell or its header (rich
-    markup does not count). When that leaves prose less than `MIN_PROSE` columns, the widest
-    value columns whose cells have spaces fold too; when the values alone are wider than
+    markup does not count). When that is wider than `WIDTH` and wrapping the headers at their
+    spaces makes it fit, they wrap. Else, when prose is left less than `MIN_PROSE` columns, the
+    widest value columns whose cells have spaces fold too; when the values alone are wider than
     `WIDTH`, the table is shown in parts, each repeating the first column. `right`:
     right-justified columns."""
     widths = [max([_width(r[i]) for r in rows] + [len(header[i])]) for i in range(len(header))]
@@ -61,7 +62,13 @@ def fill(t: RichTable, header: list[str], rows: list[list[str]], *, right: set[i
         return (sum(widths[i] for i in columns if i not in prose) + MIN_PROSE * len(prose & set(columns))
                 + OVERHEAD_PER_COLUMN * len(columns) - 1)
 
-    while needed() > WIDTH and spaced - prose:  # fold text at its spaces first
+    if needed() > WIDTH:  # when that alone makes it fit, headers wrap at their spaces ("time s")
+        full = widths
+        widths = [max([_width(r[i]) for r in rows] + [len(w) for w in header[i].split()] + [1])
+                  for i in range(len(header))]
+        if needed() > WIDTH:
+            widths = full
+    while needed() > WIDTH and spaced - prose:  # else text folds at its spaces
         prose.add(max(spaced - prose, key=lambda i: widths[i]))
     if needed() > WIDTH and len(header) > 2 and all(needed([0, i]) <= WIDTH for i in range(1, len(header))):
         return _in_parts(t, header, rows, widths, right, prose)
@@ -71,6 +78,8 @@ def fill(t: RichTable, header: list[str], rows: list[list[str]], *, right: set[i
         justify = "right" if i in right else "left"
         if i in prose:
             t.add_column(h, justify=justify, overflow="fold", ratio=1)
+        elif widths[i] < len(h):  # its cells fit whole; the header wraps at its spaces
+            t.add_column(h, justify=justify, width=widths[i], overflow="fold")
         else:
             t.add_column(h, justify=justify, no_wrap=True, min_width=widths[i], overflow="fold")
     for r in rows:
