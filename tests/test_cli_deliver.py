@@ -15,6 +15,7 @@ import soundfile
 from typer.testing import CliRunner
 
 from adaptive_argm.cli import app
+from adaptive_argm.config import MODE_LABELS
 from adaptive_argm.core import audio, deliver
 from adaptive_argm.core.levels import loudness_lufs
 from adaptive_argm.evaluation.signals import harmonic_excess_db, loud_dense_mix, noise, quiet_sparse_mix
@@ -194,11 +195,15 @@ def test_compare_writes_a_residual_per_mode(tmp_path, offline):
     x = hiss(music_like(2.0, seed=4)[None])
     song = audio.write(tmp_path / "noisy.wav", x, SR)
     out = tmp_path / "cmp"
-    ok(cli("compare", song, "--residual", "--no-figures", "--format", "flac", "-o", out))
+    r = ok(cli("compare", song, "--residual", "--no-figures", "--format", "flac", "-o", out))
     cmp = json.loads((out / "compare.json").read_text())
     for mode, o in cmp["outputs"].items():
         assert o["path"].endswith(f"{mode}.flac") and o["residual"]["path"].endswith(f"residual-{mode}.wav")
         assert (out / f"residual-{mode}.wav").is_file()
+        label = MODE_LABELS[mode]
+        # each result says what it was written as, how loud, and whether it changed the input
+        assert f"{label}: wrote {o['path']}: flac" in r.stdout and f"{label}: changed: true" in r.stdout
+        assert f"residual-{mode}.wav" in r.stdout
 
 
 # --- the honest no-op -------------------------------------------------------------------------

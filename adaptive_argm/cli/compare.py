@@ -13,7 +13,7 @@ from ..core import audio, figures, pipeline
 from . import options as o
 from .app import app, console, err_console, friendly_errors
 from .progress import stage_progress
-from .run import check_input, choose_out
+from .run import check_input, choose_out, delivery_line
 from .tables import metrics_table, stems_table
 
 def _columns(metric_dicts: dict[str, dict | None]) -> tuple[dict[str, dict], list[str]]:
@@ -49,8 +49,15 @@ def print_compare(result: pipeline.CompareResult, written: list[Path]) -> None:
         err_console.print(f"[yellow]warning[/] ({', '.join(modes)}): {text}", soft_wrap=True, highlight=False)
     sep = r["separator"]["name"] + (f" ({r['separator']['model']})" if r["separator"].get("model") else "")
     console.print(f"routed used [bold]{router['mode_used']}[/]; separator {sep}", highlight=False)
+    for mode, o in r["outputs"].items():  # what each result is, how loud, and whether it changed anything
+        console.print(f"{MODE_LABELS[mode]}: {delivery_line(o)}", highlight=False, soft_wrap=True)
+        console.print(f"{MODE_LABELS[mode]}: {o['change']['summary']}", highlight=False, soft_wrap=True)
+    residuals = [o["residual"] for o in r["outputs"].values() if o.get("residual")]
+    if residuals:
+        console.print(f"wrote {', '.join(Path(x['path']).name for x in residuals)}: {residuals[0]['what']}",
+                      highlight=False, soft_wrap=True)
     folder = Path(result.paths["direct"]).parent
-    names = [Path(p).name for p in result.paths.values()] + ["compare.json"] + [p.name for p in written]
+    names = ["compare.json"] + [p.name for p in written]
     console.print(f"wrote {', '.join(names)} in {folder}", highlight=False, soft_wrap=True)
 
 
