@@ -10,6 +10,7 @@ from typing import Callable
 
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
 
 from ..core import batch
 from .app import err_console, is_tty
@@ -20,13 +21,24 @@ BAR_WIDTH = 20
 """Narrow enough that a bar and its numbers fit on an 80-column line beside a short name."""
 
 
+class TimeLeftColumn(TimeRemainingColumn):
+    """The time left, as `0:00:04 left`; nothing while the total is unknown."""
+
+    def render(self, task) -> Text:
+        if task.total is None:
+            return Text("")
+        text = super().render(task)
+        text.append(" left")
+        return text
+
+
 def bar(description: str = "{task.description}", count: bool = True) -> Progress:
     """A transient progress display on stderr: spinner, `description`, bar, percentage, done of
     total (`count`), time taken and time left; disabled when stderr is not a terminal."""
     columns = [SpinnerColumn(), TextColumn(description), BarColumn(bar_width=BAR_WIDTH), TaskProgressColumn()]
     if count:
         columns.append(MofNCompleteColumn())
-    columns += [TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
+    columns += [TimeElapsedColumn(), TimeLeftColumn()]
     return Progress(*columns, console=err_console, transient=True, disable=not is_tty())
 
 
