@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from adaptive_argm.core import audio
+from adaptive_argm.core.resample import resample
 from adaptive_argm.core.audio import AudioError
 
 SR = audio.WORK_SR
@@ -34,7 +35,7 @@ def test_read_resamples_32k_to_the_working_rate_with_proportional_length(tmp_pat
 def test_resample_round_trip_keeps_length_and_timing():
     x = np.zeros((1, SR), np.float32)
     x[0, 20000] = 1.0
-    y = audio.resample(x, SR, 32000)
+    y = resample(x, SR, 32000)
     assert y.shape[1] == 32000
     assert abs(int(np.argmax(np.abs(y[0]))) - 20000 * 32000 / SR) <= 1
 

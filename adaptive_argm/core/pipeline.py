@@ -23,6 +23,7 @@ from . import audio, dsp, levels, metrics, presets
 from . import figures as figs
 from .audio import WORK_SR
 from .report import to_json
+from .resample import resample
 from .route import RouterConfig, RoutePlan, route, route_modes
 from .separate import Separation, Separator
 
@@ -281,7 +282,7 @@ def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarra
 
 def _output_audio(y: np.ndarray, info: audio.AudioInfo, output_sr: OutputRate) -> tuple[np.ndarray, int]:
     if output_sr == "original" and info.sample_rate != WORK_SR:
-        return audio.resample(y, WORK_SR, info.sample_rate), info.sample_rate
+        return resample(y, WORK_SR, info.sample_rate, frames=info.frames), info.sample_rate
     return y, WORK_SR
 
 

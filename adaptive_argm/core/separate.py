@@ -14,6 +14,7 @@ import numpy as np
 from ..config import (DEFAULT_MODEL, DEVICE, FORCE, SEPARATOR, SEPARATORS, STEM_NAMES, STEMS, Mode,
                       SeparatorChoice, Setting, UserError, check_choice)
 from . import audio, models
+from .resample import resample
 
 MIX_NAMES = ("mix", "mixed", "mixture", "input")
 """File stems in a stems folder that hold the mix itself, not a stem."""
@@ -144,7 +145,7 @@ class DemucsSeparator:
         if isinstance(model, BagOfModels) and len(model.models) == 1 and all(
                 w == 1.0 for w in model.weights[0]):
             model = model.models[0]
-        x = audio.resample(mix, sr, model.samplerate)
+        x = resample(mix, sr, model.samplerate)
         stereo = x.shape[0] == 2
         out: dict[str, np.ndarray] = {}
         # Demucs wants stereo: separate a stereo mix in one pass, anything else channel by
@@ -168,7 +169,7 @@ class DemucsSeparator:
                 else:  # allocated only now, not held through the separation
                     out.setdefault(name, np.empty(x.shape, np.float32))[c] = est[i].mean(axis=0)
             del est
-        stems = {name: audio.resample(s, model.samplerate, sr).astype(np.float32, copy=False)
+        stems = {name: resample(s, model.samplerate, sr, frames=mix.shape[1]).astype(np.float32, copy=False)
                  for name, s in out.items()}
         stems = {name: _fit_length(s, mix.shape[1]) for name, s in stems.items()}
         _release_freed_memory()
