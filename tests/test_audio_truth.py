@@ -101,3 +101,54 @@ def test_the_paper_number_matches_librosa_at_every_input_rate(tmp_path, rate, to
     assert json.loads(result.stdout)["p25_paper_db"] == pytest.approx(expected, abs=0.01)
     run = pipeline.run(song, tmp_path / "out", None, pipeline.Settings(mode="direct"))
     assert run.metrics_input.p25_paper_db == pytest.approx(expected, abs=0.01)
+
+
+# --- truncated files: read as far as the data goes, never padded ---------------------------------
+
+
+def truncated(path, fmt: str, subtype: str, seconds: float = 5.0, sr: int = 32000, keep: float = 1 / 3):
+    """A file whose header claims `seconds` of audio but whose data stops after about a third."""
+    x = clean_music(seconds, sr, 8000.0, channels=2)
+    sf.write(path, x.T, sr, format=fmt, subtype=subtype)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return x
+
+
+@pytest.mark.parametrize("fmt, subtype, suffix", [("WAV", "PCM_16", "wav"), ("WAV", "FLOAT", "wav"),
+                                                 ("FLAC", "PCM_16", "flac"), ("AIFF", "PCM_24", "aiff")])
+def test_a_truncated_file_is_read_as_far_as_its_data_goes_and_said_so(tmp_path, fmt, subtype, suffix):
+    path = tmp_path / f"cut.{suffix}"
+    x = truncated(path, fmt, subtype)
+    y, info = audio.read(path, sr=None)
+    assert info.truncated and info.header_frames == x.shape[1]
+    assert info.frames == y.shape[1] and 1.0 * 32000 < y.shape[1] <= 1.7 * 32000  # about a third, not 5 s
+    assert info.duration_s == pytest.approx(y.shape[1] / 32000)
+    np.testing.assert_allclose(y, x[:, : y.shape[1]], atol=2e-4)  # real samples, no zeros invented
+    assert "truncated" in info.truncation_warning()
+
+
+def test_a_whole_file_is_not_called_truncated(tmp_path):
+    for fmt, suffix in (("WAV", "wav"), ("FLAC", "flac"), ("MP3", "mp3")):
+        path = tmp_path / f"whole.{suffix}"
+        sf.write(path, clean_music(2.0, 32000, 8000.0).T, 32000, format=fmt)
+        _, info = audio.read(path, sr=None)
+        assert not info.truncated and info.truncation_warning() is None, fmt
+
+
+def test_run_on_a_truncated_wav_processes_what_exists_and_warns(tmp_path):
+    song = tmp_path / "cut.wav"
+    truncated(song, "WAV", "PCM_16")
+    out = tmp_path / "out"
+    result = cli("run", song, "--mode", "direct", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert "truncated" in result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["input"]["truncated"] is True and report["input"]["header_frames"] == 5 * 32000
+    assert report["input"]["duration_s"] < 1.7 and report["output"]["duration_s"] < 1.7
+    assert any("truncated" in w for w in report["warnings"])
+    y, _ = audio.read(out / "restored.wav", sr=None)
+    assert y.shape[1] == pytest.approx(report["input"]["frames"] * SR / 32000, abs=1)
+    assert np.sqrt(np.mean(y[:, -SR // 10:] ** 2)) > 1e-3  # no silence appended
+    metrics_result = cli("metrics", song)
+    assert metrics_result.exit_code == 0 and "truncated" in metrics_result.stderr

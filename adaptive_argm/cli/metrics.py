@@ -10,7 +10,7 @@ import typer
 
 from ..core import audio, metrics
 from ..core.report import jsonable
-from .app import app, console, friendly_errors
+from .app import app, console, err_console, friendly_errors
 from .run import check_input
 from .tables import panel_table
 
@@ -30,6 +30,8 @@ def metrics_command(
         y, info = audio.read(file, audio.WORK_SR)
         reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
         panel = metrics.measure(y, audio.WORK_SR, ref=reference)
+        if info.truncated:
+            err_console.print(f"[yellow]warning:[/] {info.truncation_warning()}", soft_wrap=True)
         if as_json:
             typer.echo(json.dumps(jsonable(panel.to_dict()), allow_nan=False))
         else:

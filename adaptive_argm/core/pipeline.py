@@ -57,7 +57,7 @@ def run(input_path: str | Path, out_dir: str | Path, separator: Separator | None
     if not settings.keep_stems:
         separation, processed = None, {}  # not written: free them before measuring (0.85 GB each)
     with clock.stage("measure"):
-        panels, warnings = _measure_outputs(panel_in, {"output": restored.audio})
+        panels, warnings = _measure_outputs(panel_in, {"output": restored.audio}, info=info)
     with clock.stage("write"):
         y, out_sr = _output_audio(restored.audio, info, settings.output_sr)
         out_path = audio.write(out_dir / "restored.wav", y, out_sr, protect=(input_path,))
@@ -127,7 +127,7 @@ def compare(input_path: str | Path, out_dir: str | Path, separator: Separator | 
         stem_names = tuple(stems)
         separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
     with clock.stage("measure"):
-        panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs.items()}, reference)
+        panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs.items()}, reference, info=info)
         all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
     with clock.stage("write"):
         paths = {}
@@ -269,14 +269,16 @@ def finish(y: np.ndarray, mix: np.ndarray, mode: Mode, preset: presets.Preset, c
     return Restored(out, mode, gain_db, clip)
 
 
-def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarray], ref: np.ndarray | None = None):
+def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarray], ref: np.ndarray | None = None,
+                     *, info: audio.AudioInfo | None = None):
     """The metric panel of each output over the input's occupied band, and its warnings
-    against the input's panel."""
+    against the input's panel (after the input's own: a truncated file)."""
     band = panel_in.bandwidth_hz
     distinct = {id(y): y for y in outputs.values()}  # routed often IS stem-wise or direct: measured once
     by_array = {k: metrics.measure(y, WORK_SR, ref=ref, band_hz=band) for k, y in distinct.items()}
     panels = {name: by_array[id(y)] for name, y in outputs.items()}
-    warnings = {name: metrics.warnings_for(panel_in, p) for name, p in panels.items()}
+    about_input = [w for w in [info.truncation_warning() if info else None] if w]
+    warnings = {name: about_input + metrics.warnings_for(panel_in, p) for name, p in panels.items()}
     return panels, warnings
 
 
