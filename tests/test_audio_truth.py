@@ -152,3 +152,63 @@ def test_run_on_a_truncated_wav_processes_what_exists_and_warns(tmp_path):
     assert np.sqrt(np.mean(y[:, -SR // 10:] ** 2)) > 1e-3  # no silence appended
     metrics_result = cli("metrics", song)
     assert metrics_result.exit_code == 0 and "truncated" in metrics_result.stderr
+
+
+# --- DC offset and drift: gone, without a thump, nothing touched from 20 Hz up -----------------
+
+
+def drifting(x: np.ndarray, sr: int, kind: str) -> np.ndarray:
+    """`x` on a constant -0.18 offset, or on one that starts at -0.18 and drifts (as MusicGen's
+    stereo outputs do: most of the offset's energy below 30 Hz, not at 0 Hz)."""
+    t = np.arange(x.shape[1]) / sr
+    offset = np.full_like(t, -0.18) if kind == "constant" else (
+        -0.18 * np.exp(-t / 3.0) - 0.02 * np.sin(2 * np.pi * 0.7 * t) + 0.01 * np.sin(2 * np.pi * 2.3 * t + 1.0))
+    return (x + offset).astype(np.float32)
+
+
+def low_band(y: np.ndarray, sr: int, window_s: float = 0.2) -> np.ndarray:
+    """What is left below about 10 Hz: the Hann-weighted local mean over `window_s`, at every
+    position where the window lies inside the signal (its sidelobes keep music above 100 Hz
+    out, 80 dB down)."""
+    w = np.hanning(int(window_s * sr))
+    w /= w.sum()
+    return np.stack([np.convolve(ch.astype(np.float64), w, mode="valid") for ch in y])
+
+
+@pytest.mark.parametrize("kind", ["constant", "drifting"])
+def test_run_removes_dc_and_drift_without_a_thump(tmp_path, kind):
+    sr = 32000
+    music = clean_music(6.0, sr, 12000.0, channels=2) + np.float32(3e-3) * np.random.default_rng(0).standard_normal(
+        (2, 6 * sr)).astype(np.float32)
+    song = tmp_path / "offset.wav"
+    sf.write(song, drifting(music, sr, kind).T, sr, subtype="FLOAT")
+    result = pipeline.run(song, tmp_path / "out", None, pipeline.Settings(mode="direct"))
+    y, _ = audio.read(result.output_path, sr=None)
+    assert np.max(np.abs(y.mean(axis=1))) < 1e-4
+    assert np.max(np.abs(y[:, : SR // 2].mean(axis=1))) < 2e-3  # the first half second: no offset left
+    assert np.max(np.abs(low_band(y, SR))) < 2e-3  # no slow swing anywhere, the start included
+
+
+def test_dc_removal_keeps_the_band_above_20_hz_and_passes_clean_audio_bit_for_bit():
+    from adaptive_argm.core.dc import remove_dc
+
+    t = np.arange(4 * SR) / SR
+    for f_hz in (20.0, 30.0, 60.0):
+        tone = np.float32(0.5) * np.sin(2 * np.pi * f_hz * t).astype(np.float32)[None]
+        y = remove_dc(tone - np.float32(0.1), SR)  # an offset, so that the filter acts
+        middle = slice(SR, 3 * SR)
+        gain_db = 20 * np.log10(np.std(y[:, middle]) / np.std(tone[:, middle]))
+        assert abs(gain_db) < 0.1, f_hz
+    clean = clean_music(3.0, SR, 12000.0, channels=2)
+    np.testing.assert_array_equal(remove_dc(clean, SR), clean)
+
+
+def test_dc_removal_is_the_same_in_blocks_as_on_the_whole_signal():
+    from adaptive_argm.core import blocks, dc
+
+    sr = 8000
+    x = drifting(clean_music(70.0, sr, 3000.0, channels=2), sr, "drifting")  # three 30 s blocks
+    n = x.shape[1]
+    whole = blocks.Blocking(block=n, context=0, whole_up_to=n)
+    one_block = blocks.apply(lambda b: blocks.blockwise(b, n, 2, whole, lambda seg, first: dc._remove(seg, first, sr, n)), x)
+    np.testing.assert_allclose(dc.remove_dc(x, sr), one_block, atol=1e-6)

@@ -5,7 +5,7 @@ atomically.
 Decoding is libsndfile's, through soundfile: what `librosa.load` reads, so a file measured here
 holds the samples the reference computation holds. Reading keeps the channel count, keeps samples
 above full scale (MusicGen float files have them) and reports the DC offset instead of silently
-changing it. It never invents audio: a file whose data ends before its header says (a cut-off
+changing it (`dc.remove_dc` removes it). It never invents audio: a file whose data ends before its header says (a cut-off
 download) is read as far as its data goes and reported as truncated, with both lengths. Writing
 goes to a temporary file in the destination folder and is renamed into place, so an interrupted
 run never leaves a half-written file behind.
@@ -200,12 +200,6 @@ def gather(blocks: Iterator[np.ndarray], channels: int, expected_frames: int = 0
     if extra:
         return np.concatenate([out, *extra], axis=1)
     return out[:, :pos] if pos < out.shape[1] else out
-
-
-def remove_dc(x: np.ndarray) -> np.ndarray:
-    """Subtract each channel's mean. MusicGen stereo outputs can sit 0.18 off zero, which eats
-    headroom and fools level measurements."""
-    return (x - x.mean(axis=1, keepdims=True)).astype(np.float32)
 
 
 def to_channels(x: np.ndarray, channels: int) -> np.ndarray:

@@ -24,7 +24,7 @@ an input with its output, not as dBFS.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -338,13 +338,7 @@ def measure(
         high = freqs_hz >= BALANCE_SPLIT_HZ
     balance = float(power_db(long_term[low].sum()) - power_db(long_term[high].sum()))
 
-    intrusive = {}
-    if ref is not None:
-        intrusive = dict(
-            si_sdr_db=si_sdr_db(y2, ref),
-            lsd_db=lsd_db(y2, ref, sr),
-            quiet_frame_snr_db=quiet_frame_snr_db(y2, ref, sr),
-        )
+    intrusive = intrusive_scores(y2, ref, sr) if ref is not None else {}
 
     return MetricPanel(
         p25_paper_db=p25_paper,
@@ -359,6 +353,18 @@ def measure(
         bandwidth_hz=bandwidth,
         **intrusive,
     )
+
+
+def intrusive_scores(y: np.ndarray, ref: np.ndarray, sr: int) -> dict[str, float]:
+    """The panel's fields that need a clean reference: SI-SDR, LSD and quiet-frame SNR of `y`."""
+    y2 = as_2d(y)
+    return dict(si_sdr_db=si_sdr_db(y2, ref), lsd_db=lsd_db(y2, ref, sr), quiet_frame_snr_db=quiet_frame_snr_db(y2, ref, sr))
+
+
+def with_scores_of(panel: MetricPanel, y: np.ndarray, ref: np.ndarray, sr: int) -> MetricPanel:
+    """`panel` with its intrusive fields taken from `y` against `ref` (an input is measured as
+    its file holds it, and scored as restoration starts from it: without DC offset and drift)."""
+    return replace(panel, **intrusive_scores(y, ref, sr))
 
 
 # --- warnings ---------------------------------------------------------------------------------

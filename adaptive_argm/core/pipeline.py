@@ -22,6 +22,7 @@ from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, DEFAULT_PRESET, MODE
 from . import audio, dsp, levels, metrics, presets
 from . import figures as figs
 from .audio import WORK_SR
+from .dc import remove_dc
 from .report import to_json
 from .resample import resample
 from .route import RouterConfig, RoutePlan, route, route_modes
@@ -82,7 +83,9 @@ def compare(input_path: str | Path, out_dir: str | Path, separator: Separator | 
     figures into `out_dir`. Each stem goes through the chain at most once.
 
     `reference` is a clean `(channels, samples)` signal at the working rate; with it the panel
-    adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR). `stem_views` (default: `figures`)
+    adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR), against the reference without its
+    DC offset and drift (which restoration removes from the input first; the input is scored
+    after that removal too). `stem_views` (default: `figures`)
     keeps what the stems figure needs, for drawing it later with `figures.compare_figures`.
 
     Memory: the stems are restored in place (copies only of the stems routed passes through
@@ -92,6 +95,7 @@ def compare(input_path: str | Path, out_dir: str | Path, separator: Separator | 
     out_dir = Path(out_dir)
     settings = settings or Settings()
     keep_views = figures if stem_views is None else stem_views
+    reference = remove_dc(reference, WORK_SR, bypass=False) if reference is not None else None
     preset = presets.load(settings.preset)
     clock = Stopwatch(on_stage)
     mix, info, panel_in, separation, sep_info = _load_and_separate(input_path, separator, clock, notice=notice,
@@ -154,8 +158,10 @@ def _load_and_separate(input_path: str | Path, separator: Separator | None, cloc
     with clock.stage("load"):
         raw, mix, info = load_input(input_path)
     with clock.stage("measure"):
-        panel_in = metrics.measure(raw, WORK_SR, ref=reference)
+        panel_in = metrics.measure(raw, WORK_SR)
         del raw
+        if reference is not None:
+            panel_in = metrics.with_scores_of(panel_in, mix, reference, WORK_SR)
     with clock.stage("separate"):
         if separator is None:
             separation, sep_info = None, dict(NO_SEPARATOR)
@@ -171,7 +177,7 @@ def load_input(path: str | Path) -> tuple[np.ndarray, np.ndarray, audio.AudioInf
     """The input as read (for measuring) and with its DC offset removed (for processing), both
     `(channels, samples)` at the working rate."""
     raw, info = audio.read(path, WORK_SR)
-    return raw, audio.remove_dc(raw), info
+    return raw, remove_dc(raw, WORK_SR), info
 
 
 def _target_lufs(mix: np.ndarray, preset: presets.Preset) -> float | None:

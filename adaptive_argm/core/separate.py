@@ -14,6 +14,7 @@ import numpy as np
 from ..config import (DEFAULT_MODEL, DEVICE, FORCE, SEPARATOR, SEPARATORS, STEM_NAMES, STEMS, Mode,
                       SeparatorChoice, Setting, UserError, check_choice)
 from . import audio, models
+from .dc import remove_dc
 from .resample import resample
 
 MIX_NAMES = ("mix", "mixed", "mixture", "input")
@@ -235,7 +236,7 @@ class StemsFolder:
                 x, _ = audio.read(path, sr)
             except audio.AudioError as exc:
                 raise SeparationError(f"stem {exc}") from None
-            x = _fit_length(audio.to_channels(audio.remove_dc(x), mix.shape[0]), mix.shape[1])
+            x = _fit_length(audio.to_channels(remove_dc(x, sr, bypass=False), mix.shape[0]), mix.shape[1])
             target = name if name in STEM_NAMES else "other"
             if target != name:
                 folded.setdefault(target, []).append(name)

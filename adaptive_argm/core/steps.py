@@ -16,7 +16,7 @@ import numpy as np
 import pedalboard
 
 from ..config import UserError
-from .audio import remove_dc
+from .dc import remove_dc
 from .denoise import WienerSettings, wiener_denoise
 
 PEDALBOARD_PREFIX = "pedalboard."
@@ -74,10 +74,11 @@ def _wiener(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, **params) 
 
 
 def _dc_remove(x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> np.ndarray:
-    if out is x:
-        x -= x.mean(axis=1, keepdims=True)
-        return x
-    return remove_dc(x)
+    y = remove_dc(x, sr)
+    if out is not None:
+        out[...] = y
+        return out
+    return y
 
 
 KINDS: dict[str, Callable[..., np.ndarray]] = {
