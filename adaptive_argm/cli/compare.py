@@ -10,6 +10,7 @@ import typer
 
 from ..config import COMPARE_MODES, MODE_LABELS
 from ..core import audio, figures, pipeline, separate
+from ..core.load import work_rate
 from ..core.metrics import DIRECTIONS
 from . import options as o
 from .app import app, console, err_console, friendly_errors
@@ -84,7 +85,8 @@ def compare(
         if ref is not None:
             check_input(ref)
         settings = shared.settings()
-        reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
+        # At the run's rate: the working rate, or the input's own when higher.
+        reference = (audio.read(ref, work_rate(audio.Reader(input).sample_rate))[0] if ref is not None else None)
         sep, notice = separate.resolve(shared.separation(), exclude=(input,) + ((ref,) if ref else ()))
         folder = prepare_out(out, input, default_root="compared")
         progress, on_stage = stage_progress()

@@ -27,9 +27,13 @@ def metrics_command(
         check_input(file)
         if ref is not None:
             check_input(ref)
-        y, info = audio.read(file, audio.WORK_SR)
-        reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
-        panel = metrics.measure(y, audio.WORK_SR, ref=reference)
+        # Streamed: decoded and measured block by block (an hour in bounded memory).
+        reader = audio.Reader(file)
+        panel = metrics.measure_stream(reader.native_blocks(), reader.sample_rate, reader.channels)
+        info = reader.info()
+        reference = audio.read(ref, metrics.METRIC_SR)[0] if ref is not None else None
+        if reference is not None:
+            panel = metrics.with_scores_of(panel, audio.read(file, metrics.METRIC_SR)[0], reference, metrics.METRIC_SR)
         if info.truncated:
             err_console.print(f"[yellow]warning:[/] {info.truncation_warning()}", soft_wrap=True)
         if as_json:

@@ -27,6 +27,7 @@ from pedalboard.io import AudioFile
 from ..config import UserError
 from .levels import peak_dbfs
 from .resample import frames_at, resampled
+from .signal import Signal, gather
 
 WORK_SR = 44100
 """Internal and default output sample rate: Demucs' rate, and the rate every metric uses."""
@@ -186,22 +187,6 @@ def read(path: str | Path, sr: int | None = WORK_SR) -> tuple[np.ndarray, AudioI
     return x, reader.info()
 
 
-def gather(blocks: Iterator[np.ndarray], channels: int, expected_frames: int = 0) -> np.ndarray:
-    """Join `(channels, m)` blocks into one array, filled in place when `expected_frames` is
-    right (no second full-length copy)."""
-    out = np.empty((channels, max(0, expected_frames)), np.float32)
-    pos, extra = 0, []
-    for block in blocks:
-        take = min(block.shape[1], out.shape[1] - pos)
-        out[:, pos:pos + take] = block[:, :take]
-        pos += take
-        if take < block.shape[1]:
-            extra.append(block[:, take:])
-    if extra:
-        return np.concatenate([out, *extra], axis=1)
-    return out[:, :pos] if pos < out.shape[1] else out
-
-
 def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     """Bring `(c, n)` audio to `channels`: average down to mono, or repeat mono up."""
     if x.shape[0] == channels:
@@ -238,8 +223,9 @@ def _umask() -> int:
     return mask
 
 
-def write(path: str | Path, x: np.ndarray, sr: int, *, protect: tuple[str | Path, ...] = ()) -> Path:
-    """Write `(channels, samples)` float32 audio atomically (temp file + rename).
+def write(path: str | Path, x: np.ndarray | Signal, sr: int, *, protect: tuple[str | Path, ...] = ()) -> Path:
+    """Write `(channels, samples)` float32 audio, an array or a `Signal` (written block by
+    block), atomically (temp file + rename).
 
     The format follows the suffix (WAV is written as 32-bit float so nothing above full scale
     is clipped by the file format). `protect` lists input paths that must never be overwritten.
@@ -248,10 +234,12 @@ def write(path: str | Path, x: np.ndarray, sr: int, *, protect: tuple[str | Path
     for p in protect:
         if Path(p).exists() and path.exists() and path.resolve() == Path(p).resolve():
             raise AudioError(f"{path}: refusing to overwrite an input file")
+    channels = x.channels if isinstance(x, Signal) else x.shape[0]
     with atomic_path(path) as tmp:
-        with AudioFile(tmp, "w", samplerate=sr, num_channels=x.shape[0],
+        with AudioFile(tmp, "w", samplerate=sr, num_channels=channels,
                        **({"bit_depth": 32} if path.suffix.lower() == ".wav" else {})) as f:
-            f.write(np.ascontiguousarray(x, dtype=np.float32))
+            for block in (x.blocks() if isinstance(x, Signal) else [x]):
+                f.write(np.ascontiguousarray(block, dtype=np.float32))
     return path
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import CLIP_MODE, CLIP_MODES, ClipMode, check_choice
 from . import steps as step_kinds
-from .blocks import Stage, apply, chained
+from .blocks import Blocking, Stage, apply, blockwise, chained
 from .levels import loudness_lufs, peak_dbfs, scaled
 from .steps import Step
 
@@ -22,6 +22,8 @@ LIMIT_CEILING_DBFS = -1.0
 """Where `limit` and `normalize` put the peak when a result would exceed full scale."""
 LIMITER_WINDOW_MS = 2.0
 """Look-ahead and smoothing of the peak limiter: short enough to leave the music around an over alone."""
+LIMITER_BLOCK = 1 << 20
+"""Frames per block when the limiter runs on a stream (24 s at 44.1 kHz)."""
 
 
 def chain_stage(steps: tuple[Step, ...], sr: int, frames: int, channels: int) -> Stage:
@@ -90,6 +92,26 @@ def peak_limit(y: np.ndarray, sr: int, ceiling_dbfs: float = LIMIT_CEILING_DBFS,
     half = max(1, int(round(window_ms * 1e-3 * sr)))
     gain = uniform_filter1d(minimum_filter1d(need, 2 * half + 1, mode="nearest"), half, mode="nearest")
     return np.multiply(y, np.minimum(gain, need), dtype=np.float32)
+
+
+def limiter_stage(sr: int, frames: int, channels: int, ceiling_dbfs: float = LIMIT_CEILING_DBFS) -> Stage:
+    """`peak_limit` as a block stage: each block with enough context on both sides for the
+    minimum and smoothing filters (two windows and one), so the blocks join exactly."""
+    half = max(1, int(round(LIMITER_WINDOW_MS * 1e-3 * sr)))
+    blocking = Blocking(block=LIMITER_BLOCK, context=3 * half + 2, whole_up_to=LIMITER_BLOCK + 3 * half + 2)
+    return lambda blocks: blockwise(blocks, frames, channels, blocking,
+                                    lambda seg, first: peak_limit(seg, sr, ceiling_dbfs))
+
+
+def gain_stage(gains_db: list[float]) -> Stage:
+    """Each block times each gain in turn (`levels.scaled`, so a gain applied in two steps gives
+    the samples two steps give)."""
+    def run(blocks):
+        for block in blocks:
+            for g in gains_db:
+                block = scaled(block, g)
+            yield block
+    return run
 
 
 def clip_safety(y: np.ndarray, sr: int, mode: ClipMode = "limit") -> tuple[np.ndarray, ClipSafety]:

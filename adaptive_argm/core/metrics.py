@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Iterable
 
 import numpy as np
 
@@ -32,8 +33,12 @@ from . import spectral
 from .framestats import FrameStats, Summary
 from .intrusive import lsd_db, quiet_frame_snr_db, si_sdr_db
 from .levels import POWER_FLOOR, as_2d, power_db
+from .resample import resampled
 
 # --- analysis settings (the paper's) -------------------------------------------------------
+METRIC_SR = 44100
+"""The rate every panel is measured at: the paper's `librosa.load(sr=44100)`; a signal at another
+rate is converted with the package's one resampler (librosa's), as that call converts it."""
 N_FFT, HOP, N_MELS = spectral.N_FFT, spectral.HOP, spectral.N_MELS
 TOP_DB = 80.0
 AMIN = POWER_FLOOR
@@ -267,6 +272,15 @@ def measure(
     stats.push(y2)
     panel = panel_of(stats.summary(), band_hz)
     return with_scores_of(panel, y2, ref, sr) if ref is not None else panel
+
+
+def measure_stream(blocks: Iterable[np.ndarray], sr: int, channels: int, band_hz: float | None = None) -> MetricPanel:
+    """The panel (without the intrusive fields) of `(channels, m)` blocks at `sr`, measured at
+    `METRIC_SR` block by block: bounded memory however long the signal."""
+    stats = measuring(METRIC_SR, channels)
+    for block in (resampled(blocks, sr, METRIC_SR, channels) if sr != METRIC_SR else blocks):
+        stats.push(block)
+    return panel_of(stats.summary(), band_hz)
 
 
 def measuring(sr: int, channels: int) -> FrameStats:

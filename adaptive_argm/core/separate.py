@@ -42,6 +42,9 @@ class SeparatorInfo:
     """For user stems: energy of mix minus gain x sum, relative to the mix."""
     folded: dict[str, list[str]] = field(default_factory=dict)
     notice: str | None = None
+    band_hz: float | None = None
+    """The highest frequency its stems can hold (half the model's rate, or of the stem files'),
+    when that is below the mix's: the rest of the mix is passed through (`high_band`)."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -50,8 +53,35 @@ class SeparatorInfo:
 @dataclass(frozen=True)
 class Separation:
     stems: dict[str, np.ndarray]
-    """name -> `(channels, samples)` float32 at the working rate; they add up to the mix."""
+    """name -> `(channels, samples)` float32 at the run's rate; they add up to the mix."""
     info: SeparatorInfo
+    beyond: np.ndarray | None = None
+    """The mix above the stems' band (`high_band`), added back to every stem-wise remix; None
+    when the stems hold the mix's whole band."""
+
+
+HIGH_BAND_ORDER = 8
+HIGH_BAND_FRACTION = 20000.0 / 22050.0
+"""The pass-through starts at this fraction of the stems' band (20 kHz for Demucs' 44.1 kHz):
+below it the stems hold the music (soxr's passband ends at about 0.91 of a rate's Nyquist)."""
+
+
+def high_band(mix: np.ndarray, separation: Separation, sr: int) -> np.ndarray | None:
+    """What the stems cannot hold: the mix minus the stems' sum, high-passed above
+    `HIGH_BAND_FRACTION` of their band (zero-phase Butterworth, forward and backward; soxr's
+    filters are linear-phase, so it lines up with the stems). None when the stems' band reaches
+    the mix's Nyquist. A stem-wise result plus this keeps a 96 kHz input's band above 22 kHz.
+    Where stem and mix overlap, result = H * mix + (1 - H) * stems: nothing is doubled."""
+    import scipy.signal
+
+    band = separation.info.band_hz
+    if band is None or band >= sr / 2.0 or not separation.stems:
+        return None
+    residual = np.array(mix, dtype=np.float64)
+    for stem in separation.stems.values():
+        residual -= stem
+    sos = scipy.signal.butter(HIGH_BAND_ORDER // 2, HIGH_BAND_FRACTION * band, "highpass", fs=sr, output="sos")
+    return scipy.signal.sosfiltfilt(sos, residual, axis=1).astype(np.float32)
 
 
 class Separator(Protocol):
@@ -174,7 +204,8 @@ class DemucsSeparator:
                  for name, s in out.items()}
         stems = {name: _fit_length(s, mix.shape[1]) for name, s in stems.items()}
         _release_freed_memory()
-        info = SeparatorInfo(name="demucs", model=self.model_name, weights=self._where, device=device)
+        info = SeparatorInfo(name="demucs", model=self.model_name, weights=self._where, device=device,
+                             band_hz=model.samplerate / 2.0 if model.samplerate < sr else None)
         return Separation(stems, info)
 
 
@@ -231,11 +262,13 @@ class StemsFolder:
     def __call__(self, mix: np.ndarray, sr: int) -> Separation:
         stems: dict[str, np.ndarray] = {}
         folded: dict[str, list[str]] = {}
+        rates = []
         for name, path in stem_files(self.folder, self.exclude).items():
             try:
-                x, _ = audio.read(path, sr)
+                x, info = audio.read(path, sr)
             except audio.AudioError as exc:
                 raise SeparationError(f"stem {exc}") from None
+            rates.append(info.sample_rate)
             x = _fit_length(audio.to_channels(remove_dc(x, sr, bypass=False), mix.shape[0]), mix.shape[1])
             target = name if name in STEM_NAMES else "other"
             if target != name:
@@ -253,7 +286,7 @@ class StemsFolder:
                 f"best gain {gain:.3g}; limit {self.max_residual_db:.0f} dB); pass ", FORCE, " to use them anyway")
         stems = {k: (v * gain).astype(np.float32) for k, v in stems.items()}
         info = SeparatorInfo(name="stems", folder=str(self.folder), gain=gain, residual_db=float(residual_db),
-                             folded=folded)
+                             folded=folded, band_hz=min(rates) / 2.0 if min(rates) < sr else None)
         return Separation(stems, info)
 
 
