@@ -28,6 +28,7 @@ HIST_CELLS = 20000
 """-100 to +100 dB in 0.01 dB steps (a full-scale sine reads about +53 dB in its bin; higher
 levels land in the top cell)."""
 CHUNK_FRAMES = spectral.CHUNK_FRAMES
+_PERCENTILE_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -54,16 +55,19 @@ class Summary:
         level in dB, as `np.percentile` interpolates it, from the histogram: within
         `HIST_STEP_DB / 2` of the exact value (within `HIST_STEP_DB` in the floor cell, which
         reads as the floor itself)."""
-        counts = self.level_histogram[bins - self.first_bin]
-        cumulative = np.cumsum(counts, axis=1, dtype=np.int64)
-        total = cumulative[:, -1]
-        rank = q / 100.0 * (total - 1)
-        below, frac = np.floor(rank).astype(np.int64), rank - np.floor(rank)
         centre = HIST_LOW_DB + (np.arange(HIST_CELLS) + 0.5) * HIST_STEP_DB
         centre[0] = HIST_LOW_DB  # the floor cell: digital silence reads exactly the floor
-        lo = centre[np.argmax(cumulative > below[:, np.newaxis], axis=1)]
-        hi = centre[np.argmax(cumulative > np.minimum(below + 1, total - 1)[:, np.newaxis], axis=1)]
-        return lo + frac * (hi - lo)
+        out = np.empty(len(bins))
+        for i in range(0, len(bins), _PERCENTILE_ROWS):  # a few rows at a time: no full-size cumsum
+            cumulative = np.cumsum(self.level_histogram[bins[i:i + _PERCENTILE_ROWS] - self.first_bin], axis=1,
+                                   dtype=np.int64)
+            total = cumulative[:, -1]
+            rank = q / 100.0 * (total - 1)
+            below, frac = np.floor(rank).astype(np.int64), rank - np.floor(rank)
+            lo = centre[np.argmax(cumulative > below[:, np.newaxis], axis=1)]
+            hi = centre[np.argmax(cumulative > np.minimum(below + 1, total - 1)[:, np.newaxis], axis=1)]
+            out[i:i + _PERCENTILE_ROWS] = lo + frac * (hi - lo)
+        return out
 
 
 class FrameStats:

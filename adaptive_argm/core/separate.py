@@ -72,16 +72,22 @@ def high_band(mix: np.ndarray, separation: Separation, sr: int) -> np.ndarray | 
     filters are linear-phase, so it lines up with the stems). None when the stems' band reaches
     the mix's Nyquist. A stem-wise result plus this keeps a 96 kHz input's band above 22 kHz.
     Where stem and mix overlap, result = H * mix + (1 - H) * stems: nothing is doubled."""
-    import scipy.signal
-
     band = separation.info.band_hz
     if band is None or band >= sr / 2.0 or not separation.stems:
         return None
     residual = np.array(mix, dtype=np.float64)
     for stem in separation.stems.values():
         residual -= stem
-    sos = scipy.signal.butter(HIGH_BAND_ORDER // 2, HIGH_BAND_FRACTION * band, "highpass", fs=sr, output="sos")
-    return scipy.signal.sosfiltfilt(sos, residual, axis=1).astype(np.float32)
+    return above(residual, band, sr)
+
+
+def above(x: np.ndarray, band_hz: float, sr: int) -> np.ndarray:
+    """What of `x` lies above `HIGH_BAND_FRACTION` of `band_hz` (the zero-phase high-pass of
+    `high_band`), float32."""
+    import scipy.signal
+
+    sos = scipy.signal.butter(HIGH_BAND_ORDER // 2, HIGH_BAND_FRACTION * band_hz, "highpass", fs=sr, output="sos")
+    return scipy.signal.sosfiltfilt(sos, np.asarray(x, dtype=np.float64), axis=1).astype(np.float32)
 
 
 class Separator(Protocol):
@@ -275,6 +281,9 @@ class StemsFolder:
                 folded.setdefault(target, []).append(name)
             stems[target] = stems[target] + x if target in stems else x
         total = sum(stems.values())
+        band_hz = min(rates) / 2.0 if min(rates) < sr else None
+        if band_hz is not None:  # the stems are fitted to the part of the mix they can hold
+            mix = mix - above(mix, band_hz, sr)
         energy = float(np.sum(total.astype(np.float64) ** 2))
         gain = float(np.sum(mix.astype(np.float64) * total) / energy) if energy > 0 else 1.0
         mix_energy = float(np.sum(mix.astype(np.float64) ** 2))
@@ -286,7 +295,7 @@ class StemsFolder:
                 f"best gain {gain:.3g}; limit {self.max_residual_db:.0f} dB); pass ", FORCE, " to use them anyway")
         stems = {k: (v * gain).astype(np.float32) for k, v in stems.items()}
         info = SeparatorInfo(name="stems", folder=str(self.folder), gain=gain, residual_db=float(residual_db),
-                             folded=folded, band_hz=min(rates) / 2.0 if min(rates) < sr else None)
+                             folded=folded, band_hz=band_hz)
         return Separation(stems, info)
 
 
