@@ -274,4 +274,4 @@ def test_the_noise_floor_histogram_is_within_half_a_step_of_the_exact_percentile
     bins = np.arange(summary.first_bin, power.shape[1])
     exact = np.percentile(M.power_db(power[:, bins]), M.NOISE_FLOOR_PERCENTILE, axis=0)
     estimate = summary.bin_percentile_db(M.NOISE_FLOOR_PERCENTILE, bins)
-    assert np.max(np.abs(estimate - exact)) <= HIST_STEP_DB / 2 + 1e-6
+    assert np.max(np.abs(estimate - exact)) <= HIST_STEP_DB / 2 + 1e-4  # float32 levels near a cell edge

@@ -58,11 +58,21 @@ class _Measured:
 
 
 def measured(x: Signal) -> _Measured:
-    """Loudness and peak of a signal, in one pass."""
-    m = _Measured(x.sr, x.channels)
-    for _ in m.through(x.blocks()):
-        pass
+    """Loudness and peak of a signal: taken when it was kept (`keep_measured`), else in one pass."""
+    m = getattr(x, "measured", None)
+    if m is None:
+        m = _Measured(x.sr, x.channels)
+        for _ in m.through(x.blocks()):
+            pass
     return m
+
+
+def keep_measured(store: Store, blocks: Iterable[np.ndarray], channels: int, sr: int, frames: int = 0) -> Signal:
+    """`store.keep`, measuring loudness and peak on the way (no later pass needed for them)."""
+    m = _Measured(sr, channels)
+    signal = store.keep(m.through(blocks), channels, sr, frames)
+    signal.measured = m
+    return signal
 
 
 def loudness_lufs(x: np.ndarray | Signal, sr: int) -> float:

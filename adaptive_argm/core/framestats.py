@@ -7,7 +7,7 @@ and the in-band percentiles need the whole mel image: 128 x frames float32, 160 
 and the RMS over all channels (silent frames). Kept per STFT bin: the long-term mean power (of
 the frames wholly inside the signal) and a histogram of the bin's level over time at
 `HIST_STEP_DB` resolution (the noise floor is a per-bin percentile over time; the histogram
-gives it within half a step: 0.005 dB, however long the signal). Kept whole: the peak and the
+gives it within half a step, 0.005 dB, however long the signal). Kept whole: the peak and the
 BS.1770 loudness (`levels.LoudnessMeter`).
 """
 
@@ -29,6 +29,7 @@ HIST_CELLS = 20000
 levels land in the top cell)."""
 CHUNK_FRAMES = spectral.CHUNK_FRAMES
 _PERCENTILE_ROWS = 64
+_HIST_ROWS = 32
 
 
 @dataclass(frozen=True)
@@ -180,15 +181,23 @@ class FrameStats:
         inner = k >= 2
         if inner_limit is not None:
             inner &= k * HOP + N_FFT // 2 <= inner_limit
-        if inner.any():
-            self._inner = np.concatenate([self._inner[np.newaxis], power[inner]]).sum(axis=0, dtype=np.float64)
-            self._inner_count += int(inner.sum())
-        self._all = np.concatenate([self._all[np.newaxis], power]).sum(axis=0, dtype=np.float64)
-        self._all_count += count
+            for row in power:  # only at the end, for a signal with no frame wholly inside it
+                self._all += row
+            self._all_count += count
+        for row in power[inner]:  # frame after frame, as one mean over all of them sums
+            self._inner += row
+        self._inner_count += int(inner.sum())
         if self._hist.shape[0]:
-            levels_db = power_db(power[:, self.first_bin:]).astype(np.float64)
-            cells = np.clip(((levels_db - HIST_LOW_DB) / HIST_STEP_DB).astype(np.int32), 0, HIST_CELLS - 1)
-            cells = np.ascontiguousarray(cells.T)
-            for row, c in zip(self._hist, cells):
-                row += np.bincount(c, minlength=HIST_CELLS).astype(np.uint32)
+            # float32, as the levels themselves: a level within 2e-5 dB of a cell edge may land in
+            # the neighbouring cell, which moves a percentile by that much at most.
+            cells = power_db(power[:, self.first_bin:])
+            cells -= np.float32(HIST_LOW_DB)
+            cells *= np.float32(1.0 / HIST_STEP_DB)
+            cells = np.clip(cells.astype(np.int32), 0, HIST_CELLS - 1)
+            offsets = np.arange(_HIST_ROWS, dtype=np.int32) * HIST_CELLS
+            for r0 in range(0, cells.shape[1], _HIST_ROWS):  # one bincount per few bins: small scratch
+                rows = min(_HIST_ROWS, cells.shape[1] - r0)
+                flat = (cells[:, r0:r0 + rows] + offsets[:rows]).ravel()
+                counts = np.bincount(flat, minlength=rows * HIST_CELLS).reshape(rows, HIST_CELLS)
+                self._hist[r0:r0 + rows] += counts.astype(np.uint32)
         self._next_frame = k0 + count

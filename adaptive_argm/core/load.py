@@ -17,6 +17,7 @@ import numpy as np
 
 from . import audio, dc, metrics
 from .audio import WORK_SR
+from .finish import keep_measured
 from .resample import Stream
 from .signal import InMemory, Signal, Store
 
@@ -66,7 +67,7 @@ def load(path: str | Path, store: Store) -> Loaded:
     raw = store.keep(work_blocks(), channels, sr, reader.expected_frames(sr))
     info, panel = reader.info(), metrics.panel_of(stats.summary())
     del stats
-    mix = store.keep(dc.stage(sr, raw.frames, channels)(raw.blocks()), channels, sr, raw.frames)
+    mix = keep_measured(store, dc.stage(sr, raw.frames, channels)(raw.blocks()), channels, sr, raw.frames)
     store.drop(raw)
     del raw
     return Loaded(mix.array if isinstance(mix, InMemory) else mix, info, panel, sr)

@@ -23,7 +23,7 @@ from . import audio, dsp, metrics, presets
 from . import figures as figs
 from .audio import WORK_SR
 from .dc import remove_dc
-from .finish import Restored, finish, loudness_lufs
+from .finish import Restored, finish, keep_measured, loudness_lufs
 from .load import load
 from .report import to_json
 from .resample import resample, resampled
@@ -210,8 +210,8 @@ def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, s
     processed = dict(processed or {})
     if plan.mode_used == "direct":
         chain = preset.chain_for(None)
-        y = (store.keep(dsp.chain_stage(chain, sr, mix.frames, mix.channels)(mix.blocks()), mix.channels, sr, mix.frames)
-             if isinstance(mix, Signal) else dsp.apply_chain(mix, sr, chain))
+        y = (keep_measured(store, dsp.chain_stage(chain, sr, mix.frames, mix.channels)(mix.blocks()), mix.channels, sr,
+                           mix.frames) if isinstance(mix, Signal) else dsp.apply_chain(mix, sr, chain))
     else:
         todo = [n for n in plan.processed() if n not in processed]
         processed.update(process_stems(separation.stems, todo, preset, sr, in_place=in_place, pool=pool))
