@@ -10,10 +10,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import COMPARE_MODES
+from ..core import results
 from ..core.presets import PresetError
 from ..evaluation import benchmark as bench
 from ..evaluation import degrade
-from ..evaluation.benchmark_tables import goals, goals_table, headline_table, means, write_outputs
+from ..evaluation.benchmark_tables import goals, goals_table, headline_table, means, run_into, tables_set
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
 from .tables import render
@@ -64,8 +65,10 @@ def benchmark(
             bench.check(settings)
         except (ValueError, PresetError) as exc:
             raise UsageError(str(exc)) from None
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out}: exists and is not a folder")
+        problem = results.conflict(out, tables_set())
+        if problem:
+            raise UsageError(f"--out {problem.message}" if problem.why == "not-a-folder"
+                             else f"--out {out}: {problem.message}; give another --out")
         clips = []
         if not no_corpus:
             folder = corpus or bench.default_corpus()
@@ -83,9 +86,8 @@ def benchmark(
                             console=err_console, transient=True)
         with progress:
             task = progress.add_task("", total=len(clips) * len(settings.degradations))
-            result = bench.run_benchmark(clips, settings,
-                                          on_done=lambda done, total: progress.update(task, completed=done))
-        written = write_outputs(result, out)
+            result, written = run_into(out, clips, settings,
+                                       on_done=lambda done, total: progress.update(task, completed=done))
         console.print(render(headline_table(means(result.cases),
                                             title="Mean SI-SDR change vs the degraded input (dB), 44.1 kHz")))
         for p in settings.presets:

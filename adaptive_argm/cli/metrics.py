@@ -26,7 +26,7 @@ def metrics_command(
     with friendly_errors():
         check_input(file)
         if ref is not None:
-            check_input(ref)
+            check_input(ref, "--ref")
         # Streamed: decoded and measured block by block (an hour in bounded memory).
         reader = audio.Reader(file)
         panel = metrics.measure_stream(reader.native_blocks(), reader.sample_rate, reader.channels)

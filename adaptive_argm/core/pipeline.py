@@ -19,43 +19,54 @@ import numpy as np
 
 from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_RATES, OUTPUT_SR,
                       SKIP_POLICIES, SKIP_POLICY, ClipMode, Mode, OutputRate, SkipPolicy, check_choice)
-from . import audio, dsp, metrics, presets
+from . import audio, dsp, metrics, presets, results
 from . import figures as figs
 from .audio import WORK_SR
 from .dc import remove_dc
 from .finish import Restored, finish, keep_measured, loudness_lufs
 from .load import load
-from .report import to_json
 from .resample import resample, resampled
 from .route import RouterConfig, RoutePlan, route, route_modes
-from .separate import Separation, Separator, high_band
+from .separate import Separation, Separator, StemsFolder, high_band
 from .signal import MEMORY, Mapped, Signal, Store, as_signal, workspace
 
 NO_SEPARATOR = {"name": "none", "model": None}
+RESTORED = "restored.wav"
+REPORT_SET = results.Kind("report.json", outputs=(RESTORED,), legacy=(RESTORED, "stems/*.wav"))
+"""`run`'s result set: restored.wav (and stems/ with keep_stems), report.json its manifest."""
+COMPARE_SET = results.Kind("compare.json", outputs=("direct.wav", "routed.wav"),
+                           legacy=tuple(f"{m}.wav" for m in COMPARE_MODES) + (figs.SPECTROGRAMS_PNG, figs.STEMS_PNG))
+"""`compare`'s result set: one file per mode and the figures, compare.json its manifest."""
 
 
-def run(input_path: str | Path, out_dir: str | Path, separator: Separator | None = None,
-        settings: Settings | None = None, *, notice: str | None = None,
+def run(input_path: str | Path, out: str | Path | results.ResultSet | results.View, separator: Separator | None = None,
+        settings: Settings | None = None, *, notice: str | None = None, replace_other: bool = False,
         on_stage: Callable[[str], None] | None = None) -> RunResult:
-    """Restore one clip into `out_dir/restored.wav` and `out_dir/report.json`.
+    """Restore one clip into `out/restored.wav` and `out/report.json`.
 
-    `separator` turns the mix into stems (Demucs, a stems folder); None restores the mix
-    directly. `notice` is recorded as `separator.notice` (why no separator was available).
+    `out` is a folder (this call writes the result set there, see `core.results`; an earlier
+    result of another input is replaced only with `replace_other`), or a set being staged that
+    the caller commits with the report. `separator` turns the mix into stems (Demucs, a stems
+    folder); None restores the mix directly. `notice` is recorded as `separator.notice` (why no
+    separator was available).
 
     With no separation nothing needs the whole signal at once: the audio then streams through
     spill files in a temporary folder, a block at a time (an hour of stereo in about 1 GB), and
     `restored.audio` of the result is None (the file holds it).
     """
-    out_dir = Path(out_dir)
+    if not isinstance(out, results.Staged):
+        with results.ResultSet(out, REPORT_SET, input=input_path, protect=inputs_of(separator),
+                               replace_other=replace_other) as staged:
+            result = run(input_path, staged, separator, settings, notice=notice, on_stage=on_stage)
+            staged.commit(result.to_dict())
+        return result
     settings = settings or Settings()
     separator = separator if settings.mode != "direct" else None
     with workspace(on_disk=separator is None) as store:
-        result = _run(input_path, out_dir, separator, settings, Stopwatch(on_stage), store, notice)
-    audio.write_text(out_dir / "report.json", to_json(result.to_dict()))
-    return result
+        return _run(input_path, out, separator, settings, Stopwatch(on_stage), store, notice)
 
 
-def _run(input_path: str | Path, out_dir: Path, separator: Separator | None, settings: Settings, clock: Stopwatch,
+def _run(input_path: str | Path, out: results.Staged, separator: Separator | None, settings: Settings, clock: Stopwatch,
          store: Store, notice: str | None) -> RunResult:
     preset = presets.load(settings.preset)
     mix, info, panel_in, separation, sep_info, sr = _load_and_separate(input_path, separator, clock, notice=notice,
@@ -73,27 +84,29 @@ def _run(input_path: str | Path, out_dir: Path, separator: Separator | None, set
         panels, warnings = _measure_outputs(panel_in, {"output": restored.audio}, sr=sr, info=info)
     with clock.stage("write"):
         y, out_sr = _output_audio(restored.audio, info, settings.output_sr, sr)
-        out_path = audio.write(out_dir / "restored.wav", y, out_sr, protect=(input_path,))
+        audio.write(out.path(RESTORED), y, out_sr)
         if settings.keep_stems and separation is not None:
             for name, stem in separation.stems.items():
-                audio.write(out_dir / "stems" / f"{name}.wav", stem, sr, protect=(input_path,))
+                audio.write(out.path(f"stems/{name}.wav"), stem, sr)
                 if name in processed:
-                    audio.write(out_dir / "stems" / f"{name}.restored.wav", processed[name], sr,
-                                protect=(input_path,))
+                    audio.write(out.path(f"stems/{name}.restored.wav"), processed[name], sr)
     y = as_signal(y, out_sr)
-    if store.on_disk:  # its spill file goes with the run's folder
+    if store.on_disk:  # its spill file goes with the run's temporary folder
         restored = Restored(None, restored.mode, restored.loudness_gain_db, restored.clip)
-    return RunResult(info, str(out_path), out_sr, y.channels, y.frames / out_sr, restored, plan, sep_info,
-                     preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
+    return RunResult(info, str(out.final(RESTORED)), out_sr, y.channels, y.frames / out_sr, restored, plan,
+                     sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
 
 
-def compare(input_path: str | Path, out_dir: str | Path, separator: Separator | None = None,
-            settings: Settings | None = None, *, reference: np.ndarray | None = None, notice: str | None = None,
-            figures: bool = True, stem_views: bool | None = None,
+def compare(input_path: str | Path, out: str | Path | results.ResultSet | results.View,
+            separator: Separator | None = None, settings: Settings | None = None, *,
+            reference: np.ndarray | None = None, notice: str | None = None, figures: bool = True,
+            stem_views: bool | None = None, protect: tuple[str | Path, ...] = (), replace_other: bool = False,
             on_stage: Callable[[str], None] | None = None) -> CompareResult:
     """Separate once, then restore the clip three ways (forced direct, forced stem-wise, routed)
     and measure each; writes `direct.wav`, `stemwise.wav`, `routed.wav`, `compare.json` and the
-    figures into `out_dir`. Each stem goes through the chain at most once.
+    figures into `out`, a folder or a set being staged, as for `run` (the caller then writes
+    compare.json). `protect` lists other inputs (a reference file). Each stem goes through the
+    chain at most once.
 
     `reference` is a clean `(channels, samples)` signal at the run's rate; with it the panel
     adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR), against the reference without its
@@ -105,7 +118,13 @@ def compare(input_path: str | Path, out_dir: str | Path, separator: Separator | 
     unprocessed) and freed before measuring, so a 10-minute stereo file holds the mix, four
     stems and the results, not two sets of stems.
     """
-    out_dir = Path(out_dir)
+    if not isinstance(out, results.Staged):
+        with results.ResultSet(out, COMPARE_SET, input=input_path, protect=(*protect, *inputs_of(separator)),
+                               replace_other=replace_other) as staged:
+            result = compare(input_path, staged, separator, settings, reference=reference, notice=notice,
+                             figures=figures, stem_views=stem_views, on_stage=on_stage)
+            staged.commit(result.to_dict())
+        return result
     settings = settings or Settings()
     keep_views = figures if stem_views is None else stem_views
     preset = presets.load(settings.preset)
@@ -152,13 +171,13 @@ def compare(input_path: str | Path, out_dir: str | Path, separator: Separator | 
         paths = {}
         for m, r in outputs.items():
             y, out_sr = _output_audio(r.audio, info, settings.output_sr, sr)
-            paths[m] = str(audio.write(out_dir / f"{m}.wav", y, out_sr, protect=(input_path,)))
+            audio.write(out.path(f"{m}.wav"), y, out_sr)
+            paths[m] = str(out.final(f"{m}.wav"))
     result = CompareResult(info, sep_info, routed, outputs, paths, all_panels, warnings, stem_names, views,
                            preset, clock.timings_s, settings, mix, sr)
     if figures:
         with clock.stage("figures"):
-            figs.compare_figures(result, out_dir)
-    audio.write_text(out_dir / "compare.json", to_json(result.to_dict()))
+            figs.compare_figures(result, out.staged_folder)
     return result
 
 
@@ -187,6 +206,11 @@ def _load_and_separate(input_path: str | Path, separator: Separator | None, cloc
         if notice:
             sep_info["notice"] = notice
     return mix, loaded.info, panel_in, separation, sep_info, sr
+
+
+def inputs_of(separator: Separator | None) -> tuple[Path, ...]:
+    """The files a separator reads (a stems folder): never written over by a result."""
+    return (separator.folder,) if isinstance(separator, StemsFolder) else ()
 
 
 def _target_lufs(mix: np.ndarray | Signal, preset: presets.Preset, sr: int) -> float | None:

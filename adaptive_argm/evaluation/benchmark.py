@@ -198,7 +198,7 @@ def damage(clip: CleanClip, degradation: str, seed: int, split: str = "mask") ->
         raw, record = degrade.apply(degradation, clip.audio, WORK_SR, s)
         return Damaged(raw, remove_dc(raw, WORK_SR), None, record)
     raw, stems, record = degrade.apply_to_stems(degradation, clip.audio, clip.stems, WORK_SR, s, split)
-    # As `pipeline.load_input` and `StemsFolder` do: the mix and every stem lose their DC offset.
+    # As `load.load` and `StemsFolder` do: the mix and every stem lose their DC offset.
     stems = {k: remove_dc(v, WORK_SR, bypass=False) for k, v in stems.items()}  # linear: they still add up
     return Damaged(raw, remove_dc(raw, WORK_SR), Separation(stems, SeparatorInfo(name="oracle")), record)
 

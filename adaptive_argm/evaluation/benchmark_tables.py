@@ -1,21 +1,22 @@
 """The paired benchmark's summaries and files: means over clips per degradation x preset x mode,
 the goals each preset is held to, and the tables written as Markdown and CSV (`paired.md`,
-`paired.csv`, `paired_means.csv`); the CLI shows the same tables."""
+`paired.csv`, `paired_means.csv`, one result set with `paired.json` as its manifest); the CLI
+shows the same tables."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
-from ..core import audio
+from ..core import audio, results
 from ..core.table import Table, csv_text, markdown
 from .benchmark import (GOAL_HARMLESS_CASES, GOAL_HARMLESS_DB, GOAL_LOUDNESS_LU, GOAL_NOISE_CASE,
                         GOAL_NOISE_GAIN_MUSICGEN_DB, GOAL_NOISE_GAIN_REAL_DB, GOAL_WORST_CLIP_DB, MUSICGEN_STEM_SCALE,
-                        BenchmarkResult, CaseResult)
+                        BenchmarkResult, BenchmarkSettings, CaseResult, CleanClip, run_benchmark)
 
 def finite_mean(values: Iterable[float]) -> float:
     v = [x for x in values if x is not None and math.isfinite(x)]
@@ -204,9 +205,37 @@ def report_markdown(result: BenchmarkResult) -> str:
     return "\n".join(parts)
 
 
+def tables_set(stem: str = "paired") -> results.Kind:
+    """The benchmark's files as a result set; tables written before it had a manifest count as
+    its earlier set when `<stem>.md` is there."""
+    names = (f"{stem}.md", f"{stem}.csv", f"{stem}_means.csv")
+    return results.Kind(f"{stem}.json", outputs=names, legacy=names, legacy_marker=names[0])
+
+
 def write_outputs(result: BenchmarkResult, out_dir: str | Path, stem: str = "paired") -> list[Path]:
-    """`<stem>.md` (all tables), `<stem>.csv` (one row per case), `<stem>_means.csv`."""
-    out_dir = Path(out_dir)
-    return [audio.write_text(out_dir / f"{stem}.md", report_markdown(result)),
-            audio.write_text(out_dir / f"{stem}.csv", to_csv([c.row() for c in result.cases])),
-            audio.write_text(out_dir / f"{stem}_means.csv", to_csv([r.__dict__ for r in means(result.cases)]))]
+    """`<stem>.md` (all tables), `<stem>.csv` (one row per case), `<stem>_means.csv`, and
+    `<stem>.json` (settings and clips), written as one result set."""
+    with results.ResultSet(out_dir, tables_set(stem)) as staged:
+        return _commit_tables(result, staged, stem)
+
+
+def run_into(out_dir: str | Path, clips: list[CleanClip], settings: BenchmarkSettings, *,
+             on_done: Callable[[int, int], None] | None = None,
+             stem: str = "paired") -> tuple[BenchmarkResult, list[Path]]:
+    """`run_benchmark`, its tables staged in `out_dir` from the start (so an interrupt leaves
+    nothing there, and a folder that cannot take them is refused before any work), then
+    committed as `write_outputs` does."""
+    with results.ResultSet(out_dir, tables_set(stem)) as staged:
+        result = run_benchmark(clips, settings, on_done=on_done)
+        return result, _commit_tables(result, staged, stem)
+
+
+def _commit_tables(result: BenchmarkResult, staged: results.ResultSet, stem: str) -> list[Path]:
+    kind = staged.kind
+    audio.write_text(staged.path(f"{stem}.md"), report_markdown(result))
+    audio.write_text(staged.path(f"{stem}.csv"), to_csv([c.row() for c in result.cases]))
+    audio.write_text(staged.path(f"{stem}_means.csv"), to_csv([r.__dict__ for r in means(result.cases)]))
+    staged.commit({"schema": "adaptive-argm/paired/1", "settings": result.settings.to_dict(),
+                   "clips": [{"name": n, "source": src, "duration_s": d} for n, src, d in result.clips],
+                   "cases": len(result.cases), "wall_s": result.wall_s, "jobs": result.jobs})
+    return [staged.final(name) for name in (*kind.outputs, kind.manifest)]
