@@ -270,6 +270,26 @@ def test_a_96k_input_keeps_its_band_above_22k_stemwise_routed_and_compared(tmp_p
         assert abs(band_db(y, HI_SR) - band_db(x, HI_SR)) < 1.0, mode
 
 
+def test_stems_as_wide_as_their_mix_are_fitted_whole_and_nothing_is_passed_around_them(tmp_path):
+    """32 kHz stems of a 32 kHz mix in a 44.1 kHz run: the stems hold the mix's whole band. Fitting
+    them to the mix minus a 16 kHz high-pass left a -37 dB residual and added that skirt back."""
+    from adaptive_argm.core.separate import StemsFolder
+
+    x = clean_music(2.0, 32000, 15500.0, channels=2)
+    rng = np.random.default_rng(1)
+    noise = np.float32(0.003) * rng.standard_normal(x.shape).astype(np.float32)  # up to 16 kHz
+    parts = {"drums": 0.5 * x, "bass": 0.3 * x + noise, "other": 0.2 * x}
+    folder = tmp_path / "stems"
+    folder.mkdir()
+    for name, part in parts.items():
+        sf.write(folder / f"{name}.wav", part.T, 32000, subtype="FLOAT")
+    song = tmp_path / "mix.wav"
+    sf.write(song, sum(parts.values()).T, 32000, subtype="FLOAT")
+    result = pipeline.run(song, tmp_path / "out", StemsFolder(folder), pipeline.Settings(mode="stemwise"))
+    assert result.separator["band_hz"] is None
+    assert result.separator["residual_db"] < -60
+
+
 def test_a_96k_input_keeps_its_band_above_22k_through_demucs(tmp_path):
     from adaptive_argm.core.separate import DemucsSeparator
 

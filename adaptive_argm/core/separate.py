@@ -290,13 +290,16 @@ class StemsFolder:
             stems[target] = stems[target] + x if target in stems else x
         total = sum(stems.values())
         band_hz = min(rates) / 2.0 if min(rates) < sr else None
-        if band_hz is not None:  # the stems are fitted to the part of the mix they can hold
-            mix = mix - above(mix, band_hz, sr)
-        energy = float(np.sum(total.astype(np.float64) ** 2))
-        gain = float(np.sum(mix.astype(np.float64) * total) / energy) if energy > 0 else 1.0
-        mix_energy = float(np.sum(mix.astype(np.float64) ** 2))
-        resid = float(np.sum((mix - gain * total).astype(np.float64) ** 2))
-        residual_db = 10 * np.log10(max(resid, 1e-30) / max(mix_energy, 1e-30))
+        gain, resid, residual_db = _fit(mix, total)
+        if band_hz is not None:
+            # Fitted to the part of the mix they can hold, when the mix holds more than they do (a
+            # 96 kHz mix, 44.1 kHz stems); a mix no wider than its stems (32 kHz files in a 44.1 kHz
+            # run) is fitted whole, and nothing is passed around them.
+            narrow = _fit(mix - above(mix, band_hz, sr), total)
+            if narrow[1] < resid:
+                gain, resid, residual_db = narrow
+            else:
+                band_hz = None
         if residual_db > self.max_residual_db and not self.force:
             raise SeparationError(
                 STEMS, f" {self.folder}: the stems do not add up to the input (residual {residual_db:.1f} dB after the "
@@ -305,6 +308,16 @@ class StemsFolder:
         info = SeparatorInfo(name="stems", folder=str(self.folder), gain=gain, residual_db=float(residual_db),
                              folded=folded, band_hz=band_hz)
         return Separation(stems, info)
+
+
+def _fit(mix: np.ndarray, total: np.ndarray) -> tuple[float, float, float]:
+    """The least-squares gain mapping `total` onto `mix`: `(gain, residual energy, residual in dB
+    re the mix)`."""
+    energy = float(np.sum(total.astype(np.float64) ** 2))
+    gain = float(np.sum(mix.astype(np.float64) * total) / energy) if energy > 0 else 1.0
+    resid = float(np.sum((mix - gain * total).astype(np.float64) ** 2))
+    mix_energy = float(np.sum(mix.astype(np.float64) ** 2))
+    return gain, resid, float(10 * np.log10(max(resid, 1e-30) / max(mix_energy, 1e-30)))
 
 
 def resolve(options: SeparatorOptions = SeparatorOptions(), *, mode: Mode = "routed",
