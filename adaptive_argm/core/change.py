@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .audio import WORK_SR
 from .levels import difference, energy, ratio_db
+from .signal import Signal, as_signal
 from .steps import StepOutcome
 
 UNCHANGED_MAX_ABS = 1e-6
@@ -69,14 +71,27 @@ class Change:
                 "steps": [o.to_dict() for o in self.steps], "actions": list(self.actions), "summary": self.summary()}
 
 
-def assess(y: np.ndarray, mix: np.ndarray, steps: tuple[StepOutcome, ...], *, loudness_gain_db: float = 0.0,
+def compared(y: np.ndarray | Signal, mix: np.ndarray | Signal, sr: int) -> tuple[float, float, float]:
+    """The largest |y - mix|, the energy of y - mix and the energy of `mix`, accumulated block by
+    block (a streamed result and input are read once each, side by side)."""
+    ys, xs = as_signal(y, sr), as_signal(mix, sr)
+    if (ys.channels, ys.frames) != (xs.channels, xs.frames):
+        raise ValueError(f"difference needs one shape, got {(ys.channels, ys.frames)} and {(xs.channels, xs.frames)}")
+    largest = diff = total = 0.0
+    for yb, xb in zip(ys.blocks(), xs.blocks()):
+        big, d = difference(yb, xb)
+        largest, diff, total = max(largest, big), diff + d, total + energy(xb)
+    return largest, diff, total
+
+
+def assess(y: np.ndarray | Signal, mix: np.ndarray | Signal, steps: tuple[StepOutcome, ...], *, loudness_gain_db: float = 0.0,
            clip_action: str = "none", target_gain_db: float | None = None, limiter_db: float = 0.0,
-           separated: bool = False) -> Change:
+           separated: bool = False, sr: int = WORK_SR) -> Change:
     """Whether `y` changed `mix` (both `(channels, samples)` at one rate, `mix` DC-free), with the
     outcomes of the steps that made it and what finished it: the loudness match's gain,
     `clip_action` (`dsp.ClipSafety.action`), a loudness target's gain and true-peak limiter, and
     whether it is a remix of separated stems."""
-    largest, diff = difference(y, mix)
+    largest, diff, mix_energy = compared(y, mix, sr)
     changed = largest > UNCHANGED_MAX_ABS
     actions = []
     if abs(loudness_gain_db) >= GAIN_ACTED_DB:
@@ -90,6 +105,6 @@ def assess(y: np.ndarray, mix: np.ndarray, steps: tuple[StepOutcome, ...], *, lo
     if changed and separated and not acted:
         actions.append("the remix of the stems is not the input (they do not add up to it exactly)")
         acted = True
-    difference_db = ratio_db(diff, energy(mix))
+    difference_db = ratio_db(diff, mix_energy)
     return Change(changed, largest, -math.inf if diff == 0 else difference_db, tuple(steps), tuple(actions),
                   acted == changed)

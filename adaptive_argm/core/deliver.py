@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import scipy.signal
@@ -26,6 +27,7 @@ from ..config import UserError
 from .audio import atomic_path
 from .dsp import LIMITER_WINDOW_MS
 from .levels import loudness_lufs, peak_dbfs, scaled
+from .signal import Signal
 
 CONTAINERS = ("wav", "flac")
 BIT_DEPTHS = ("16", "24", "32f")
@@ -213,37 +215,49 @@ class Written:
                 "peak_dbfs": self.peak_dbfs, "clipped_samples": self.clipped_samples}
 
 
-def write(path: str | Path, x: np.ndarray, sr: int, fmt: OutputFormat, *, seed: int = 0,
+def write(path: str | Path, x: np.ndarray | Signal, sr: int, fmt: OutputFormat, *, seed: int = 0,
           protect: tuple[str | Path, ...] = ()) -> Written:
-    """Write `(channels, samples)` float32 audio at `sr` Hz in `fmt`, atomically (temp file beside
-    `path`, then rename). `path`'s suffix must be the format's; `protect` lists inputs that must
-    never be overwritten. PCM refuses a result above full scale (DeliveryError) instead of
-    clipping it; 16/24-bit samples are quantised block by block (bounded memory)."""
+    """Write `(channels, samples)` float32 audio at `sr` Hz in `fmt`, an array or a `Signal` (read
+    block by block), atomically (temp file beside `path`, then rename). `path`'s suffix must be
+    the format's; `protect` lists inputs that must never be overwritten. PCM refuses a result
+    above full scale (DeliveryError) instead of clipping it; 16/24-bit samples are quantised
+    block by block (bounded memory; the dither does not depend on the block size)."""
     path = Path(path)
     if path.suffix.lower() != fmt.suffix:
         raise DeliveryError(f"{path}: a {fmt.container} file needs the suffix {fmt.suffix}")
     for p in protect:
         if Path(p).exists() and path.exists() and path.resolve() == Path(p).resolve():
             raise DeliveryError(f"{path}: refusing to overwrite an input file")
-    if x.ndim != 2 or not np.all(np.isfinite(x)):
+    signal = x if isinstance(x, Signal) else None
+    if signal is None and x.ndim != 2:
         raise DeliveryError("audio to write must be finite (channels, samples)")
-    peak = peak_dbfs(x)
+    blocks = (lambda: signal.blocks()) if signal is not None else (lambda: iter([x]))
+    channels, frames = (signal.channels, signal.frames) if signal is not None else x.shape
+    largest, finite = 0.0, True
+    for block in blocks():  # a first pass: a streamed signal is read twice, never held
+        finite = finite and bool(np.all(np.isfinite(block)))
+        if block.size:
+            largest = max(largest, float(np.max(np.abs(block))))
+    if not finite:
+        raise DeliveryError("audio to write must be finite (channels, samples)")
+    peak = 20.0 * math.log10(largest) if largest > 0 else -math.inf
     if not fmt.is_float and peak > 0.0:
         raise DeliveryError(f"the result peaks at {peak:+.2f} dBFS, above full scale, which {fmt.bits}-bit PCM "
                             "cannot hold: limit it first or write 32-bit float")
     bits = 32 if fmt.is_float else int(fmt.bits)
-    q = None if fmt.is_float else _Quantizer(bits, x.shape[0], bool(fmt.dither), seed)
+    q = None if fmt.is_float else _Quantizer(bits, channels, bool(fmt.dither), seed)
     with atomic_path(path) as tmp:
-        with AudioFile(tmp, "w", samplerate=sr, num_channels=x.shape[0], bit_depth=bits) as f:
-            for s in range(0, x.shape[1], _QUANTIZE_BLOCK):
-                block = x[:, s:s + _QUANTIZE_BLOCK]
-                if q is None:
-                    f.write(np.ascontiguousarray(block, dtype=np.float32))
-                elif bits == 16:
-                    f.write(q(block).astype(np.int16))
-                else:  # pedalboard takes 24-bit samples left-justified in int32
-                    f.write(q(block) << 8)
-    return Written(str(path), fmt, int(sr), x.shape[0], x.shape[1], peak,
+        with AudioFile(tmp, "w", samplerate=sr, num_channels=channels, bit_depth=bits) as f:
+            for part in blocks():
+                for s in range(0, part.shape[1], _QUANTIZE_BLOCK):
+                    block = part[:, s:s + _QUANTIZE_BLOCK]
+                    if q is None:
+                        f.write(np.ascontiguousarray(block, dtype=np.float32))
+                    elif bits == 16:
+                        f.write(q(block).astype(np.int16))
+                    else:  # pedalboard takes 24-bit samples left-justified in int32
+                        f.write(q(block) << 8)
+    return Written(str(path), fmt, int(sr), channels, frames, peak,
                    0 if q is None else q.clipped, seed if fmt.dither else None)
 
 
@@ -281,6 +295,30 @@ def _dbtp(linear_peak: float) -> float:
 def true_peak_dbtp(x: np.ndarray) -> float:
     """True peak of `(channels, samples)` audio in dBTP (ITU-R BS.1770-4 Annex 2, 4x); -inf for silence."""
     return _dbtp(float(true_peak_envelope(x).max()) if x.size else 0.0)
+
+
+def true_peak_dbtp_of(blocks: Iterable[np.ndarray]) -> float:
+    """`true_peak_dbtp` of a stream of `(channels, m)` blocks, one block behind: each block's
+    envelope is taken with the context the whole-signal computation gives it on both sides, so
+    the result is the whole signal's."""
+    peak, prev = 0.0, None
+    before = None
+    for block in blocks:
+        if prev is not None:
+            peak = max(peak, _middle_peak(before, prev, block[:, :_TP_CONTEXT]))
+            joined = prev if before is None else np.concatenate([before, prev], axis=1)
+            before = joined[:, -_TP_CONTEXT:]
+        prev = block
+    if prev is not None:
+        peak = max(peak, _middle_peak(before, prev, None))
+    return _dbtp(peak)
+
+
+def _middle_peak(before: np.ndarray | None, x: np.ndarray, after: np.ndarray | None) -> float:
+    lo = 0 if before is None else before.shape[1]
+    parts = [p for p in (before, x, after) if p is not None]
+    env = true_peak_envelope(np.concatenate(parts, axis=1) if len(parts) > 1 else x)
+    return float(env[lo:lo + x.shape[1]].max()) if x.shape[1] else 0.0
 
 
 def true_peak_limit(x: np.ndarray, sr: int, ceiling_dbtp: float = DEFAULT_CEILING_DBTP,

@@ -16,11 +16,12 @@ import numpy as np
 from . import deliver
 from .audio import WORK_SR
 from .deliver import DeliveryError, OutputFormat, SourceFormat
-from .levels import loudness_lufs, peak_dbfs
+from .levels import LoudnessMeter
+from .signal import Signal, as_signal
 
 RESIDUAL_FORMAT = OutputFormat("wav", "32f")
 """A residual is always 32-bit float WAV: it is for listening and measuring, and may pass full scale."""
-RESIDUAL_WHAT = ("output minus input (DC removed), sample-aligned at the working rate, before any "
+RESIDUAL_WHAT = ("output minus input (DC removed), sample-aligned at the run's rate, before any "
                  "loudness-target gain; 32-bit float WAV")
 DITHER_SEED = 0
 """Every file's TPDF dither comes from this seed: a rerun writes the same bytes."""
@@ -74,6 +75,7 @@ class Delivered:
     true_peak_dbtp: float
     target: dict | None = None
     residual: str | None = None
+    residual_sr: int = WORK_SR
 
     def to_dict(self) -> dict:
         return {**self.written.to_dict(), "format_reason": self.format_reason, "format_text": self.written.format.describe(),
@@ -83,33 +85,72 @@ class Delivered:
     def residual_dict(self) -> dict | None:
         if self.residual is None:
             return None
-        return {"path": self.residual, **RESIDUAL_FORMAT.to_dict(), "sample_rate": WORK_SR, "what": RESIDUAL_WHAT}
+        return {"path": self.residual, **RESIDUAL_FORMAT.to_dict(), "sample_rate": self.residual_sr, "what": RESIDUAL_WHAT}
 
 
-def deliver_result(out, stem: str, y: np.ndarray, sr: int, source: SourceFormat, *, container: str | None = None,
-                   bits: str | None = None, target: deliver.LoudnessResult | None = None,
-                   residual: np.ndarray | None = None, residual_name: str | None = None) -> Delivered:
-    """Write `y` (`(channels, samples)` float32 at `sr`, the output rate) as `stem` + the format's
-    suffix into `out` (a result set or a view of one, `core.results`), and `residual` (at the
-    working rate) as `residual_name`. With a loudness `target` (its record from restoration) the
-    true peak is brought under its ceiling again at this rate when resampling lifted it."""
-    true_peak = deliver.true_peak_dbtp(y)
+class Difference(Signal):
+    """`a - b`, two signals of one shape, block by block (the residual, never held whole)."""
+
+    def __init__(self, a: Signal, b: Signal):
+        if (a.channels, a.frames) != (b.channels, b.frames):
+            raise DeliveryError(f"residual needs two signals of one shape (channels, samples), got "
+                                f"{(a.channels, a.frames)} and {(b.channels, b.frames)}: bring them to one "
+                                "rate and layout first")
+        self.a, self.b, self.channels, self.frames, self.sr = a, b, a.channels, a.frames, a.sr
+
+    def blocks(self, size: int | None = None):
+        sized = {} if size is None else {"size": size}
+        for x, y in zip(self.a.blocks(**sized), self.b.blocks(**sized)):
+            yield np.subtract(x, y, dtype=np.float32)
+
+
+def _levels(y: Signal) -> tuple[float, float, float]:
+    """Sample peak (dBFS), loudness (LUFS) and true peak (dBTP) of `y`, in one pass over its blocks."""
+    meter, largest = LoudnessMeter(y.sr, y.channels), [0.0]
+
+    def through():
+        for block in y.blocks():
+            meter.push(block)
+            if block.size:
+                largest[0] = max(largest[0], float(np.max(np.abs(block))))
+            yield block
+
+    true_peak = deliver.true_peak_dbtp_of(through())
+    peak = 20.0 * math.log10(largest[0]) if largest[0] > 0 else -math.inf
+    return peak, meter.lufs(), true_peak
+
+
+def deliver_result(out, stem: str, y: np.ndarray | Signal, sr: int, source: SourceFormat, *,
+                   container: str | None = None, bits: str | None = None,
+                   target: deliver.LoudnessResult | None = None,
+                   residual: tuple[np.ndarray | Signal, np.ndarray | Signal] | None = None,
+                   residual_name: str | None = None, residual_sr: int = WORK_SR) -> Delivered:
+    """Write `y` (`(channels, samples)` float32 at `sr`, the output rate; an array or a signal
+    read block by block) as `stem` + the format's suffix into `out` (a result set or a view of
+    one, `core.results`), and `residual` (output and input at `residual_sr`, the run's rate:
+    their difference, block by block) as `residual_name`. With a loudness `target` (its record
+    from restoration) the true peak is brought under its ceiling again at this rate when
+    resampling lifted it (on the whole result: a target's result is in memory)."""
+    peak, lufs, true_peak = _levels(as_signal(y, sr))
     target_dict = None
     if target is not None:
         target_dict = target.to_dict()
         if true_peak > target.ceiling_dbtp:
+            y = y if not isinstance(y, Signal) else np.concatenate(list(y.blocks()), axis=1)
             y, reduction, true_peak = deliver.true_peak_limit(y, sr, target.ceiling_dbtp)
             target_dict["output_rate_limiter_db"] = reduction
+            peak, lufs, true_peak = _levels(as_signal(y, sr))
         target_dict["output_rate_true_peak_dbtp"] = true_peak
-    fmt, why = choose_format(source, peak_dbfs(y), container, bits)
+    fmt, why = choose_format(source, peak, container, bits)
     name = stem + fmt.suffix
     written = deliver.write(out.path(name), y, sr, fmt, seed=DITHER_SEED)
     written = replace(written, path=str(out.final(name)))
     residual_path = None
     if residual is not None and residual_name:
-        deliver.write(out.path(residual_name), residual, WORK_SR, RESIDUAL_FORMAT)
+        diff = Difference(as_signal(residual[0], residual_sr), as_signal(residual[1], residual_sr))
+        deliver.write(out.path(residual_name), diff, residual_sr, RESIDUAL_FORMAT)
         residual_path = str(out.final(residual_name))
-    return Delivered(written, why, loudness_lufs(y, sr), true_peak, target_dict, residual_path)
+    return Delivered(written, why, lufs, true_peak, target_dict, residual_path, residual_sr)
 
 
 __all__ = ["DeliveryError", "Delivered", "RESIDUAL_FORMAT", "choose_format", "deliver_result", "output_name",

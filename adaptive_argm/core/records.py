@@ -1,4 +1,4 @@
-"""What `run` and `compare` decide and return: their `Settings`, each `Restored` mix, and the
+"""What `run` and `compare` decide and return: their `Settings` and the
 results `RunResult` and `CompareResult`, which serialise to report.json (schema
 adaptive-argm/report/1) and compare.json (adaptive-argm/compare/1).
 """
@@ -13,10 +13,11 @@ import numpy as np
 from ..config import (BITS, CLIP_MODE, CLIP_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_FORMAT, OUTPUT_RATES,
                       OUTPUT_SR, SKIP_POLICIES, SKIP_POLICY, TARGET_LUFS, TRUE_PEAK, ClipMode, Mode, OutputRate,
                       SettingError, SkipPolicy, check_choice)
-from . import audio, change, deliver, dsp, metrics, outputs, presets
+from . import audio, deliver, metrics, outputs, presets
 from . import figures as figs
+from .audio import WORK_SR
+from .finish import Restored
 from .route import RouterConfig, RoutePlan
-from .steps import StepOutcome
 
 TARGET_LUFS_RANGE = (-70.0, 0.0)
 """Loudness targets offered: BS.1770's absolute gate to full scale."""
@@ -78,30 +79,6 @@ class Settings:
         d = dict(self.__dict__)
         d["router"] = dict(self.router.__dict__)
         return d
-
-
-@dataclass(frozen=True)
-class Restored:
-    """One restored mix, what was done to it after the chain, and whether it changed the input."""
-
-    audio: np.ndarray
-    mode: str
-    loudness_gain_db: float
-    clip: dsp.ClipSafety
-    steps: tuple[StepOutcome, ...] = ()
-    """What each step of the chains that made it did (`where`: `mix` or the stem)."""
-    loudness: deliver.LoudnessResult | None = None
-    """The loudness target's record, when one was set (it replaces the loudness match)."""
-    pre_gain: np.ndarray | None = None
-    """The result before the loudness target's gain (kept for the residual and the figures)."""
-    change: change.Change | None = None
-
-    def record(self) -> dict:
-        """What report.json and compare.json say about it besides the delivered file."""
-        return {"mode_used": self.mode, "clip_action": self.clip.action, "peak_before_safety_dbfs": self.clip.peak_before_dbfs,
-                "loudness_gain_db": self.loudness_gain_db,
-                "changed": None if self.change is None else self.change.changed,
-                "change": None if self.change is None else self.change.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -176,8 +153,10 @@ class CompareResult:
     timings_s: dict[str, float]
     settings: Settings
     mix: np.ndarray
-    """The DC-free input at the working rate (for figures)."""
+    """The DC-free input at the run's rate (for figures)."""
     delivered: dict[str, outputs.Delivered] = field(default_factory=dict)
+    sr: int = WORK_SR
+    """The run's rate: the working rate, or the input's own when higher."""
 
     def identical_to_reference(self, mode: str) -> bool:
         """The result (or the `input`) is an exact copy of the reference: its SI-SDR is +inf, which

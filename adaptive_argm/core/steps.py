@@ -2,26 +2,31 @@
 samples)` float32 audio, and the binding of `pedalboard.<Plugin>` steps to pedalboard's plugins.
 
 A step is data (`Step`: a kind and its parameters). `noisereduce` (spectral gating), `wiener`
-(our level-aware denoiser) and `dc_remove` are functions here; any pedalboard plugin is named as
-`pedalboard.<Plugin>` with pedalboard's own parameter names. `check` refuses a step that cannot
+(our level-aware denoiser) and `dc_remove` are block stages here (`blocks`: each states the
+context it needs); any pedalboard plugin is named as `pedalboard.<Plugin>` with pedalboard's own
+parameter names, and runs with its state carried from block to block. `check` refuses a step that cannot
 run, with a one-line `PresetError`; `presets` checks every step it loads, `dsp` runs them.
 
-Every step says what it did (`run_reported`: a `StepOutcome`): acted or bypassed, why, and the
+Every step says what it did (`reported`: a `StepOutcome`, measured block by block as the
+stream passes): acted or bypassed, why, and the
 energy it removed, so that a result can say honestly that nothing was changed and why.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pedalboard
 
 from ..config import UserError
-from .audio import remove_dc
-from .denoise import DenoiseTrace, WienerSettings, wiener_denoise
-from .levels import difference, energy, ratio_db
+from .blocks import Blocking, Stage, apply, blockwise, sequential
+from .dc import stage as dc_stage
+from .denoise import DenoiseTrace, WienerSettings
+from .denoise import stage as wiener_stage
+from .levels import difference, ratio_db
 
 PEDALBOARD_PREFIX = "pedalboard."
 NOISEREDUCE_N_FFT = 1024
@@ -34,6 +39,8 @@ DC_ACTED_ABOVE = 1e-7
 NOISEREDUCE_CHUNK_SIZE = 600000
 """noisereduce 3's default `chunk_size`: it filters long files piece by piece, and its
 stationary noise profile comes from the first `chunk_size` samples."""
+NOISEREDUCE_PADDING = 30000
+"""noisereduce 3's default `padding`: context on each side of a chunk, zeros past the ends."""
 
 
 class PresetError(UserError):
@@ -75,51 +82,74 @@ class StepOutcome:
         return dict(self.__dict__)
 
 
-def _noisereduce(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, **params) -> np.ndarray:
-    """noisereduce, channel by channel; `out` may be `x` itself (filtered in place)."""
+def _noisereduce(sr: int, frames: int, channels: int, **params) -> Stage:
+    """noisereduce, channel by channel, in noisereduce's own chunks: `chunk_size` frames with
+    `padding` frames of context on each side, zeros past the ends, hard cuts, exactly as its own
+    chunked processing of a whole file (so a stream gives the same samples). The stationary noise
+    profile is noisereduce's own, handed over explicitly: the channel mean of the first
+    `chunk_size` frames (all of them without `clip_noise_stationary`, which then needs the whole
+    file as one block)."""
     import noisereduce
 
-    n = x.shape[1]
-    min_n = max(int(params.get("n_fft", NOISEREDUCE_N_FFT)), int(params.get("win_length") or 0))
+    chunk = int(params.pop("chunk_size", NOISEREDUCE_CHUNK_SIZE))
+    padding = int(params.pop("padding", NOISEREDUCE_PADDING))
+    min_frames = max(int(params.get("n_fft", NOISEREDUCE_N_FFT)), int(params.get("win_length") or 0))
+    clip = params.get("clip_noise_stationary", True)
+    profiled = params.get("stationary") and params.get("y_noise") is None
     # A clip shorter than one frame is zero-padded to one and cut back (scipy refuses it).
-    y_in = np.pad(x, ((0, 0), (0, min_n - n))) if n < min_n else x
-    if params.get("stationary") and params.get("y_noise") is None:
-        # noisereduce's own profile, handed over explicitly so that each channel can be filtered
-        # on its own: the channel mean of the first `chunk_size` samples (all of them without
-        # `clip_noise_stationary`). The result is the same as one multichannel call, which
-        # copies the whole signal and averages all of it first (0.5 GB more per stereo stem on
-        # a 10-minute file). Copied when filtering in place, which overwrites it.
-        clip = params.get("clip_noise_stationary", True)
-        head = y_in[:, :params.get("chunk_size", NOISEREDUCE_CHUNK_SIZE) if clip else None]
-        params = {**params, "y_noise": np.array(head) if out is x else head}
-    # noisereduce wants (channels, samples); a (samples, channels) array would be read as
-    # thousands of channels, and a 1-D one costs an extra copy on the way out. It works through
-    # long files in `chunk_size` pieces.
-    result = out if out is not None and y_in is x else np.empty(y_in.shape, np.float32)
-    for c in range(y_in.shape[0]):
-        result[c] = np.asarray(noisereduce.reduce_noise(y=y_in[c:c + 1], sr=sr, **params), np.float32)[0]
-    return result[:, :n]
+    n = max(frames, min_frames)
+    whole = n if profiled and not clip else 0
+    blocking = Blocking(block=max(chunk, whole, 1), context=padding, beyond="zeros")
+    profile: list[np.ndarray] = []
+
+    def one(seg: np.ndarray, first: int) -> np.ndarray:
+        extra = {}
+        if profiled:
+            if not profile:  # the first block's own frames: the file's first `chunk_size`
+                profile.append(np.array(seg[:, -first: -first + min(chunk if clip else n, n)]))
+            extra = {"y_noise": profile[0]}
+        out = np.empty(seg.shape, np.float32)
+        for c in range(seg.shape[0]):
+            out[c] = np.asarray(noisereduce.reduce_noise(y=seg[c:c + 1], sr=sr, chunk_size=None, padding=0,
+                                                         **params, **extra), np.float32)[0]
+        return out
+
+    def run(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        padded = _padded_to(blocks, frames, n, channels)
+        return _cut_to(blockwise(padded, n, channels, blocking, one), frames)
+
+    return run
 
 
-def _wiener(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, trace: DenoiseTrace | None = None,
-            **params) -> np.ndarray:
-    return wiener_denoise(x, sr, WienerSettings(**params), out=out, trace=trace)
+def _padded_to(blocks: Iterator[np.ndarray], frames: int, n: int, channels: int) -> Iterator[np.ndarray]:
+    yield from blocks
+    if n > frames:
+        yield np.zeros((channels, n - frames), np.float32)
 
 
-def _dc_remove(x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> np.ndarray:
-    if out is x:
-        x -= x.mean(axis=1, keepdims=True)
-        return x
-    return remove_dc(x)
+def _cut_to(blocks: Iterator[np.ndarray], frames: int) -> Iterator[np.ndarray]:
+    pos = 0
+    for block in blocks:
+        take = min(block.shape[1], frames - pos)
+        if take > 0:
+            yield block[:, :take]
+        pos += block.shape[1]
 
 
-KINDS: dict[str, Callable[..., np.ndarray]] = {
+def _wiener(sr: int, frames: int, channels: int, *, trace: DenoiseTrace | None = None, **params) -> Stage:
+    return wiener_stage(sr, WienerSettings(**params), frames, channels, trace=trace)
+
+
+def _dc_remove(sr: int, frames: int, channels: int) -> Stage:
+    return dc_stage(sr, frames, channels)
+
+
+KINDS: dict[str, Callable[..., Stage]] = {
     "noisereduce": _noisereduce,
     "wiener": _wiener,
     "dc_remove": _dc_remove,
 }
-IN_PLACE_KINDS = frozenset({"noisereduce", "dc_remove", "wiener"})
-"""Step kinds that can write their result over their input (`out=`)."""
+"""Each kind's stage factory: `(sr, frames, channels, **params) -> Stage`."""
 
 
 def plugin(step: Step) -> pedalboard.Plugin:
@@ -149,49 +179,92 @@ def check(step: Step, source: str) -> None:
             raise PresetError(f"{source}: wiener: {exc}") from None
 
 
-def run(step: Step, x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> np.ndarray:
-    """One function step on `x`; with `out` (a kind in `IN_PLACE_KINDS` only) it may write there."""
-    return KINDS[step.kind](x, sr, **({"out": out} if out is not None else {}), **step.params)
+def stage(step: Step, sr: int, frames: int, channels: int, *, trace: DenoiseTrace | None = None) -> Stage:
+    """One function step as a block stage over a stream of `frames` frames (`trace`: the
+    Wiener denoiser's, filled in as it runs)."""
+    extra = {"trace": trace} if trace is not None and step.kind == "wiener" else {}
+    return KINDS[step.kind](sr, frames, channels, **step.params, **extra)
+
+
+def reported(step: Step | tuple[Step, ...], sr: int, frames: int, channels: int,
+             sink: list[StepOutcome]) -> Stage:
+    """`step` (or consecutive pedalboard steps, run as one board) as a block stage that appends
+    what it did to `sink` once the stream has passed: its input blocks are held until the
+    matching output has come out (about one block and its context), and the largest |output -
+    input|, the difference's energy, input and output energies and (for `dc_remove`) the channel
+    sums are accumulated block by block. The Wiener denoiser says why itself (`DenoiseTrace`)."""
+    group = step if isinstance(step, tuple) else (step,)
+    trace = DenoiseTrace() if group[0].kind == "wiener" else None
+    inner = plugins_stage(group, sr) if group[0].is_plugin else stage(group[0], sr, frames, channels, trace=trace)
+    name = (" + ".join(s.kind[len(PEDALBOARD_PREFIX):] for s in group) if group[0].is_plugin else group[0].kind)
+
+    def run(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        held: deque[np.ndarray] = deque()
+        acc = {"in": 0.0, "out": 0.0, "diff": 0.0, "largest": 0.0}
+        sums = np.zeros(channels, np.float64)
+
+        def tap(source: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+            for block in source:
+                held.append(np.array(block, dtype=np.float32))  # a copy: the stage may overwrite it
+                acc["in"] += float(np.dot(block.ravel().astype(np.float64), block.ravel()))
+                sums[:block.shape[0]] += block.sum(axis=1, dtype=np.float64)
+                yield block
+
+        for y in inner(tap(blocks)):
+            need, parts = y.shape[1], []
+            while need > 0 and held:
+                head = held[0]
+                take = min(need, head.shape[1])
+                parts.append(head[:, :take])
+                if take == head.shape[1]:
+                    held.popleft()
+                else:
+                    held[0] = head[:, take:]
+                need -= take
+            x = np.concatenate(parts, axis=1) if len(parts) > 1 else (parts[0] if parts else y[:, :0])
+            if x.shape == y.shape:
+                largest, diff = difference(y, x)
+                acc["largest"], acc["diff"] = max(acc["largest"], largest), acc["diff"] + diff
+            acc["out"] += float(np.dot(y.ravel().astype(np.float64), y.ravel()))
+            yield y
+        sink.append(_outcome(name, group[0].kind, acc, sums / max(frames, 1), trace))
+
+    return run
 
 
 def run_reported(step: Step, x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> tuple[np.ndarray, StepOutcome]:
-    """`run`, and what the step did. In place (`out is x`) the input is gone afterwards, so the
-    outcome comes from what the step knows (the denoiser's own trace) or from energies taken
-    before and after; otherwise from the difference itself."""
-    if step.kind == "dc_remove":
-        offset = float(np.abs(np.atleast_2d(x).mean(axis=1)).max()) if x.size else 0.0
-        y = run(step, x, sr, out=out)
+    """One step on `(channels, samples)` audio through the block runner, and what it did; `out`
+    (may be `x` itself) receives the result."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    sink: list[StepOutcome] = []
+    y = apply(reported(step, sr, x.shape[1], x.shape[0], sink), x, out=out)
+    return y, sink[0]
+
+
+def _outcome(name: str, kind: str, acc: dict, means: np.ndarray, trace: DenoiseTrace | None) -> StepOutcome:
+    before, after = acc["in"], acc["out"]
+    if kind == "dc_remove":
+        offset = float(np.abs(means).max()) if means.size else 0.0
         acted = offset > DC_ACTED_ABOVE
-        return y, StepOutcome(step.kind, acted, f"removed a DC offset of {offset:.2g}" if acted
-                              else "no DC offset to remove", dc_only=True)
-    if step.kind == "wiener":
-        trace = DenoiseTrace()
-        y = wiener_denoise(x, sr, WienerSettings(**step.params), out=out, trace=trace)
+        return StepOutcome(kind, acted, f"removed a DC offset of {offset:.2g}" if acted
+                           else "no DC offset to remove", dc_only=True)
+    if trace is not None:
         if trace.acted_blocks:
             removed = ratio_db(trace.removed, trace.total)
-            return y, StepOutcome(step.kind, True, f"removed steady hiss ({removed:.1f} dB of the energy)", removed)
-        why = "; ".join(trace.bypassed) or "nothing to filter"
-        return y, StepOutcome(step.kind, False, why, -np.inf)
-    before = energy(x)
-    kept = None if out is x else x
-    y = run(step, x, sr, out=out)
-    if kept is not None:
-        return y, changed_outcome(step.kind, kept, y, before)
-    after = energy(y)
-    return y, StepOutcome(step.kind, True, f"spectral gating, output level {ratio_db(after, before):+.2f} dB re input",
-                          _removed_db(before, after))
+            return StepOutcome(kind, True, f"removed steady hiss ({removed:.1f} dB of the energy)", removed)
+        return StepOutcome(kind, False, "; ".join(trace.bypassed) or "nothing to filter", -np.inf)
+    if acc["largest"] == 0.0:
+        return StepOutcome(name, False, "left the signal bit for bit unchanged", -np.inf)
+    return StepOutcome(name, True, f"changed the signal (difference {ratio_db(acc['diff'], before):.1f} dB re input)",
+                       _removed_db(before, after))
 
 
 def _removed_db(before: float, after: float) -> float | None:
     return ratio_db(before - after, before) if after <= before else None
 
 
-def changed_outcome(name: str, x: np.ndarray, y: np.ndarray, before: float | None = None) -> StepOutcome:
-    """The outcome of a step (or a group of pedalboard plugins) measured from its input `x` and
-    output `y`: acted when any sample differs, with the level of the difference re the input."""
-    largest, diff = difference(y, x)
-    if largest == 0.0:
-        return StepOutcome(name, False, "left the signal bit for bit unchanged", -np.inf)
-    before = energy(x) if before is None else before
-    return StepOutcome(name, True, f"changed the signal (difference {ratio_db(diff, before):.1f} dB re input)",
-                       _removed_db(before, energy(y)))
+def plugins_stage(steps: tuple[Step, ...], sr: int) -> Stage:
+    """Consecutive `pedalboard.<Plugin>` steps as one `Pedalboard`, run block after block with
+    its state carried across (the same samples as one call on the whole signal)."""
+    board = pedalboard.Pedalboard([plugin(s) for s in steps])
+    return lambda blocks: sequential(blocks, lambda block, first: board(block, sr, reset=first))
