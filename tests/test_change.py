@@ -81,3 +81,21 @@ def test_a_rounding_sized_difference_is_no_change():
     x = music_like(1.0)[None]
     tiny = change.assess(x + np.float32(5e-7), x, ())
     assert not tiny.changed and tiny.max_abs_diff == pytest.approx(5e-7, rel=0.1)
+
+
+def test_outcomes_and_verdict_of_a_stream_do_not_depend_on_its_blocks():
+    from adaptive_argm.core.blocks import slices
+
+    x = hissy(4.0)
+    chain = presets.load("adaptive").chain_for(None)
+    whole: list = []
+    y = dsp.apply_chain(x, SR, chain, outcomes=whole)
+    for size in (4096, 50000):
+        streamed: list = []
+        stage = dsp.chain_stage(chain, SR, x.shape[1], x.shape[0], streamed)
+        ys = np.concatenate(list(stage(slices(x, size))), axis=1)
+        np.testing.assert_array_equal(ys, y)
+        assert [(o.step, o.acted, o.reason) for o in streamed] == [(o.step, o.acted, o.reason) for o in whole]
+        for a, b in zip(streamed, whole):
+            assert a.removed_db == pytest.approx(b.removed_db, abs=1e-6) or a.removed_db == b.removed_db
+    assert change.compared(y, x, SR)[0] == float(np.abs(y.astype(np.float64) - x).max())

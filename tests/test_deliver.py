@@ -267,3 +267,13 @@ def test_residual_is_output_minus_input_and_needs_one_shape():
     assert r.dtype == np.float32 and np.array_equal(r, y - x)
     with pytest.raises(DeliveryError, match="one rate and layout"):
         deliver.residual(y[:, :-1], x)
+
+
+@pytest.mark.parametrize("size", [7, 1000, 65536, 300000])
+def test_true_peak_of_a_stream_is_the_whole_signal_s(size):
+    from adaptive_argm.core.blocks import slices
+
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((2, 200000)) * 0.3).astype(np.float32)
+    x[1, 123456] = 1.4  # an over at an arbitrary place, whatever the block edges
+    assert deliver.true_peak_dbtp_of(slices(x, size)) == deliver.true_peak_dbtp(x)
