@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..config import COMPARE_MODES, MODE_LABELS
-from ..core import audio, figures, pipeline
+from ..core import audio, figures, pipeline, ranking
 from ..core.load import work_rate
 from . import options as o
 from .app import app, console, err_console, friendly_errors
@@ -17,11 +17,15 @@ from .progress import stage_progress
 from .run import check_input, choose_out, delivery_line
 from .tables import metrics_table, stems_table
 
-def _columns(metric_dicts: dict[str, dict | None]) -> tuple[dict[str, dict], list[str]]:
+def _columns(metric_dicts: dict[str, dict | None], identical: dict[str, bool] | None = None
+             ) -> tuple[dict[str, dict], list[str]]:
     """Table columns (an absent result, e.g. stem-wise without a separator, is an empty column)
-    and the rows that have a value somewhere (the intrusive ones only with --ref)."""
+    and the rows that have a value somewhere (the intrusive ones only with --ref; SI-SDR and SNR
+    also when every result is an exact copy of the reference, whose +inf is stored as null)."""
     columns = {header: (metric_dicts.get(key) or {}) for key, header in MODE_LABELS.items()}
-    keys = [k for k in metric_dicts["input"] if any(c.get(k) is not None for c in columns.values())]
+    copies = any((identical or {}).values())
+    keys = [k for k in metric_dicts["input"] if any(c.get(k) is not None for c in columns.values())
+            or (copies and k in ranking.CEILING_KEYS)]
     return columns, keys
 
 
@@ -42,7 +46,7 @@ def print_compare(result: pipeline.CompareResult, written: list[Path]) -> None:
     router = r["router"]
     if router["stems"]:
         console.print(stems_table(router["stems"], title=f"Router: {router['reason']}"))
-    columns, keys = _columns(r["metrics"])
+    columns, keys = _columns(r["metrics"], r.get("identical_to_reference"))
     identical = {MODE_LABELS[m]: v for m, v in r.get("identical_to_reference", {}).items()}
     console.print(metrics_table(columns, keys=keys, identical=identical,
                                 title=f"Metrics, preset {r['preset']} (44.1 kHz, mono downmix)"))
