@@ -72,7 +72,7 @@ def print_compare(result: pipeline.CompareResult, written: list[Path]) -> None:
 def compare(
     input: Path = typer.Argument(..., help="Audio file to restore (WAV/FLAC/MP3/OGG/AIFF)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default compared/<track>/)."),
-    ref: Optional[Path] = typer.Option(None, "--ref", help="Clean reference: adds SI-SDR, LSD and quiet-frame SNR."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Clean reference: adds SI-SDR, LSD, quiet-frame SNR and ViSQOL."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip spectrograms.png and stems.png."),
     *,
     shared: o.SharedOptions,

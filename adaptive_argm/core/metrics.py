@@ -6,7 +6,7 @@ spectrogram in dB (`p25_paper_db`). That number is relative to the loudest bin, 
 here for comparability, never alone: `measure` returns a `MetricPanel` that puts it beside
 absolute-reference levels inside the band the input really has, a noise-floor estimate,
 BS.1770 loudness, the share of silent frames and of floored bins, the peak, the bandwidth,
-and, when a clean reference exists, SI-SDR, log-spectral distance and quiet-frame SNR.
+and, when a clean reference exists, SI-SDR, log-spectral distance, quiet-frame SNR and ViSQOL.
 `warnings_for` turns the tell-tale signs of a gamed or saturated result into sentences.
 
 Every function takes `(channels, samples)` float audio (1-D mono also accepted) at the sample
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import spectral
-from .intrusive import lsd_db, quiet_frame_snr_db, si_sdr_db
+from . import intrusive
 from .levels import POWER_FLOOR, as_2d, loudness_lufs, peak_dbfs, power_db
 
 # --- analysis settings (the paper's) -------------------------------------------------------
@@ -97,6 +97,7 @@ class MetricPanel:
     si_sdr_db: float = math.nan
     lsd_db: float = math.nan
     quiet_frame_snr_db: float = math.nan
+    visqol_moslqo: float = math.nan
 
     def to_dict(self) -> dict[str, float | None]:
         """Flat, JSON-safe dict: plain floats, with NaN and +-inf written as None."""
@@ -128,6 +129,7 @@ DIRECTIONS: dict[str, str] = {
     "si_sdr_db": "higher",
     "lsd_db": "lower",
     "quiet_frame_snr_db": "higher",
+    "visqol_moslqo": "higher",
 }
 """For each MetricPanel field, the direction in which a restoration's result is better:
 "higher", "lower", "closer-to-input" (no absolute good value; any change is a side effect),
@@ -147,6 +149,7 @@ LABELS: dict[str, str] = {
     "si_sdr_db": "SI-SDR vs reference",
     "lsd_db": "log-spectral distance vs reference",
     "quiet_frame_snr_db": "SNR in the reference's quietest frames",
+    "visqol_moslqo": "ViSQOL v3 MOS-LQO vs reference (1-5)",
 }
 
 UNITS: dict[str, str] = {
@@ -163,10 +166,11 @@ UNITS: dict[str, str] = {
     "si_sdr_db": "dB",
     "lsd_db": "dB",
     "quiet_frame_snr_db": "dB",
+    "visqol_moslqo": "MOS",
 }
 
 assert set(DIRECTIONS) == set(LABELS) == set(UNITS) == {f.name for f in fields(MetricPanel)}
-INTRUSIVE_FIELDS = ("si_sdr_db", "lsd_db", "quiet_frame_snr_db")
+INTRUSIVE_FIELDS = tuple(f.name for f in fields(intrusive.Scores))
 """The panel fields that need a clean reference (`intrusive`)."""
 
 
@@ -271,7 +275,8 @@ def measure(
     `band_hz` fixes the occupied band (pass the INPUT's `bandwidth_hz` when measuring an
     output, so both are scored over the same bands); None measures it from `y`.
     `bandwidth_hz` itself is always measured from `y`. With `ref` (a clean reference at the
-    same rate), the intrusive fields are filled in as well.
+    same rate), the intrusive fields are filled in as well (`intrusive.scores`: SI-SDR, LSD,
+    quiet-frame SNR and ViSQOL, after one fractional-delay alignment).
 
     Field by field (what each rewards / how it can be fooled):
     - p25_paper_db: see `p25_paper_db`.
@@ -338,13 +343,7 @@ def measure(
         high = freqs_hz >= BALANCE_SPLIT_HZ
     balance = float(power_db(long_term[low].sum()) - power_db(long_term[high].sum()))
 
-    intrusive = {}
-    if ref is not None:
-        intrusive = dict(
-            si_sdr_db=si_sdr_db(y2, ref),
-            lsd_db=lsd_db(y2, ref, sr),
-            quiet_frame_snr_db=quiet_frame_snr_db(y2, ref, sr),
-        )
+    scored = intrusive.scores(y2, ref, sr).to_dict() if ref is not None else {}
 
     return MetricPanel(
         p25_paper_db=p25_paper,
@@ -357,7 +356,7 @@ def measure(
         floor_fraction=floor_fraction,
         peak_dbfs=peak_dbfs(y2),
         bandwidth_hz=bandwidth,
-        **intrusive,
+        **scored,
     )
 
 
