@@ -20,7 +20,8 @@ err_console = Console(stderr=True)
 FLAGS = {"mode": "--mode", "preset": "--preset", "clip_mode": "--clip-mode", "skip_policy": "--skip-policy",
          "output_sr": "--output-sr", "separator": "--separator", "stems": "--stems", "force": "--force",
          "device": "--device", "model_repo": "--model-repo", "jobs": "--jobs", "missing": "--missing",
-         "duration_s": "--duration", "clean": "--clean", "split": "--split"}
+         "duration_s": "--duration", "clean": "--clean", "split": "--split", "corpus": "--corpus",
+         "excerpt_s": "--excerpt-s"}
 """The flag of each library setting that errors name (`config.Setting.name`): how the CLI says them."""
 
 
