@@ -75,8 +75,9 @@ def main() -> None:
             child.start()
             rows.append(queue.get())
             child.join()
-            print("{}: {:.1f} s wall, {:.1f} s CPU, peak {:.2f} GB above the inputs, SI-SDR {:.1f} dB".format(*rows[-1]),
-                  flush=True)
+            label, wall_s, cpu_s, gb, si = rows[-1]
+            print(f"{label}: {wall_s:.1f} s wall, {cpu_s:.1f} s CPU, peak {gb:.2f} GB above the inputs, "
+                  f"SI-SDR {si:.1f} dB", flush=True)
     lines = [f"# Fractional-delay alignment on {args.minutes:g} min of stereo at {args.sr / 1000:g} kHz",
              "", f"Estimate delayed by {DELAY_SAMPLES} samples. One float64 copy of one channel is "
              f"{channel_gb:.2f} GB; the two float32 inputs take {2 * 2 * n * 4 / 2**30:.2f} GB. Each step runs in "
