@@ -67,6 +67,11 @@ FORCE = Setting("force", "force=True")
 DEVICE = Setting("device", "device")
 MODEL_REPO = Setting("model_repo", "model repo")
 JOBS = Setting("jobs", "jobs")
+SEGMENT = Setting("segment", "segment")
+OVERLAP = Setting("overlap", "overlap")
+SHIFTS = Setting("shifts", "shifts")
+MIN_ACTIVE = Setting("min_active_fraction", "minimum active fraction")
+FRAME = Setting("frame_s", "activity frame")
 
 
 class UserError(Exception):

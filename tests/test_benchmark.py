@@ -80,7 +80,7 @@ def test_overs_are_counted_in_the_input_and_clip_safety_leaves_none(small_run):
 
 def test_tables_are_written_with_one_csv_row_per_case_and_the_new_columns(small_run, tmp_path):
     files = benchmark_report.write_outputs(small_run, tmp_path)
-    assert [f.name for f in files] == ["paired.md", "paired.csv", "paired_means.csv"]
+    assert [f.name for f in files] == ["paired.md", "paired.csv", "paired_means.csv", "paired.json"]
     rows = list(csv.DictReader(open(tmp_path / "paired.csv")))
     assert len(rows) == len(small_run.cases)
     assert {"si_sdr_change_db", "lsd_change_db", "quiet_snr_change_db", "loudness_change_lu", "clipped_out",

@@ -141,10 +141,10 @@ def test_routed_is_direct_when_only_other_is_informative(tmp_path):
 
 
 def test_without_stems_figures_leave_out_the_stemwise_panel_and_the_stems_figure(tmp_path, compared):
-    song, _ = _song(tmp_path, synthetic_stems(seconds=SECONDS))
+    song, stems = _song(tmp_path, synthetic_stems(seconds=SECONDS))
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stems.png").write_bytes(PNG_SIGNATURE)  # from an earlier comparison that had stems
+    pipeline.compare(song, out, StemsFolder(stems), PAPER)  # an earlier comparison that had stems
+    assert (out / "stems.png").is_file() and (out / "stemwise.wav").is_file()
     result = pipeline.compare(song, out, None, PAPER)
     assert set(result.outputs) == {"direct", "routed"}
     assert (out / "spectrograms.png").is_file()

@@ -10,11 +10,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import COMPARE_MODES
+from ..core import results
 from ..core.presets import PresetError
 from ..evaluation import benchmark as bench
 from ..evaluation import clips as clip_sources
 from ..evaluation import degrade
-from ..evaluation.benchmark_report import write_outputs
+from ..evaluation.benchmark_report import run_into, tables_set
 from ..evaluation.benchmark_tables import goals, goals_table, headline_table, means
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
@@ -72,8 +73,10 @@ def benchmark(
             bench.check(settings)
         except (ValueError, PresetError) as exc:
             raise UsageError(str(exc)) from None
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out}: exists and is not a folder")
+        problem = results.conflict(out, tables_set())
+        if problem:
+            raise UsageError(f"--out {problem.message}" if problem.why == "not-a-folder"
+                             else f"--out {out}: {problem.message}; give another --out")
         clips = []
         if not no_corpus:
             folders = list(corpus or [])
@@ -96,11 +99,10 @@ def benchmark(
                                 TimeElapsedColumn(), console=err_console, transient=True)
             with progress:
                 task = progress.add_task("", total=total)
-                result = bench.run_benchmark(clips, settings,
-                                             on_done=lambda done, _: progress.update(task, completed=done))
+                result, written = run_into(out, clips, settings,
+                                           on_done=lambda done, _: progress.update(task, completed=done))
         else:
-            result = bench.run_benchmark(clips, settings)
-        written = write_outputs(result, out)
+            result, written = run_into(out, clips, settings)
         for source in dict.fromkeys(c.source for c in result.clips):
             console.print(render(headline_table(
                 means(result.cases, source), "si_sdr_change_db", "si_sdr_change_worst_db",

@@ -9,11 +9,11 @@ from typing import Optional
 import typer
 
 from ..config import COMPARE_MODES, MODE_LABELS
-from ..core import audio, figures, pipeline, separate
+from ..core import audio, figures, pipeline
 from ..core.metrics import DIRECTIONS
 from . import options as o
 from .app import app, console, err_console, friendly_errors
-from .run import check_input, prepare_out, stage_progress
+from .run import check_input, choose_out, stage_progress
 from .tables import metrics_table, stems_table
 
 def _columns(metric_dicts: dict[str, dict | None]) -> tuple[dict[str, dict], list[str]]:
@@ -74,6 +74,7 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default compared/<track>/)."),
     ref: Optional[Path] = typer.Option(None, "--ref", help="Clean reference: adds SI-SDR, LSD, quiet-frame SNR and ViSQOL."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip spectrograms.png and stems.png."),
+    overwrite: bool = o.Overwrite,
     *,
     shared: o.SharedOptions,
 ) -> None:
@@ -82,13 +83,16 @@ def compare(
     with friendly_errors():
         check_input(input)
         if ref is not None:
-            check_input(ref)
+            check_input(ref, "--ref")
         settings = shared.settings()
+        sep, notice = shared.resolve_separator(exclude=(input,) + ((ref,) if ref else ()))
+        others = (ref,) if ref is not None else ()
+        folder = choose_out(out, input, pipeline.COMPARE_SET, default_root="compared", overwrite=overwrite,
+                            protect=(*others, *shared.inputs()))
         reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
-        sep, notice = separate.resolve(shared.separation(), exclude=(input,) + ((ref,) if ref else ()))
-        folder = prepare_out(out, input, default_root="compared")
         progress, on_stage = stage_progress()
         with progress:
             result = pipeline.compare(input, folder, sep, settings, reference=reference, notice=notice,
-                                      figures=not no_figures, on_stage=on_stage)
+                                      figures=not no_figures, protect=others, replace_other=overwrite,
+                                      on_stage=on_stage)
         print_compare(result, [] if no_figures else figures.figure_paths(result, folder))

@@ -32,6 +32,8 @@ def demo(
     with friendly_errors():
         if seconds <= 0:
             raise UsageError("--seconds must be positive")
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: exists and is not a folder")
         progress, on_stage = stage_progress()
         with progress:
             result = demo_lib.demo(out, duration_s=seconds, figures=figures, model_repo=model_repo,

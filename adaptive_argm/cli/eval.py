@@ -10,7 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..core.separate import SeparatorOptions
 from ..evaluation import generate, records, runner, tables
 from . import options as o
-from .app import app, console, err_console, friendly_errors
+from ..config import describe_error
+from ..core import results
+from .app import FLAGS, UsageError, app, console, err_console, friendly_errors
 from .tables import render
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
@@ -51,7 +53,14 @@ def eval_(
             generate=generate_,
             generation=generate.GenerationSettings(model=gen_model, duration_s=duration, seed=seed, device=device),
             missing=missing, jobs=jobs, figures=figures)
-        prompt_set = records.load_prompts(prompts)
+        try:
+            prompt_set = records.load_prompts(prompts)
+        except (records.EvalError, OSError) as exc:  # the prompt set is the command's own argument
+            raise UsageError(describe_error(exc, FLAGS)) from None
+        problem = results.conflict(out, records.RESULTS_SET)
+        if problem:
+            raise UsageError(f"--out {problem.message}" if problem.why == "not-a-folder"
+                             else f"--out {out}: {problem.message}; give another --out")
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=err_console, transient=True)
         task = progress.add_task("clips", total=len(prompt_set.clips))

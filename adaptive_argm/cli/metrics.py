@@ -26,7 +26,7 @@ def metrics_command(
     with friendly_errors():
         check_input(file)
         if ref is not None:
-            check_input(ref)
+            check_input(ref, "--ref")
         y, info = audio.read(file, audio.WORK_SR)
         reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
         panel = metrics.measure(y, audio.WORK_SR, ref=reference)

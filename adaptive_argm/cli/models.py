@@ -11,7 +11,7 @@ import typer
 from ..core import models
 from ..core.table import Table
 from . import options as o
-from .app import app, console, err_console, fail, friendly_errors
+from .app import UsageError, app, console, err_console, fail, friendly_errors
 from .tables import models_table, render
 
 models_app = typer.Typer(no_args_is_help=False, help="Demucs models: list them, fetch them, check a folder.")
@@ -29,6 +29,8 @@ def list_models(
     if ctx.invoked_subcommand is not None:
         return
     with friendly_errors():
+        if model_repo is not None and not model_repo.is_dir():
+            raise UsageError(f"--model-repo {model_repo}: not a folder")
         statuses = models.inventory(model_repo)
         if as_json:
             typer.echo(json.dumps([s.to_dict() for s in statuses], indent=2))

@@ -13,9 +13,9 @@ from typing import Optional, get_type_hints
 import typer
 
 from ..config import CLIP_MODES, DEFAULT_MODEL, DEFAULT_PRESET, SEPARATORS, SKIP_POLICIES
-from ..core import pipeline
+from ..core import pipeline, presets, separate
 from ..core.route import RouterConfig
-from ..core.separate import SeparatorOptions
+from ..core.separate import SeparationError, SeparatorOptions
 from .app import FLAGS, UsageError
 
 _R = RouterConfig()
@@ -57,6 +57,8 @@ ActiveRelDb = typer.Option(_R.active_rel_db, "--active-rel-db", help="Frame acti
 ActiveFloor = typer.Option(_R.active_floor_dbfs, "--active-floor-dbfs", help="...and above this level.",
                            rich_help_panel=ROUTE)
 OutputSr = typer.Option("work", FLAGS["output_sr"], help="work (44.1 kHz) | original (the input's rate).")
+Overwrite = typer.Option(False, "--overwrite", help="Replace the result of another input that --out holds "
+                                                    "(its own files only; other files are never touched).")
 
 
 def router_config(min_rel_db: float, min_active: float, active_rel_db: float, active_floor_dbfs: float) -> RouterConfig:
@@ -65,9 +67,16 @@ def router_config(min_rel_db: float, min_active: float, active_rel_db: float, ac
 
 
 def preset_choice(preset: Optional[str], preset_file: Optional[Path], default: str = DEFAULT_PRESET) -> str:
+    """The preset the options name, loaded once here so that an unknown name or a bad file is a
+    usage error before any work."""
     if preset and preset_file:
         raise UsageError("give --preset or --preset-file, not both")
-    return str(preset_file) if preset_file else (preset or default)
+    choice = str(preset_file) if preset_file else (preset or default)
+    try:
+        presets.load(choice)
+    except presets.PresetError as exc:
+        raise UsageError(f"--preset-file {exc}" if preset_file else f"--preset: {exc}") from None
+    return choice
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,21 @@ class SharedOptions:
         """The separator the options ask for (checked by the library)."""
         return SeparatorOptions(self.separator, self.stems, self.model, self.model_repo, self.device, self.segment,
                                 self.overlap, self.shifts, self.force)
+
+    def resolve_separator(self, mode: str = "routed", exclude: tuple[Path, ...] = ()):
+        """`separate.resolve` for these options; a folder option that is not a folder, or a
+        separator without what it needs, is a usage error."""
+        for flag, folder in (("--stems", self.stems), ("--model-repo", self.model_repo)):
+            if folder is not None and not folder.is_dir():
+                raise UsageError(f"{flag} {folder}: not a folder")
+        try:
+            return separate.resolve(self.separation(), mode=mode, exclude=exclude)
+        except SeparationError as exc:
+            raise UsageError(exc.worded(FLAGS)) from None
+
+    def inputs(self) -> tuple[Path, ...]:
+        """Files and folders the run reads besides its input (never written over)."""
+        return (self.stems,) if self.stems is not None else ()
 
     def settings(self, mode: str = "routed", keep_stems: bool = False) -> pipeline.Settings:
         """The pipeline settings the options ask for (checked by the library)."""

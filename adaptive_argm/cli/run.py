@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
-from ..core import batch, pipeline, separate
+from ..core import batch, pipeline, results
 from ..core.metrics import DIRECTIONS
 from ..core.table import fmt
 from . import options as o
@@ -19,18 +19,36 @@ STAGE_TEXT = {"load": "loading", "separate": "separating", "route": "routing", "
               "measure": "measuring", "write": "writing"}
 
 
-def check_input(path: Path) -> Path:
+def check_input(path: Path, flag: str = "") -> Path:
+    """A file argument that must exist (a folder is a batch's input, not this one's)."""
+    prefix = f"{flag} " if flag else ""
     if not path.exists():
-        raise UsageError(f"{path}: no such file")
+        raise UsageError(f"{prefix}{path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{prefix}{path}: is a folder, not an audio file")
     return path
 
 
-def prepare_out(out: Optional[Path], input_path: Path, default_root: str = "restored") -> Path:
-    """The output folder (default `restored/<track>/`), created, and never the input's own path."""
-    folder = out if out is not None else Path(default_root) / input_path.stem
-    if folder.exists() and not folder.is_dir():
-        raise OSError(f"{folder}: exists and is not a folder, cannot write output there")
-    folder.mkdir(parents=True, exist_ok=True)
+def choose_out(out: Optional[Path], input_path: Path, kind: results.Kind, *, default_root: str,
+               overwrite: bool = False, protect: tuple[Path, ...] = ()) -> Path:
+    """Where a single run's result set goes. `--out` as given, refused (exit 2) when the set
+    would replace files that are not an earlier result, an input, or (without --overwrite)
+    another input's result. Else `default_root/<track>/`, or, when that holds another input's
+    result, the next free name (`results.candidate_folders`), said on stderr."""
+    if out is not None:
+        problem = results.conflict(out, kind, input_path, protect=protect, replace_other=overwrite)
+        if problem is None:
+            return out
+        if problem.why in ("not-a-folder", "other-input"):
+            hint = "; give another --out, or --overwrite to replace that result" if problem.why == "other-input" else ""
+            raise UsageError(f"--out {problem.message}{hint}")
+        raise UsageError(f"--out {out}: {problem.message}; give another --out")
+    first = Path(default_root) / input_path.stem
+    folder = results.free_folder(results.candidate_folders(default_root, input_path), kind, input_path, protect)
+    if folder != first:
+        problem = results.conflict(first, kind, input_path, protect=protect)
+        err_console.print(f"[yellow]notice:[/] {problem.message if problem else first}; writing to {folder}",
+                          highlight=False, soft_wrap=True)
     return folder
 
 
@@ -118,6 +136,7 @@ def run(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for a batch (each loads its own model)."),
     mode: str = o.Mode,
     keep_stems: bool = typer.Option(False, "--keep-stems", help="Also write stems/<name>[.restored].wav."),
+    overwrite: bool = o.Overwrite,
     *,
     shared: o.SharedOptions,
 ) -> None:
@@ -129,18 +148,28 @@ def run(
         many = batch.is_batch(inputs)
         if many and shared.stems is not None:
             raise UsageError("--stems holds one mix's stems; it cannot be used with several inputs")
+        if many and overwrite:
+            raise UsageError("--overwrite is for one input's --out; a batch gives each input a free folder itself")
         if jobs < 1:
             raise UsageError(f"--jobs must be at least 1, not {jobs}")
         input = Path(inputs[0])
         for spec in inputs:
-            if not batch.is_pattern(spec):
+            if not batch.is_pattern(spec) and not Path(spec).is_dir():
                 check_input(Path(spec))
         settings = shared.settings(mode, keep_stems)
-        sep, notice = separate.resolve(shared.separation(), mode=settings.mode, exclude=(input,))
+        sep, notice = shared.resolve_separator(mode=settings.mode, exclude=(input,))
         if many:
+            try:
+                batch.collect_inputs(inputs)
+            except (FileNotFoundError, ValueError) as exc:
+                raise UsageError(str(exc)) from None
+            if out is not None and out.exists() and not out.is_dir():
+                raise UsageError(f"--out {out}: exists and is not a folder")
             return run_many(inputs, out, sep, settings, notice, jobs)
-        folder = prepare_out(out, input)
+        folder = choose_out(out, input, pipeline.REPORT_SET, default_root="restored", overwrite=overwrite,
+                            protect=shared.inputs())
         progress, on_stage = stage_progress()
         with progress:
-            result = pipeline.run(input, folder, sep, settings, notice=notice, on_stage=on_stage)
+            result = pipeline.run(input, folder, sep, settings, notice=notice, replace_other=overwrite,
+                                  on_stage=on_stage)
         print_run(result)

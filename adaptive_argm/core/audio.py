@@ -19,6 +19,7 @@ import numpy as np
 from pedalboard.io import AudioFile
 
 from ..config import UserError
+from .interrupts import signals_held
 from .levels import peak_dbfs
 
 WORK_SR = 44100
@@ -136,15 +137,18 @@ def atomic_path(path: str | Path, suffix: str | None = None):
     An interrupted write therefore never leaves a partial or half-replaced file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix if suffix is None else suffix,
-                               dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        with signals_held():  # Ctrl-C cannot fall between making the file and knowing its name
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix if suffix is None else suffix,
+                                       dir=path.parent)
+            os.close(fd)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from ..config import MODEL_REPO, STEM_NAMES, UserError
+from . import interrupts, results
 from .audio import atomic_path, write_text
 
 HF_NAMESPACE = "adefossez"
@@ -382,13 +383,27 @@ def save_bag(model, name: str, to: str | Path) -> list[Path]:
     """Lay a loaded model (or bag) out flat in `to` so `get_model(name, repo=to)` loads it:
     one `SIG.th` per model and `NAME.yaml` naming them (written last, so a folder whose YAML
     is there is complete). Known bags keep demucs' own signatures, weights and segment, so the
-    folder can be mixed with files downloaded by hand. Existing weights are never overwritten."""
+    folder can be mixed with files downloaded by hand. Existing weights are never overwritten.
+    The files are staged inside `to` and moved into place together (`results.staging`), so an
+    interrupt leaves none of them."""
+    to = Path(to).expanduser()
+    with results.staging(to) as stage:
+        staged = _stage_bag(model, name, to, stage)
+        with interrupts.signals_held():  # the weights first, the YAML that names them last
+            for path in staged[1:] + staged[:1]:
+                if path.parent == stage and (path.suffix == ".yaml" or not (to / path.name).exists()):
+                    os.replace(path, to / path.name)
+            interrupts.note_kept(to)
+    return [to / p.name for p in staged]
+
+
+def _stage_bag(model, name: str, to: Path, stage: Path) -> list[Path]:
+    """Write what `save_bag` lays out into `stage` (weights already in `to` are reused, not
+    written): the YAML (or the single model) first, then the weights."""
     from demucs.apply import BagOfModels
 
-    to = Path(to).expanduser()
-    to.mkdir(parents=True, exist_ok=True)
     if not isinstance(model, BagOfModels):  # a single signature: demucs loads SIG.th directly
-        return [save_model_package(model, to / f"{name}.th", half=True)]
+        return [save_model_package(model, stage / f"{name}.th", half=True)]
     members = list(model.models)
     shipped = _remote_root() / f"{name}.yaml"
     if shipped.is_file() and len(_bag_signatures(shipped)) == len(members):
@@ -401,8 +416,8 @@ def save_bag(model, name: str, to: str | Path) -> list[Path]:
     written = []
     for sig, member in zip(sigs, members):
         existing = sorted(to.glob(f"{sig}-*.th")) + ([to / f"{sig}.th"] if (to / f"{sig}.th").is_file() else [])
-        written.append(existing[0] if existing else save_model_package(member, to / f"{sig}.th", half=True))
-    yaml_path = to / f"{name}.yaml"
+        written.append(existing[0] if existing else save_model_package(member, stage / f"{sig}.th", half=True))
+    yaml_path = stage / f"{name}.yaml"
     write_text(yaml_path, yaml.safe_dump(bag))
     return [yaml_path, *written]
 

@@ -19,29 +19,42 @@ import numpy as np
 
 from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_RATES, OUTPUT_SR,
                       SKIP_POLICIES, SKIP_POLICY, ClipMode, Mode, OutputRate, SkipPolicy, check_choice)
-from . import audio, dsp, levels, metrics, presets
+from . import audio, dsp, levels, metrics, presets, results
 from . import figures as figs
 from .audio import WORK_SR
-from .report import to_json
 from .route import RouterConfig, RoutePlan, route, route_modes
-from .separate import Separation, Separator
+from .separate import Separation, Separator, StemsFolder
 
 LOUDNESS_TOLERANCE_LU = 0.2
 """How close a loudness-matched result must land after clip safety."""
 LOUDNESS_LIMIT_PASSES = 8
 """Make-up-gain-and-limit passes at most (each costs one limiter pass and one loudness measure)."""
 NO_SEPARATOR = {"name": "none", "model": None}
+RESTORED = "restored.wav"
+REPORT_SET = results.Kind("report.json", outputs=(RESTORED,), legacy=(RESTORED, "stems/*.wav"))
+"""`run`'s result set: restored.wav (and stems/ with keep_stems), report.json its manifest."""
+COMPARE_SET = results.Kind("compare.json", outputs=("direct.wav", "routed.wav"),
+                           legacy=tuple(f"{m}.wav" for m in COMPARE_MODES) + (figs.SPECTROGRAMS_PNG, figs.STEMS_PNG))
+"""`compare`'s result set: one file per mode and the figures, compare.json its manifest."""
 
 
-def run(input_path: str | Path, out_dir: str | Path, separator: Separator | None = None,
-        settings: Settings | None = None, *, notice: str | None = None,
+def run(input_path: str | Path, out: str | Path | results.ResultSet | results.View, separator: Separator | None = None,
+        settings: Settings | None = None, *, notice: str | None = None, replace_other: bool = False,
         on_stage: Callable[[str], None] | None = None) -> RunResult:
-    """Restore one clip into `out_dir/restored.wav` and `out_dir/report.json`.
+    """Restore one clip into `out/restored.wav` and `out/report.json`.
 
-    `separator` turns the mix into stems (Demucs, a stems folder); None restores the mix
-    directly. `notice` is recorded as `separator.notice` (why no separator was available).
+    `out` is a folder (this call writes the result set there, see `core.results`; an earlier
+    result of another input is replaced only with `replace_other`), or a set being staged that
+    the caller commits with the report. `separator` turns the mix into stems (Demucs, a stems
+    folder); None restores the mix directly. `notice` is recorded as `separator.notice` (why no
+    separator was available).
     """
-    out_dir = Path(out_dir)
+    if not isinstance(out, results.Staged):
+        with results.ResultSet(out, REPORT_SET, input=input_path, protect=inputs_of(separator),
+                               replace_other=replace_other) as staged:
+            result = run(input_path, staged, separator, settings, notice=notice, on_stage=on_stage)
+            staged.commit(result.to_dict())
+        return result
     settings = settings or Settings()
     preset = presets.load(settings.preset)
     clock = Stopwatch(on_stage)
@@ -59,26 +72,26 @@ def run(input_path: str | Path, out_dir: str | Path, separator: Separator | None
         panels, warnings = _measure_outputs(panel_in, {"output": restored.audio})
     with clock.stage("write"):
         y, out_sr = _output_audio(restored.audio, info, settings.output_sr)
-        out_path = audio.write(out_dir / "restored.wav", y, out_sr, protect=(input_path,))
+        audio.write(out.path(RESTORED), y, out_sr)
         if settings.keep_stems and separation is not None:
             for name, stem in separation.stems.items():
-                audio.write(out_dir / "stems" / f"{name}.wav", stem, WORK_SR, protect=(input_path,))
+                audio.write(out.path(f"stems/{name}.wav"), stem, WORK_SR)
                 if name in processed:
-                    audio.write(out_dir / "stems" / f"{name}.restored.wav", processed[name], WORK_SR,
-                                protect=(input_path,))
-    result = RunResult(info, str(out_path), out_sr, y.shape[0], y.shape[1] / out_sr, restored, plan, sep_info,
-                       preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
-    audio.write_text(out_dir / "report.json", to_json(result.to_dict()))
-    return result
+                    audio.write(out.path(f"stems/{name}.restored.wav"), processed[name], WORK_SR)
+    return RunResult(info, str(out.final(RESTORED)), out_sr, y.shape[0], y.shape[1] / out_sr, restored, plan,
+                     sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
 
 
-def compare(input_path: str | Path, out_dir: str | Path, separator: Separator | None = None,
-            settings: Settings | None = None, *, reference: np.ndarray | None = None, notice: str | None = None,
-            figures: bool = True, stem_views: bool | None = None,
+def compare(input_path: str | Path, out: str | Path | results.ResultSet | results.View,
+            separator: Separator | None = None, settings: Settings | None = None, *,
+            reference: np.ndarray | None = None, notice: str | None = None, figures: bool = True,
+            stem_views: bool | None = None, protect: tuple[str | Path, ...] = (), replace_other: bool = False,
             on_stage: Callable[[str], None] | None = None) -> CompareResult:
     """Separate once, then restore the clip three ways (forced direct, forced stem-wise, routed)
     and measure each; writes `direct.wav`, `stemwise.wav`, `routed.wav`, `compare.json` and the
-    figures into `out_dir`. Each stem goes through the chain at most once.
+    figures into `out`, a folder or a set being staged, as for `run` (the caller then writes
+    compare.json). `protect` lists other inputs (a reference file). Each stem goes through the
+    chain at most once.
 
     `reference` is a clean `(channels, samples)` signal at the working rate; with it the panel
     adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR). `stem_views` (default: `figures`)
@@ -88,7 +101,13 @@ def compare(input_path: str | Path, out_dir: str | Path, separator: Separator | 
     unprocessed) and freed before measuring, so a 10-minute stereo file holds the mix, four
     stems and the results, not two sets of stems.
     """
-    out_dir = Path(out_dir)
+    if not isinstance(out, results.Staged):
+        with results.ResultSet(out, COMPARE_SET, input=input_path, protect=(*protect, *inputs_of(separator)),
+                               replace_other=replace_other) as staged:
+            result = compare(input_path, staged, separator, settings, reference=reference, notice=notice,
+                             figures=figures, stem_views=stem_views, on_stage=on_stage)
+            staged.commit(result.to_dict())
+        return result
     settings = settings or Settings()
     keep_views = figures if stem_views is None else stem_views
     preset = presets.load(settings.preset)
@@ -132,13 +151,13 @@ def compare(input_path: str | Path, out_dir: str | Path, separator: Separator | 
         paths = {}
         for m, r in outputs.items():
             y, out_sr = _output_audio(r.audio, info, settings.output_sr)
-            paths[m] = str(audio.write(out_dir / f"{m}.wav", y, out_sr, protect=(input_path,)))
+            audio.write(out.path(f"{m}.wav"), y, out_sr)
+            paths[m] = str(out.final(f"{m}.wav"))
     result = CompareResult(info, sep_info, routed, outputs, paths, all_panels, warnings, stem_names, views,
                            preset, clock.timings_s, settings, mix)
     if figures:
         with clock.stage("figures"):
-            figs.compare_figures(result, out_dir)
-    audio.write_text(out_dir / "compare.json", to_json(result.to_dict()))
+            figs.compare_figures(result, out.staged_folder)
     return result
 
 
@@ -164,6 +183,11 @@ def _load_and_separate(input_path: str | Path, separator: Separator | None, cloc
         if notice:
             sep_info["notice"] = notice
     return mix, info, panel_in, separation, sep_info
+
+
+def inputs_of(separator: Separator | None) -> tuple[Path, ...]:
+    """The files a separator reads (a stems folder): never written over by a result."""
+    return (separator.folder,) if isinstance(separator, StemsFolder) else ()
 
 
 def load_input(path: str | Path) -> tuple[np.ndarray, np.ndarray, audio.AudioInfo]:

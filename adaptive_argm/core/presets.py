@@ -89,7 +89,11 @@ def load(name_or_path: str | Path) -> Preset:
     if p.suffix == ".toml" or p.exists():
         if not p.is_file():
             raise PresetError(f"{p}: no such preset file")
-        return parse(p.read_text(encoding="utf-8"), str(p))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise PresetError(f"{p}: not a text file (a preset is TOML)") from None
+        return parse(text, str(p))
     name = str(name_or_path)
     if name not in builtin_names():
         raise PresetError(f"unknown preset {name!r}; built-in presets: {', '.join(builtin_names())}")

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..config import MODE, MODES, SKIP_POLICIES, SKIP_POLICY, Mode, SkipPolicy, check_choice
+from ..config import FRAME, MIN_ACTIVE, MODE, MODES, SKIP_POLICIES, SKIP_POLICY, Mode, SettingError, SkipPolicy, check_choice
 from .levels import power_db
 
 POWER_FLOOR = 1e-20
@@ -34,6 +34,12 @@ class RouterConfig:
     """A stem active in fewer frames than this is near-silent."""
     direct_only_stem: str = "other"
     """When this is the only informative stem, separation would only add artifacts."""
+
+    def __post_init__(self):
+        if not 0 <= self.min_active_fraction <= 1:
+            raise SettingError(MIN_ACTIVE, f" must be between 0 and 1, not {self.min_active_fraction}")
+        if not self.frame_s > 0:
+            raise SettingError(FRAME, f" must be positive, not {self.frame_s}")
 
 
 @dataclass(frozen=True)

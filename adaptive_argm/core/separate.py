@@ -11,8 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..config import (DEFAULT_MODEL, DEVICE, FORCE, SEPARATOR, SEPARATORS, STEM_NAMES, STEMS, Mode,
-                      SeparatorChoice, Setting, UserError, check_choice)
+from ..config import (DEFAULT_MODEL, DEVICE, FORCE, OVERLAP, SEGMENT, SEPARATOR, SEPARATORS, SHIFTS, STEM_NAMES,
+                      STEMS, Mode, SeparatorChoice, Setting, SettingError, UserError, check_choice)
 from . import audio, models
 
 MIX_NAMES = ("mix", "mixed", "mixture", "input")
@@ -83,6 +83,14 @@ class SeparatorOptions:
 
     def __post_init__(self):
         check_choice(self.separator, SEPARATORS, SEPARATOR)
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise SettingError(DEVICE, f" must be auto, cpu, cuda (or cuda:N) or mps, not {self.device!r}")
+        if self.segment is not None and not self.segment > 0:
+            raise SettingError(SEGMENT, f" must be a positive number of seconds, not {self.segment}")
+        if not 0 <= self.overlap < 1:
+            raise SettingError(OVERLAP, f" must be at least 0 and below 1, not {self.overlap}")
+        if self.shifts < 0:
+            raise SettingError(SHIFTS, f" must be 0 or more, not {self.shifts}")
 
     def demucs(self) -> DemucsSeparator:
         """Demucs with these options (the model is loaded on first use)."""

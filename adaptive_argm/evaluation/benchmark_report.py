@@ -1,17 +1,19 @@
 """The paired benchmark's files: `paired.md` (per corpus: means and worst clips, the
 cross-validated halves, the goals, the degradations as applied), `paired.csv` (one row per case)
-and `paired_means.csv` (one row per corpus x half x degradation x preset x mode)."""
+and `paired_means.csv` (one row per corpus x half x degradation x preset x mode), written as one
+result set with `paired.json` (settings and clips) as its manifest."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
-from ..core import audio
+from ..core import audio, results
 from ..core.table import Table, csv_text, markdown
-from .benchmark import BenchmarkResult
+from .benchmark import BenchmarkResult, BenchmarkSettings, run_benchmark
 from .benchmark_tables import all_means, goals, goals_table, headline_table, means, means_table
-from .clips import HALF_ROLES, MUSICGEN_STEM_SCALE
+from .clips import HALF_ROLES, MUSICGEN_STEM_SCALE, CleanClip
 
 SOURCE_TEXT = {
     "musicgen": f"MusicGen mixtures with their true stems (oracle stems: stem x {MUSICGEN_STEM_SCALE}, harmony + "
@@ -107,11 +109,38 @@ def report_markdown(result: BenchmarkResult) -> str:
     return "\n".join(parts)
 
 
+def tables_set(stem: str = "paired") -> results.Kind:
+    """The benchmark's files as a result set; tables written before it had a manifest count as
+    its earlier set when `<stem>.md` is there."""
+    names = (f"{stem}.md", f"{stem}.csv", f"{stem}_means.csv")
+    return results.Kind(f"{stem}.json", outputs=names, legacy=names, legacy_marker=names[0])
+
+
 def write_outputs(result: BenchmarkResult, out_dir: str | Path, stem: str = "paired") -> list[Path]:
     """`<stem>.md` (the summaries), `<stem>.csv` (one row per case), `<stem>_means.csv` (means
-    and worst clips per corpus x half x degradation x preset x mode)."""
-    out_dir = Path(out_dir)
-    return [audio.write_text(out_dir / f"{stem}.md", report_markdown(result)),
-            audio.write_text(out_dir / f"{stem}.csv", to_csv([c.row() for c in result.cases])),
-            audio.write_text(out_dir / f"{stem}_means.csv", to_csv([r.__dict__ for r in all_means(result.cases)]))]
+    and worst clips per corpus x half x degradation x preset x mode) and `<stem>.json`
+    (settings and clips), written as one result set."""
+    with results.ResultSet(out_dir, tables_set(stem)) as staged:
+        return _commit_tables(result, staged, stem)
 
+
+def run_into(out_dir: str | Path, clips: list[CleanClip], settings: BenchmarkSettings, *,
+             on_done: Callable[[int, int], None] | None = None,
+             stem: str = "paired") -> tuple[BenchmarkResult, list[Path]]:
+    """`run_benchmark`, its tables staged in `out_dir` from the start (so an interrupt leaves
+    nothing there, and a folder that cannot take them is refused before any work), then
+    committed as `write_outputs` does."""
+    with results.ResultSet(out_dir, tables_set(stem)) as staged:
+        result = run_benchmark(clips, settings, on_done=on_done)
+        return result, _commit_tables(result, staged, stem)
+
+
+def _commit_tables(result: BenchmarkResult, staged: results.ResultSet, stem: str) -> list[Path]:
+    kind = staged.kind
+    audio.write_text(staged.path(f"{stem}.md"), report_markdown(result))
+    audio.write_text(staged.path(f"{stem}.csv"), to_csv([c.row() for c in result.cases]))
+    audio.write_text(staged.path(f"{stem}_means.csv"), to_csv([r.__dict__ for r in all_means(result.cases)]))
+    staged.commit({"schema": "adaptive-argm/paired/1", "settings": result.settings.to_dict(),
+                   "clips": [dict(c.__dict__) for c in result.clips],
+                   "cases": len(result.cases), "wall_s": result.wall_s, "jobs": result.jobs})
+    return [staged.final(name) for name in (*kind.outputs, kind.manifest)]

@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import scipy.signal
 
-from ..core import audio
+from ..core import audio, interrupts
 from ..core import levels
 from ..core.levels import loudness_lufs
 
@@ -105,9 +105,11 @@ def building(out: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
-        if out.is_dir():
-            out.rmdir()  # empty, checked above; rename cannot replace a folder on every platform
-        os.rename(tmp, out)
+        with interrupts.signals_held():  # the folder is in place and said to be kept, or neither
+            if out.is_dir():
+                out.rmdir()  # empty, checked above; rename cannot replace a folder on every platform
+            os.rename(tmp, out)
+            interrupts.note_kept(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

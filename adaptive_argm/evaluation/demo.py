@@ -20,7 +20,8 @@ import numpy as np
 from scipy import signal
 
 from ..config import DEFAULT_MODEL
-from ..core import audio, models, pipeline
+from ..core import audio, models, pipeline, results
+from ..core.report import to_json
 from ..core.separate import DemucsSeparator, StemsFolder
 from . import degrade
 
@@ -246,13 +247,20 @@ def synthesize(name: str, duration_s: float = DURATION_S, seed: int = SEED, defe
     return Multitrack(name, description, sr, stems, mix, (gain * clean)[None].astype(np.float32))
 
 
-def write_song(song: Multitrack, folder: str | Path) -> Path:
-    """`folder/mix.wav`, `folder/clean.wav` and `folder/stems/<name>.wav` (float WAV, 32 kHz)."""
-    folder = Path(folder)
+DEMO_SET = results.Kind("compare.json", outputs=("mix.wav", "clean.wav", "direct.wav", "routed.wav"),
+                       legacy=pipeline.COMPARE_SET.legacy + ("mix.wav", "clean.wav", "stems/*.wav", "demucs/*"))
+"""A demo song's result set: the song (mix, clean, stems/) and its comparisons, compare.json
+(the true stems' comparison) its manifest, Demucs' comparison in demucs/."""
+
+
+def write_song(song: Multitrack, folder: str | Path | results.ResultSet) -> Path:
+    """`folder/mix.wav`, `folder/clean.wav` and `folder/stems/<name>.wav` (float WAV, 32 kHz);
+    `folder` may be a result set being staged."""
+    path = folder.path if isinstance(folder, results.Staged) else (lambda name: Path(folder) / name)
     for name, x in song.stems.items():
-        audio.write(folder / "stems" / f"{name}.wav", x, song.sr)
-    audio.write(folder / "clean.wav", song.clean, song.sr)
-    return audio.write(folder / "mix.wav", song.mix, song.sr)
+        audio.write(path(f"stems/{name}.wav"), x, song.sr)
+    audio.write(path("clean.wav"), song.clean, song.sr)
+    return audio.write(path("mix.wav"), song.mix, song.sr)
 
 
 @dataclass(frozen=True)
@@ -279,7 +287,7 @@ def demo(out_dir: str | Path, *, duration_s: float = DURATION_S, seed: int = SEE
          model_repo: str | Path | None = None, on_stage: Callable[[str], None] | None = None) -> DemoResult:
     """Synthesize the demo songs into `out_dir/<song>/` and run `pipeline.compare` on each with
     its true stems (into `<song>/`), and with Demucs (into `<song>/demucs/`) when its weights are
-    already here. Never touches the network."""
+    already here; each song is one result set (`DEMO_SET`). Never touches the network."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     where = models.locate(DEFAULT_MODEL, model_repo, probe_network=False).where
@@ -288,16 +296,20 @@ def demo(out_dir: str | Path, *, duration_s: float = DURATION_S, seed: int = SEE
         notes.append(f"Demucs weights for {DEFAULT_MODEL} are not here, so only the true stems were used "
                      f"(`adaptive-argm models fetch {DEFAULT_MODEL}` adds a real-separator run)")
     real = DemucsSeparator(DEFAULT_MODEL, model_repo) if where != "missing" else None  # loaded once, on first use
-    results = []
+    done = []
     for name in songs:
         song = synthesize(name, duration_s, seed)
         folder = out_dir / name
-        mix_path = write_song(song, folder)
-        ref, _ = audio.read(folder / "clean.wav")
-        compares = {"stems": pipeline.compare(mix_path, folder, StemsFolder(folder / "stems"), settings,
-                                              reference=ref, figures=figures, on_stage=on_stage)}
-        if real is not None:
-            compares["demucs"] = pipeline.compare(mix_path, folder / "demucs", real, settings, reference=ref,
-                                                  figures=figures, on_stage=on_stage)
-        results.append(DemoSong(name, song.description, str(folder), compares))
-    return DemoResult(str(out_dir), results, where, time.perf_counter() - t0, notes)
+        with results.ResultSet(folder, DEMO_SET) as staged:
+            mix_path = write_song(song, staged)
+            ref, _ = audio.read(staged.path("clean.wav"))
+            compares = {"stems": pipeline.compare(mix_path, staged, StemsFolder(staged.path("stems")), settings,
+                                                  reference=ref, figures=figures, on_stage=on_stage)}
+            if real is not None:
+                compares["demucs"] = pipeline.compare(mix_path, staged.view("demucs"), real, settings, reference=ref,
+                                                      figures=figures, on_stage=on_stage)
+                audio.write_text(staged.path("demucs/compare.json"),
+                                 to_json(staged.published(compares["demucs"].to_dict())))
+            staged.commit(compares["stems"].to_dict())
+        done.append(DemoSong(name, song.description, str(folder), compares))
+    return DemoResult(str(out_dir), done, where, time.perf_counter() - t0, notes)

@@ -203,8 +203,3 @@ scores against the input itself (how far a mode moved the audio, not how clean i
 {clips}</main>
 </body></html>
 """
-
-
-def write(result: EvalResult) -> Path:
-    """Write report.html into the results folder (atomically)."""
-    return audio.write_text(result.out_dir / REPORT_NAME, render(result))

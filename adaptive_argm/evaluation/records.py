@@ -9,6 +9,10 @@ Layout of the output folder:
     clips/<id>/generated.wav        MusicGen's clip, for entries without audio (`--generate`)
     results.csv, results.json, summary.md, report.html
 
+Each clip's files are one result set with clip.json as its manifest, the generated clip one with
+generated.json, and the four result files one with results.json (`core.results`): a folder
+shows one attempt whole, never part of one or a mix of two.
+
 A clip is reused when its clip.json says `ok` with the same fingerprint (settings, preset
 content, separator, and the source files' sizes and times) and its compare.json is there.
 """
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ..config import COMPARE_MODES, JOBS, STEM_NAMES, Setting, SettingError, UserError, check_choice
-from ..core import audio, pipeline, presets, separate
+from ..core import audio, pipeline, presets, results, separate
 from ..core.report import digest
 from ..core.separate import SeparatorOptions
 from . import generate as musicgen
@@ -49,6 +53,9 @@ FIGURES = ("spectrograms.png", "stems.png")
 """The figures `pipeline.compare` writes, in the order the report shows them."""
 OUTPUT_FILES = tuple(f"{m}.wav" for m in COMPARE_MODES) + (COMPARE_JSON, CLIP_RECORD, INPUT_COPY)
 RESULT_FILES = ("results.csv", "results.json", "summary.md", "report.html")
+CLIP_SET = results.Kind(CLIP_RECORD, legacy=tuple(n for n in OUTPUT_FILES if n != CLIP_RECORD) + FIGURES)
+GENERATED_SET = results.Kind(GENERATED_RECORD, legacy=(GENERATED,))
+RESULTS_SET = results.Kind("results.json", legacy=RESULT_FILES[:1] + RESULT_FILES[2:])
 
 
 class EvalError(UserError, ValueError):
@@ -102,6 +109,8 @@ def load_prompts(path: str | Path) -> PromptSet:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise EvalError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise EvalError(f"{path}: not a text file (a prompt set is TOML)") from None
     tables = data.get("clip")
     if not isinstance(tables, list) or not tables:
         raise EvalError(f"{path}: no [[clip]] entries")

@@ -4,7 +4,9 @@ results.json, summary.md and report.html.
 
 An interrupted run resumes where it stopped: a clip is reused when its clip.json says `ok` with
 the same fingerprint (`records.fingerprint`); anything else is recomputed. A failing clip is
-recorded with its error and the run goes on.
+recorded with its error and the run goes on. Every clip, every generated clip and the result
+files are written as result sets (`core.results`), so an interrupt keeps finished clips whole
+and leaves nothing of the others.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from typing import Callable
 
 import numpy as np
 
-from ..core import audio, figures, pipeline, presets, separate, workers
+from ..core import audio, figures, interrupts, pipeline, presets, results, separate, workers
 from ..core.audio import WORK_SR
 from ..core.report import to_json
 from . import generate as musicgen
 from . import htmlreport
-from .records import (CLIP_RECORD, CLIPS_DIR, COMPARE_JSON, FIGURES, GENERATED, GENERATED_RECORD, INPUT_COPY, MISSING,
-                      OUTPUT_FILES, ClipOutcome, EvalError, EvalResult, EvalSettings, PromptClip, PromptSet,
-                      SeparatorPlan, find_mix, fingerprint)
+from .records import (CLIP_RECORD, CLIP_SET, CLIPS_DIR, COMPARE_JSON, GENERATED, GENERATED_RECORD, GENERATED_SET,
+                      INPUT_COPY, MISSING, RESULTS_SET, ClipOutcome, EvalError, EvalResult, EvalSettings, PromptClip,
+                      PromptSet, SeparatorPlan, find_mix, fingerprint)
 from ..core.table import csv_text
 from .tables import ROW_FIELDS, aggregate, results_json, rows_for, summary_markdown
 
@@ -60,17 +62,17 @@ def _sum_stems(clip: PromptClip) -> np.ndarray:
     return total * np.float32(clip.stem_scale)
 
 
-def prepare_input(clip: PromptClip, clip_dir: Path) -> tuple[Path, np.ndarray]:
-    """The file `compare` reads for this clip and the clip as measured (44.1 kHz), also written
+def prepare_input(clip: PromptClip, staged: results.ResultSet) -> tuple[Path, np.ndarray]:
+    """The file `compare` reads for this clip and the clip as measured (44.1 kHz), also staged
     as `input.wav` for the listening page (the source itself is never copied or touched)."""
     if clip.source == "stems":
         mix = find_mix(clip)
         source = mix
         x = audio.read(mix, WORK_SR)[0] if mix else _sum_stems(clip)
     else:
-        source = clip.audio if clip.source == "audio" else clip_dir / GENERATED
+        source = clip.audio if clip.source == "audio" else staged.final(GENERATED)
         x = audio.read(source, WORK_SR)[0]
-    copy = audio.write(clip_dir / INPUT_COPY, x, WORK_SR, protect=(source,) if source else ())
+    copy = audio.write(staged.path(INPUT_COPY), x, WORK_SR)
     return (source or copy), x
 
 
@@ -91,38 +93,41 @@ def _separator_for(job: ClipJob, input_path: Path) -> separate.Separator | None:
     return None
 
 
-def _clear(clip_dir: Path) -> None:
-    """Remove a previous attempt's outputs, so nothing stale is shown beside new results."""
-    for name in OUTPUT_FILES + FIGURES:
-        (clip_dir / name).unlink(missing_ok=True)
+def _sources(clip: PromptClip, clip_dir: Path) -> tuple[Path, ...]:
+    """What a clip's results are made from: never written over by them."""
+    return tuple(p for p in (clip.audio, clip.stems, clip.mix, clip_dir / GENERATED) if p is not None)
 
 
 def run_job(job: ClipJob) -> ClipOutcome:
-    """Compare one clip (in whatever process runs it); record success or the error in clip.json."""
+    """Compare one clip (in whatever process runs it) and commit its files with clip.json, the
+    record of success or of the error, as one result set."""
     clip_dir = job.clip_dir
-    clip_dir.mkdir(parents=True, exist_ok=True)
-    _clear(clip_dir)
     notes: list[str] = []
     try:
-        input_path, reference = prepare_input(job.clip, clip_dir)
-        separator = _separator_for(job, input_path)
-        result = pipeline.compare(input_path, clip_dir, separator, job.settings.pipeline, reference=reference,
-                                  notice=job.separator.notice, figures=False, stem_views=job.settings.figures)
-        gain = result.separator.get("gain") if job.separator.kind == "stems" else None
-        if gain and gain > 0 and abs(20 * math.log10(gain / job.clip.stem_scale)) > STEM_SCALE_TOLERANCE_DB:
-            notes.append(f"the stems fit the mix with gain {gain:.3g}, not the declared stem_scale "
-                         f"{job.clip.stem_scale:g}")
-        if job.settings.figures:
+        with results.ResultSet(clip_dir, CLIP_SET, protect=_sources(job.clip, clip_dir)) as staged:
             try:
-                figures.compare_figures(result, clip_dir)
-            except Exception as exc:  # a figure must not cost the clip its audio and numbers
-                notes.append(f"figures not written ({_one_line(exc)})")
-        outcome = ClipOutcome(job.clip.id, "ok", folder=str(clip_dir), notes=tuple(notes))
-    except Exception as exc:
-        outcome = ClipOutcome(job.clip.id, "failed", error=_one_line(exc), folder=str(clip_dir))
-    record = {"schema": "adaptive-argm/eval-clip/1", **outcome.to_dict(), "fingerprint": job.fingerprint,
-              "figures": job.settings.figures}
-    audio.write_text(clip_dir / CLIP_RECORD, to_json(record))
+                input_path, reference = prepare_input(job.clip, staged)
+                separator = _separator_for(job, input_path)
+                result = pipeline.compare(input_path, staged, separator, job.settings.pipeline, reference=reference,
+                                          notice=job.separator.notice, figures=False, stem_views=job.settings.figures)
+                audio.write_text(staged.path(COMPARE_JSON), to_json(staged.published(result.to_dict())))
+                gain = result.separator.get("gain") if job.separator.kind == "stems" else None
+                if gain and gain > 0 and abs(20 * math.log10(gain / job.clip.stem_scale)) > STEM_SCALE_TOLERANCE_DB:
+                    notes.append(f"the stems fit the mix with gain {gain:.3g}, not the declared stem_scale "
+                                 f"{job.clip.stem_scale:g}")
+                if job.settings.figures:
+                    try:
+                        figures.compare_figures(result, staged.staged_folder)
+                    except Exception as exc:  # a figure must not cost the clip its audio and numbers
+                        notes.append(f"figures not written ({_one_line(exc)})")
+                outcome = ClipOutcome(job.clip.id, "ok", folder=str(clip_dir), notes=tuple(notes))
+            except Exception as exc:
+                staged.discard()  # the record of the failure replaces the earlier attempt whole
+                outcome = ClipOutcome(job.clip.id, "failed", error=_one_line(exc), folder=str(clip_dir))
+            staged.commit({"schema": "adaptive-argm/eval-clip/1", **outcome.to_dict(), "fingerprint": job.fingerprint,
+                           "figures": job.settings.figures})
+    except (results.ResultError, OSError) as exc:  # the folder itself cannot take the result
+        return ClipOutcome(job.clip.id, "failed", error=_one_line(exc), folder=str(clip_dir))
     return outcome
 
 
@@ -151,6 +156,8 @@ def _generation_done(clip: PromptClip, clip_dir: Path, g: musicgen.GenerationSet
         return False
     want = {**g.to_dict(), "prompt": clip.prompt}
     want.pop("device")
+    for key in ("schema", results.RECORD_KEY):
+        record.pop(key, None)
     return record == want and (clip_dir / GENERATED).is_file()
 
 
@@ -170,11 +177,12 @@ def _generate_clips(clips: list[PromptClip], out_dir: Path, settings: EvalSettin
     for clip in todo:
         clip_dir = out_dir / CLIPS_DIR / clip.id
         try:
-            gen = musicgen.generate(clip.prompt, settings.generation, model=model, processor=processor)
-            musicgen.write(gen, clip_dir / GENERATED)
-            record = {**settings.generation.to_dict(), "prompt": clip.prompt}
-            record.pop("device")
-            audio.write_text(clip_dir / GENERATED_RECORD, to_json(record))
+            with results.ResultSet(clip_dir, GENERATED_SET) as staged:
+                gen = musicgen.generate(clip.prompt, settings.generation, model=model, processor=processor)
+                musicgen.write(gen, staged.path(GENERATED))
+                record = {"schema": "adaptive-argm/generated/1", **settings.generation.to_dict(), "prompt": clip.prompt}
+                record.pop("device")
+                staged.commit(record)
         except Exception as exc:
             failed[clip.id] = ClipOutcome(clip.id, "failed", error=f"generation: {_one_line(exc)}",
                                           folder=str(clip_dir))
@@ -223,9 +231,9 @@ def run(prompt_set: PromptSet, out_dir: str | Path, settings: EvalSettings = Eva
     out_dir = Path(out_dir)
     note = on_note or (lambda text: None)
     preset = presets.load(settings.pipeline.preset)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise EvalError(f"{out_dir}: exists and is not a folder")
-    (out_dir / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
+    problem = results.conflict(out_dir, RESULTS_SET)
+    if problem:  # said before any work, not after the last clip
+        raise EvalError(problem.message)
     clips = list(prompt_set.clips)
     if on_total:
         on_total(len(clips))
@@ -291,6 +299,8 @@ def run(prompt_set: PromptSet, out_dir: str | Path, settings: EvalSettings = Eva
             outcome = ClipOutcome(jobs[i].clip.id, "failed", error=f"worker: {_one_line(exc)}",
                                   folder=str(jobs[i].clip_dir))
         outcomes[outcome.id] = outcome
+        if outcome.status == "ok":
+            interrupts.note_kept(jobs[i].clip_dir)  # also when a worker process committed it
         if on_clip:
             on_clip(outcome)
 
@@ -316,11 +326,13 @@ def collect(prompt_set: PromptSet, out_dir: Path, settings: EvalSettings, outcom
 
 
 def write_results(result: EvalResult) -> dict[str, Path]:
-    out = result.out_dir
-    return {
-        "csv": audio.write_text(out / "results.csv", csv_text(result.rows, ROW_FIELDS)),
-        "json": audio.write_text(out / "results.json", to_json(results_json(result))),
-        "summary": audio.write_text(out / "summary.md", summary_markdown(result)),
-        "html": htmlreport.write(result),
-    }
+    """results.csv, summary.md and report.html, with results.json as their manifest: one set."""
+    with results.ResultSet(result.out_dir, RESULTS_SET) as staged:
+        audio.write_text(staged.path("results.csv"), csv_text(result.rows, ROW_FIELDS))
+        audio.write_text(staged.path("summary.md"), summary_markdown(result))
+        audio.write_text(staged.path(htmlreport.REPORT_NAME), htmlreport.render(result))
+        staged.commit(results_json(result))
+    return {key: result.out_dir / name for key, name in
+            (("csv", "results.csv"), ("json", "results.json"), ("summary", "summary.md"),
+             ("html", htmlreport.REPORT_NAME))}
 
