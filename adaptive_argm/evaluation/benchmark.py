@@ -6,14 +6,16 @@ stem-wise and routed) or from a folder of clean files (real-dev: direct only). E
 degradation gets ONE realisation at the clip's own sample rate (`degrade.apply_to_stems`), shared
 by every preset and mode, so presets and modes are compared on identical input. Then everything
 happens as it does for a user of `run --output-sr original`: the pipeline reads the damaged file
-at its working rate (44.1 kHz; `audio.resample`, the resampler `audio.read` uses), restores it by
+at its working rate (44.1 kHz; `resample.resample`, the resampler `audio.read` uses), restores it by
 the library's own path (`route.route`, `pipeline.restore`: the preset's chains, loudness matching,
 clip safety), and the result goes back to the clip's rate.
 
 Where each score is taken:
 - intrusive scores (SI-SDR, LSD, SNR in the quietest 10 % of frames, ViSQOL, and LSD above the
-  damaged input's cutoff) at the clip's OWN rate, against the untouched clean clip, after
-  fractional-delay alignment (`intrusive.scores`): what the user gets back, resampling included;
+  damaged input's cutoff) at the clip's OWN rate, against the clean clip without its DC offset and
+  subsonic drift (`dc.remove_dc`, which every preset's input goes through first; the degraded
+  input is scored after it too), after fractional-delay alignment (`intrusive.scores`): what the
+  user gets back, resampling included;
 - the non-intrusive panel (the paper's P25 and the measures beside it, loudness, peak, bandwidth)
   at the working rate, on the signals the pipeline holds, as `run` reports them: the panel's
   analysis grid (2048 / 512 samples) and its mel bands are fixed at 44.1 kHz, so its numbers stay
@@ -35,9 +37,11 @@ import numpy as np
 
 from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, SKIP_POLICIES, SKIP_POLICY, ClipMode, Setting, SettingError,
                       SkipPolicy, check_choice)
-from ..core import audio, intrusive, levels, metrics, pipeline, presets, workers
+from ..core import intrusive, levels, metrics, pipeline, presets, workers
 from ..core.audio import WORK_SR
+from ..core.dc import remove_dc
 from ..core.metrics import MetricPanel
+from ..core.resample import resample
 from ..core.route import RouterConfig, route
 from ..core.separate import Separation, SeparatorInfo
 from . import degrade
@@ -165,13 +169,14 @@ def damage(clip: CleanClip, degradation: str, seed: int, split: str = "mask") ->
         stems = None
     else:
         raw, stems, record = degrade.apply_to_stems(degradation, clip.audio, clip.stems, clip.sr, s, split)
-    raw_work = audio.resample(raw, clip.sr, WORK_SR)
+    raw_work = resample(raw, clip.sr, WORK_SR)
     separation = None
     if stems is not None:
-        # As `pipeline.load_input` and `StemsFolder` do: the mix and every stem lose their DC offset.
-        stems = {k: audio.remove_dc(audio.resample(v, clip.sr, WORK_SR)) for k, v in stems.items()}
+        # As `load.load` and `StemsFolder` do: the mix and every stem lose their DC offset
+        # (linear removal: they still add up).
+        stems = {k: remove_dc(resample(v, clip.sr, WORK_SR), WORK_SR, bypass=False) for k, v in stems.items()}
         separation = Separation(stems, SeparatorInfo(name="oracle"))
-    return Damaged(raw, raw_work, audio.remove_dc(raw_work), separation, record)
+    return Damaged(raw, raw_work, remove_dc(raw_work, WORK_SR), separation, record)
 
 
 @dataclass(frozen=True)
@@ -191,20 +196,23 @@ class Scorer:
     def __init__(self, clip: CleanClip, damaged: Damaged, with_visqol: bool = True, full_panel: bool = True):
         self.clip, self.cutoff_hz = clip, damaged.record.cutoff_hz
         self.with_visqol, self.full_panel = with_visqol and full_panel, full_panel
+        # Scored as restoration sees them: the clean clip and the damaged input without DC offset
+        # and drift (every preset starts from the DC-free input; they are not music).
+        self.reference = remove_dc(clip.audio, clip.sr, bypass=False)
         self._done: dict[tuple, Scored] = {}
-        self.input = self._score(damaged.raw_work, damaged.raw, None)
+        self.input = self._score(damaged.raw_work, remove_dc(damaged.raw, clip.sr), None)
 
     def score(self, y_work: np.ndarray) -> Scored:
         """A result at the working rate, its panel over the input's band, its intrusive scores on
         it brought back to the clip's rate (as `--output-sr original` writes it)."""
-        return self._score(y_work, audio.resample(y_work, WORK_SR, self.clip.sr), self.input.panel.bandwidth_hz)
+        return self._score(y_work, resample(y_work, WORK_SR, self.clip.sr), self.input.panel.bandwidth_hz)
 
     def _score(self, y_work: np.ndarray, y_source: np.ndarray, band_hz: float | None) -> Scored:
         key = (y_source.shape, hashlib.blake2b(np.ascontiguousarray(y_source).tobytes(), digest_size=16).digest())
         if key not in self._done:
             panel = metrics.measure(y_work, WORK_SR, band_hz=band_hz) if self.full_panel else _levels_panel(y_work)
-            scores = intrusive.scores(y_source, self.clip.audio, self.clip.sr, with_visqol=self.with_visqol)
-            hf = (intrusive.lsd_db(y_source, self.clip.audio, self.clip.sr, min_hz=self.cutoff_hz)
+            scores = intrusive.scores(y_source, self.reference, self.clip.sr, with_visqol=self.with_visqol)
+            hf = (intrusive.lsd_db(y_source, self.reference, self.clip.sr, min_hz=self.cutoff_hz)
                   if math.isfinite(self.cutoff_hz) else math.nan)
             self._done[key] = Scored(replace(panel, **scores.to_dict()), hf)
         return self._done[key]
