@@ -294,6 +294,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--conditions", default=",".join(CONDITIONS))
     ap.add_argument("--settings", default="{}", help="RecoverySettings overrides as JSON")
+    ap.add_argument("--half", choices=("A", "B", "all"), default="all",
+                    help="run one cross-validation half only (for tuning on it)")
     ap.add_argument("--speed", help="time recovery on this file (30 s stereo) instead")
     args = ap.parse_args()
     settings = json.loads(args.settings)
@@ -313,7 +315,8 @@ def main() -> None:
         clips = {e["track_id"]: (str(Path(args.real) / e["file"]), e["source"]) for e in manifest["excerpts"]}
         half = halves(list(clips), lambda n: next(g for g in ("wesnoth", "nexuiz", "warzone2100", "")
                                                    if g in clips[n][1]))
-        jobs = [(c, half[c], clips[c][0], cond, settings) for cond in conds for c in sorted(clips)]
+        jobs = [(c, half[c], clips[c][0], cond, settings) for cond in conds for c in sorted(clips)
+                if args.half in ("all", half[c])]
         with Pool(args.workers) as pool:
             rows = pool.map(real_job, jobs, chunksize=1)
         write_csv(out / "recovery_dev_real.csv", rows)
@@ -322,7 +325,8 @@ def main() -> None:
         songs = sorted(p.name for p in Path(args.midi).iterdir() if (p / "mixed.wav").exists())
         half = halves(songs, lambda n: "")
         jobs = [(s, half[s], str(Path(args.midi) / s), cond, settings)
-                for cond in conds if cond in ("r32", "r22", "r16") for s in songs]
+                for cond in conds if cond in ("r32", "r22", "r16") for s in songs
+                if args.half in ("all", half[s])]
         with Pool(args.workers) as pool:
             rows = pool.map(midi_job, jobs, chunksize=1)
         write_csv(out / "recovery_dev_midi.csv", rows)

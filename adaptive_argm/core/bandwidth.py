@@ -9,10 +9,12 @@ timbre, not a cut, and nothing may be "restored" there.
 How: the long-term power spectrum of each channel over each block of `block_s`, taken on a
 log-frequency grid (`points_per_octave` points, mean power within each). A brick wall is an edge
 where the level falls by at least `wall_drop_db` within `wall_width_octaves` and never comes
-back above it up to Nyquist (a running maximum from the top, so a stray bin above a wall cannot
-hide it and a ripple below it cannot fake one). Natural roll-offs fall 6-70 dB per octave; a
-resampler's or LAME's low-pass falls 300-2000 dB per octave. The level just below the edge is a
-median over `below_octaves`, so a lone sine (one loud point, a low median) is not a wall.
+back above it up to Nyquist: a running maximum from the top, so that a dip below the edge
+cannot fake a wall, taken over a 5-point running median, so that one stray partial left above a
+codec's low-pass (seen on the development half) cannot hide one. Natural roll-offs fall 6-70 dB
+per octave; a resampler's or LAME's low-pass falls 300-2000 dB per octave. The level just below
+the edge is a median over `below_octaves`, so a lone sine (one loud point, a low median) is not
+a wall.
 
 The cutoff reported is the edge's `edge_db` point: where the running maximum from the top first
 stays `edge_db` below the in-band level. `stop_hz` is where it stays `wall_drop_db` below.
@@ -33,6 +35,7 @@ import math
 from dataclasses import dataclass, fields
 
 import numpy as np
+from scipy.ndimage import median_filter
 
 from .. import spectral
 
@@ -42,6 +45,7 @@ a sample rate too low to hold a full band: resample before recovering), "silent"
 
 _TINY = 1e-30
 _WALL_MIN_BINS = 12
+_STRAY_CELLS = 5
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,12 @@ class BandwidthSettings:
     """Resolution of the log-frequency grid the edges are searched on."""
     min_cutoff_hz: float = 1000.0
     """Lowest cutoff searched for (Hz). An 8 kHz file upsampled holds its wall near 3.7 kHz."""
-    wall_drop_db: float = 30.0
-    """A wall must fall at least this far (dB) below the in-band level..."""
+    wall_drop_db: float = 25.0
+    """A wall must fall at least this far (dB) below the in-band level...
+    (LAME at low bit rates cuts the top band per block down to a noise floor only 29-32 dB
+    below the music: 30 missed those walls on the development half.)"""
     wall_width_octaves: float = 1.0 / 12.0
-    """...within this width (octaves): 360 dB per octave at the defaults. Natural roll-offs,
+    """...within this width (octaves): 300 dB per octave at the defaults. Natural roll-offs,
     even MusicGen's steep ones (60 dB over about an octave), stay far below that."""
     below_octaves: float = 0.25
     """Width of the band just below an edge whose median level is the in-band level (octaves)."""
@@ -188,8 +194,8 @@ def analyse_spectrum(power: np.ndarray, sr: int, settings: BandwidthSettings = B
     edges_hz, starts = _log_grid(sr, s)
     cells = _cells_db(power, starts)
     centres_hz = np.sqrt(edges_hz[:-1] * edges_hz[1:])
-    # Running maximum from the top: the highest level anywhere at or above each cell.
-    above = np.maximum.accumulate(cells[::-1])[::-1]
+    # The highest level anywhere at or above each cell, ignoring isolated points.
+    above = np.maximum.accumulate(median_filter(cells, size=_STRAY_CELLS, mode="nearest")[::-1])[::-1]
     below_n = max(2, int(round(s.below_octaves * s.points_per_octave)))
     width_n = max(1, int(round(s.wall_width_octaves * s.points_per_octave)))
     n = cells.size
