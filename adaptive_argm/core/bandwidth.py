@@ -367,7 +367,9 @@ def decide(spectra: np.ndarray, msq: np.ndarray, block: int, sr: int,
     agree = sum(1 for w in block_walls if w is not None and cutoff_hz / tol <= w <= cutoff_hz * tol)
     drop = overall.drop_db if overall.kind in ("brick-wall", "nyquist", "full-band") and overall.drop_db > 0 \
         else float(np.median([e.drop_db for row in edges for e in row if walled(e)]))
-    stop_hz = overall.stop_hz if overall.stop_hz is not None else cutoff_hz * tol
+    # The wall's width from the whole input's spectrum, placed at the blocks' median cutoff.
+    ratio = overall.stop_hz / overall.cutoff_hz if overall.stop_hz and overall.cutoff_hz else tol
+    stop_hz = cutoff_hz * min(max(ratio, 1.0), tol)
     width_oct = max(math.log2(stop_hz / cutoff_hz), 1.0 / s.points_per_octave)
     confidence = agree / len(judged) * min(1.0, drop / (2.0 * s.wall_drop_db))
     slope = overall.slope_db_per_octave
