@@ -271,25 +271,26 @@ def block_spectra(x: np.ndarray, sr: int, settings: BandwidthSettings = Bandwidt
     samples. Non-finite samples read as zeros. Frames are assigned to the block their centre
     falls in; a final block shorter than half a block joins the one before."""
     s = settings
-    x2 = np.nan_to_num(_as_2d(x).astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    x2 = _as_2d(x)
+    if not np.isfinite(x2).all():
+        x2 = np.nan_to_num(x2.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     n = x2.shape[1]
     hop = s.n_fft // 2
     block = max(int(round(s.block_s * sr)), hop)
     n_blocks = max(1, int(round(n / block)))
     first, count = spectral.centred_grid(n, hop, s.n_fft)
     inner = spectral.interior(n, hop, s.n_fft, first, count)
-    power = spectral.power(spectral.stft(x2, s.n_fft, hop, first, count))[:, inner]
-    centres = first + s.n_fft // 2 + hop * np.arange(count)[inner]
-    owner = np.minimum(centres // block, n_blocks - 1)
-    spectra = np.zeros((x2.shape[0], n_blocks, power.shape[-1]))
-    counts = np.bincount(owner, minlength=n_blocks).astype(np.float64)
-    for b in range(n_blocks):
-        if counts[b]:
-            spectra[:, b] = power[:, owner == b].mean(axis=1)
-    # Mean square per block from the samples themselves (exact, not window-weighted).
-    edges = [min(b * block, n) for b in range(n_blocks)] + [n]
+    frames = np.arange(count)[inner]
+    owner = np.minimum((first + s.n_fft // 2 + hop * frames) // block, n_blocks - 1)
+    spectra = np.zeros((x2.shape[0], n_blocks, s.n_fft // 2 + 1))
     msq = np.zeros((x2.shape[0], n_blocks))
-    for b in range(n_blocks):
+    edges = [min(b * block, n) for b in range(n_blocks)] + [n]
+    for b in range(n_blocks):  # one block at a time: memory stays bounded on long inputs
+        mine = frames[owner == b]
+        if mine.size:
+            spec = spectral.stft(x2, s.n_fft, hop, first + int(mine[0]) * hop, mine.size)
+            spectra[:, b] = spectral.power(spec).mean(axis=1)
+        # Mean square from the samples themselves (exact, not window-weighted).
         seg = x2[:, edges[b] : edges[b + 1]].astype(np.float64)
         if seg.shape[1]:
             msq[:, b] = np.mean(seg * seg, axis=1)

@@ -237,6 +237,8 @@ def _limit_added(x2: np.ndarray, added: np.ndarray, sr: int) -> tuple[np.ndarray
     """x + g * added with a smooth gain g <= 1, common to all channels, so that no sample goes
     over full scale that was not over already (an over of the input keeps its own level)."""
     y = x2 + added
+    if not (np.abs(y) > 1.0).any():
+        return y, 0
     limit = np.maximum(np.abs(x2), np.float32(1.0))
     over = np.abs(y) > limit
     n_over = int(over.any(axis=0).sum())
@@ -335,7 +337,8 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
         frames = scipy.fft.irfft(out, n=s.n_fft, axis=-1).astype(np.float32) * win
         acc[:, t0 * s.hop : (t1 - 1) * s.hop + s.n_fft] += spectral.overlap_add(frames, s.hop, t1 - t0)
     norm = spectral.overlap_add((win * win)[np.newaxis], s.hop, count)
-    added = acc[:, -first : -first + n] / np.maximum(norm[-first : -first + n], np.float32(1e-6))
+    added = acc[:, -first : -first + n]
+    added /= np.maximum(norm[-first : -first + n], np.float32(1e-6))
     y, limited = _limit_added(x2, added, sr)
     used = [e for e in envelopes.values() if e is not None]
     lo_hz = min(e.k_lo for e in used) * sr / s.n_fft
