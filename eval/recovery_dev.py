@@ -212,8 +212,9 @@ def real_table(rows: list[dict]) -> list[str]:
     out = ["| condition | half | clips | ViSQOL in | ViSQOL out | change: mean | worst (clip) | goal "
            "| LSD above cutoff: reduction mean | worst | loudness change, max abs (LU) | new overs |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    both = len({r["half"] for r in rows}) == 2
     for cond in CONDITIONS[1:]:
-        for half in ("A", "B", "all"):
+        for half in ("A", "B", "all") if both else ("A", "B"):
             rs = [r for r in rows if r["condition"] == cond and (half == "all" or r["half"] == half)]
             if not rs:
                 continue
@@ -235,8 +236,9 @@ def midi_table(rows: list[dict]) -> list[str]:
     out = ["| condition | half | songs | ViSQOL in | direct: mean change | worst | stem-wise: mean | worst "
            "| routed: mean | worst | router chose stem-wise | stem-wise beats direct |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    both = len({r["half"] for r in rows}) == 2
     for cond in sorted({r["condition"] for r in rows}, key=CONDITIONS.index):
-        for half in ("A", "B", "all"):
+        for half in ("A", "B", "all") if both else ("A", "B"):
             rs = [r for r in rows if r["condition"] == cond and (half == "all" or r["half"] == half)]
             if not rs:
                 continue
