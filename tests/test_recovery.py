@@ -49,7 +49,7 @@ def test_band_limited_harmonic_tone_gets_harmonics_above_the_cutoff():
     x = elliptic_lowpass(sawtooth(f0, 4.0), 8000.0)
     y, report = recover(x, SR)
     assert report.acted and report.kind == "brick-wall"
-    assert report.character == "tonal"
+    assert report.character == "harmonic"
     assert abs(report.band_lo_hz - report.cutoff_hz) < 50.0 and report.band_hi_hz > 19000.0
     added = (y - x)[SR // 2 : -SR // 2]
     f, p = scipy.signal.welch(added, SR, nperseg=8192)

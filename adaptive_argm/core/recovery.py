@@ -121,8 +121,9 @@ class RecoveryReport:
     flatness: float
     """Spectral flatness of the source band (0 tonal .. 1 white noise), median over blocks."""
     character: str
-    """"tonal" when most blocks were copied by a whole number of partial spacings, "noisy" when
-    none was, else "mixed"."""
+    """What most blocks' source was: "harmonic" (evenly spaced partials: copied by a whole
+    number of spacings), "tonal" (peaky, no single spacing: copied by the nominal distance) or
+    "noisy" (flatter than `tonal_flatness_max`)."""
     limited_samples: int
     """Samples where the added band was turned down so that nothing new exceeds full scale."""
     sample_rate_hz: int
@@ -305,7 +306,8 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     win = spectral.hann(s.n_fft).astype(np.float32)
     acc = np.zeros((x2.shape[0], (count - 1) * s.hop + s.n_fft), dtype=np.float32)
     flat: list[float] = []
-    tonal_blocks, added_power, below_power = 0, 0.0, 0.0
+    kinds: list[str] = []
+    added_power, below_power = 0.0, 0.0
     for b in range(n_blocks):
         cutoff = bw.block_cutoffs_hz[b]
         env = envelopes.get(cutoff) if cutoff is not None else None
@@ -317,7 +319,8 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
         nominal = int(round(env.k_lo * (1.0 - 2.0 ** -s.source_octaves)))
         shift, top, flatness = _patching(spec, env.k_lo, nominal, sr, s)
         flat.append(flatness)
-        tonal_blocks += shift != nominal
+        kinds.append("harmonic" if shift != nominal else
+                     "tonal" if flatness <= s.tonal_flatness_max else "noisy")
         # Patch p covers [top + p * shift, top + (p + 1) * shift) and is the band just below
         # `top` moved up by (p + 1) * shift, rounded once per patch so that a fractional partial
         # spacing does not drift from patch to patch.
@@ -344,7 +347,7 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     lo_hz = min(e.k_lo for e in used) * sr / s.n_fft
     hi_hz = max(e.k_hi - 1 for e in used) * sr / s.n_fft
     level = 10.0 * math.log10(max(added_power, _TINY) / max(below_power, _TINY))
-    character = "tonal" if 2 * tonal_blocks > len(flat) else "noisy" if tonal_blocks == 0 else "mixed"
+    character = max(("harmonic", "tonal", "noisy"), key=kinds.count)
     report = RecoveryReport(True, f"added {lo_hz:.0f}-{hi_hz:.0f} Hz above a brick wall at "
                             f"{bw.cutoff_hz:.0f} Hz", bw.kind, bw.cutoff_hz, lo_hz, hi_hz, level,
                             float(np.mean([e.slope_db_per_octave for e in used])),
