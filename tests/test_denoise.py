@@ -1,4 +1,4 @@
-"""Tests for adaptive_argm.denoise: the clamped minimum-statistics noise estimate and the Wiener
+"""Tests for adaptive_argm.core.denoise: the clamped minimum-statistics noise estimate and the Wiener
 filter that must remove hiss and leave hiss-free audio alone."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptive_argm import spectral
-from adaptive_argm.denoise import (
+from adaptive_argm.core import spectral
+from adaptive_argm.core.denoise import (
     WienerSettings,
     detect_noise_level_db,
     estimate_noise_psd,

@@ -2,7 +2,7 @@
 
 A preset is data, not code. Each `[[steps]]` table names a step `kind` and its parameters;
 `[stems.<name>]` tables may give a stem its own `steps`. Built-in presets ship in
-`adaptive_argm/builtin_presets/`; users pass their own file with `--preset-file`.
+`adaptive_argm/core/builtin_presets/`; users pass their own file with `--preset-file`.
 """
 
 from __future__ import annotations
@@ -12,17 +12,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-
-class PresetError(Exception):
-    """A preset that cannot be loaded; the message is one line for the user."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """One DSP stage: `kind` names the function in `dsp.STEP_KINDS`, or `pedalboard.<Plugin>`."""
-
-    kind: str
-    params: dict = field(default_factory=dict)
+from . import steps as step_kinds
+from .steps import PresetError, Step
 
 
 @dataclass(frozen=True)
@@ -81,10 +72,15 @@ def parse(text: str, source: str) -> Preset:
         match_loudness=bool(data.get("match_loudness", False)),
         source=source,
     )
-    from .dsp import validate  # late import: dsp imports this module
-
     validate(preset)
     return preset
+
+
+def validate(preset: Preset) -> None:
+    """Fail early, with a one-line message, on a step kind or parameter that cannot run."""
+    for chain in (preset.steps, *preset.stem_steps.values()):
+        for step in chain:
+            step_kinds.check(step, preset.source)
 
 
 def load(name_or_path: str | Path) -> Preset:
@@ -93,7 +89,11 @@ def load(name_or_path: str | Path) -> Preset:
     if p.suffix == ".toml" or p.exists():
         if not p.is_file():
             raise PresetError(f"{p}: no such preset file")
-        return parse(p.read_text(encoding="utf-8"), str(p))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise PresetError(f"{p}: not a text file (a preset is TOML)") from None
+        return parse(text, str(p))
     name = str(name_or_path)
     if name not in builtin_names():
         raise PresetError(f"unknown preset {name!r}; built-in presets: {', '.join(builtin_names())}")

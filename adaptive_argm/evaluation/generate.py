@@ -15,13 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio, models
+from ..config import Setting, SettingError
+from ..core import audio, models
+from ..core.separate import pick_device
 
 DEFAULT_MODEL = "facebook/musicgen-small"
 DEFAULT_DURATION_S = 5.0
 DEFAULT_SEED = 0
 DEFAULT_GUIDANCE_SCALE = 3.0
 """Classifier-free guidance, MusicGen's own default."""
+DURATION = Setting("duration_s", "duration")
 INSTALL_HINT = "pip install 'adaptive-argm[generate]' (transformers)"
 
 
@@ -98,8 +101,6 @@ def load(model: str = DEFAULT_MODEL, device: str = "auto"):
         if reason:
             raise GenerationUnavailable(reason) from None
         m, processor = get(False)
-    from .separate import pick_device
-
     return m.to(pick_device(device)).eval(), processor
 
 
@@ -110,8 +111,8 @@ def tokens_for(model, duration_s: float) -> int:
     steps = max(1, int(round(duration_s * frame_rate))) + model.config.decoder.num_codebooks - 1
     limit = model.config.decoder.max_position_embeddings
     if steps > limit:
-        raise ValueError(f"--duration {duration_s:g} s is longer than this MusicGen can make "
-                         f"({(limit - model.config.decoder.num_codebooks + 1) / frame_rate:.0f} s)")
+        raise SettingError(DURATION, f" {duration_s:g} s is longer than this MusicGen can make "
+                           f"({(limit - model.config.decoder.num_codebooks + 1) / frame_rate:.0f} s)")
     return steps
 
 

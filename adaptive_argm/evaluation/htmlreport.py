@@ -11,17 +11,15 @@ from __future__ import annotations
 import math
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from . import audio, metrics
-
-if TYPE_CHECKING:
-    from .evalsuite import EvalResult
+from ..config import MODE_LABELS
+from ..core import audio, metrics
+from ..core.table import Table, fmt
+from .records import CLIPS_DIR, COMPARE_JSON, FIGURES, INPUT_COPY, ROW_MODES, EvalResult
+from .tables import score, wins_table
 
 REPORT_NAME = "report.html"
-PLAYERS = (("input", "input"), ("direct", "direct"), ("stemwise", "stem-wise"), ("routed", "routed"))
-"""(mode, label) in the order the players are shown."""
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1180px;padding:1.5em;
@@ -50,7 +48,7 @@ nav ul{columns:3;padding-left:1.2em}
 """
 
 
-def _rel(result: "EvalResult", path: Path) -> str | None:
+def _rel(result: EvalResult, path: Path) -> str | None:
     """`path` as a link relative to the report, or None when the file does not exist."""
     if not path.is_file():
         return None
@@ -59,20 +57,19 @@ def _rel(result: "EvalResult", path: Path) -> str | None:
 
 
 def _fmt(key: str, v) -> str:
+    """A metric's value as the page shows it: fractions in percent, bandwidth in kHz."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
+        return fmt(None)
     if "fraction" in key:
-        return f"{100 * v:.1f}%"
+        return fmt(100.0 * v, 1) + "%"
     if key == "bandwidth_hz":
-        return f"{v / 1000:.2f} k"
-    return f"{v:.2f}"
+        return fmt(v / 1000) + " k"
+    return fmt(float(v))
 
 
-def _metric_table(result: "EvalResult", cmp: dict) -> str:
-    from .evalsuite import score
-
-    modes = [m for m, _ in PLAYERS if cmp["metrics"].get(m) is not None]
-    head = "".join(f"<th>{escape(dict(PLAYERS)[m])}</th>" for m in modes)
+def _metric_table(result: EvalResult, cmp: dict) -> str:
+    modes = [m for m in ROW_MODES if cmp["metrics"].get(m) is not None]
+    head = "".join(f"<th>{escape(MODE_LABELS[m])}</th>" for m in modes)
     rows = []
     for key, label in metrics.LABELS.items():
         vals = {m: cmp["metrics"][m].get(key) for m in modes}
@@ -103,9 +100,7 @@ def _router_table(cmp: dict) -> str:
             f'<th class="text">decision</th><th class="text">reason</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
-def _figures(result: "EvalResult", clip_dir: Path) -> str:
-    from .evalsuite import FIGURES
-
+def _figures(result: EvalResult, clip_dir: Path) -> str:
     names = list(FIGURES) + sorted(p.name for p in clip_dir.glob("*.png") if p.name not in FIGURES)
     parts = []
     for name in names:
@@ -116,9 +111,7 @@ def _figures(result: "EvalResult", clip_dir: Path) -> str:
     return f'<div class="figures">{"".join(parts)}</div>' if parts else ""
 
 
-def _clip_section(result: "EvalResult", outcome) -> str:
-    from .evalsuite import CLIPS_DIR, COMPARE_JSON, INPUT_COPY
-
+def _clip_section(result: EvalResult, outcome) -> str:
     clip = result.clip(outcome.id)
     clip_dir = result.out_dir / CLIPS_DIR / clip.id
     tags = "".join(f'<span class="tag">{escape(t)}</span>' for t in clip.tags) or '<span class="muted">no tags</span>'
@@ -136,7 +129,8 @@ def _clip_section(result: "EvalResult", outcome) -> str:
     if sep.get("notice"):
         head += f'<p class="notice small">{escape(sep["notice"])}</p>'
     players = []
-    for mode, label in PLAYERS:
+    for mode in ROW_MODES:
+        label = MODE_LABELS[mode]
         href = _rel(result, clip_dir / (INPUT_COPY if mode == "input" else f"{mode}.wav"))
         if mode != "input" and mode not in cmp["outputs"]:
             href = None
@@ -156,27 +150,26 @@ def _clip_section(result: "EvalResult", outcome) -> str:
             f'{_metric_table(result, cmp)}{_router_table(cmp)}{warn_html}{link}</article>')
 
 
-def _overview(result: "EvalResult") -> str:
-    from .evalsuite import FORCED_MODES, HONEST_METRICS, MODES, PAPER_METRIC
+def _html_table(table: Table, text_columns: int = 1) -> str:
+    """`table` as HTML: the first `text_columns` columns left-aligned (all but the first muted)."""
+    def cell(i: int, text: str) -> str:
+        kind = "" if i >= text_columns else ' class="text"' if i == 0 else ' class="text muted"'
+        return f"<td{kind}>{escape(text)}</td>"
 
+    head = "".join(f'<th class="text">{escape(h)}</th>' if i < text_columns else f"<th>{escape(h)}</th>"
+                   for i, h in enumerate(table.header))
+    body = "".join("<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in table.cells())
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _overview(result: EvalResult) -> str:
     a = result.aggregate
-    rows = []
-    for key in HONEST_METRICS + (PAPER_METRIC,):
-        cells = []
-        for forced in FORCED_MODES:
-            w, t, l = a.wins[forced][key]
-            cells.append(f"<td>{w} / {t} / {l}</td>" if w + t + l else "<td>–</td>")
-        label = metrics.LABELS[key] + (" (paper, gameable)" if key == PAPER_METRIC else "")
-        rows.append(f'<tr><td class="text">{escape(label)}</td><td class="text muted">'
-                    f'{escape(metrics.DIRECTIONS[key])}</td>{"".join(cells)}</tr>')
-    wins = ('<table><thead><tr><th class="text">metric</th><th class="text">better</th>'
-            '<th>routed vs direct</th><th>routed vs stem-wise</th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+    wins = _html_table(wins_table(a, label=metrics.LABELS.get), text_columns=2)
     mean_rows = "".join(
         f'<tr><td class="text">{escape(metrics.LABELS[k])}</td>'
-        + "".join(f"<td>{_fmt(k, a.means[m][k])}</td>" for m in MODES) + "</tr>" for k in metrics.LABELS)
+        + "".join(f"<td>{_fmt(k, a.means[m][k])}</td>" for m in ROW_MODES) + "</tr>" for k in metrics.LABELS)
     means = ('<table><thead><tr><th class="text">metric</th>'
-             + "".join(f"<th>{escape(m)} (n={a.counts[m]})</th>" for m in MODES)
+             + "".join(f"<th>{escape(m)} (n={a.counts[m]})</th>" for m in ROW_MODES)
              + f'</tr></thead><tbody>{mean_rows}</tbody></table>')
     direct = "".join(f'<li><a href="#clip-{escape(c)}">{escape(c)}</a>: {escape(r)}</li>' for c, r in a.direct_clips)
     return (f'<h2>Routed vs forced modes (routed better / tied / worse, per clip)</h2>{wins}'
@@ -184,7 +177,7 @@ def _overview(result: "EvalResult") -> str:
             f'<h2>Clips the router sent to direct</h2><ul>{direct or "<li>none</li>"}</ul>')
 
 
-def render(result: "EvalResult") -> str:
+def render(result: EvalResult) -> str:
     """The whole page as a string."""
     a = result.aggregate
     ps = result.prompt_set
@@ -201,7 +194,7 @@ def render(result: "EvalResult") -> str:
 <body>
 <header><h1>Listening report: {escape(ps.name)}</h1>
 <p class="muted">{len(result.outcomes)} clips: {a.status['ok']} evaluated, {a.status['failed']} failed,
-{a.status['skipped']} skipped · separator <code>{escape(result.settings.separator)}</code> · preset
+{a.status['skipped']} skipped · separator <code>{escape(result.settings.separation.separator)}</code> · preset
 <code>{escape(result.settings.pipeline.preset)}</code> · metrics at {audio.WORK_SR} Hz, mono downmix; intrusive
 scores against the input itself (how far a mode moved the audio, not how clean it is).</p>
 <p>{links}</p>{notices}</header>
@@ -210,8 +203,3 @@ scores against the input itself (how far a mode moved the audio, not how clean i
 {clips}</main>
 </body></html>
 """
-
-
-def write(result: "EvalResult") -> Path:
-    """Write report.html into the results folder (atomically)."""
-    return audio.write_text(result.out_dir / REPORT_NAME, render(result))

@@ -11,22 +11,23 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from adaptive_argm import audio, degrade, metrics, paired
+from adaptive_argm.core import audio, intrusive, levels
+from adaptive_argm.evaluation import benchmark, benchmark_tables
 from adaptive_argm.cli import app
-from adaptive_argm.metrics import MetricPanel
+from adaptive_argm.core.metrics import MetricPanel
 
 from conftest import SR, synthetic_stems, write_stems
 
 
-def synthetic_clip(name: str = "synth", seconds: float = 2.0) -> paired.Clip:
+def synthetic_clip(name: str = "synth", seconds: float = 2.0) -> benchmark.CleanClip:
     stems = synthetic_stems(seconds=seconds, channels=1)
-    return paired.Clip(name, sum(stems.values()).astype(np.float32), stems, "musicgen")
+    return benchmark.CleanClip(name, sum(stems.values()).astype(np.float32), stems, "musicgen")
 
 
 @pytest.fixture(scope="module")
-def small_run() -> paired.BenchmarkResult:
-    settings = paired.BenchmarkSettings(degradations=("clean", "white-45", "overs"), presets=("adaptive",), jobs=1)
-    return paired.run_benchmark([synthetic_clip(seconds=1.5)], settings)
+def small_run() -> benchmark.BenchmarkResult:
+    settings = benchmark.BenchmarkSettings(degradations=("clean", "white-45", "overs"), presets=("adaptive",), jobs=1)
+    return benchmark.run_benchmark([synthetic_clip(seconds=1.5)], settings)
 
 
 def test_every_clip_degradation_preset_and_mode_is_scored_once(small_run):
@@ -39,9 +40,9 @@ def test_presets_and_modes_see_the_same_degraded_input(small_run):
     clip = synthetic_clip(seconds=1.5)
     noisy = [c for c in small_run.cases if c.degradation == "white-45"]
     assert len({c.input.si_sdr_db for c in noisy}) == 1
-    damaged = paired.damage(clip, "white-45", small_run.settings.seed, small_run.settings.split)
-    assert noisy[0].input.si_sdr_db == pytest.approx(metrics.si_sdr_db(damaged.raw, clip.audio))
-    assert abs(degrade.level_dbfs(damaged.raw - clip.audio) - (-45)) < 0.2
+    damaged = benchmark.damage(clip, "white-45", small_run.settings.seed, small_run.settings.split)
+    assert noisy[0].input.si_sdr_db == pytest.approx(intrusive.si_sdr_db(damaged.raw, clip.audio))
+    assert abs(levels.rms_dbfs(damaged.raw - clip.audio) - (-45)) < 0.2
 
 
 def test_routed_runs_the_router_and_matches_stemwise_when_every_stem_is_informative(small_run):
@@ -70,8 +71,8 @@ def test_overs_are_counted_in_the_input_and_clip_safety_leaves_none(small_run):
 
 
 def test_tables_are_written_with_one_csv_row_per_case(small_run, tmp_path):
-    files = paired.write_outputs(small_run, tmp_path)
-    assert [f.name for f in files] == ["paired.md", "paired.csv", "paired_means.csv"]
+    files = benchmark_tables.write_outputs(small_run, tmp_path)
+    assert [f.name for f in files] == ["paired.md", "paired.csv", "paired_means.csv", "paired.json"]
     rows = list(csv.DictReader(open(tmp_path / "paired.csv")))
     assert len(rows) == len(small_run.cases)
     assert {"si_sdr_change_db", "lsd_change_db", "quiet_snr_change_db", "loudness_change_lu", "clipped_out",
@@ -85,33 +86,33 @@ def test_tables_are_written_with_one_csv_row_per_case(small_run, tmp_path):
 def test_user_files_run_in_direct_mode_only(tmp_path):
     x = sum(synthetic_stems(seconds=1.5, channels=2).values())
     audio.write(tmp_path / "mine.wav", x, SR)
-    clips = paired.folder_clips(tmp_path)
+    clips = benchmark.folder_clips(tmp_path)
     assert clips[0].stems is None and clips[0].audio.shape[0] == 2
-    result = paired.run_benchmark(clips, paired.BenchmarkSettings(degradations=("white-50",), presets=("adaptive",),
+    result = benchmark.run_benchmark(clips, benchmark.BenchmarkSettings(degradations=("white-50",), presets=("adaptive",),
                                                                   jobs=1))
     assert [c.mode for c in result.cases] == ["direct"] and result.cases[0].source == "user"
 
 
 def test_worker_processes_give_the_same_numbers_as_one_process():
     clips = [synthetic_clip("a", 1.0), synthetic_clip("b", 1.0)]
-    s = paired.BenchmarkSettings(degradations=("white-45",), presets=("adaptive",), modes=("direct",))
-    one = paired.run_benchmark(clips, paired.BenchmarkSettings(**{**s.__dict__, "jobs": 1}))
-    two = paired.run_benchmark(clips, paired.BenchmarkSettings(**{**s.__dict__, "jobs": 2}))
+    s = benchmark.BenchmarkSettings(degradations=("white-45",), presets=("adaptive",), modes=("direct",))
+    one = benchmark.run_benchmark(clips, benchmark.BenchmarkSettings(**{**s.__dict__, "jobs": 1}))
+    two = benchmark.run_benchmark(clips, benchmark.BenchmarkSettings(**{**s.__dict__, "jobs": 2}))
     assert [c.output.si_sdr_db for c in one.cases] == [c.output.si_sdr_db for c in two.cases]
 
 
-def _case(degradation: str, change_db: float, loudness_lu: float = 0.0, clipped: int = 0) -> paired.CaseResult:
+def _case(degradation: str, change_db: float, loudness_lu: float = 0.0, clipped: int = 0) -> benchmark.CaseResult:
     nan = math.nan
     panel = lambda si, lufs: MetricPanel(nan, nan, nan, lufs, nan, nan, nan, nan, nan, nan, si_sdr_db=si)
-    return paired.CaseResult("c", "musicgen", degradation, "adaptive", "direct", "direct", (), (), "passthrough",
+    return benchmark.CaseResult("c", "musicgen", degradation, "adaptive", "direct", "direct", (), (), "passthrough",
                              panel(20.0, -20.0), panel(20.0 + change_db, -20.0 + loudness_lu), 0, clipped, "none",
                              0.0, 0.0)
 
 
 def test_goals_follow_the_issue_thresholds():
-    ok = paired.goals([_case("white-45", 2.0), _case("white-45", 1.2), _case("codec", -0.1)])
+    ok = benchmark_tables.goals([_case("white-45", 2.0), _case("white-45", 1.2), _case("codec", -0.1)])
     assert all(g.passed for g in ok)
-    bad = {g.goal: g for g in paired.goals([_case("white-45", 1.0), _case("white-45", -1.0, loudness_lu=1.5),
+    bad = {g.goal: g for g in benchmark_tables.goals([_case("white-45", 1.0), _case("white-45", -1.0, loudness_lu=1.5),
                                             _case("clean", -0.6, clipped=3)])}
     assert not bad["white-45, musicgen clips: mean SI-SDR change"].passed
     assert not bad["white-45: worst clip SI-SDR change"].passed
@@ -121,24 +122,11 @@ def test_goals_follow_the_issue_thresholds():
 
 
 def test_musicgen_oracle_stems_add_up_to_the_mix(corpus):
-    clips = paired.musicgen_clips(corpus)
+    clips = benchmark.musicgen_clips(corpus)
     assert len(clips) >= 3
     for c in clips:
         assert set(c.stems) == {"drums", "bass", "other"}
         np.testing.assert_allclose(sum(c.stems.values()), c.audio, atol=1e-6)
-
-
-def test_router_sweep_setups_cover_a_noise_only_vocals_stem_and_a_quiet_real_stem():
-    setups = {s: (c, split) for s, c, split in paired.sweep_setups([synthetic_clip()])}
-    assert set(setups) == {"plain/mask", "plain/vocals", "bleed/vocals", "quiet-stem/mask"}
-    quiet, _ = setups["quiet-stem/mask"]
-    rel = degrade.level_dbfs(quiet.stems[paired.QUIET_STEM]) - degrade.level_dbfs(quiet.audio)
-    assert abs(rel - paired.QUIET_STEM_REL_DB) < 0.1
-    bleed, _ = setups["bleed/vocals"]
-    np.testing.assert_allclose(sum(bleed.stems.values()), bleed.audio, atol=1e-6)
-    clip, split = setups["plain/vocals"]
-    damaged = paired.damage(clip, "white-60", 1, split)
-    assert abs(degrade.level_dbfs(damaged.separation.stems["vocals"]) - (-60)) < 0.2
 
 
 runner = CliRunner()

@@ -23,8 +23,11 @@ import numpy as np
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the pipeline
     from matplotlib.figure import Figure
 
+from ..config import COMPARE_MODES, MODE_LABELS
 from . import metrics, spectral
 from .audio import WORK_SR, atomic_path
+from .levels import power_db, rms_dbfs
+from .spectral import HOP, N_FFT, N_MELS
 
 SPECTROGRAMS_PNG = "spectrograms.png"
 STEMS_PNG = "stems.png"
@@ -34,8 +37,6 @@ DISPLAY_RANGE_DB = 90.0
 so the bottom of that floor is visible, not painted as one flat colour."""
 MAX_COLUMNS = 1200
 """Image columns per spectrogram at most: about the pixel width of a panel."""
-_CHUNK_FRAMES = 2048
-"""STFT frames per call: bounds the complex temporary to about 17 MB on any clip length."""
 FREQ_TICKS_HZ = (250, 500, 1000, 2000, 4000, 8000, 16000)
 CMAP = "magma"
 DPI = 110
@@ -51,8 +52,6 @@ ROUTER_WRAP_CHARS = 120
 MARGINS_IN = {"top": 0.5, "bottom": 0.5, "left": 0.75, "right": 1.1, "between_columns": 0.4}
 """Fixed margins: a fixed layout renders in half the time of matplotlib's constrained layout."""
 
-PANEL_NAMES = {"input": "input", "direct": "direct", "stemwise": "stem-wise", "routed": "routed"}
-
 
 # --- spectrogram images ---------------------------------------------------------------------
 
@@ -60,34 +59,25 @@ PANEL_NAMES = {"input": "input", "direct": "direct", "stemwise": "stem-wise", "r
 def frames_per_column(n_samples: int, max_columns: int = MAX_COLUMNS) -> int:
     """How many analysis frames each image column averages so that a clip of `n_samples` fits in
     `max_columns` columns (1 for any clip shorter than about 14 s)."""
-    n_frames = spectral.centred_grid(n_samples, metrics.HOP, metrics.N_FFT)[1]
+    n_frames = spectral.centred_grid(n_samples, HOP, N_FFT)[1]
     return max(1, math.ceil(n_frames / max_columns))
 
 
 def mel_image_db(y: np.ndarray, sr: int, per_column: int = 1) -> np.ndarray:
     """Mel spectrogram in dB re 1.0 (no max reference, no floor) of the mono downmix of `y`
-    (`(channels, samples)` or 1-D), shape `(N_MELS, columns)` float32; each column is the mean
-    mel power of `per_column` consecutive frames (librosa's centred framing, zero padded).
-    Works chunk by chunk: only the samples a chunk covers are ever downmixed."""
-    y2 = np.asarray(y)
-    y2 = y2[np.newaxis] if y2.ndim == 1 else y2
-    n, n_fft, hop = y2.shape[1], metrics.N_FFT, metrics.HOP
-    basis = spectral.mel_filterbank(sr, n_fft, metrics.N_MELS)
-    first, n_frames = spectral.centred_grid(n, hop, n_fft)
-    step = per_column * max(1, _CHUNK_FRAMES // per_column)  # whole columns per chunk
+    (`(channels, samples)` or 1-D), shape `(columns, N_MELS)` float32 (time first, as every
+    spectrogram here); each column is the mean mel power of `per_column` consecutive frames
+    (librosa's centred framing, zero padded). Works chunk by chunk (`spectral.power_frames`)."""
+    basis_t = spectral.mel_filterbank(sr, N_FFT, N_MELS).T
+    step = per_column * max(1, spectral.CHUNK_FRAMES // per_column)  # whole columns per chunk
     columns = []
-    for f0 in range(0, n_frames, step):
-        f1 = min(n_frames, f0 + step)
-        start = first + f0 * hop
-        lo, hi = max(start, 0), min(start + (f1 - f0 - 1) * hop + n_fft, n)
-        mono = metrics.downmix(y2[:, lo:hi])  # `stft` reads zeros outside it
-        mel = basis @ spectral.power(spectral.stft(mono, n_fft, hop, start - lo, f1 - f0)).T
+    for _, power in spectral.power_frames(y, chunk_frames=step):
+        mel = power @ basis_t
         if per_column > 1:
-            starts = np.arange(0, mel.shape[1], per_column)
-            mel = np.add.reduceat(mel, starts, axis=1) / np.diff(np.append(starts, mel.shape[1]))
+            starts = np.arange(0, mel.shape[0], per_column)
+            mel = np.add.reduceat(mel, starts, axis=0) / np.diff(np.append(starts, mel.shape[0]))[:, np.newaxis]
         columns.append(mel)
-    power = np.concatenate(columns, axis=1)
-    return (10.0 * np.log10(np.maximum(power, metrics.AMIN))).astype(np.float32)
+    return power_db(np.concatenate(columns)).astype(np.float32)
 
 
 def _colour_limits(images: list[np.ndarray]) -> tuple[float, float]:
@@ -97,16 +87,16 @@ def _colour_limits(images: list[np.ndarray]) -> tuple[float, float]:
 
 
 def _draw(ax, image: np.ndarray, sr: int, per_column: int, clim: tuple[float, float]):
-    """Draw one mel image with seconds on x and Hz (mel-spaced) on y."""
-    col_s = per_column * metrics.HOP / sr
-    left = -metrics.HOP / (2.0 * sr)
-    im = ax.imshow(image, origin="lower", aspect="auto", cmap=CMAP, vmin=clim[0], vmax=clim[1],
+    """Draw one `(columns, mels)` image with seconds on x and Hz (mel-spaced) on y."""
+    col_s = per_column * HOP / sr
+    left = -HOP / (2.0 * sr)
+    im = ax.imshow(image.T, origin="lower", aspect="auto", cmap=CMAP, vmin=clim[0], vmax=clim[1],
                    interpolation="nearest",
-                   extent=(left, left + image.shape[1] * col_s, -0.5, image.shape[0] - 0.5))
-    centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(metrics.N_MELS + 2, 0.0, sr / 2.0)[1:-1])
+                   extent=(left, left + image.shape[0] * col_s, -0.5, image.shape[1] - 0.5))
+    centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1])
     ticks = [t for t in FREQ_TICKS_HZ if t < sr / 2.0]
     ax.set_yticks(np.interp(spectral.hz_to_mel(np.array(ticks, dtype=float)), centres_mel,
-                            np.arange(metrics.N_MELS)))
+                            np.arange(N_MELS)))
     ax.set_yticklabels([f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
     return im
 
@@ -142,10 +132,10 @@ def _colourbar(fig, im, cax):
 
 def _suptitle(fig: Figure, title: str, sr: int, per_column: int) -> None:
     """The figure's title, and under it how the spectrograms were computed."""
-    how = (f"n_fft {metrics.N_FFT}, hop {metrics.HOP}, {metrics.N_MELS} mels, "
+    how = (f"n_fft {N_FFT}, hop {HOP}, {N_MELS} mels, "
            f"{sr / 1000:g} kHz mono downmix")
     if per_column > 1:
-        how += f"; each column = mean power of {per_column} frames ({per_column * metrics.HOP / sr:.2f} s)"
+        how += f"; each column = mean power of {per_column} frames ({per_column * HOP / sr:.2f} s)"
     top = 1.0 - 0.1 / fig.get_figheight()
     fig.text(0.5, top, title, ha="center", va="top", fontsize=10)
     fig.text(0.5, top - 0.2 / fig.get_figheight(), how, ha="center", va="top", fontsize=8, color="0.3")
@@ -172,7 +162,7 @@ def _panel_title(name: str, result) -> str:
     else:
         why = {"routed": f": {result.plan.reason}",
                "stemwise": f": all {len(result.stem_names)} stems through the chain"}.get(name, "")
-        what = f"{PANEL_NAMES[name]} (mode_used {result.outputs[name].mode}{why})"
+        what = f"{MODE_LABELS[name]} (mode_used {result.outputs[name].mode}{why})"
     panel = result.metrics.get(name)
     if panel is None:
         return what
@@ -185,7 +175,7 @@ def _panel_title(name: str, result) -> str:
 def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path:
     """Input / direct / stem-wise / routed mel spectrograms, one colour scale, one time axis
     (the stem-wise panel only when the clip was separated)."""
-    names = ["input"] + [m for m in ("direct", "stemwise", "routed") if m in result.outputs]
+    names = ["input"] + [m for m in COMPARE_MODES if m in result.outputs]
     signals = {"input": result.mix, **{m: result.outputs[m].audio for m in names[1:]}}
     per_column = frames_per_column(result.mix.shape[-1])
     by_array: dict[int, np.ndarray] = {}  # routed often IS the stem-wise or direct result
@@ -208,11 +198,6 @@ def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path
     return _save(fig, Path(out_path))
 
 
-def _rms_dbfs(x: np.ndarray) -> float:
-    mean_square = float(np.mean(np.square(x, dtype=np.float64)))
-    return 10.0 * math.log10(mean_square) if mean_square > 0.0 else -math.inf
-
-
 @dataclass(frozen=True)
 class StemView:
     """What `stems.png` shows of one stem, taken while the audio exists (`compare` restores the
@@ -226,7 +211,7 @@ class StemView:
 
     @classmethod
     def of(cls, stem: np.ndarray, sr: int = WORK_SR) -> "StemView":
-        return cls(mel_image_db(stem, sr, frames_per_column(stem.shape[-1])), _rms_dbfs(stem))
+        return cls(mel_image_db(stem, sr, frames_per_column(stem.shape[-1])), rms_dbfs(stem))
 
     def restored(self, y: np.ndarray, sr: int = WORK_SR) -> "StemView":
         after = StemView.of(y, sr)

@@ -19,15 +19,16 @@ from typing import Callable
 import numpy as np
 from scipy import signal
 
-from . import audio, models, pipeline
-from .separate import DemucsSeparator, StemsFolder
+from ..config import DEFAULT_MODEL
+from ..core import audio, models, pipeline, results
+from ..core.report import to_json
+from ..core.separate import DemucsSeparator, StemsFolder
+from . import degrade
 
 MUSICGEN_SR = 32000
 DURATION_S = 8.0
 SEED = 0
 TEMPO_BPM = 120.0
-STEM_NAMES = ("drums", "bass", "other", "vocals")
-REAL_MODEL = "htdemucs"
 """Run this Demucs model too when its weights are already here (never downloaded by the demo)."""
 
 
@@ -218,17 +219,15 @@ SONGS: dict[str, tuple[str, Callable]] = {
 }
 
 
-def degrade(stems: dict[str, np.ndarray], sr: int, rng: np.random.Generator,
-            defects: Defects = Defects()) -> dict[str, np.ndarray]:
+def add_defects(stems: dict[str, np.ndarray], sr: int, rng: np.random.Generator,
+                defects: Defects = Defects()) -> dict[str, np.ndarray]:
     """Give each `(samples,)` stem MusicGen's defects: a share of the noise floor, an MP3 pass,
     and (on `other`) the DC offset. Returns `(1, samples)` float32 stems."""
-    from .degrade import codec
-
     noise_rms = 10 ** (defects.noise_dbfs / 20) / np.sqrt(len(stems))  # the stems' noises add up to it
     out = {}
     for name, x in stems.items():
         noisy = (x + noise_rms * rng.standard_normal(x.shape))[None].astype(np.float32)
-        y, _ = codec(noisy, sr, defects.mp3_vbr_quality)
+        y, _ = degrade.codec(noisy, sr, defects.mp3_vbr_quality)
         if name == "other":
             y = y + np.float32(defects.dc_offset)
         out[name] = y.astype(np.float32)
@@ -243,18 +242,25 @@ def synthesize(name: str, duration_s: float = DURATION_S, seed: int = SEED, defe
     clean_stems = make(int(duration_s * sr), sr, rng)
     clean = sum(clean_stems.values())
     gain = defects.peak / max(float(np.max(np.abs(clean))), 1e-9)
-    stems = degrade({k: gain * v for k, v in clean_stems.items()}, sr, rng, defects)
+    stems = add_defects({k: gain * v for k, v in clean_stems.items()}, sr, rng, defects)
     mix = np.sum(list(stems.values()), axis=0, dtype=np.float32)
     return Multitrack(name, description, sr, stems, mix, (gain * clean)[None].astype(np.float32))
 
 
-def write_song(song: Multitrack, folder: str | Path) -> Path:
-    """`folder/mix.wav`, `folder/clean.wav` and `folder/stems/<name>.wav` (float WAV, 32 kHz)."""
-    folder = Path(folder)
+DEMO_SET = results.Kind("compare.json", outputs=("mix.wav", "clean.wav", "direct.wav", "routed.wav"),
+                       legacy=pipeline.COMPARE_SET.legacy + ("mix.wav", "clean.wav", "stems/*.wav", "demucs/*"))
+"""A demo song's result set: the song (mix, clean, stems/) and its comparisons, compare.json
+(the true stems' comparison) its manifest, Demucs' comparison in demucs/."""
+
+
+def write_song(song: Multitrack, folder: str | Path | results.ResultSet) -> Path:
+    """`folder/mix.wav`, `folder/clean.wav` and `folder/stems/<name>.wav` (float WAV, 32 kHz);
+    `folder` may be a result set being staged."""
+    path = folder.path if isinstance(folder, results.Staged) else (lambda name: Path(folder) / name)
     for name, x in song.stems.items():
-        audio.write(folder / "stems" / f"{name}.wav", x, song.sr)
-    audio.write(folder / "clean.wav", song.clean, song.sr)
-    return audio.write(folder / "mix.wav", song.mix, song.sr)
+        audio.write(path(f"stems/{name}.wav"), x, song.sr)
+    audio.write(path("clean.wav"), song.clean, song.sr)
+    return audio.write(path("mix.wav"), song.mix, song.sr)
 
 
 @dataclass(frozen=True)
@@ -281,25 +287,29 @@ def demo(out_dir: str | Path, *, duration_s: float = DURATION_S, seed: int = SEE
          model_repo: str | Path | None = None, on_stage: Callable[[str], None] | None = None) -> DemoResult:
     """Synthesize the demo songs into `out_dir/<song>/` and run `pipeline.compare` on each with
     its true stems (into `<song>/`), and with Demucs (into `<song>/demucs/`) when its weights are
-    already here. Never touches the network."""
+    already here; each song is one result set (`DEMO_SET`). Never touches the network."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    where = models.locate(REAL_MODEL, model_repo, probe_network=False).where
+    where = models.locate(DEFAULT_MODEL, model_repo, probe_network=False).where
     notes = []
     if where == "missing":
-        notes.append(f"Demucs weights for {REAL_MODEL} are not here, so only the true stems were used "
-                     f"(`adaptive-argm models fetch {REAL_MODEL}` adds a real-separator run)")
-    real = DemucsSeparator(REAL_MODEL, model_repo) if where != "missing" else None  # loaded once, on first use
-    results = []
+        notes.append(f"Demucs weights for {DEFAULT_MODEL} are not here, so only the true stems were used "
+                     f"(`adaptive-argm models fetch {DEFAULT_MODEL}` adds a real-separator run)")
+    real = DemucsSeparator(DEFAULT_MODEL, model_repo) if where != "missing" else None  # loaded once, on first use
+    done = []
     for name in songs:
         song = synthesize(name, duration_s, seed)
         folder = out_dir / name
-        mix_path = write_song(song, folder)
-        ref, _ = audio.read(folder / "clean.wav")
-        compares = {"stems": pipeline.compare(mix_path, folder, StemsFolder(folder / "stems"), settings,
-                                              reference=ref, figures=figures, on_stage=on_stage)}
-        if real is not None:
-            compares["demucs"] = pipeline.compare(mix_path, folder / "demucs", real, settings, reference=ref,
-                                                  figures=figures, on_stage=on_stage)
-        results.append(DemoSong(name, song.description, str(folder), compares))
-    return DemoResult(str(out_dir), results, where, time.perf_counter() - t0, notes)
+        with results.ResultSet(folder, DEMO_SET) as staged:
+            mix_path = write_song(song, staged)
+            ref, _ = audio.read(staged.path("clean.wav"))
+            compares = {"stems": pipeline.compare(mix_path, staged, StemsFolder(staged.path("stems")), settings,
+                                                  reference=ref, figures=figures, on_stage=on_stage)}
+            if real is not None:
+                compares["demucs"] = pipeline.compare(mix_path, staged.view("demucs"), real, settings, reference=ref,
+                                                      figures=figures, on_stage=on_stage)
+                audio.write_text(staged.path("demucs/compare.json"),
+                                 to_json(staged.published(compares["demucs"].to_dict())))
+            staged.commit(compares["stems"].to_dict())
+        done.append(DemoSong(name, song.description, str(folder), compares))
+    return DemoResult(str(out_dir), done, where, time.perf_counter() - t0, notes)

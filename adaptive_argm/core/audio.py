@@ -9,7 +9,6 @@ renamed into place, so an interrupted run never leaves a half-written file behin
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -19,6 +18,10 @@ from pathlib import Path
 import numpy as np
 from pedalboard.io import AudioFile
 
+from ..config import UserError
+from .interrupts import signals_held
+from .levels import peak_dbfs
+
 WORK_SR = 44100
 """Internal and default output sample rate: Demucs' rate, and the rate every metric uses."""
 
@@ -27,7 +30,7 @@ RESAMPLER_SHORTFALL_MAX = 4
 """Samples that pedalboard's resampling reader may fall short of the proportional length."""
 
 
-class AudioError(Exception):
+class AudioError(UserError):
     """Input audio that cannot be used; the message is a one-line explanation for the user."""
 
 
@@ -44,12 +47,6 @@ class AudioInfo:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def peak_dbfs(x: np.ndarray) -> float:
-    """Sample peak in dBFS (full scale = 1.0); -inf for digital silence."""
-    peak = max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0  # no |x| copy
-    return 20.0 * math.log10(peak) if peak > 0 else float("-inf")
 
 
 def read(path: str | Path, sr: int | None = WORK_SR) -> tuple[np.ndarray, AudioInfo]:
@@ -140,15 +137,18 @@ def atomic_path(path: str | Path, suffix: str | None = None):
     An interrupted write therefore never leaves a partial or half-replaced file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix if suffix is None else suffix,
-                               dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        with signals_held():  # Ctrl-C cannot fall between making the file and knowing its name
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix if suffix is None else suffix,
+                                       dir=path.parent)
+            os.close(fd)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

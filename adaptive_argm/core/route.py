@@ -11,8 +11,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-MODES = ("routed", "stemwise", "direct")
-SKIP_POLICIES = ("passthrough", "drop")
+from ..config import FRAME, MIN_ACTIVE, MODE, MODES, SKIP_POLICIES, SKIP_POLICY, Mode, SettingError, SkipPolicy, check_choice
+from .levels import power_db
+
+POWER_FLOOR = 1e-20
+"""Floor of the router's power before dB: far below any level it compares."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,12 @@ class RouterConfig:
     direct_only_stem: str = "other"
     """When this is the only informative stem, separation would only add artifacts."""
 
+    def __post_init__(self):
+        if not 0 <= self.min_active_fraction <= 1:
+            raise SettingError(MIN_ACTIVE, f" must be between 0 and 1, not {self.min_active_fraction}")
+        if not self.frame_s > 0:
+            raise SettingError(FRAME, f" must be positive, not {self.frame_s}")
+
 
 @dataclass(frozen=True)
 class StemDecision:
@@ -49,12 +58,12 @@ class StemDecision:
 
 @dataclass(frozen=True)
 class RoutePlan:
-    mode_requested: str
-    mode_used: str
+    mode_requested: Mode
+    mode_used: Mode
     """`stemwise` or `direct`."""
     stems: tuple[StemDecision, ...]
     reason: str
-    skip_policy: str = "passthrough"
+    skip_policy: SkipPolicy = "passthrough"
 
     def processed(self) -> list[str]:
         return [s.name for s in self.stems if s.decision == "process"]
@@ -65,10 +74,6 @@ class RoutePlan:
     def to_dict(self) -> dict:
         return {"mode_requested": self.mode_requested, "mode_used": self.mode_used, "reason": self.reason,
                 "skip_policy": self.skip_policy, "stems": [s.to_dict() for s in self.stems]}
-
-
-def _db(power: np.ndarray | float) -> np.ndarray | float:
-    return 10 * np.log10(np.maximum(power, 1e-20))
 
 
 def _sample_power(x: np.ndarray) -> np.ndarray:
@@ -103,7 +108,8 @@ def measure_stems(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int,
     is active (within `active_rel_db` of the mix and above `active_floor_dbfs`)."""
     def levels(x: np.ndarray) -> tuple[float, np.ndarray]:  # overall and per frame, dB
         p = _sample_power(x)
-        return float(_db(p.mean(dtype=np.float64))), _db(frame_power(p, sr, cfg.frame_s))
+        frames = frame_power(p, sr, cfg.frame_s)
+        return float(power_db(p.mean(dtype=np.float64), POWER_FLOOR)), power_db(frames, POWER_FLOOR)
 
     mix_db, mix_frames_db = levels(mix)
     out = {}
@@ -123,27 +129,25 @@ def _why_silent(m: _Measure, cfg: RouterConfig) -> str | None:
     return None
 
 
-def route(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, mode: str = "routed",
-          cfg: RouterConfig = RouterConfig(), skip_policy: str = "passthrough") -> RoutePlan:
+def route(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, mode: Mode = "routed",
+          cfg: RouterConfig = RouterConfig(), skip_policy: SkipPolicy = "passthrough") -> RoutePlan:
     """Decide, stem by stem, what restoration does. `stems` may be empty (no separation): the
     plan is then direct. Forced modes still measure every stem, so the report shows what the
     router would have done."""
     return route_modes(stems, mix, sr, (mode,), cfg, skip_policy)[mode]
 
 
-def route_modes(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, modes: tuple[str, ...],
-                cfg: RouterConfig = RouterConfig(), skip_policy: str = "passthrough") -> dict[str, RoutePlan]:
+def route_modes(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int, modes: tuple[Mode, ...],
+                cfg: RouterConfig = RouterConfig(), skip_policy: SkipPolicy = "passthrough") -> dict[str, RoutePlan]:
     """`route` for several modes at once, measuring the stems once."""
     for mode in modes:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    if skip_policy not in SKIP_POLICIES:
-        raise ValueError(f"skip policy must be one of {SKIP_POLICIES}, not {skip_policy!r}")
+        check_choice(mode, MODES, MODE)
+    check_choice(skip_policy, SKIP_POLICIES, SKIP_POLICY)
     measures = measure_stems(stems, mix, sr, cfg)
     return {mode: _plan(mode, measures, cfg, skip_policy) for mode in modes}
 
 
-def _plan(mode: str, measures: dict[str, _Measure], cfg: RouterConfig, skip_policy: str) -> RoutePlan:
+def _plan(mode: Mode, measures: dict[str, _Measure], cfg: RouterConfig, skip_policy: SkipPolicy) -> RoutePlan:
     silent = {name: _why_silent(m, cfg) for name, m in measures.items()}
     informative = [name for name, why in silent.items() if why is None]
 

@@ -31,6 +31,8 @@ import numpy as np
 import pedalboard
 import scipy.signal
 
+from ..core import levels
+
 # --- named defaults -------------------------------------------------------------------------
 NOISE_LEVELS_DBFS = (-60.0, -50.0, -45.0, -40.0)
 PINK_LOW_HZ = 20.0
@@ -59,7 +61,7 @@ STEM_SPLITS = ("mask", "other", "vocals")
 
 
 @dataclass(frozen=True)
-class Step:
+class Degradation:
     """One declared degradation: its kind and parameters."""
 
     kind: str
@@ -102,19 +104,9 @@ class Record:
 # --- measuring ------------------------------------------------------------------------------
 
 
-def level_dbfs(x: np.ndarray) -> float:
-    """RMS over all channels and samples in dBFS; -inf for silence."""
-    ms = float(np.mean(np.asarray(x, dtype=np.float64) ** 2)) if np.size(x) else 0.0
-    return 10.0 * np.log10(ms) if ms > 0 else float("-inf")
-
-
 def rms_dbfs_of_difference(y: np.ndarray, x: np.ndarray) -> float:
     """RMS of `y - x` in dBFS: the measured level of what a degradation added."""
-    return level_dbfs(y.astype(np.float64) - x.astype(np.float64))
-
-
-def _peak(x: np.ndarray) -> float:
-    return float(np.max(np.abs(x))) if x.size else 0.0
+    return levels.rms_dbfs(y.astype(np.float64) - x.astype(np.float64))
 
 
 # --- the degradations -----------------------------------------------------------------------
@@ -150,7 +142,7 @@ def codec(x: np.ndarray, sr: int, vbr_quality: float = CODEC_VBR_QUALITY, seed: 
     y = _fit(np.asarray(y, dtype=np.float32), x.shape[1])
     return y, Applied("codec", {"encoder": "LAME (pedalboard.MP3Compressor)", "vbr_quality": float(vbr_quality)},
                       seed, {"error_rms_dbfs": rms_dbfs_of_difference(y, x),
-                             "error_re_signal_db": rms_dbfs_of_difference(y, x) - level_dbfs(x)})
+                             "error_re_signal_db": rms_dbfs_of_difference(y, x) - levels.rms_dbfs(x)})
 
 
 def _fit(y: np.ndarray, n: int) -> np.ndarray:
@@ -170,7 +162,7 @@ def bandlimit(x: np.ndarray, sr: int, cutoff_hz: float = BANDLIMIT_HZ, stop_hz: 
         raise ValueError(f"bandlimit needs 0 < cutoff_hz < stop_hz < {sr / 2:.0f} Hz")
     y = scipy.signal.sosfiltfilt(lowpass_sos(sr, cutoff_hz, stop_hz), x.astype(np.float64), axis=1).astype(np.float32)
     return y, Applied("bandlimit", {"cutoff_hz": cutoff_hz, "stop_hz": stop_hz, "filter": "elliptic, zero-phase"},
-                      seed, {"removed_energy_re_signal_db": rms_dbfs_of_difference(y, x) - level_dbfs(x)})
+                      seed, {"removed_energy_re_signal_db": rms_dbfs_of_difference(y, x) - levels.rms_dbfs(x)})
 
 
 def hum(x: np.ndarray, sr: int, freq_hz: float = HUM_HZ, harmonics: int = HUM_HARMONICS,
@@ -196,11 +188,11 @@ def dc(x: np.ndarray, sr: int, offset: float = DC_OFFSET, seed: int = 0) -> tupl
 
 def overs(x: np.ndarray, sr: int, peak: float = OVERS_PEAK, seed: int = 0) -> tuple[np.ndarray, Applied]:
     """One gain so that the sample peak is `peak` (above 1.0: over full scale)."""
-    p = _peak(x)
+    p = levels.peak(x)
     gain = peak / p if p > 0 else 1.0
     y = (x * gain).astype(np.float32)
     return y, Applied("overs", {"peak": peak}, seed,
-                      {"gain_db": float(20 * np.log10(gain)), "peak": _peak(y),
+                      {"gain_db": float(20 * np.log10(gain)), "peak": levels.peak(y),
                        "samples_over_full_scale": int(np.sum(np.abs(y) > 1.0))})
 
 
@@ -213,47 +205,47 @@ damaged mix. Everything else is distributed to stems as a difference signal."""
 # --- named degradations -----------------------------------------------------------------------
 
 
-def _named() -> dict[str, tuple[Step, ...]]:
-    named: dict[str, tuple[Step, ...]] = {"clean": ()}
+def _named() -> dict[str, tuple[Degradation, ...]]:
+    named: dict[str, tuple[Degradation, ...]] = {"clean": ()}
     for color in ("white", "pink"):
         for level in NOISE_LEVELS_DBFS:
-            named[f"{color}{int(level)}"] = (Step("noise", {"color": color, "rms_dbfs": level}),)
+            named[f"{color}{int(level)}"] = (Degradation("noise", {"color": color, "rms_dbfs": level}),)
     named.update({
-        "codec": (Step("codec", {"vbr_quality": CODEC_VBR_QUALITY}),),
-        "bandlimit": (Step("bandlimit", {"cutoff_hz": BANDLIMIT_HZ}),),
-        "hum": (Step("hum", {"freq_hz": HUM_HZ, "rms_dbfs": HUM_RMS_DBFS}),),
-        "hum-60hz": (Step("hum", {"freq_hz": 60.0, "rms_dbfs": HUM_RMS_DBFS}),),
-        "dc": (Step("dc", {"offset": DC_OFFSET}),),
-        "overs": (Step("overs", {"peak": OVERS_PEAK}),),
+        "codec": (Degradation("codec", {"vbr_quality": CODEC_VBR_QUALITY}),),
+        "bandlimit": (Degradation("bandlimit", {"cutoff_hz": BANDLIMIT_HZ}),),
+        "hum": (Degradation("hum", {"freq_hz": HUM_HZ, "rms_dbfs": HUM_RMS_DBFS}),),
+        "hum-60hz": (Degradation("hum", {"freq_hz": 60.0, "rms_dbfs": HUM_RMS_DBFS}),),
+        "dc": (Degradation("dc", {"offset": DC_OFFSET}),),
+        "overs": (Degradation("overs", {"peak": OVERS_PEAK}),),
         # What a MusicGen file that went through a poor chain might carry: hiss and hum, a
         # band-limit, a lossy encode, then an offset and overs from float export.
-        "combined": (Step("noise", {"color": "white", "rms_dbfs": COMBINED_NOISE_DBFS}),
-                     Step("hum", {"freq_hz": HUM_HZ, "rms_dbfs": COMBINED_HUM_DBFS}),
-                     Step("bandlimit", {"cutoff_hz": BANDLIMIT_HZ}),
-                     Step("codec", {"vbr_quality": CODEC_VBR_QUALITY}),
-                     Step("dc", {"offset": COMBINED_DC}),
-                     Step("overs", {"peak": OVERS_PEAK})),
+        "combined": (Degradation("noise", {"color": "white", "rms_dbfs": COMBINED_NOISE_DBFS}),
+                     Degradation("hum", {"freq_hz": HUM_HZ, "rms_dbfs": COMBINED_HUM_DBFS}),
+                     Degradation("bandlimit", {"cutoff_hz": BANDLIMIT_HZ}),
+                     Degradation("codec", {"vbr_quality": CODEC_VBR_QUALITY}),
+                     Degradation("dc", {"offset": COMBINED_DC}),
+                     Degradation("overs", {"peak": OVERS_PEAK})),
     })
     return named
 
 
-NAMED: dict[str, tuple[Step, ...]] = _named()
+NAMED: dict[str, tuple[Degradation, ...]] = _named()
 DEFAULT_SET = ("clean", "white-60", "white-50", "white-45", "white-40", "pink-60", "pink-50", "pink-45",
                "pink-40", "codec", "bandlimit", "hum", "dc", "overs", "combined")
 
 _PATTERN = re.compile(r"^(white|pink)-(\d+(?:\.\d+)?)$|^codec-(\d+(?:\.\d+)?)$")
 
 
-def parse(name: str) -> tuple[Step, ...]:
+def parse(name: str) -> tuple[Degradation, ...]:
     """The steps of a named degradation; `white-NN` / `pink-NN` (noise at -NN dBFS) and
     `codec-Q` take any level. Raises ValueError with the known names."""
     if name in NAMED:
         return NAMED[name]
     m = _PATTERN.match(name)
     if m and m.group(1):
-        return (Step("noise", {"color": m.group(1), "rms_dbfs": -float(m.group(2))}),)
+        return (Degradation("noise", {"color": m.group(1), "rms_dbfs": -float(m.group(2))}),)
     if m and m.group(3) is not None and 0.0 <= float(m.group(3)) <= 10.0:
-        return (Step("codec", {"vbr_quality": float(m.group(3))}),)
+        return (Degradation("codec", {"vbr_quality": float(m.group(3))}),)
     raise ValueError(f"unknown degradation {name!r}; known: {', '.join(NAMED)} (also white-NN, pink-NN, codec-Q)")
 
 

@@ -2,29 +2,30 @@
 record every file's outcome in `batch.json`.
 
 Each input gets its own folder `out_root/<track>/` with the single-run layout (restored.wav,
-report.json). A file counts as done when its report.json records the same settings
-fingerprint and the same input (path, size, modification time); a rerun skips it. A file that
-fails is recorded with its one-line error and the batch goes on. Output files are written
-atomically, a folder whose run did not finish holds no restored.wav, and batch.json is
-rewritten atomically after every file, so an interrupted batch leaves only finished results
-and a record of them.
+report.json), written as one result set (`core.results`): a folder holds a finished result or
+its earlier one, never part of one. A folder that holds another input's result is never
+reused: the input gets the next free name. A file counts as done when its report.json records
+the same settings fingerprint and the same input (path, size, modification time); a rerun
+skips it. A file that fails is recorded with its one-line error and the batch goes on.
+batch.json is rewritten atomically after every file that ran, so an interrupted batch leaves
+only finished results and a record of them.
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
-import multiprocessing
 import os
-import signal
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import audio, pipeline, presets
-from .report import to_json
+from ..config import JOBS, VERSION, SettingError, describe_error
+from . import audio, interrupts, pipeline, presets, results, workers
+from .report import digest, to_json
+from .separate import Separator
 
 BATCH_FILE = "batch.json"
 REPORT_FILE = "report.json"
@@ -167,32 +168,31 @@ def track_names(inputs: list[Path]) -> list[str]:
 
 
 def plan_jobs(inputs: list[Path], out_root: str | Path) -> list[Job]:
+    """A folder per input under `out_root`, named by `track_names`; a folder that holds another
+    input's result (or files that are not a result) is left alone and the input gets the next
+    free name (`results.candidate_folders`)."""
     out_root = Path(out_root)
-    return [Job(p, out_root / t) for p, t in zip(inputs, track_names(inputs))]
+    names = track_names(inputs)
+    planned = {out_root / n for n in names}
+    jobs: list[Job] = []
+    for p, name in zip(inputs, names):
+        first = out_root / name
+        others = planned - {first}
+        candidates = (c for c in results.candidate_folders(out_root, p, name) if c == first or c not in others)
+        folder = results.free_folder(candidates, pipeline.REPORT_SET, p, taken=[j.out_dir for j in jobs])
+        jobs.append(Job(p, folder))
+    return jobs
 
 
 # --- resuming -------------------------------------------------------------------------------------
 
 
-def separator_spec(separator) -> dict:
-    """What in a separator decides its output (for the fingerprint)."""
-    if separator is None:
-        return {"name": "none"}
-    keys = ("model_name", "model_repo", "segment", "overlap", "shifts", "folder", "force")
-    spec = {k: getattr(separator, k) for k in keys if hasattr(separator, k)}
-    return {"name": type(separator).__name__, **{k: (str(v) if isinstance(v, Path) else v) for k, v in spec.items()}}
-
-
-def fingerprint(settings: pipeline.Settings, separator=None) -> str:
+def fingerprint(settings: pipeline.Settings, separator: Separator | None = None) -> str:
     """A short hash of everything that decides a run's output: the settings, the preset's
     content (a preset file may change under the same name), the separator and the version."""
-    from . import __version__
-
     preset = presets.load(settings.preset).to_dict()
-    blob = {"settings": settings.to_dict(), "preset": preset, "separator": separator_spec(separator),
-            "version": __version__}
-    text = json.dumps(blob, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    spec = separator.spec() if separator is not None else {"name": "none"}
+    return digest({"settings": settings.to_dict(), "preset": preset, "separator": spec, "version": VERSION})
 
 
 def input_identity(path: Path) -> dict:
@@ -231,52 +231,18 @@ def _skipped(job: Job) -> FileResult:
 # --- running one file -------------------------------------------------------------------------------
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line for the user, as the CLI words it."""
-    if isinstance(exc, OSError) and exc.filename:
-        return f"{exc.filename}: {exc.strerror or exc}"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    from .models import ModelUnavailable
-    from .separate import SeparationError
-
-    known = (audio.AudioError, presets.PresetError, SeparationError, ModelUnavailable, ValueError, OSError)
-    if isinstance(exc, known):
-        return text or type(exc).__name__
-    return f"internal error ({type(exc).__name__}: {text})"
-
-
-def _clean_unfinished(job: Job) -> None:
-    """Remove what an unfinished run wrote (its report.json too, which may lack the
-    fingerprint): a folder without report.json holds no result."""
-    for name in ("restored.wav", REPORT_FILE):
-        (job.out_dir / name).unlink(missing_ok=True)
-    stems = job.out_dir / "stems"
-    if stems.is_dir():
-        for f in stems.glob("*.wav"):
-            f.unlink(missing_ok=True)
-        if not any(stems.iterdir()):
-            stems.rmdir()
-    if job.out_dir.is_dir() and not any(job.out_dir.iterdir()):
-        job.out_dir.rmdir()
-
-
-def run_one(job: Job, separator, settings: pipeline.Settings, fp: str, notice: str | None = None,
+def run_one(job: Job, separator: Separator | None, settings: pipeline.Settings, fp: str, notice: str | None = None,
             on_stage: Callable[[str], None] | None = None) -> FileResult:
-    """Restore one file into `job.out_dir` and stamp its report with the fingerprint; an error
-    becomes a `failed` result, and the folder is left without a partial result."""
+    """Restore one file into `job.out_dir` as one result set, its report stamped with the
+    fingerprint; an error becomes a `failed` result, and the folder keeps what it held."""
     t0 = time.perf_counter()
     try:
         identity = input_identity(job.input)
-        job.out_dir.mkdir(parents=True, exist_ok=True)
-        # From here until the new report lands, the folder holds no finished result.
-        (job.out_dir / REPORT_FILE).unlink(missing_ok=True)
-        result = pipeline.run(job.input, job.out_dir, separator, settings, notice=notice, on_stage=on_stage)
-        report = {**result.to_dict(), "fingerprint": {"settings": fp, "input": identity}}
-        audio.write_text(job.out_dir / REPORT_FILE, to_json(report))
-    except BaseException as exc:
-        _clean_unfinished(job)
-        if not isinstance(exc, Exception):
-            raise
+        with results.ResultSet(job.out_dir, pipeline.REPORT_SET, input=job.input,
+                               protect=pipeline.inputs_of(separator)) as staged:
+            result = pipeline.run(job.input, staged, separator, settings, notice=notice, on_stage=on_stage)
+            staged.commit({**result.to_dict(), "fingerprint": {"settings": fp, "input": identity}})
+    except Exception as exc:
         return FileResult(str(job.input), str(job.out_dir), "failed", time_s=time.perf_counter() - t0,
                           error=describe_error(exc))
     return FileResult(str(job.input), str(job.out_dir), "done", result.plan.mode_used,
@@ -289,15 +255,7 @@ def run_one(job: Job, separator, settings: pipeline.Settings, fp: str, notice: s
 _worker: dict = {}
 
 
-def _stop_worker(signum, frame):
-    # Raised inside whatever the worker is doing, so atomic writes remove their temp files and
-    # run_one removes an unfinished restored.wav before the process exits.
-    raise SystemExit(128 + signum)
-
-
 def _init_worker(separator, settings, fp, notice, threads):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C does
-    signal.signal(signal.SIGTERM, _stop_worker)
     import torch
 
     torch.set_num_threads(threads)
@@ -313,16 +271,17 @@ def _work(job: Job) -> FileResult:
 # --- the batch --------------------------------------------------------------------------------------
 
 
-def run_batch(inputs: list[str | Path], out_root: str | Path, separator=None,
+def run_batch(inputs: list[str | Path], out_root: str | Path, separator: Separator | None = None,
               settings: pipeline.Settings = pipeline.Settings(), *, notice: str | None = None, jobs: int = 1,
               on_plan: Callable[[list[Job]], None] | None = None, on_start: Callable[[Job], None] | None = None,
               on_stage: Callable[[str], None] | None = None,
               on_done: Callable[[FileResult], None] | None = None) -> BatchResult:
     """Restore every audio file named by `inputs` (files, folders, glob patterns) into
     `out_root/<track>/`, skipping up-to-date results, with `jobs` worker processes (1: in this
-    process). Writes `out_root/batch.json` after each file. Raises `FileNotFoundError`/`ValueError`
-    for an input that names nothing, before anything runs. On KeyboardInterrupt the workers are
-    stopped, batch.json records what finished, and the interrupt is raised again.
+    process). Writes `out_root/batch.json` after each file that ran (and at the end). Raises
+    `FileNotFoundError`/`ValueError` for an input that names nothing, before anything runs. On
+    KeyboardInterrupt the workers are stopped, batch.json records what finished (when anything
+    did), and the interrupt is raised again.
 
     `separator` is as for `pipeline.run` (it must be picklable for `jobs > 1`; each worker
     loads its model once). `on_start`/`on_stage` report progress with `jobs == 1` only;
@@ -330,7 +289,7 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator=None,
     skipped ones included.
     """
     if jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, not {jobs}")
+        raise SettingError(JOBS, f" must be at least 1, not {jobs}")
     out_root = Path(out_root)
     if out_root.exists() and not out_root.is_dir():
         raise OSError(f"{out_root}: exists and is not a folder, cannot write output there")
@@ -340,16 +299,19 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator=None,
         on_plan(all_jobs)
     done: dict[Job, FileResult] = {}
 
-    def record(job: Job, result: FileResult) -> None:
+    def record(job: Job, result: FileResult, ran: bool = True) -> None:
         done[job] = result
-        write_record(all_jobs, done, out_root, fp, settings)
+        if result.status == "done":
+            interrupts.note_kept(job.out_dir)  # also when a worker process committed it
+        if ran:
+            write_record(all_jobs, done, out_root, fp, settings)
         if on_done:
             on_done(result)
 
     todo = []
     for job in all_jobs:
         if is_current(job, fp):
-            record(job, _skipped(job))
+            record(job, _skipped(job), ran=False)
         else:
             todo.append(job)
     try:
@@ -361,26 +323,30 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator=None,
         else:
             _run_pool(todo, min(jobs, len(todo)), separator, settings, fp, notice, record)
     except KeyboardInterrupt:
-        write_record(all_jobs, done, out_root, fp, settings, interrupted=True)
+        # A result committed just as the interrupt came (its commit holds signals off) is finished.
+        for job in todo:
+            if job not in done and is_current(job, fp):
+                done[job] = replace(_skipped(job), status="done")
+                interrupts.note_kept(job.out_dir)
+        if any(job in done for job in todo):
+            write_record(all_jobs, done, out_root, fp, settings, interrupted=True)
         raise
     return write_record(all_jobs, done, out_root, fp, settings)
 
 
 def _run_pool(todo: list[Job], jobs: int, separator, settings, fp, notice, record) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    # spawn: a fresh interpreter per worker, so no torch/OpenMP state is inherited mid-flight.
-    ctx = multiprocessing.get_context("spawn")
-    pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(separator, settings, fp, notice, threads))
-    try:
-        by_input = {str(j.input): j for j in todo}
-        for result in pool.imap_unordered(_work, todo):
-            record(by_input[result.input], result)
-        pool.close()
-    except BaseException:
-        pool.terminate()  # SIGTERM: each worker cleans up its unfinished file and exits
-        raise
-    finally:
-        pool.join()
+
+    def done(i: int, finished: Future) -> None:
+        try:
+            result = finished.result()
+        except Exception as exc:  # the worker itself died (out of memory, killed)
+            result = FileResult(str(todo[i].input), str(todo[i].out_dir), "failed",
+                                error=f"worker: {describe_error(exc)}")
+        record(todo[i], result)
+
+    workers.run_tasks(_work, todo, jobs, done, initializer=_init_worker,
+                      initargs=(separator, settings, fp, notice, threads))
 
 
 def write_record(all_jobs: list[Job], done: dict[Job, FileResult], out_root: Path, fp: str,
@@ -390,4 +356,5 @@ def write_record(all_jobs: list[Job], done: dict[Job, FileResult], out_root: Pat
     pending = tuple(str(j.input) for j in all_jobs if j not in done) if interrupted else ()
     result = BatchResult(str(out_root), fp, settings.to_dict(), files, interrupted, pending)
     audio.write_text(out_root / BATCH_FILE, to_json(result.to_dict()))
+    interrupts.note_kept(out_root / BATCH_FILE)
     return result

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from ..config import MODEL_REPO, STEM_NAMES, UserError
+from . import interrupts, results
 from .audio import atomic_path, write_text
 
 HF_NAMESPACE = "adefossez"
@@ -51,25 +53,24 @@ class KnownModel:
         return asdict(self)
 
 
-FOUR = ("drums", "bass", "other", "vocals")
 # Download sizes are estimates, not checksums of the files: demucs publishes its weights in half
 # precision, so size ~ 2 bytes x parameters (htdemucs 41.4 M -> about 80 MB; each Hybrid Demucs
 # model of the mdx bags 83.6 M -> about 160 MB, which matches the "four 160 MB files" users report
 # for mdx_extra); the quantized bags are, per demucs' author, "almost 4 times smaller".
 KNOWN_MODELS: tuple[KnownModel, ...] = (
-    KnownModel("htdemucs", FOUR, 80, "Hybrid Transformer Demucs v4; the default"),
-    KnownModel("htdemucs_ft", FOUR, 320, "htdemucs fine-tuned per source (bag of 4); 4x slower, a little better"),
-    KnownModel("htdemucs_6s", FOUR + ("guitar", "piano"), 55, "6 sources; piano is weak"),
-    KnownModel("hdemucs_mmi", FOUR, 160, "Hybrid Demucs v3 retrained on MusDB + 800 songs"),
-    KnownModel("mdx", FOUR, 600, "the method's model: bag of 4 trained on MusDB HQ only"),
-    KnownModel("mdx_extra", FOUR, 640, "bag of 4 with extra training data"),
-    KnownModel("mdx_q", FOUR, 160, "quantized mdx (needs `diffq`)"),
-    KnownModel("mdx_extra_q", FOUR, 170, "quantized mdx_extra (needs `diffq`)"),
+    KnownModel("htdemucs", STEM_NAMES, 80, "Hybrid Transformer Demucs v4; the default"),
+    KnownModel("htdemucs_ft", STEM_NAMES, 320, "htdemucs fine-tuned per source (bag of 4); 4x slower, a little better"),
+    KnownModel("htdemucs_6s", STEM_NAMES + ("guitar", "piano"), 55, "6 sources; piano is weak"),
+    KnownModel("hdemucs_mmi", STEM_NAMES, 160, "Hybrid Demucs v3 retrained on MusDB + 800 songs"),
+    KnownModel("mdx", STEM_NAMES, 600, "the method's model: bag of 4 trained on MusDB HQ only"),
+    KnownModel("mdx_extra", STEM_NAMES, 640, "bag of 4 with extra training data"),
+    KnownModel("mdx_q", STEM_NAMES, 160, "quantized mdx (needs `diffq`)"),
+    KnownModel("mdx_extra_q", STEM_NAMES, 170, "quantized mdx_extra (needs `diffq`)"),
 )
 KNOWN_NAMES = tuple(m.name for m in KNOWN_MODELS)
 
 
-class ModelUnavailable(Exception):
+class ModelUnavailable(UserError):
     """No weights for the model can be had from here; the message says how to get them."""
 
 
@@ -313,7 +314,7 @@ def load(name: str, model_repo: str | Path | None = None):
         elif loc.where == "model-repo":
             problems = check_repo(loc.path, name) if (Path(loc.path) / f"{name}.yaml").is_file() else []
             if problems:
-                raise ModelUnavailable(f"--model-repo {loc.path}: {problems[0]}")
+                raise ModelUnavailable(MODEL_REPO, f" {loc.path}: {problems[0]}")
             model = get_model(name, repo=Path(loc.path))
         elif loc.where == "hf-cache":
             from demucs.hf import load_safetensors_model
@@ -326,8 +327,9 @@ def load(name: str, model_repo: str | Path | None = None):
             local = LocalRepo(_torch_checkpoints())
             model = AnyModelRepo(local, BagOnlyRepo(_remote_root(), local)).get_model(name)
         else:
-            where = f" (not in --model-repo {model_repo}, nor in any cache)" if model_repo else " (not in any cache)"
-            raise ModelUnavailable(f"no weights for Demucs model {name!r} and no network{where}: {advice(name)}")
+            where = (" (not in ", MODEL_REPO, f" {model_repo}, nor in any cache)") if model_repo else (
+                " (not in any cache)",)
+            raise ModelUnavailable(f"no weights for Demucs model {name!r} and no network", *where, f": {advice(name)}")
     except (ModelLoadingError, FileNotFoundError, KeyError) as exc:
         raise ModelUnavailable(f"could not load Demucs model {name!r} from {loc.where}: {exc}") from None
     model.eval()
@@ -381,13 +383,27 @@ def save_bag(model, name: str, to: str | Path) -> list[Path]:
     """Lay a loaded model (or bag) out flat in `to` so `get_model(name, repo=to)` loads it:
     one `SIG.th` per model and `NAME.yaml` naming them (written last, so a folder whose YAML
     is there is complete). Known bags keep demucs' own signatures, weights and segment, so the
-    folder can be mixed with files downloaded by hand. Existing weights are never overwritten."""
+    folder can be mixed with files downloaded by hand. Existing weights are never overwritten.
+    The files are staged inside `to` and moved into place together (`results.staging`), so an
+    interrupt leaves none of them."""
+    to = Path(to).expanduser()
+    with results.staging(to) as stage:
+        staged = _stage_bag(model, name, to, stage)
+        with interrupts.signals_held():  # the weights first, the YAML that names them last
+            for path in staged[1:] + staged[:1]:
+                if path.parent == stage and (path.suffix == ".yaml" or not (to / path.name).exists()):
+                    os.replace(path, to / path.name)
+            interrupts.note_kept(to)
+    return [to / p.name for p in staged]
+
+
+def _stage_bag(model, name: str, to: Path, stage: Path) -> list[Path]:
+    """Write what `save_bag` lays out into `stage` (weights already in `to` are reused, not
+    written): the YAML (or the single model) first, then the weights."""
     from demucs.apply import BagOfModels
 
-    to = Path(to).expanduser()
-    to.mkdir(parents=True, exist_ok=True)
     if not isinstance(model, BagOfModels):  # a single signature: demucs loads SIG.th directly
-        return [save_model_package(model, to / f"{name}.th", half=True)]
+        return [save_model_package(model, stage / f"{name}.th", half=True)]
     members = list(model.models)
     shipped = _remote_root() / f"{name}.yaml"
     if shipped.is_file() and len(_bag_signatures(shipped)) == len(members):
@@ -400,8 +416,8 @@ def save_bag(model, name: str, to: str | Path) -> list[Path]:
     written = []
     for sig, member in zip(sigs, members):
         existing = sorted(to.glob(f"{sig}-*.th")) + ([to / f"{sig}.th"] if (to / f"{sig}.th").is_file() else [])
-        written.append(existing[0] if existing else save_model_package(member, to / f"{sig}.th", half=True))
-    yaml_path = to / f"{name}.yaml"
+        written.append(existing[0] if existing else save_model_package(member, stage / f"{sig}.th", half=True))
+    yaml_path = stage / f"{name}.yaml"
     write_text(yaml_path, yaml.safe_dump(bag))
     return [yaml_path, *written]
 

@@ -7,20 +7,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from ..config import (DEFAULT_MODEL, DEVICE, FORCE, OVERLAP, SEGMENT, SEPARATOR, SEPARATORS, SHIFTS, STEM_NAMES,
+                      STEMS, Mode, SeparatorChoice, Setting, SettingError, UserError, check_choice)
 from . import audio, models
 
-SOURCES = ("drums", "bass", "other", "vocals")
-"""Demucs' four sources; a stem file with another name is folded into `other`."""
 MIX_NAMES = ("mix", "mixed", "mixture", "input")
 """File stems in a stems folder that hold the mix itself, not a stem."""
 MAX_RESIDUAL_DB = -20.0
 """Refuse user stems whose best-gain sum misses the mix by more than this (unless forced)."""
 
 
-class SeparationError(Exception):
+class SeparationError(UserError):
     """Separation cannot run; the message is one line for the user."""
 
 
@@ -51,13 +52,59 @@ class Separation:
     info: SeparatorInfo
 
 
+class Separator(Protocol):
+    """What `pipeline.run` and `pipeline.compare` separate with: Demucs, a stems folder, or
+    anything else that turns a mix into stems that add up to it."""
+
+    def __call__(self, mix: np.ndarray, sr: int) -> Separation:
+        """Stems of `mix` (`(channels, samples)` float32 at `sr`), in its channel count and length."""
+
+    def spec(self) -> dict:
+        """What decides its output, as plain JSON values: a batch's fingerprint changes with it."""
+
+
+@dataclass(frozen=True)
+class SeparatorOptions:
+    """How to separate (what the CLI's separation options say): which separator, a stems folder,
+    and Demucs' model and settings. `resolve` turns them into a `Separator`."""
+
+    separator: SeparatorChoice = "auto"
+    stems: Path | None = None
+    """A folder of stems the user already has."""
+    model: str = DEFAULT_MODEL
+    model_repo: Path | None = None
+    """A local folder with the model's NAME.yaml and SIG-*.th files."""
+    device: str = "auto"
+    segment: float | None = None
+    overlap: float = 0.25
+    shifts: int = 0
+    force: bool = False
+    """Use the stems even when they do not add up to the mix."""
+
+    def __post_init__(self):
+        check_choice(self.separator, SEPARATORS, SEPARATOR)
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise SettingError(DEVICE, f" must be auto, cpu, cuda (or cuda:N) or mps, not {self.device!r}")
+        if self.segment is not None and not self.segment > 0:
+            raise SettingError(SEGMENT, f" must be a positive number of seconds, not {self.segment}")
+        if not 0 <= self.overlap < 1:
+            raise SettingError(OVERLAP, f" must be at least 0 and below 1, not {self.overlap}")
+        if self.shifts < 0:
+            raise SettingError(SHIFTS, f" must be 0 or more, not {self.shifts}")
+
+    def demucs(self) -> DemucsSeparator:
+        """Demucs with these options (the model is loaded on first use)."""
+        return DemucsSeparator(self.model, self.model_repo, device=self.device, segment=self.segment,
+                               overlap=self.overlap, shifts=self.shifts)
+
+
 def pick_device(device: str = "auto") -> str:
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise SeparationError("--device cuda was asked for but torch sees no CUDA device")
+        raise SeparationError(DEVICE, " cuda was asked for but torch sees no CUDA device")
     return device
 
 
@@ -68,7 +115,7 @@ class DemucsSeparator:
     `overlap` (fraction between chunks), `shifts` (random-shift averaging passes).
     """
 
-    def __init__(self, model: str = "htdemucs", model_repo: str | Path | None = None, *,
+    def __init__(self, model: str = DEFAULT_MODEL, model_repo: str | Path | None = None, *,
                  device: str = "auto", segment: float | None = None, overlap: float = 0.25,
                  shifts: int = 0):
         self.model_name = model
@@ -79,6 +126,11 @@ class DemucsSeparator:
         self.shifts = shifts
         self._model = None
         self._where: str | None = None
+
+    def spec(self) -> dict:
+        return {"name": type(self).__name__, "model_name": self.model_name,
+                "model_repo": str(self.model_repo) if isinstance(self.model_repo, Path) else self.model_repo,
+                "segment": self.segment, "overlap": self.overlap, "shifts": self.shifts}
 
     def load(self):
         if self._model is None:
@@ -155,14 +207,14 @@ def stem_files(folder: str | Path, exclude: tuple[str | Path, ...] = ()) -> dict
     """Audio files in `folder` by stem name, leaving out the mix itself."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise SeparationError(f"--stems {folder}: not a folder")
+        raise SeparationError(STEMS, f" {folder}: not a folder")
     skip = {Path(p).resolve() for p in exclude}
     files = {}
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in audio.AUDIO_SUFFIXES and p.stem.lower() not in MIX_NAMES and p.resolve() not in skip:
             files[p.stem.lower()] = p
     if not files:
-        raise SeparationError(f"--stems {folder}: no stem files (<name>.wav|flac|mp3|ogg|aiff) found")
+        raise SeparationError(STEMS, f" {folder}: no stem files (<name>.wav|flac|mp3|ogg|aiff) found")
     return files
 
 
@@ -179,6 +231,9 @@ class StemsFolder:
         self.max_residual_db = max_residual_db
         self.exclude = exclude
 
+    def spec(self) -> dict:
+        return {"name": type(self).__name__, "folder": str(self.folder), "force": self.force}
+
     def __call__(self, mix: np.ndarray, sr: int) -> Separation:
         stems: dict[str, np.ndarray] = {}
         folded: dict[str, list[str]] = {}
@@ -188,7 +243,7 @@ class StemsFolder:
             except audio.AudioError as exc:
                 raise SeparationError(f"stem {exc}") from None
             x = _fit_length(audio.to_channels(audio.remove_dc(x), mix.shape[0]), mix.shape[1])
-            target = name if name in SOURCES else "other"
+            target = name if name in STEM_NAMES else "other"
             if target != name:
                 folded.setdefault(target, []).append(name)
             stems[target] = stems[target] + x if target in stems else x
@@ -200,41 +255,34 @@ class StemsFolder:
         residual_db = 10 * np.log10(max(resid, 1e-30) / max(mix_energy, 1e-30))
         if residual_db > self.max_residual_db and not self.force:
             raise SeparationError(
-                f"--stems {self.folder}: the stems do not add up to the input (residual {residual_db:.1f} dB "
-                f"after the best gain {gain:.3g}; limit {self.max_residual_db:.0f} dB); pass --force to use them anyway")
+                STEMS, f" {self.folder}: the stems do not add up to the input (residual {residual_db:.1f} dB after the "
+                f"best gain {gain:.3g}; limit {self.max_residual_db:.0f} dB); pass ", FORCE, " to use them anyway")
         stems = {k: (v * gain).astype(np.float32) for k, v in stems.items()}
         info = SeparatorInfo(name="stems", folder=str(self.folder), gain=gain, residual_db=float(residual_db),
                              folded=folded)
         return Separation(stems, info)
 
 
-SEPARATORS = ("auto", "demucs", "stems")
-
-
-def resolve(separator: str = "auto", *, mode: str = "routed", stems: str | Path | None = None,
-            model: str = "htdemucs", model_repo: str | Path | None = None, device: str = "auto",
-            segment: float | None = None, overlap: float = 0.25, shifts: int = 0, force: bool = False,
-            exclude: tuple[str | Path, ...] = ()):
-    """Pick the separator for a run: `(separator or None, notice or None)`.
+def resolve(options: SeparatorOptions = SeparatorOptions(), *, mode: Mode = "routed",
+            exclude: tuple[str | Path, ...] = ()) -> tuple[Separator | None, str | None]:
+    """Pick the separator for a run: `(separator or None, notice or None)`; `exclude` lists files
+    a stems folder must not take for stems (the input itself).
 
     `auto` uses user stems when given, else Demucs when its weights are here (or downloadable),
     else none: the mix is restored directly and `notice` says why and how to get stem-wise
-    restoration. Asking for Demucs (`demucs`, or `--mode stemwise`) with no weights raises
+    restoration. Asking for Demucs (`demucs`, or mode `stemwise`) with no weights raises
     `models.ModelUnavailable` at once.
     """
-    if separator not in SEPARATORS:
-        raise SeparationError(f"--separator must be one of {', '.join(SEPARATORS)}, not {separator!r}")
+    o = options
     if mode == "direct":
         return None, None
-    if separator == "stems" or (separator == "auto" and stems is not None):
-        if stems is None:
-            raise SeparationError("--separator stems needs --stems DIR")
-        return StemsFolder(stems, force=force, exclude=exclude), None
-    where = models.locate(model, model_repo).where
-    if where != "missing":
-        return DemucsSeparator(model, model_repo, device=device, segment=segment, overlap=overlap,
-                               shifts=shifts), None
-    message = f"no weights for Demucs model {model!r} here and no network: {models.advice(model)}"
-    if separator == "demucs" or mode == "stemwise":
+    if o.separator == "stems" or (o.separator == "auto" and o.stems is not None):
+        if o.stems is None:
+            raise SeparationError(SEPARATOR, " stems needs ", Setting(STEMS.name, "a stems folder"))
+        return StemsFolder(o.stems, force=o.force, exclude=exclude), None
+    if models.locate(o.model, o.model_repo).where != "missing":
+        return o.demucs(), None
+    message = f"no weights for Demucs model {o.model!r} here and no network: {models.advice(o.model)}"
+    if o.separator == "demucs" or mode == "stemwise":
         raise models.ModelUnavailable(message)
     return None, f"restored the mix directly: {message}"

@@ -10,15 +10,29 @@ call over all frames (it releases the GIL). The functions reproduce librosa's (`
 `tests/test_spectral.py` checks them against librosa itself.
 
 Arrays are `(..., samples)` in and `(..., frames, bins)` out: time runs along the frames axis.
+Every spectrogram in the package keeps that layout.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Iterator
 
 import numpy as np
 import scipy.fft
+
+from .levels import downmix
+
+# --- the analysis grid of the metric panel, the intrusive scores and the figures ---------------
+N_FFT = 2048
+HOP = 512
+N_MELS = 128
+"""The paper's analysis settings (librosa's `melspectrogram` defaults): 2048-sample frames, 512
+apart, 128 Slaney mel bands."""
+CHUNK_FRAMES = 2048
+"""Frames per transform when a long signal is analysed piece by piece: bounds the complex
+temporary to about 17 MB."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -112,6 +126,25 @@ def power(spec: np.ndarray) -> np.ndarray:
     p = np.square(spec.real, dtype=np.float32)
     p += np.square(spec.imag, dtype=np.float32)
     return p
+
+
+def power_frames(y: np.ndarray, n_fft: int = N_FFT, hop: int = HOP, chunk_frames: int = CHUNK_FRAMES,
+                 dtype: type = np.float32) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield `(first frame, |STFT|^2 float32 (frames, n_fft // 2 + 1))` of the mono downmix of `y`
+    (1-D or `(channels, samples)`), `chunk_frames` frames at a time, on librosa's centred grid
+    (`center=True`, zero padded). Only the samples a chunk covers are downmixed, so neither the
+    downmix nor the complex spectrogram of a long file ever exists whole. `dtype` is the
+    transform's precision (float64 reproduces librosa, whose float64 window promotes frames)."""
+    y2 = np.asarray(y)
+    y2 = y2[np.newaxis] if y2.ndim == 1 else y2
+    n = y2.shape[1]
+    first, n_frames = centred_grid(n, hop, n_fft)
+    for f0 in range(0, n_frames, chunk_frames):
+        f1 = min(n_frames, f0 + chunk_frames)
+        start = first + f0 * hop
+        lo, hi = max(start, 0), min(start + (f1 - f0 - 1) * hop + n_fft, n)
+        mono = downmix(np.asarray(y2[:, lo:hi], dtype=np.float32))  # `stft` reads zeros outside it
+        yield f0, power(stft(mono, n_fft, hop, start - lo, f1 - f0, dtype=dtype))
 
 
 # --- mel scale (librosa's Slaney defaults) ----------------------------------------------------
