@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy.ndimage import median_filter
 
-from .. import spectral
+from . import spectral
 
 Kind = str
 """One of "brick-wall", "roll-off", "full-band", "nyquist" (the band reaches the Nyquist limit of

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.fft
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
-from .. import spectral
+from . import spectral
 from .bandwidth import Bandwidth, BandwidthSettings, block_spectra, decide
 
 _TINY = 1e-30
