@@ -160,7 +160,7 @@ def real_job(args: tuple[str, str, str, str, dict]) -> dict:
 
 
 def midi_job(args: tuple[str, str, str, str, dict]) -> dict:
-    from adaptive_argm.route import route
+    from adaptive_argm.core.route import route
 
     song, half, folder, cond, settings = args
     s = RecoverySettings(**settings)

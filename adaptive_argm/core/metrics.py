@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import spectral
+from .bandwidth import detect_cutoff
 from .intrusive import lsd_db, quiet_frame_snr_db, si_sdr_db
 from .levels import POWER_FLOOR, as_2d, loudness_lufs, peak_dbfs, power_db
 
@@ -290,8 +291,9 @@ def measure(
     - floor_fraction: share of paper-spectrogram bins on the -80 dB floor; at 0.25 or more
       p25_paper_db is pinned to -80.00 and cannot rank anything.
     - peak_dbfs: sample peak over all channels (float files can exceed 0 dBFS).
-    - bandwidth_hz: upper edge of the occupied band of the long-term spectrum (rule at
-      BANDWIDTH_RANGE_DB). A resampled 32 kHz file reads about 16 kHz (real MusicGen mixes
+    - bandwidth_hz: the cutoff detector's brick wall (`bandwidth.detect_cutoff`: a resampler's
+      or a codec's low-pass, told apart from a natural roll-off) when it finds one; else the
+      upper edge of the occupied band of the long-term spectrum (rule at BANDWIDTH_RANGE_DB). A resampled 32 kHz file reads about 16 kHz (real MusicGen mixes
       15.4-15.6 kHz), full-band noise 22 kHz; a steep low-pass pulls it down, a gentle one
       (a tilt) or a bass shelf barely moves it. Dull stems read their content's roll-off.
     """
@@ -309,7 +311,8 @@ def measure(
     floor_fraction = float(np.mean(paper <= paper.max() - TOP_DB + 1e-6))
 
     long_term = _inner_frames(power, y2.shape[1]).mean(axis=0, dtype=np.float64)
-    bandwidth = _bandwidth_hz(long_term, freqs_hz)
+    wall = detect_cutoff(y2, sr)
+    bandwidth = wall.cutoff_hz if wall.kind == "brick-wall" else _bandwidth_hz(long_term, freqs_hz)
     band = bandwidth if band_hz is None else float(band_hz)
     band = min(band, sr / 2.0)
 

@@ -19,11 +19,12 @@ import numpy as np
 
 from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_RATES, OUTPUT_SR,
                       SKIP_POLICIES, SKIP_POLICY, ClipMode, Mode, OutputRate, SkipPolicy, check_choice)
-from . import audio, dsp, levels, metrics, presets, results
+from . import audio, dsp, levels, metrics, presets, recovery, results
 from . import figures as figs
 from .audio import WORK_SR
 from .route import RouterConfig, RoutePlan, route, route_modes
 from .separate import Separation, Separator, StemsFolder
+from .steps import RECOVERY
 
 LOUDNESS_TOLERANCE_LU = 0.2
 """How close a loudness-matched result must land after clip safety."""
@@ -60,6 +61,7 @@ def run(input_path: str | Path, out: str | Path | results.ResultSet | results.Vi
     clock = Stopwatch(on_stage)
     mix, info, panel_in, separation, sep_info = _load_and_separate(
         input_path, separator if settings.mode != "direct" else None, clock, notice=notice)
+    preset, recovery_note = _recovery_preset(preset, settings, info)
     with clock.stage("route"):
         plan = route(separation.stems if separation else {}, mix, WORK_SR, settings.mode, settings.router,
                      settings.skip_policy)
@@ -79,7 +81,8 @@ def run(input_path: str | Path, out: str | Path | results.ResultSet | results.Vi
                 if name in processed:
                     audio.write(out.path(f"stems/{name}.restored.wav"), processed[name], WORK_SR)
     return RunResult(info, str(out.final(RESTORED)), out_sr, y.shape[0], y.shape[1] / out_sr, restored, plan,
-                     sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
+                     sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings,
+                     recovery_note)
 
 
 def compare(input_path: str | Path, out: str | Path | results.ResultSet | results.View,
@@ -114,6 +117,7 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
     clock = Stopwatch(on_stage)
     mix, info, panel_in, separation, sep_info = _load_and_separate(input_path, separator, clock, notice=notice,
                                                                    reference=reference)
+    preset, recovery_note = _recovery_preset(preset, settings, info)
     stems = separation.stems if separation else {}
     with clock.stage("route"):
         plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy)
@@ -125,11 +129,12 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
         passed = {n: stems[n].copy() for n in _remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
         # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
         # their scratch memory) at once than cores.
+        stem_reports: dict[str, list] = {}  # what each stem's chain found, shared by stem-wise and routed
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             direct = pool.submit(restore, mix, plans["direct"], preset, None, clip_mode=settings.clip_mode,
                                  target_lufs=target)
             stemwise, processed = (restore(mix, plans["stemwise"], preset, separation, clip_mode=settings.clip_mode,
-                                           in_place=True, target_lufs=target, pool=pool)
+                                           in_place=True, target_lufs=target, pool=pool, reports=stem_reports)
                                    if separation is not None else (None, {}))
             outputs: dict[str, Restored] = {"direct": direct.result()[0]}
         if stemwise is not None:
@@ -141,7 +146,7 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
             outputs["routed"] = outputs["stemwise"]
         else:
             outputs["routed"], _ = restore(mix, routed, preset, Separation({**stems, **passed}, separation.info),
-                                           processed, settings.clip_mode, target_lufs=target)
+                                           processed, settings.clip_mode, target_lufs=target, reports=stem_reports)
         stem_names = tuple(stems)
         separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
     with clock.stage("measure"):
@@ -154,7 +159,7 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
             audio.write(out.path(f"{m}.wav"), y, out_sr)
             paths[m] = str(out.final(f"{m}.wav"))
     result = CompareResult(info, sep_info, routed, outputs, paths, all_panels, warnings, stem_names, views,
-                           preset, clock.timings_s, settings, mix)
+                           preset, clock.timings_s, settings, mix, recovery_note)
     if figures:
         with clock.stage("figures"):
             figs.compare_figures(result, out.staged_folder)
@@ -202,38 +207,56 @@ def _target_lufs(mix: np.ndarray, preset: presets.Preset) -> float | None:
     return levels.loudness_lufs(mix, WORK_SR) if preset.match_loudness else None
 
 
+def _recovery_preset(preset: presets.Preset, settings: Settings,
+                     info: audio.AudioInfo) -> tuple[presets.Preset, str | None]:
+    """The preset as this run uses it and the note the report carries (`presets.for_recovery`):
+    the output keeps a lower input rate only with `output_sr` "original"."""
+    keeps = settings.output_sr == "original" and info.sample_rate < WORK_SR
+    return presets.for_recovery(preset, settings.recovery, info.sample_rate if keeps else None)
+
+
 def restore(mix: np.ndarray, plan: RoutePlan, preset: presets.Preset, separation: Separation | None,
             processed: dict[str, np.ndarray] | None = None, clip_mode: ClipMode = "limit", *,
-            in_place: bool = False, target_lufs: float | None = None,
-            pool: Executor | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
+            in_place: bool = False, target_lufs: float | None = None, pool: Executor | None = None,
+            reports: dict[str, list] | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
     """Restore `mix` as `plan` says: the preset's chain on the mix (direct), or on each stem the
     plan processes, then the remix; then loudness and clip safety (`finish`).
 
     `processed` holds stems already run through the chain, so no stem is processed twice; the
     return adds any newly processed stems. `in_place` lets processed stems overwrite the
     separation's (see `process_stems`); `pool` runs them beside other work queued there;
-    `target_lufs` is the mix's loudness when already measured (see `finish`)."""
+    `target_lufs` is the mix's loudness when already measured (see `finish`). `reports` holds,
+    by stem, what reporting steps (spectral recovery) found on stems already processed; the
+    stems processed here add theirs."""
     processed = dict(processed or {})
+    reports = {} if reports is None else reports
     if plan.mode_used == "direct":
-        y = dsp.apply_chain(mix, WORK_SR, preset.chain_for(None))
+        found: dict[str, list] = {"mix": []}
+        y = dsp.apply_chain(mix, WORK_SR, preset.chain_for(None), reports=found["mix"])
     else:
         todo = [n for n in plan.processed() if n not in processed]
-        processed.update(process_stems(separation.stems, todo, preset, in_place=in_place, pool=pool))
+        processed.update(process_stems(separation.stems, todo, preset, in_place=in_place, pool=pool, reports=reports))
+        found = {n: reports.get(n, []) for n in plan.processed()}
         y = remix(plan, separation.stems, processed)
-    return finish(y, mix, plan.mode_used, preset, clip_mode, target_lufs=target_lufs), processed
+    restored = finish(y, mix, plan.mode_used, preset, clip_mode, target_lufs=target_lufs)
+    recovered = {n: r[-1] for n, r in found.items() if r}  # the chain's last recovery step
+    return Restored(restored.audio, restored.mode, restored.loudness_gain_db, restored.clip, recovered), processed
 
 
 def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
-                  sr: int = WORK_SR, *, in_place: bool = False, pool: Executor | None = None) -> dict[str, np.ndarray]:
+                  sr: int = WORK_SR, *, in_place: bool = False, pool: Executor | None = None,
+                  reports: dict[str, list] | None = None) -> dict[str, np.ndarray]:
     """Run each named stem through its chain, in parallel (the heavy parts, FFTs and
     pedalboard's plugins, release the GIL). `in_place` writes each result over its input stem
     (when the unprocessed stems are not needed afterwards: 0.2 GB per stereo stem on a
-    10-minute file). `pool` runs them beside other work already queued there."""
+    10-minute file). `pool` runs them beside other work already queued there. `reports`
+    receives, by stem, what its chain's reporting steps found."""
     if not names:
         return {}
+    found = {n: [] for n in names}
 
     def one(name: str) -> np.ndarray:
-        y = dsp.apply_chain(stems[name], sr, preset.chain_for(name), overwrite=in_place)
+        y = dsp.apply_chain(stems[name], sr, preset.chain_for(name), overwrite=in_place, reports=found[name])
         if not in_place:
             return y
         if y is not stems[name]:
@@ -242,9 +265,12 @@ def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: preset
 
     if pool is None:
         with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as own:
-            return process_stems(stems, names, preset, sr, in_place=in_place, pool=own)
+            return process_stems(stems, names, preset, sr, in_place=in_place, pool=own, reports=reports)
     futures = {n: pool.submit(one, n) for n in names}
-    return {n: f.result() for n, f in futures.items()}
+    done = {n: f.result() for n, f in futures.items()}
+    if reports is not None:
+        reports.update(found)
+    return done
 
 
 def _remixed(plan: RoutePlan) -> tuple[list[str], list[str]]:
@@ -344,6 +370,8 @@ class Settings:
     output_sr: OutputRate = "work"
     """`work` (44.1 kHz) or `original` (the input file's rate)."""
     keep_stems: bool = False
+    recovery: bool = True
+    """Run the preset's spectral recovery steps (False drops them: `--no-recovery`)."""
 
     def __post_init__(self):
         check_choice(self.mode, MODES, MODE)
@@ -365,6 +393,8 @@ class Restored:
     mode: str
     loudness_gain_db: float
     clip: dsp.ClipSafety
+    recovery: dict[str, recovery.RecoveryReport] = field(default_factory=dict)
+    """What spectral recovery found and did, by chain ("mix" for direct, else each stem)."""
 
 
 @dataclass(frozen=True)
@@ -385,6 +415,7 @@ class RunResult:
     warnings: list[str]
     timings_s: dict[str, float]
     settings: Settings
+    recovery_note: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -404,6 +435,7 @@ class RunResult:
             "preset_detail": self.preset.to_dict(),
             "stems": [s.to_dict() for s in self.plan.stems],
             "metrics": {"input": self.metrics_input.to_dict(), "output": self.metrics_output.to_dict()},
+            "recovery": recovery.summary(self.restored.recovery, self.preset.has(RECOVERY), self.recovery_note),
             "warnings": self.warnings,
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
             "settings": self.settings.to_dict(),
@@ -434,6 +466,7 @@ class CompareResult:
     settings: Settings
     mix: np.ndarray
     """The DC-free input at the working rate (for figures)."""
+    recovery_note: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -443,7 +476,8 @@ class CompareResult:
             "preset": self.preset.name,
             "router": {**self.plan.to_dict(), "stems": [s.to_dict() for s in self.plan.stems]},
             "outputs": {m: {"path": self.paths.get(m), "mode_used": r.mode, "clip_action": r.clip.action,
-                            "peak_dbfs": r.clip.peak_after_dbfs, "loudness_gain_db": r.loudness_gain_db}
+                            "peak_dbfs": r.clip.peak_after_dbfs, "loudness_gain_db": r.loudness_gain_db,
+                            "recovery": recovery.summary(r.recovery, self.preset.has(RECOVERY), self.recovery_note)}
                         for m, r in self.outputs.items()},
             "metrics": {k: (p.to_dict() if p is not None else None) for k, p in self.metrics.items()},
             "warnings": self.warnings,

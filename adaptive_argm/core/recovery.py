@@ -353,3 +353,26 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
                             float(np.mean([e.slope_db_per_octave for e in used])),
                             float(np.median(flat)) if flat else math.nan, character, limited, sr, bw)
     return (y[0] if x_in.ndim == 1 else y), report
+
+
+def summary(reports: dict[str, RecoveryReport], in_preset: bool, note: str | None = None) -> dict:
+    """What a result's report says about spectral recovery: whether the preset has the step,
+    why it did not run (`note`), and for each chain it ran on ("mix", or a stem's name) the
+    detected cutoff and its kind, each channel's own cutoff, the cutoff block by block, the band
+    added and its level relative to the octave below."""
+    chains = {}
+    for name, r in reports.items():
+        bw = r.bandwidth
+        chains[name] = {
+            "acted": r.acted, "reason": r.reason, "kind": r.kind, "cutoff_hz": r.cutoff_hz,
+            "confidence": bw.confidence, "channel_cutoffs_hz": list(bw.channel_cutoffs_hz),
+            "block_s": bw.block_s, "block_cutoffs_hz": list(bw.block_cutoffs_hz),
+            "band_added_hz": [r.band_lo_hz, r.band_hi_hz] if r.acted else None,
+            "level_re_below_db": r.level_re_below_db if r.acted else None,
+            "slope_db_per_octave": r.slope_db_per_octave if r.acted else None,
+            "character": r.character or None, "limited_samples": r.limited_samples}
+    acted = [n for n, r in reports.items() if r.acted]
+    lo = [reports[n].band_lo_hz for n in acted]
+    hi = [reports[n].band_hi_hz for n in acted]
+    return {"in_preset": in_preset, "note": note, "ran_on": list(reports), "acted_on": acted,
+            "band_added_hz": [min(lo), max(hi)] if acted else None, "chains": chains}

@@ -3,8 +3,10 @@ samples)` float32 audio, and the binding of `pedalboard.<Plugin>` steps to pedal
 
 A step is data (`Step`: a kind and its parameters). `noisereduce` (spectral gating), `wiener`
 (our level-aware denoiser) and `dc_remove` are functions here; any pedalboard plugin is named as
-`pedalboard.<Plugin>` with pedalboard's own parameter names. `check` refuses a step that cannot
-run, with a one-line `PresetError`; `presets` checks every step it loads, `dsp` runs them.
+`pedalboard.<Plugin>` with pedalboard's own parameter names. `spectral_recovery` regenerates a
+band cut off by a resampler or a codec (`recovery`; a bit-for-bit no-op on full-band input) and
+says what it did through the optional `reports` list. `check` refuses a step that cannot run,
+with a one-line `PresetError`; `presets` checks every step it loads, `dsp` runs them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pedalboard
 from ..config import UserError
 from .audio import remove_dc
 from .denoise import WienerSettings, wiener_denoise
+from .recovery import RecoverySettings, recover
 
 PEDALBOARD_PREFIX = "pedalboard."
 NOISEREDUCE_N_FFT = 1024
@@ -80,13 +83,24 @@ def _dc_remove(x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> np.n
     return remove_dc(x)
 
 
+def _spectral_recovery(x: np.ndarray, sr: int, *, reports: list | None = None, **params) -> np.ndarray:
+    y, report = recover(x, sr, RecoverySettings(**params))
+    if reports is not None:
+        reports.append(report)
+    return y
+
+
+RECOVERY = "spectral_recovery"
 KINDS: dict[str, Callable[..., np.ndarray]] = {
     "noisereduce": _noisereduce,
     "wiener": _wiener,
     "dc_remove": _dc_remove,
+    RECOVERY: _spectral_recovery,
 }
 IN_PLACE_KINDS = frozenset({"noisereduce", "dc_remove", "wiener"})
 """Step kinds that can write their result over their input (`out=`)."""
+REPORTING_KINDS = frozenset({RECOVERY})
+"""Step kinds that say what they found (`reports=`: a list their report is appended to)."""
 
 
 def plugin(step: Step) -> pedalboard.Plugin:
@@ -109,13 +123,19 @@ def check(step: Step, source: str) -> None:
     elif step.kind not in KINDS:
         raise PresetError(f"{source}: unknown step kind {step.kind!r} "
                           f"(known: {', '.join(KINDS)}, {PEDALBOARD_PREFIX}<Plugin>)")
-    elif step.kind == "wiener":
+    elif step.kind in ("wiener", RECOVERY):
+        settings = WienerSettings if step.kind == "wiener" else RecoverySettings
         try:
-            WienerSettings(**step.params)
+            settings(**step.params)
         except (TypeError, ValueError) as exc:
-            raise PresetError(f"{source}: wiener: {exc}") from None
+            raise PresetError(f"{source}: {step.kind}: {exc}") from None
 
 
-def run(step: Step, x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> np.ndarray:
-    """One function step on `x`; with `out` (a kind in `IN_PLACE_KINDS` only) it may write there."""
-    return KINDS[step.kind](x, sr, **({"out": out} if out is not None else {}), **step.params)
+def run(step: Step, x: np.ndarray, sr: int, *, out: np.ndarray | None = None,
+        reports: list | None = None) -> np.ndarray:
+    """One function step on `x`; with `out` (a kind in `IN_PLACE_KINDS` only) it may write there,
+    with `reports` a kind in `REPORTING_KINDS` appends what it found."""
+    extra = {"out": out} if out is not None else {}
+    if reports is not None and step.kind in REPORTING_KINDS:
+        extra["reports"] = reports
+    return KINDS[step.kind](x, sr, **extra, **step.params)
