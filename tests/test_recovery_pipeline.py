@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from adaptive_argm.core import audio, dsp, pipeline, presets
+from adaptive_argm.core import audio, dsp, figures, pipeline, presets
 from adaptive_argm.core.route import route
 from adaptive_argm.core.separate import StemsFolder
 from adaptive_argm.core.steps import PresetError, Step
@@ -130,10 +130,14 @@ def test_stemwise_each_stem_gets_its_own_recovery(tmp_path):
 def test_compare_reports_recovery_per_output(tmp_path):
     x = audio.resample(harmonic(2.0, 32000), 32000, SR)
     song = audio.write(tmp_path / "s.wav", x, SR)
-    result = pipeline.compare(song, tmp_path / "cmp", None, pipeline.Settings(), figures=False)
+    result = pipeline.compare(song, tmp_path / "cmp", None, pipeline.Settings())
     d = result.to_dict()
     assert d["outputs"]["direct"]["recovery"]["acted_on"] == ["mix"]
     assert d["outputs"]["routed"]["recovery"]["band_added_hz"][1] > 19000
+    # The figure marks the input's cutoff and the results that got a band back above it.
+    marks = figures._recovery_cutoffs(result)
+    assert 15000 < marks["input"][0] < 16500 and marks["routed"][1] and marks["direct"][1]
+    assert (tmp_path / "cmp" / "spectrograms.png").is_file()
 
 
 # --- bad input ------------------------------------------------------------------------------------
