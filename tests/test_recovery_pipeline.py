@@ -168,6 +168,7 @@ def test_bad_input_gives_a_correct_output_and_a_report(tmp_path, name):
     result = pipeline.run(song, tmp_path / "out", settings=pipeline.Settings(mode="direct"))
     d = json.loads((tmp_path / "out" / "report.json").read_text())
     chain = d["recovery"]["chains"]["mix"]
+    assert d["bandwidth"]["kind"] == chain["kind"]
     assert chain["reason"] and chain["kind"]
     y = result.restored.audio
     assert y.shape[0] == x.shape[0] and np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0
@@ -198,6 +199,7 @@ def test_cli_run_on_a_32k_clip_adds_the_band_and_says_so(tmp_path):
     assert rep["output"]["sample_rate"] == 44100
     assert rep["recovery"]["band_added_hz"][0] < 16500 and rep["recovery"]["band_added_hz"][1] > 19500
     assert rep["metrics"]["input"]["bandwidth_hz"] < 16500 < rep["metrics"]["output"]["bandwidth_hz"]
+    assert rep["bandwidth"]["kind"] == "brick-wall" and 15000 < rep["bandwidth"]["cutoff_hz"] < 16500
     y, info = audio.read(tmp_path / "out" / "restored.wav", sr=None)
     assert info.sample_rate == 44100
     assert band_db(y, 44100, 16500, 19500) > band_db(audio.resample(harmonic(3.0, 32000), 32000, SR),

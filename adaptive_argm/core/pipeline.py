@@ -62,6 +62,7 @@ def run(input_path: str | Path, out: str | Path | results.ResultSet | results.Vi
     mix, info, panel_in, separation, sep_info = _load_and_separate(
         input_path, separator if settings.mode != "direct" else None, clock, notice=notice)
     preset, recovery_note = _recovery_preset(preset, settings, info)
+    detected = recovery.detected(mix, WORK_SR)
     with clock.stage("route"):
         plan = route(separation.stems if separation else {}, mix, WORK_SR, settings.mode, settings.router,
                      settings.skip_policy)
@@ -82,7 +83,7 @@ def run(input_path: str | Path, out: str | Path | results.ResultSet | results.Vi
                     audio.write(out.path(f"stems/{name}.restored.wav"), processed[name], WORK_SR)
     return RunResult(info, str(out.final(RESTORED)), out_sr, y.shape[0], y.shape[1] / out_sr, restored, plan,
                      sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings,
-                     recovery_note)
+                     recovery_note, detected)
 
 
 def compare(input_path: str | Path, out: str | Path | results.ResultSet | results.View,
@@ -118,6 +119,7 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
     mix, info, panel_in, separation, sep_info = _load_and_separate(input_path, separator, clock, notice=notice,
                                                                    reference=reference)
     preset, recovery_note = _recovery_preset(preset, settings, info)
+    detected = recovery.detected(mix, WORK_SR)
     stems = separation.stems if separation else {}
     with clock.stage("route"):
         plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy)
@@ -159,7 +161,7 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
             audio.write(out.path(f"{m}.wav"), y, out_sr)
             paths[m] = str(out.final(f"{m}.wav"))
     result = CompareResult(info, sep_info, routed, outputs, paths, all_panels, warnings, stem_names, views,
-                           preset, clock.timings_s, settings, mix, recovery_note)
+                           preset, clock.timings_s, settings, mix, recovery_note, detected)
     if figures:
         with clock.stage("figures"):
             figs.compare_figures(result, out.staged_folder)
@@ -416,6 +418,8 @@ class RunResult:
     timings_s: dict[str, float]
     settings: Settings
     recovery_note: str | None = None
+    bandwidth: dict = field(default_factory=dict)
+    """The input's cutoff as the detector sees it (`recovery.detected`)."""
 
     def to_dict(self) -> dict:
         return {
@@ -435,6 +439,7 @@ class RunResult:
             "preset_detail": self.preset.to_dict(),
             "stems": [s.to_dict() for s in self.plan.stems],
             "metrics": {"input": self.metrics_input.to_dict(), "output": self.metrics_output.to_dict()},
+            "bandwidth": self.bandwidth,
             "recovery": recovery.summary(self.restored.recovery, self.preset.has(RECOVERY), self.recovery_note),
             "warnings": self.warnings,
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
@@ -467,6 +472,7 @@ class CompareResult:
     mix: np.ndarray
     """The DC-free input at the working rate (for figures)."""
     recovery_note: str | None = None
+    bandwidth: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -480,6 +486,7 @@ class CompareResult:
                             "recovery": recovery.summary(r.recovery, self.preset.has(RECOVERY), self.recovery_note)}
                         for m, r in self.outputs.items()},
             "metrics": {k: (p.to_dict() if p is not None else None) for k, p in self.metrics.items()},
+            "bandwidth": self.bandwidth,
             "warnings": self.warnings,
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
             "settings": self.settings.to_dict(),

@@ -31,7 +31,7 @@ import scipy.fft
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from . import spectral
-from .bandwidth import Bandwidth, BandwidthSettings, block_spectra, decide
+from .bandwidth import Bandwidth, BandwidthSettings, block_spectra, decide, detect_cutoff
 
 _TINY = 1e-30
 
@@ -353,6 +353,15 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
                             float(np.mean([e.slope_db_per_octave for e in used])),
                             float(np.median(flat)) if flat else math.nan, character, limited, sr, bw)
     return (y[0] if x_in.ndim == 1 else y), report
+
+
+def detected(x: np.ndarray, sr: int, detector: BandwidthSettings = BandwidthSettings()) -> dict:
+    """The cutoff detector's decision on `x` as a report shows it (the input's, whether or not
+    the preset recovers anything): kind, cutoff, upper end of the content, each channel's
+    cutoff, confidence."""
+    bw = detect_cutoff(x, sr, detector)
+    return {"kind": bw.kind, "cutoff_hz": bw.cutoff_hz, "bandwidth_hz": bw.bandwidth_hz,
+            "channel_cutoffs_hz": list(bw.channel_cutoffs_hz), "confidence": bw.confidence}
 
 
 def summary(reports: dict[str, RecoveryReport], in_preset: bool, note: str | None = None) -> dict:
