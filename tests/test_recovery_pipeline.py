@@ -214,3 +214,16 @@ def test_cli_run_on_a_32k_clip_adds_the_band_and_says_so(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "spectral recovery: turned off" in r.stdout
     assert report(tmp_path / "off")["recovery"]["acted_on"] == []
+
+
+def test_cli_batch_and_compare_take_no_recovery(tmp_path):
+    for name in ("a", "b"):
+        audio.write(tmp_path / "in" / f"{name}.wav", harmonic(1.5, 32000, seed=len(name)), 32000)
+    r = cli("run", tmp_path / "in", "-o", tmp_path / "batch", "--no-recovery")
+    assert r.returncode == 0, r.stderr
+    for name in ("a", "b"):
+        assert report(tmp_path / "batch" / name)["recovery"]["note"] == "turned off"
+    r = cli("compare", tmp_path / "in" / "a.wav", "-o", tmp_path / "cmp", "--no-recovery", "--no-figures")
+    assert r.returncode == 0, r.stderr
+    outputs = json.loads((tmp_path / "cmp" / "compare.json").read_text())["outputs"]
+    assert all(o["recovery"]["note"] == "turned off" and o["recovery"]["acted_on"] == [] for o in outputs.values())
