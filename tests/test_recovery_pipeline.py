@@ -90,6 +90,11 @@ def test_for_recovery_turns_off_or_lowers_the_ceiling():
     assert all(s.params["ceiling_hz"] == 16000 for c in low.chains().values() for s in c
                if s.kind == "spectral_recovery")
     assert "32 kHz" in note and "16 kHz" in note
+    mine = presets.parse('[[steps]]\nkind = "spectral_recovery"\nceiling_hz = 12000.0\n'
+                         '[[stems.drums.steps]]\nkind = "spectral_recovery"\n', "mine.toml")
+    low, _ = presets.for_recovery(mine, True, 32000)
+    assert low.steps[0].params["ceiling_hz"] == 12000.0  # already below: kept
+    assert low.stem_steps["drums"][0].params["ceiling_hz"] == 16000
 
 
 # --- the pipeline ---------------------------------------------------------------------------------

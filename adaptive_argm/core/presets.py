@@ -45,11 +45,16 @@ class Preset:
             return tuple(s for s in chain if s.kind != kind)
         return replace(self, steps=keep(self.steps), stem_steps={k: keep(v) for k, v in self.stem_steps.items()})
 
-    def with_params(self, kind: str, **params) -> "Preset":
+    def with_params(self, kind: str, lower_only: bool = False, **params) -> "Preset":
         """This preset with `params` set on every step of `kind` (a run's own limits, such as a
-        recovery ceiling below the output's Nyquist)."""
+        recovery ceiling below the output's Nyquist); `lower_only` keeps a step's own value
+        where it is already lower."""
+        def value(step: Step, key: str, v):
+            return min(step.params[key], v) if lower_only and key in step.params else v
+
         def set_(chain):
-            return tuple(Step(s.kind, {**s.params, **params}) if s.kind == kind else s for s in chain)
+            return tuple(Step(s.kind, {**s.params, **{k: value(s, k, v) for k, v in params.items()}})
+                         if s.kind == kind else s for s in chain)
         preset = replace(self, steps=set_(self.steps), stem_steps={k: set_(v) for k, v in self.stem_steps.items()})
         validate(preset)
         return preset
@@ -79,7 +84,7 @@ def for_recovery(preset: Preset, enabled: bool, output_sr: int | None = None) ->
     if max(float(s.params.get("ceiling_hz", RecoverySettings.ceiling_hz))
            for c in preset.chains().values() for s in c if s.kind == RECOVERY) <= nyquist_hz:
         return preset, None
-    return preset.with_params(RECOVERY, ceiling_hz=nyquist_hz), (
+    return preset.with_params(RECOVERY, ceiling_hz=nyquist_hz, lower_only=True), (
         f"output kept at the input's {output_sr / 1000:g} kHz (output rate 'original'): no band recovered "
         f"above its {nyquist_hz / 1000:g} kHz Nyquist limit")
 
