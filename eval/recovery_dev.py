@@ -22,6 +22,7 @@ stem, sum) and routed (the router's choice on the oracle stems).
 
     python eval/recovery_dev.py --real CORPORA/real-dev --midi CORPORA/midi-dev --out eval/results
     python eval/recovery_dev.py --speed CORPORA/midi-dev/busy_schedule/mixed.wav
+    python eval/recovery_dev.py --real CORPORA/real-dev --half B --conditions r32,r22,r16 --as-run --out DIR
 """
 
 from __future__ import annotations
@@ -136,11 +137,23 @@ def read(path: str) -> tuple[np.ndarray, int]:
 
 
 def real_job(args: tuple[str, str, str, str, dict]) -> dict:
-    clip, half, path, cond, settings = args
+    clip, half, path, cond, settings, as_run = args
     x, sr = read(path)
     y = degrade(cond, x, sr)
     t = time.perf_counter()
-    z, rep = recover(y, sr, RecoverySettings(**settings))
+    if as_run:  # as `run` does it: DC and drift removed at load (the reference too), the step as a block stage
+        from adaptive_argm.core.dc import remove_dc
+        from adaptive_argm.core.dsp import apply_chain
+        from adaptive_argm.core.recovery import merged
+        from adaptive_argm.core.steps import Step
+
+        x, y = remove_dc(x, sr, bypass=False), remove_dc(y, sr, bypass=False)
+        found: list = []
+        z = apply_chain(y, sr, (Step("spectral_recovery", settings),), reports=found)
+        rep = merged(found)
+        z = y if not rep.acted else z
+    else:
+        z, rep = recover(y, sr, RecoverySettings(**settings))
     seconds = time.perf_counter() - t
     row = {"clip": clip, "half": half, "condition": cond, "sr": sr, "acted": rep.acted,
            "kind": rep.kind, "cutoff_hz": rep.cutoff_hz, "band_lo_hz": rep.band_lo_hz,
@@ -307,6 +320,8 @@ def main() -> None:
     ap.add_argument("--half", choices=("A", "B", "all"), default="all",
                     help="run one cross-validation half only (for tuning on it)")
     ap.add_argument("--speed", help="time recovery on this file (30 s stereo) instead")
+    ap.add_argument("--as-run", action="store_true",
+                    help="real music as a run treats it: DC and drift removed at load, the step through the block runner")
     ap.add_argument("--midi-excerpt-s", type=float, default=None,
                     help="score the middle this many seconds of each multitrack song (default: all of it)")
     ap.add_argument("--midi-conditions", default="r32,r22,r16", help="conditions run on the multitrack corpus")
@@ -328,7 +343,7 @@ def main() -> None:
         clips = {e["track_id"]: (str(Path(args.real) / e["file"]), e["source"]) for e in manifest["excerpts"]}
         half = halves(list(clips), lambda n: next(g for g in ("wesnoth", "nexuiz", "warzone2100", "")
                                                    if g in clips[n][1]))
-        jobs = [(c, half[c], clips[c][0], cond, settings) for cond in conds for c in sorted(clips)
+        jobs = [(c, half[c], clips[c][0], cond, settings, args.as_run) for cond in conds for c in sorted(clips)
                 if args.half in ("all", half[c])]
         with Pool(args.workers) as pool:
             rows = pool.map(real_job, jobs, chunksize=1)

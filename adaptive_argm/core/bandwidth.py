@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Iterable
 
 import numpy as np
 from scipy.ndimage import median_filter
@@ -294,6 +295,52 @@ def block_spectra(x: np.ndarray, sr: int, settings: BandwidthSettings = Bandwidt
         seg = x2[:, edges[b] : edges[b + 1]].astype(np.float64)
         if seg.shape[1]:
             msq[:, b] = np.mean(seg * seg, axis=1)
+    return spectra, msq, block
+
+
+def block_spectra_stream(blocks: Iterable[np.ndarray], frames: int, channels: int, sr: int,
+                         settings: BandwidthSettings = BandwidthSettings()
+                         ) -> tuple[np.ndarray, np.ndarray, int]:
+    """`block_spectra` of a `frames`-long signal arriving as `(channels, m)` blocks, holding
+    about one analysis frame of it: the same numbers as on the whole array."""
+    s = settings
+    hop = s.n_fft // 2
+    if frames < s.n_fft:  # no interior frame: the edge frames count (a short clip, held whole)
+        x = np.concatenate([np.asarray(b, np.float32) for b in blocks] or [np.zeros((channels, 0), np.float32)],
+                           axis=1)
+        return block_spectra(x, sr, s)
+    block = max(int(round(s.block_s * sr)), hop)
+    n_blocks = max(1, int(round(frames / block)))
+    spectra = np.zeros((channels, n_blocks, s.n_fft // 2 + 1))
+    counts = np.zeros(n_blocks)
+    msq = np.zeros((channels, n_blocks))
+    edges = np.array([min(b * block, frames) for b in range(n_blocks)] + [frames])
+    buf, buf_lo, pos, start = np.zeros((channels, 0), np.float32), 0, 0, 0
+    for raw in blocks:
+        x = np.asarray(raw, np.float32)
+        if not np.isfinite(x).all():
+            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        # Mean square, split at the block edges this piece crosses.
+        cuts = np.concatenate(([pos], edges[(edges > pos) & (edges < pos + x.shape[1])], [pos + x.shape[1]]))
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            k = min(int(np.searchsorted(edges, a, side="right")) - 1, n_blocks - 1)
+            seg = x[:, a - pos:b - pos].astype(np.float64)
+            msq[:, k] += np.sum(seg * seg, axis=1)
+        pos += x.shape[1]
+        buf = np.concatenate([buf, x], axis=1)
+        # Every interior frame (start a multiple of hop, wholly inside) that has arrived.
+        last = (pos - s.n_fft) // hop * hop
+        if last >= start:
+            count = (last - start) // hop + 1
+            spec = spectral.power(spectral.stft(buf, s.n_fft, hop, start - buf_lo, count))
+            owner = np.minimum((start + hop + hop * np.arange(count)) // block, n_blocks - 1)
+            for b in np.unique(owner):
+                spectra[:, b] += spec[:, owner == b].sum(axis=1)
+                counts[b] += int(np.sum(owner == b))
+            start = last + hop
+            buf, buf_lo = buf[:, start - buf_lo:], start
+    spectra /= np.maximum(counts, 1)[None, :, None]
+    msq /= np.maximum(np.diff(edges), 1)[None, :]
     return spectra, msq, block
 
 

@@ -24,14 +24,14 @@ Audio is `(channels, samples)` float (1-D mono accepted) at the rate the caller 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import scipy.fft
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from . import spectral
-from .bandwidth import Bandwidth, BandwidthSettings, block_spectra, decide, detect_cutoff
+from .bandwidth import Bandwidth, BandwidthSettings, block_spectra, block_spectra_stream, decide, detect_cutoff
 
 _TINY = 1e-30
 
@@ -355,13 +355,37 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     return (y[0] if x_in.ndim == 1 else y), report
 
 
-def detected(x: np.ndarray, sr: int, detector: BandwidthSettings = BandwidthSettings()) -> dict:
-    """The cutoff detector's decision on `x` as a report shows it (the input's, whether or not
-    the preset recovers anything): kind, cutoff, upper end of the content, each channel's
-    cutoff, confidence."""
-    bw = detect_cutoff(x, sr, detector)
+def detected(x, sr: int, detector: BandwidthSettings = BandwidthSettings()) -> dict:
+    """The cutoff detector's decision on `x` (an array, or a `signal.Signal` read block by
+    block) as a report shows it (the input's, whether or not the preset recovers anything):
+    kind, cutoff, upper end of the content, each channel's cutoff, confidence."""
+    if hasattr(x, "blocks"):
+        bw = decide(*block_spectra_stream(x.blocks(), x.frames, x.channels, sr, detector), sr, detector)
+    else:
+        bw = detect_cutoff(x, sr, detector)
     return {"kind": bw.kind, "cutoff_hz": bw.cutoff_hz, "bandwidth_hz": bw.bandwidth_hz,
             "channel_cutoffs_hz": list(bw.channel_cutoffs_hz), "confidence": bw.confidence}
+
+
+def merged(reports: list[RecoveryReport]) -> RecoveryReport:
+    """One report for a chain whose recovery ran in several segments (a long input): the first
+    segment that acted (else the first), with the band added over all of them, the overs
+    limited summed, and the block-by-block cutoffs of every segment (context blocks included)."""
+    if len(reports) == 1:
+        return reports[0]
+    acted = [r for r in reports if r.acted]
+    base = acted[0] if acted else reports[0]
+    blocks = tuple(c for r in reports for c in r.bandwidth.block_cutoffs_hz)
+    kinds = tuple(k for r in reports for k in r.bandwidth.block_kinds)
+    bw = replace(base.bandwidth, block_cutoffs_hz=blocks, block_kinds=kinds)
+    if not acted:
+        return replace(base, bandwidth=bw, reason=f"{base.reason} (in each of {len(reports)} segments)")
+    lo, hi = min(r.band_lo_hz for r in acted), max(r.band_hi_hz for r in acted)
+    return replace(base, bandwidth=bw, band_lo_hz=lo, band_hi_hz=hi,
+                   limited_samples=sum(r.limited_samples for r in reports),
+                   level_re_below_db=float(np.mean([r.level_re_below_db for r in acted])),
+                   reason=f"added {lo:.0f}-{hi:.0f} Hz above a brick wall at {base.cutoff_hz:.0f} Hz "
+                          f"in {len(acted)} of {len(reports)} segments")
 
 
 def summary(reports: dict[str, RecoveryReport], in_preset: bool, note: str | None = None) -> dict:
