@@ -16,12 +16,14 @@ from adaptive_argm.core import intrusive, levels, pipeline, presets
 from adaptive_argm.core.dc import remove_dc
 from adaptive_argm.core.resample import resample
 from adaptive_argm.core.denoise import WienerSettings
+from adaptive_argm.core.recovery import RecoverySettings
 from adaptive_argm.core.route import route
 
 from conftest import SR, synthetic_stems
 
-ALLOWED_KINDS = {"wiener"}
-"""No EQ, gain, compressor or gate: nothing that moves audio away from the original on purpose."""
+ALLOWED_KINDS = {"wiener", "spectral_recovery"}
+"""No EQ, gain, compressor or gate: nothing that moves audio away from the original on purpose
+(spectral recovery adds only above a brick wall, and nothing at all to full-band input)."""
 
 
 def raw_toml() -> dict:
@@ -47,6 +49,18 @@ def test_every_chain_denoises_and_boosts_nothing():
         kinds = [s.kind for s in steps]
         assert set(kinds) <= ALLOWED_KINDS, (stem, kinds)
         assert "wiener" in kinds, (stem, kinds)
+        # Recovery last: the denoiser never sees (or copies up) the added band.
+        assert kinds[-1] == "spectral_recovery", (stem, kinds)
+
+
+def test_every_recovery_setting_is_spelled_out():
+    data = raw_toml()
+    tables = [s for s in data["steps"] if s["kind"] == "spectral_recovery"]
+    tables += [s for t in data.get("stems", {}).values() for s in t["steps"] if s["kind"] == "spectral_recovery"]
+    assert len(tables) == 1 + len(data.get("stems", {}))
+    for t in tables:
+        assert set(t) - {"kind"} == set(RecoverySettings.keys())
+        assert RecoverySettings(**{k: v for k, v in t.items() if k != "kind"}) == RecoverySettings()
 
 
 def test_every_wiener_setting_in_the_toml_is_a_real_field_and_all_are_spelled_out():

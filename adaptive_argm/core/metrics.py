@@ -31,6 +31,7 @@ import numpy as np
 
 from . import spectral
 from . import intrusive
+from .bandwidth import BandwidthSettings, analyse_spectrum
 from .framestats import FrameStats, Summary
 from .levels import POWER_FLOOR, as_2d, power_db
 from .resample import resampled
@@ -267,10 +268,13 @@ def measure(
     - floor_fraction: share of paper-spectrogram bins on the -80 dB floor; at 0.25 or more
       p25_paper_db is pinned to -80.00 and cannot rank anything.
     - peak_dbfs: sample peak over all channels (float files can exceed 0 dBFS).
-    - bandwidth_hz: upper edge of the occupied band of the long-term spectrum (rule at
-      BANDWIDTH_RANGE_DB). A resampled 32 kHz file reads about 16 kHz (real MusicGen mixes
-      15.4-15.6 kHz), full-band noise 22 kHz; a steep low-pass pulls it down, a gentle one
-      (a tilt) or a bass shelf barely moves it. Dull stems read their content's roll-off.
+    - bandwidth_hz: the cutoff detector's brick wall in the long-term spectrum
+      (`bandwidth.analyse_spectrum`: a resampler's or a codec's low-pass, told apart from a
+      natural roll-off) when it finds one; else the upper edge of the occupied band of the
+      long-term spectrum (rule at BANDWIDTH_RANGE_DB). A resampled 32 kHz file reads about
+      16 kHz (real MusicGen mixes 15.4-15.6 kHz), full-band noise 22 kHz; a steep low-pass
+      pulls it down, a gentle one (a tilt) or a bass shelf barely moves it. Dull stems read
+      their content's roll-off.
     """
     y2 = as_2d(y)
     stats = FrameStats(sr, y2.shape[0], histogram_from_hz=LOW_CUT_HZ)
@@ -308,7 +312,10 @@ def panel_of(summary: Summary, band_hz: float | None = None) -> MetricPanel:
     del paper
 
     long_term = summary.long_term_power
-    bandwidth = _bandwidth_hz(long_term, freqs_hz)
+    # The cutoff detector's call on the whole signal's long-term spectrum: a brick wall is
+    # reported where it is, whatever lies below it; else the occupied band's upper edge.
+    wall = analyse_spectrum(long_term, sr, BandwidthSettings(n_fft=N_FFT))
+    bandwidth = wall.cutoff_hz if wall.kind == "brick-wall" else _bandwidth_hz(long_term, freqs_hz)
     band = bandwidth if band_hz is None else float(band_hz)
     band = min(band, sr / 2.0)
 
