@@ -5,16 +5,18 @@
     print(result.plan.mode_used, result.metrics_output.p25_paper_db)
 """
 
-from .metrics import MetricPanel, measure
-from .pipeline import CompareResult, RunResult, Settings, compare, run
-from .presets import Preset
-from .presets import load as load_preset
-from .route import RouterConfig, RoutePlan, route
-from .separate import DemucsSeparator, StemsFolder
-from .separate import resolve as resolve_separator
+from .config import VERSION
+from .core.metrics import MetricPanel, measure
+from .core.pipeline import CompareResult, RunResult, Settings, compare, run
+from .core.presets import Preset
+from .core.presets import load as load_preset
+from .core.route import RouterConfig, RoutePlan, route
+from .core.separate import DemucsSeparator, Separator, SeparatorOptions, StemsFolder
+from .core.separate import resolve as resolve_separator
 
 __all__ = [
     "CompareResult", "DemucsSeparator", "MetricPanel", "Preset", "RoutePlan", "RouterConfig", "RunResult",
-    "Settings", "StemsFolder", "compare", "load_preset", "measure", "resolve_separator", "route", "run",
+    "Separator", "SeparatorOptions", "Settings", "StemsFolder", "compare", "load_preset", "measure",
+    "resolve_separator", "route", "run",
 ]
-__version__ = "0.1.0"
+__version__ = VERSION

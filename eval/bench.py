@@ -47,10 +47,11 @@ def random_model_repo(folder: Path, name: str = RANDOM_MODEL) -> Path:
     import yaml
     from demucs.htdemucs import HTDemucs
 
-    from adaptive_argm import models, separate
+    from adaptive_argm.config import STEM_NAMES
+    from adaptive_argm.core import models
 
     torch.manual_seed(0)
-    model = HTDemucs(sources=list(separate.SOURCES), bottom_channels=512, segment=7.8)
+    model = HTDemucs(sources=list(STEM_NAMES), bottom_channels=512, segment=7.8)
     folder.mkdir(parents=True, exist_ok=True)
     models.save_model_package(model, folder / "5eed0001.th")
     (folder / f"{name}.yaml").write_text(yaml.safe_dump({"models": ["5eed0001"]}))
@@ -59,7 +60,7 @@ def random_model_repo(folder: Path, name: str = RANDOM_MODEL) -> Path:
 
 def synth_clip(path: Path, seconds: float, channels: int, seed: int = 0) -> Path:
     """Drums, bass, a chord and a little hiss: enough for every stage to do its real work."""
-    from adaptive_argm import audio
+    from adaptive_argm.core import audio
 
     rng = np.random.default_rng(seed)
     n = int(seconds * SR)
@@ -96,7 +97,7 @@ def own_peak_mb() -> float | None:
 
 def worker(spec: dict) -> dict:
     """Runs inside the measured process: one `run` or `compare`, separations counted."""
-    from adaptive_argm import pipeline, separate
+    from adaptive_argm.core import pipeline, separate
 
     sep = None
     calls = {"n": 0}
@@ -163,9 +164,9 @@ def dsp_checks(preset_name: str, seconds: float = 30.0) -> dict:
     """Stem DSP in this process: 3 stems through `process_stems` against 1 stem (does the
     thread pool overlap?), and routed vs stem-wise restoration with one near-silent stem
     (does a skipped stem cost any DSP?)."""
-    from adaptive_argm import dsp, pipeline, presets
-    from adaptive_argm.route import RouterConfig, route
-    from adaptive_argm.separate import Separation, SeparatorInfo
+    from adaptive_argm.core import dsp, pipeline, presets
+    from adaptive_argm.core.route import RouterConfig, route
+    from adaptive_argm.core.separate import Separation, SeparatorInfo
 
     preset = presets.load(preset_name)
     n = int(seconds * SR)
@@ -352,14 +353,14 @@ def main(argv=None) -> int:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
 
-    from adaptive_argm import pipeline
+    from adaptive_argm.config import DEFAULT_MODEL, DEFAULT_PRESET
 
-    preset = args.preset or pipeline.DEFAULT_PRESET
+    preset = args.preset or DEFAULT_PRESET
     tmp = tempfile.TemporaryDirectory(prefix="argm-bench-")
     work = args.work or Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
     if args.model_repo:
-        repo, model, note = args.model_repo, args.model or "htdemucs", f"real weights: {args.model or 'htdemucs'}"
+        repo, model, note = args.model_repo, args.model or DEFAULT_MODEL, f"real weights: {args.model or DEFAULT_MODEL}"
     else:
         repo, model, note = random_model_repo(work / "repo"), RANDOM_MODEL, f"full-size HTDemucs, {RANDOM_NOTE}"
     print(f"separator: {note}", flush=True)

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import denoise_eval as E  # noqa: E402
 
-from adaptive_argm import audio, dsp, presets  # noqa: E402
+from adaptive_argm.core import audio, dsp, presets  # noqa: E402
 
 GRID: tuple[dict, ...] = (
     {},

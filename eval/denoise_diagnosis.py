@@ -39,7 +39,7 @@ from scipy.ndimage import minimum_filter1d, uniform_filter1d
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import denoise_eval as E  # noqa: E402
 
-from adaptive_argm import metrics, spectral  # noqa: E402
+from adaptive_argm.core import intrusive, levels, spectral  # noqa: E402
 
 N_FFT, HOP, SR = 2048, 512, E.SR
 SMOOTH_S, MIN_WINDOW_S = 0.1, 1.5
@@ -327,15 +327,15 @@ def main() -> None:
 
 def synthetic_row(clip: E.Clip, x: np.ndarray, out: np.ndarray, clamp: tuple) -> str:
     removed = db(float(np.sum((x.astype(np.float64) - out) ** 2)) / float(np.sum(x.astype(np.float64) ** 2)))
-    gain_db = metrics.loudness_lufs(x, SR) - metrics.loudness_lufs(out, SR)
+    gain_db = levels.loudness_lufs(x, SR) - levels.loudness_lufs(out, SR)
     y = out * 10 ** (gain_db / 20)
     peak = 20 * math.log10(float(np.max(np.abs(y))))
     return (f"| {clip.name.split('/', 1)[1]} | {fmt(clamp[0])} | {clamp[1]}/{clamp[2]} | {fmt(clamp[3], '+.2f')} | "
-            f"{fmt(removed, '+.1f')} | {gain_db:+.2f} | {peak:+.2f} | {metrics.lsd_db(y, x, SR):.2f} |")
+            f"{fmt(removed, '+.1f')} | {gain_db:+.2f} | {peak:+.2f} | {intrusive.lsd_db(y, x, SR):.2f} |")
 
 
 def _white(clip: E.Clip, dbfs: float) -> np.ndarray:
-    from adaptive_argm import degrade
+    from adaptive_argm.evaluation import degrade
 
     y, _ = degrade.noise(clip.audio, SR, "white", dbfs, E.seed_for(clip, f"white{int(dbfs)}"))
     return y

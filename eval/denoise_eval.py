@@ -18,7 +18,7 @@ flat below `BROWN_CORNER_HZ` = 1 kHz and -6 dB/octave above it, nothing below 20
 16 kHz); `bandlimit` (degrade.bandlimit, the steep 16 kHz elliptic low-pass).
 
 Scores: SI-SDR change (output minus degraded input, both read at most
-`metrics.SCORE_CEILING_DB`), loudness change (BS.1770, output minus input, LU) and ViSQOL v3
+`intrusive.SCORE_CEILING_DB`), loudness change (BS.1770, output minus input, LU) and ViSQOL v3
 audio mode (visqol-python, 48 kHz mono downmix, soxr) of input and output against the clean clip.
 """
 
@@ -35,8 +35,9 @@ import scipy.signal
 import soundfile as sf
 import soxr
 
-from adaptive_argm import degrade, metrics, pipeline, presets
-from adaptive_argm.route import route
+from adaptive_argm.core import intrusive, levels, pipeline, presets, steps
+from adaptive_argm.core.route import route
+from adaptive_argm.evaluation import degrade
 
 SR = 44100
 VISQOL_SR = 48000
@@ -46,7 +47,7 @@ HARMLESS_CONDITIONS = ("clean", "codec", "sr32", "bandlimit")
 BROWN_CORNER_HZ = 1000.0
 BROWN_HIGHPASS_HZ = 20.0
 SEED = 20260
-CEILING_DB = metrics.SCORE_CEILING_DB
+CEILING_DB = intrusive.SCORE_CEILING_DB
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 
 
@@ -159,7 +160,7 @@ def preset_with(wiener: dict | None = None, base: str = "adaptive") -> presets.P
     p = presets.load(base)
     if not wiener:
         return p
-    steps = tuple(presets.Step(s.kind, {**s.params, **wiener}) if s.kind == "wiener" else s for s in p.steps)
+    steps = tuple(steps.Step(s.kind, {**s.params, **wiener}) if s.kind == "wiener" else s for s in p.steps)
     return presets.Preset(p.name, p.description, steps, p.stem_steps, p.match_loudness, p.source)
 
 
@@ -179,7 +180,7 @@ def capped(db: float) -> float:
 
 def fast_si_sdr_db(ref: np.ndarray, est: np.ndarray) -> float:
     """SI-SDR (means removed, channels flattened) without a delay search: for outputs of a chain
-    that adds no delay (tuning loops); reports use `metrics.si_sdr_db`."""
+    that adds no delay (tuning loops); reports use `intrusive.si_sdr_db`."""
     r = ref.astype(np.float64)
     e = est.astype(np.float64)
     r -= r.mean(axis=1, keepdims=True)
@@ -194,11 +195,11 @@ def fast_si_sdr_db(ref: np.ndarray, est: np.ndarray) -> float:
 def si_sdr_change_db(clean: np.ndarray, noisy: np.ndarray, out: np.ndarray) -> float:
     if np.array_equal(out, noisy):
         return 0.0
-    return capped(metrics.si_sdr_db(out, clean)) - capped(metrics.si_sdr_db(noisy, clean))
+    return capped(intrusive.si_sdr_db(out, clean)) - capped(intrusive.si_sdr_db(noisy, clean))
 
 
 def loudness_change_lu(noisy: np.ndarray, out: np.ndarray) -> float:
-    return metrics.loudness_lufs(out, SR) - metrics.loudness_lufs(noisy, SR)
+    return levels.loudness_lufs(out, SR) - levels.loudness_lufs(noisy, SR)
 
 
 _VISQOL = None

@@ -51,8 +51,8 @@ def load_version(root: str | None):
     if root:
         sys.path.insert(0, str(Path(root).resolve()))
     try:
-        denoise = importlib.import_module("adaptive_argm.denoise")
-        presets = importlib.import_module("adaptive_argm.presets")
+        denoise = importlib.import_module("adaptive_argm.core.denoise")
+        presets = importlib.import_module("adaptive_argm.core.presets")
     finally:
         if root:
             sys.path.pop(0)

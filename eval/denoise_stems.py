@@ -10,7 +10,7 @@ Placements (`degrade.apply_to_stems` splits; the mix always carries the same noi
   separator that puts what it cannot place into `vocals`, as Demucs does on clips without
   vocals).
 
-Each case goes through the library's own path (`paired.Restorer`: `route.route` with the default
+Each case goes through the library's own path (`benchmark.Restorer`: `route.route` with the default
 router, `pipeline.restore`), scored at 44.1 kHz against the clean mix: SI-SDR change, output minus
 the degraded input. Clips are cut to `--max-s` seconds.
 
@@ -30,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import denoise_eval as E  # noqa: E402
 
-from adaptive_argm import paired, presets  # noqa: E402
+from adaptive_argm.core import presets
+from adaptive_argm.evaluation import benchmark  # noqa: E402
 
 PLACEMENTS = (("one stem", "other"), ("shared by power", "mask"), ("on the mix", "vocals"))
 DEGRADATIONS = ("white-45", "pink-45")
@@ -40,22 +41,22 @@ SEED = 20260
 ROUTED_MARGIN_DB = 0.2
 
 
-def midi_clips(folder: str, max_s: float) -> list[paired.Clip]:
+def midi_clips(folder: str, max_s: float) -> list[benchmark.CleanClip]:
     out = []
     for song in sorted(p for p in Path(folder).iterdir() if (p / "mixed.wav").is_file()):
         mix = E.load(song / "mixed.wav", max_s)
         stems = {s: E.load(song / f"{s}.wav", max_s)[:, : mix.shape[1]] for s in STEMS if (song / f"{s}.wav").is_file()}
-        out.append(paired.Clip(f"midi/{song.name}", mix, stems, "midi", str(song)))
+        out.append(benchmark.CleanClip(f"midi/{song.name}", mix, stems, "midi", str(song)))
     return out
 
 
-def run_song(clip: paired.Clip) -> list[dict]:
+def run_song(clip: benchmark.CleanClip) -> list[dict]:
     preset = presets.load("adaptive")
     rows = []
     for placement, split in PLACEMENTS:
         for degradation in DEGRADATIONS:
-            damaged = paired.damage(clip, degradation, SEED, split)
-            restorer = paired.Restorer(clip, damaged, preset)
+            damaged = benchmark.damage(clip, degradation, SEED, split)
+            restorer = benchmark.Restorer(clip, damaged, preset)
             for mode in MODES:
                 c = restorer.case(mode, full_panel=False)
                 rows.append({"clip": clip.name, "placement": placement, "degradation": degradation, "mode": mode,
@@ -75,7 +76,7 @@ def main() -> None:
     t0 = time.time()
     clips = midi_clips(args.midi, args.max_s)
     if args.musicgen:
-        clips += paired.musicgen_clips(args.musicgen)
+        clips += benchmark.musicgen_clips(args.musicgen)
     if args.jobs > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             rows = [r for rs in pool.map(run_song, clips) for r in rs]

@@ -10,9 +10,11 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from adaptive_argm import degrade, dsp, metrics, paired, pipeline, presets
-from adaptive_argm.denoise import WienerSettings
-from adaptive_argm.route import route
+from adaptive_argm.config import STEM_NAMES
+from adaptive_argm.evaluation import benchmark, degrade
+from adaptive_argm.core import intrusive, levels, pipeline, presets
+from adaptive_argm.core.denoise import WienerSettings
+from adaptive_argm.core.route import route
 
 from conftest import SR, synthetic_stems
 
@@ -21,7 +23,7 @@ ALLOWED_KINDS = {"dc_remove", "wiener"}
 
 
 def raw_toml() -> dict:
-    text = resources.files("adaptive_argm").joinpath("builtin_presets", "adaptive.toml").read_text(encoding="utf-8")
+    text = resources.files("adaptive_argm.core").joinpath("builtin_presets", "adaptive.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 
@@ -34,7 +36,7 @@ def test_adaptive_preset_loads_validates_and_matches_loudness():
     p = presets.load("adaptive")
     assert "adaptive" in presets.builtin_names()
     assert p.name == "adaptive" and p.match_loudness is True
-    dsp.validate(p)
+    presets.validate(p)
 
 
 def test_every_chain_removes_dc_then_denoises_and_boosts_nothing():
@@ -58,9 +60,8 @@ def test_every_wiener_setting_in_the_toml_is_a_real_field_and_all_are_spelled_ou
 
 
 def test_per_stem_chains_name_real_sources():
-    from adaptive_argm.separate import SOURCES
 
-    assert set(presets.load("adaptive").stem_steps) <= set(SOURCES)
+    assert set(presets.load("adaptive").stem_steps) <= set(STEM_NAMES)
 
 
 def restore_direct(x: np.ndarray) -> pipeline.Restored:
@@ -73,18 +74,18 @@ def test_adaptive_raises_si_sdr_on_a_noisy_synthetic_signal_and_keeps_its_loudne
     clean = sum(synthetic_stems(seconds=3.0, channels=channels).values()).astype(np.float32)
     noisy, _ = degrade.apply("white-45", clean, SR, seed=1)
     out = restore_direct(noisy)
-    assert metrics.si_sdr_db(out.audio, clean) > metrics.si_sdr_db(noisy, clean) + 1.0
-    assert abs(dsp.loudness_lufs(out.audio, SR) - dsp.loudness_lufs(noisy, SR)) < 0.1
+    assert intrusive.si_sdr_db(out.audio, clean) > intrusive.si_sdr_db(noisy, clean) + 1.0
+    assert abs(levels.loudness_lufs(out.audio, SR) - levels.loudness_lufs(noisy, SR)) < 0.1
     assert out.audio.shape == noisy.shape and np.max(np.abs(out.audio)) < 1.0
 
 
 def test_adaptive_leaves_clean_input_unchanged():
     clean = sum(synthetic_stems(seconds=3.0).values()).astype(np.float32)
-    assert metrics.si_sdr_db(restore_direct(clean).audio, clean) > 60
+    assert intrusive.si_sdr_db(restore_direct(clean).audio, clean) > 60
 
 
 def test_adaptive_raises_si_sdr_on_a_real_musicgen_mix_with_white_noise(corpus):
-    clip = paired.musicgen_clips(corpus)[0]
+    clip = benchmark.musicgen_clips(corpus)[0]
     noisy, _ = degrade.apply("white-45", clip.audio, SR, seed=2)
     out = restore_direct(noisy)
-    assert metrics.si_sdr_db(out.audio, clip.audio) > metrics.si_sdr_db(noisy, clip.audio) + 0.5
+    assert intrusive.si_sdr_db(out.audio, clip.audio) > intrusive.si_sdr_db(noisy, clip.audio) + 0.5

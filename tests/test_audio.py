@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adaptive_argm import audio
-from adaptive_argm.audio import AudioError
+from adaptive_argm.core import audio
+from adaptive_argm.core.audio import AudioError
 
 SR = audio.WORK_SR
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from adaptive_argm import audio, batch, pipeline
+from adaptive_argm.core import audio, batch, pipeline
 from adaptive_argm.cli import app
 
 from conftest import SR, synthetic_stems
@@ -153,9 +153,10 @@ def test_stems_cannot_be_shared_by_several_inputs(songs, tmp_path):
     assert r.exit_code == 2 and "--stems" in r.stderr
 
 
-def test_a_pattern_that_matches_nothing_is_a_clear_error(tmp_path):
+def test_a_pattern_that_matches_nothing_is_a_usage_error(tmp_path):
     r = cli("run", str(tmp_path / "*.wav"), "--mode", "direct", "-o", tmp_path / "out")
-    assert r.exit_code == 1 and "no audio files match" in r.stderr and "Traceback" not in r.stderr
+    assert r.exit_code == 2 and "no audio files match" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_interrupt_leaves_only_finished_results_and_a_record_of_them(songs, tmp_path):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from adaptive_argm import audio
+from adaptive_argm.core import audio
 from adaptive_argm.cli import app
-from adaptive_argm.metrics import MetricPanel
+from adaptive_argm.core.metrics import MetricPanel
 
 from conftest import SR, synthetic_stems
 

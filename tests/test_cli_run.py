@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from adaptive_argm import audio
+from adaptive_argm.core import audio
 
 from conftest import OFFLINE_PROBE, SR, synthetic_stems, tiny_model_repo
 
@@ -151,12 +151,13 @@ def test_zero_length_audio_fails_with_one_line(tmp_path):
     assert "no audio" in line
 
 
-def test_unwritable_output_folder_fails_with_one_line(stereo_song, tmp_path):
+def test_an_output_path_that_is_a_file_is_a_usage_error(stereo_song, tmp_path):
     song, _ = stereo_song
     blocker = tmp_path / "file-not-folder"
     blocker.write_text("x")
-    line = one_line_error(cli("run", song, "--mode", "direct", "-o", blocker), 1)
+    line = one_line_error(cli("run", song, "--mode", "direct", "-o", blocker), 2)
     assert "not a folder" in line
+    assert blocker.read_text() == "x"
 
 
 def test_bad_option_value_is_a_usage_error(stereo_song):

@@ -12,11 +12,11 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from adaptive_argm import audio, figures, pipeline
+from adaptive_argm.core import audio, figures, pipeline
 from adaptive_argm.cli import app
-from adaptive_argm.metrics import DIRECTIONS
-from adaptive_argm.report import metrics_table
-from adaptive_argm.separate import StemsFolder
+from adaptive_argm.core.metrics import DIRECTIONS
+from adaptive_argm.cli.tables import metrics_table
+from adaptive_argm.core.separate import StemsFolder
 
 from conftest import SR, synthetic_stems, write_stems
 
@@ -141,10 +141,10 @@ def test_routed_is_direct_when_only_other_is_informative(tmp_path):
 
 
 def test_without_stems_figures_leave_out_the_stemwise_panel_and_the_stems_figure(tmp_path, compared):
-    song, _ = _song(tmp_path, synthetic_stems(seconds=SECONDS))
+    song, stems = _song(tmp_path, synthetic_stems(seconds=SECONDS))
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stems.png").write_bytes(PNG_SIGNATURE)  # from an earlier comparison that had stems
+    pipeline.compare(song, out, StemsFolder(stems), PAPER)  # an earlier comparison that had stems
+    assert (out / "stems.png").is_file() and (out / "stemwise.wav").is_file()
     result = pipeline.compare(song, out, None, PAPER)
     assert set(result.outputs) == {"direct", "routed"}
     assert (out / "spectrograms.png").is_file()
@@ -162,8 +162,9 @@ def test_spectrogram_images_use_an_absolute_reference():
     y = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[np.newaxis]
     loud = figures.mel_image_db(y, SR)
     quiet = figures.mel_image_db(y * 0.1, SR)
-    band = loud.max(axis=1) > loud.max() - 20  # the tone's mel bands
-    np.testing.assert_allclose(quiet[band], loud[band] - 20.0, atol=0.01)
+    assert loud.shape[1] == 128  # (columns, mel bands): time first, as every spectrogram here
+    band = loud.max(axis=0) > loud.max() - 20  # the tone's mel bands
+    np.testing.assert_allclose(quiet[:, band], loud[:, band] - 20.0, atol=0.01)
 
 
 def test_long_clips_are_drawn_with_a_bounded_number_of_columns_at_the_same_level():
@@ -172,12 +173,12 @@ def test_long_clips_are_drawn_with_a_bounded_number_of_columns_at_the_same_level
     per_column = figures.frames_per_column(y.shape[1], max_columns=100)
     coarse = figures.mel_image_db(y, SR, per_column)
     fine = figures.mel_image_db(y, SR, 1)
-    assert per_column > 1 and coarse.shape[1] <= 100 and coarse.shape[0] == fine.shape[0]
+    assert per_column > 1 and coarse.shape[0] <= 100 and coarse.shape[1] == fine.shape[1]
     # computed chunk by chunk, yet the same as librosa's whole-signal mel spectrogram of the downmix
     whole = librosa.feature.melspectrogram(y=y.mean(axis=0), sr=SR, n_fft=2048, hop_length=512, n_mels=128)
-    np.testing.assert_allclose(fine, librosa.power_to_db(whole, ref=1.0, amin=1e-10, top_db=None), atol=1e-3)
+    np.testing.assert_allclose(fine.T, librosa.power_to_db(whole, ref=1.0, amin=1e-10, top_db=None), atol=1e-3)
     # each column is a mean power: steady noise reads the same level at either resolution
-    mean_db = lambda im: 10 * np.log10(np.mean(10 ** (im[:, 2:-2] / 10), axis=1))  # noqa: E731
+    mean_db = lambda im: 10 * np.log10(np.mean(10 ** (im[2:-2] / 10), axis=0))  # noqa: E731
     np.testing.assert_allclose(mean_db(coarse), mean_db(fine), atol=0.2)
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from adaptive_argm import audio, demo, models
+from adaptive_argm.config import DEFAULT_MODEL, STEM_NAMES
+from adaptive_argm.core import audio, models
+from adaptive_argm.evaluation import demo
 from adaptive_argm.cli import app
 
 from conftest import tiny_model_repo
@@ -27,7 +29,7 @@ def written(tmp_path_factory):
 def test_demo_stems_written_to_disk_sum_to_the_mix(written, name):
     mix, info = audio.read(written[name] / "mix.wav", sr=None)
     stems = {p.stem: audio.read(p, sr=None)[0] for p in sorted((written[name] / "stems").glob("*.wav"))}
-    assert set(stems) == set(demo.STEM_NAMES)
+    assert set(stems) == set(STEM_NAMES)
     np.testing.assert_allclose(sum(stems.values()), mix, atol=1e-6)
 
 
@@ -44,17 +46,17 @@ def test_demo_mix_has_musicgen_defects(written, name):
     assert power[freqs_hz > 16000].sum() < 1e-5 * power.sum()
     # the noise floor: the vocals stem holds nothing else
     vocals, _ = audio.read(written[name] / "stems" / "vocals.wav", sr=None)
-    share_dbfs = demo.Defects().noise_dbfs - 10 * np.log10(len(demo.STEM_NAMES))
+    share_dbfs = demo.Defects().noise_dbfs - 10 * np.log10(len(STEM_NAMES))
     assert audio.peak_dbfs(vocals) < -30
     assert 10 * np.log10(np.mean(vocals ** 2)) == pytest.approx(share_dbfs, abs=3)
 
 
-def test_degrade_applies_a_lossy_codec_pass(tmp_path):
+def test_add_defects_applies_a_lossy_codec_pass(tmp_path):
     rng = np.random.default_rng(0)
     t = np.arange(demo.MUSICGEN_SR) / demo.MUSICGEN_SR
     x = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)
     no_noise = demo.Defects(noise_dbfs=-300.0, dc_offset=0.0)
-    y = demo.degrade({"other": x}, demo.MUSICGEN_SR, rng, no_noise)["other"][0]
+    y = demo.add_defects({"other": x}, demo.MUSICGEN_SR, rng, no_noise)["other"][0]
     error_db = 10 * np.log10(np.mean((y - x) ** 2) / np.mean(x ** 2))
     assert -45 < error_db < -5  # audibly lossy, still the same signal
 
@@ -90,9 +92,9 @@ def test_demo_command_runs_end_to_end_and_routes_the_no_drums_song_to_direct(off
 @pytest.mark.slow  # a tiny HDemucs still pads every chunk to its 40 s training segment
 def test_demo_also_runs_demucs_when_its_weights_are_here(offline, tmp_path):  # noqa: F811
     # a tiny random-init model stands in for htdemucs: this tests the plumbing, not separation
-    tiny_model_repo(tmp_path / "fetched", name=demo.REAL_MODEL)
-    assert models.locate(demo.REAL_MODEL, probe_network=False).where == "model-repo"
+    tiny_model_repo(tmp_path / "fetched", name=DEFAULT_MODEL)
+    assert models.locate(DEFAULT_MODEL, probe_network=False).where == "model-repo"
     result = demo.demo(tmp_path / "out", duration_s=1.5, songs=("pad",), figures=False)
     assert result.demucs == "model-repo" and not result.notes
     cmp = json.loads((tmp_path / "out" / "pad" / "demucs" / "compare.json").read_text())
-    assert cmp["separator"]["name"] == "demucs" and cmp["separator"]["model"] == demo.REAL_MODEL
+    assert cmp["separator"]["name"] == "demucs" and cmp["separator"]["model"] == DEFAULT_MODEL

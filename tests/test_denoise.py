@@ -1,4 +1,4 @@
-"""Tests for adaptive_argm.denoise: the noise estimate that trusts only noise-like sub-bands and
+"""Tests for adaptive_argm.core.denoise: the noise estimate that trusts only noise-like sub-bands and
 fits a tilted floor, and the Wiener filter that must remove hiss (white or coloured) and return
 hiss-free audio bit for bit."""
 
@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptive_argm import degrade, spectral
-from adaptive_argm.denoise import (
+from adaptive_argm.core import spectral
+from adaptive_argm.core.denoise import (
     WienerSettings,
     detect_noise_level_db,
     estimate_noise,
     estimate_noise_psd,
     wiener_denoise,
 )
+from adaptive_argm.evaluation import degrade
 
 SR = 44100
 CORPUS = Path(__file__).parents[1].parent / "shared" / "corpus" / "musicgen-dev"

@@ -12,16 +12,18 @@ import sys
 import numpy as np
 import pytest
 
-from adaptive_argm import audio, evalsuite, metrics
-from adaptive_argm.evalsuite import EvalSettings
+from adaptive_argm.core import audio, metrics, pipeline
+from adaptive_argm.evaluation import records, runner, tables
+from adaptive_argm.core.separate import SeparatorOptions
+from adaptive_argm.evaluation.records import EvalSettings
 
 from conftest import ROOT, SR, synthetic_stems, write_stems
 
 SECONDS = 1.5
 OFFLINE = {"ADAPTIVE_ARGM_NETWORK_PROBE": "127.0.0.1:9"}
-FAST = EvalSettings(separator="stems", figures=False)
+FAST = EvalSettings(separation=SeparatorOptions("stems"), figures=False)
 """Figures are most of a short clip's time; test_html.py draws them."""
-NO_DEMUCS = EvalSettings(separator="stems", model="no-such-demucs-model", figures=False)
+NO_DEMUCS = EvalSettings(separation=SeparatorOptions("stems", model="no-such-demucs-model"), figures=False)
 """With OFFLINE: oracle stems where an entry has them; the others restored directly, whatever
 Demucs weights this machine has."""
 
@@ -65,14 +67,14 @@ def mtime(path):
 
 
 def test_an_interrupted_run_resumes_without_recomputing_the_finished_clip(tmp_path):
-    ps = evalsuite.load_prompts(two_stem_clips(tmp_path))
+    ps = records.load_prompts(two_stem_clips(tmp_path))
     out = tmp_path / "results"
 
     def interrupt_after_first(outcome):
         raise KeyboardInterrupt  # as Ctrl-C right after the first clip finished
 
     with pytest.raises(KeyboardInterrupt):
-        evalsuite.run(ps, out, FAST, on_clip=interrupt_after_first)
+        runner.run(ps, out, FAST, on_clip=interrupt_after_first)
     done = out / "clips" / "a"
     assert json.loads((done / "clip.json").read_text())["status"] == "ok"
     assert not (out / "clips" / "b" / "clip.json").exists()
@@ -80,25 +82,25 @@ def test_an_interrupted_run_resumes_without_recomputing_the_finished_clip(tmp_pa
     stamp = mtime(done / "compare.json"), mtime(done / "routed.wav")
 
     seen = []
-    result = evalsuite.run(ps, out, FAST, on_clip=seen.append)
+    result = runner.run(ps, out, FAST, on_clip=seen.append)
     assert [(o.id, o.status, o.reused) for o in result.outcomes] == [("a", "ok", True), ("b", "ok", False)]
     assert (mtime(done / "compare.json"), mtime(done / "routed.wav")) == stamp  # not recomputed
     assert sorted(o.id for o in seen) == ["a", "b"]
     assert {r["clip"] for r in result.rows} == {"a", "b"}
-    for name in evalsuite.RESULT_FILES:
+    for name in records.RESULT_FILES:
         assert (out / name).is_file()
 
 
 def test_changed_settings_recompute_a_finished_clip(tmp_path):
-    ps = evalsuite.load_prompts(prompt_set(tmp_path / "set.toml", [
+    ps = records.load_prompts(prompt_set(tmp_path / "set.toml", [
         {"id": "a", "prompt": "first", "tags": ["drums"], "stems": "a"}]))
     stems_clip(tmp_path / "a", seed=1)
     out = tmp_path / "results"
-    evalsuite.run(ps, out, FAST)
-    assert evalsuite.run(ps, out, FAST).outcomes[0].reused
-    other_settings = EvalSettings(pipeline=evalsuite.pipeline.Settings(clip_mode="none"), separator="stems",
+    runner.run(ps, out, FAST)
+    assert runner.run(ps, out, FAST).outcomes[0].reused
+    other_settings = EvalSettings(pipeline=pipeline.Settings(clip_mode="none"), separation=SeparatorOptions("stems"),
                                   figures=False)
-    again = evalsuite.run(ps, out, other_settings)
+    again = runner.run(ps, out, other_settings)
     assert again.outcomes[0].reused is False
 
 
@@ -107,12 +109,12 @@ def test_a_failing_clip_is_recorded_and_skipped_then_computed_once_fixed(tmp_pat
     stems_clip(tmp_path / "good", seed=1)
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF not really a wav file")
-    ps = evalsuite.load_prompts(prompt_set(tmp_path / "set.toml", [
+    ps = records.load_prompts(prompt_set(tmp_path / "set.toml", [
         {"id": "good", "prompt": "fine", "tags": ["drums", "bass", "other"], "stems": "good"},
         {"id": "broken", "prompt": "bad file", "tags": ["other"], "audio": "broken.wav"},
     ]))
     out = tmp_path / "results"
-    result = evalsuite.run(ps, out, NO_DEMUCS)
+    result = runner.run(ps, out, NO_DEMUCS)
     status = {o.id: o for o in result.outcomes}
     assert status["good"].status == "ok"
     assert status["broken"].status == "failed" and "not a readable audio file" in status["broken"].error
@@ -126,7 +128,7 @@ def test_a_failing_clip_is_recorded_and_skipped_then_computed_once_fixed(tmp_pat
 
     # The user fixes the file: the failed clip is retried, the good one is not recomputed.
     audio.write(broken, sum(synthetic_stems(seconds=SECONDS, seed=3).values()), SR)
-    result = evalsuite.run(ps, out, NO_DEMUCS)
+    result = runner.run(ps, out, NO_DEMUCS)
     assert [(o.id, o.status) for o in result.outcomes] == [("good", "ok"), ("broken", "ok")]
     assert mtime(out / "clips" / "good" / "compare.json") == stamp
 
@@ -135,28 +137,28 @@ def test_csv_and_json_hold_the_same_rows_with_every_metric_and_the_routers_decis
     go_offline(monkeypatch)
     stems_clip(tmp_path / "band", seed=1)
     audio.write(tmp_path / "plain.wav", sum(synthetic_stems(seconds=SECONDS, seed=4).values()), SR)
-    ps = evalsuite.load_prompts(prompt_set(tmp_path / "set.toml", [
+    ps = records.load_prompts(prompt_set(tmp_path / "set.toml", [
         {"id": "band", "prompt": "a band", "tags": ["drums", "bass", "other"], "stems": "band"},
         {"id": "plain", "prompt": "no stems, no Demucs weights", "tags": ["other"], "audio": "plain.wav"},
     ]))
     out = tmp_path / "results"
     notes = []
     # no Demucs weights for this model and no network: the plain clip is restored directly, said at once
-    result = evalsuite.run(ps, out, NO_DEMUCS, on_note=notes.append)
+    result = runner.run(ps, out, NO_DEMUCS, on_note=notes.append)
     assert any("restored the mix directly" in n for n in notes)
     assert "this entry has no stems" in result.compares["plain"]["separator"]["notice"]
 
     saved = json.loads((out / "results.json").read_text())
     with open(out / "results.csv", newline="") as f:
         reader = csv.DictReader(f)
-        assert tuple(reader.fieldnames) == evalsuite.ROW_FIELDS == tuple(saved["fields"])
+        assert tuple(reader.fieldnames) == tables.ROW_FIELDS == tuple(saved["fields"])
         table = list(reader)
     assert len(table) == len(saved["rows"]) == len(result.rows)
     assert [(r["clip"], r["mode"]) for r in table] == [("band", "input"), ("band", "direct"), ("band", "stemwise"),
                                                       ("band", "routed"), ("plain", "input"), ("plain", "direct"),
                                                       ("plain", "routed")]
     for row_csv, row_json in zip(table, saved["rows"]):
-        for key in evalsuite.ROW_FIELDS:
+        for key in tables.ROW_FIELDS:
             v = row_json[key]
             if v is None:
                 assert row_csv[key] == "", key
@@ -182,21 +184,21 @@ def test_csv_and_json_hold_the_same_rows_with_every_metric_and_the_routers_decis
 
 
 def test_routed_vs_forced_win_counts_follow_each_metrics_direction():
-    assert evalsuite.score("si_sdr_db", 10.0, None) > evalsuite.score("si_sdr_db", 5.0, None)
-    assert evalsuite.score("noise_floor_db", -50.0, -30.0) > evalsuite.score("noise_floor_db", -40.0, -30.0)
-    assert evalsuite.score("loudness_lufs", -14.5, -14.0) > evalsuite.score("loudness_lufs", -12.0, -14.0)
-    assert evalsuite.score("peak_dbfs", -1.0, -3.0) is None  # a diagnostic: no better side
-    assert evalsuite.score("lsd_db", None, 0.0) is None
-    assert "p25_paper_db" not in evalsuite.HONEST_METRICS
+    assert tables.score("si_sdr_db", 10.0, None) > tables.score("si_sdr_db", 5.0, None)
+    assert tables.score("noise_floor_db", -50.0, -30.0) > tables.score("noise_floor_db", -40.0, -30.0)
+    assert tables.score("loudness_lufs", -14.5, -14.0) > tables.score("loudness_lufs", -12.0, -14.0)
+    assert tables.score("peak_dbfs", -1.0, -3.0) is None  # a diagnostic: no better side
+    assert tables.score("lsd_db", None, 0.0) is None
+    assert "p25_paper_db" not in tables.HONEST_METRICS
 
 
 def test_the_tiny_demucs_runs_through_eval_as_a_separator(tmp_path):
     # demucs_unittest is random-init: this checks the plumbing, not separation quality
     audio.write(tmp_path / "song.wav", sum(synthetic_stems(seconds=SECONDS, seed=5).values()), SR)
-    ps = evalsuite.load_prompts(prompt_set(tmp_path / "set.toml", [
+    ps = records.load_prompts(prompt_set(tmp_path / "set.toml", [
         {"id": "song", "prompt": "x", "tags": ["drums"], "audio": "song.wav"}]))
-    result = evalsuite.run(ps, tmp_path / "out", EvalSettings(separator="demucs", model="demucs_unittest",
-                                                                     figures=False))
+    result = runner.run(ps, tmp_path / "out", EvalSettings(separation=SeparatorOptions("demucs", model="demucs_unittest"),
+                                                           figures=False))
     assert result.outcomes[0].status == "ok", result.outcomes[0].error
     assert result.compares["song"]["separator"]["name"] == "demucs"
     assert {r["mode"] for r in result.rows} == {"input", "direct", "stemwise", "routed"}
@@ -212,16 +214,16 @@ def test_prompt_set_mistakes_are_one_clear_error(tmp_path):
         ([{"id": "x", "prompt": "p", "tags": [], "stem_scale": 0.25}], "belong to a 'stems' entry"),
     ]
     for entries, message in cases:
-        with pytest.raises(evalsuite.EvalError, match=message.replace("(", r"\(").replace(")", r"\)")):
-            evalsuite.load_prompts(prompt_set(tmp_path / "bad.toml", entries))
+        with pytest.raises(records.EvalError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            records.load_prompts(prompt_set(tmp_path / "bad.toml", entries))
 
 
 def test_stems_without_a_mix_file_are_summed_with_the_declared_scale(tmp_path):
     stems = synthetic_stems(seconds=SECONDS, seed=6)
     write_stems(tmp_path / "multi", {k: v * 4 for k, v in stems.items()})  # saved 4x too loud
-    ps = evalsuite.load_prompts(prompt_set(tmp_path / "set.toml", [
+    ps = records.load_prompts(prompt_set(tmp_path / "set.toml", [
         {"id": "m", "prompt": "x", "tags": ["drums", "bass", "other"], "stems": "multi", "stem_scale": 0.25}]))
-    result = evalsuite.run(ps, tmp_path / "out", FAST)
+    result = runner.run(ps, tmp_path / "out", FAST)
     assert result.outcomes[0].status == "ok", result.outcomes[0].error
     x, _ = audio.read(tmp_path / "out" / "clips" / "m" / "input.wav")
     np.testing.assert_allclose(x, sum(stems.values()), atol=1e-4)
@@ -230,15 +232,16 @@ def test_stems_without_a_mix_file_are_summed_with_the_declared_scale(tmp_path):
 
 def test_clips_without_audio_are_skipped_or_stop_the_run_at_once(tmp_path):
     stems_clip(tmp_path / "a", seed=1)
-    ps = evalsuite.load_prompts(prompt_set(tmp_path / "set.toml", [
+    ps = records.load_prompts(prompt_set(tmp_path / "set.toml", [
         {"id": "a", "prompt": "here", "tags": ["drums"], "stems": "a"},
         {"id": "gen", "prompt": "needs MusicGen", "tags": ["other"]},
         {"id": "gone", "prompt": "missing file", "tags": ["other"], "audio": "nowhere.wav"},
     ]))
-    with pytest.raises(evalsuite.EvalError, match="have no audio"):
-        evalsuite.run(ps, tmp_path / "fail", EvalSettings(separator="stems", missing="fail", figures=False))
+    with pytest.raises(records.EvalError, match="have no audio"):
+        runner.run(ps, tmp_path / "fail", EvalSettings(separation=SeparatorOptions("stems"), missing="fail",
+                                                       figures=False))
     assert not (tmp_path / "fail" / "clips" / "a" / "compare.json").exists()  # nothing was run
-    result = evalsuite.run(ps, tmp_path / "skip", FAST)
+    result = runner.run(ps, tmp_path / "skip", FAST)
     status = {o.id: (o.status, o.error) for o in result.outcomes}
     assert status["a"][0] == "ok"
     assert status["gen"] == ("skipped", "no audio or stems given: pass --generate to make it with MusicGen")
@@ -282,7 +285,7 @@ def test_cli_runs_clips_in_worker_processes_and_exits_1_when_one_failed(tmp_path
 
 
 def test_the_shipped_prompt_sets_cover_the_method_and_the_routers_cases():
-    ps = evalsuite.load_prompts(ROOT / "eval" / "prompts.toml")
+    ps = records.load_prompts(ROOT / "eval" / "prompts.toml")
     assert len(ps.clips) >= 14
     prompts = {c.prompt for c in ps.clips}
     assert ("Earthy tones, environmentally conscious, ukulele-infused, harmonic, breezy, easygoing, organic "
@@ -294,7 +297,7 @@ def test_the_shipped_prompt_sets_cover_the_method_and_the_routers_cases():
     assert sum("drums" not in t for t in tags) >= 3  # drum-less
     assert any("vocals" in t for t in tags)
     assert any(t == {"other"} for t in tags)  # only other: the direct fallback
-    mgd = evalsuite.load_prompts(ROOT / "eval" / "musicgen-dev.toml")
+    mgd = records.load_prompts(ROOT / "eval" / "musicgen-dev.toml")
     assert [c.stem_scale for c in mgd.clips] == [0.25] * 3
     for clip in mgd.clips + tuple(c for c in ps.clips if c.stems):
         assert clip.stems.resolve().parent == (ROOT.parent / "shared" / "corpus" / "musicgen-dev").resolve()
@@ -304,11 +307,11 @@ def test_the_default_separator_without_demucs_weights_restores_even_stems_entrie
     # auto is what a user without stems gets: the entry's stems are used only with --separator stems
     go_offline(monkeypatch)
     stems_clip(tmp_path / "a", seed=1)
-    ps = evalsuite.load_prompts(prompt_set(tmp_path / "set.toml", [
+    ps = records.load_prompts(prompt_set(tmp_path / "set.toml", [
         {"id": "a", "prompt": "x", "tags": ["drums", "bass", "other"], "stems": "a"}]))
     notes = []
-    result = evalsuite.run(ps, tmp_path / "out", EvalSettings(model="no-such-demucs-model", figures=False),
-                           on_note=notes.append)
+    result = runner.run(ps, tmp_path / "out", EvalSettings(separation=SeparatorOptions(model="no-such-demucs-model"),
+                                                           figures=False), on_note=notes.append)
     cmp = result.compares["a"]
     assert cmp["separator"]["name"] == "none" and "restored the mix directly" in cmp["separator"]["notice"]
     assert notes and result.notices

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adaptive_argm import audio, generate
+from adaptive_argm.core import audio
+from adaptive_argm.evaluation import generate
 
 transformers = pytest.importorskip("transformers")
 

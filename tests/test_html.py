@@ -13,8 +13,10 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from adaptive_argm import audio, evalsuite, htmlreport
-from adaptive_argm.evalsuite import EvalSettings
+from adaptive_argm.core import audio
+from adaptive_argm.evaluation import htmlreport, records, runner
+from adaptive_argm.core.separate import SeparatorOptions
+from adaptive_argm.evaluation.records import EvalSettings
 
 from conftest import SR, synthetic_stems, write_stems
 
@@ -76,8 +78,8 @@ def report(tmp_path_factory):
         '[[clip]]\nid = "broken"\nprompt = "broken"\ntags = ["other"]\naudio = "broken.wav"\n')
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ADAPTIVE_ARGM_NETWORK_PROBE", "127.0.0.1:9")
-        result = evalsuite.run(evalsuite.load_prompts(tmp / "set.toml"), tmp / "results",
-                               EvalSettings(separator="stems", model="no-such-demucs-model"))
+        result = runner.run(records.load_prompts(tmp / "set.toml"), tmp / "results",
+                               EvalSettings(separation=SeparatorOptions("stems", model="no-such-demucs-model")))
     return result
 
 
@@ -113,7 +115,7 @@ def test_report_links_figures_only_when_they_exist(report, tmp_path):
     shutil.copytree(report.out_dir, moved)
     for png in moved.glob("clips/*/*.png"):
         png.unlink()
-    page = Page(htmlreport.render(evalsuite.finish(report.prompt_set, moved, report.settings, report.outcomes)))
+    page = Page(htmlreport.render(runner.collect(report.prompt_set, moved, report.settings, report.outcomes)))
     assert page.all("img") == []
     assert broken_links(page, moved) == []  # the copied folder works on its own: links are relative
 

@@ -7,14 +7,15 @@ import math
 from pathlib import Path
 
 import librosa
-import pyloudnorm
 import numpy as np
 import pytest
 import scipy.signal
-from pedalboard import LowShelfFilter, LowpassFilter, Pedalboard
+from pedalboard import LowShelfFilter, Pedalboard
 from pedalboard.io import AudioFile
 
-from adaptive_argm import metrics as M
+from adaptive_argm.core import metrics as M
+
+from conftest import music_like, mute_quietest_blocks
 
 SR = 44100
 CORPUS = Path(__file__).parents[1].parent / "shared" / "corpus" / "musicgen-dev"
@@ -26,30 +27,6 @@ def _direct_paper_db(y: np.ndarray, sr: int) -> float:
     return float(np.percentile(librosa.power_to_db(S, ref=np.max), 25))
 
 
-def _music_like(seconds: float = 6.0, seed: int = 0, sr: int = SR) -> np.ndarray:
-    """Harmonic tones over a pink-ish noise bed, with a slow 20 dB loudness swell so that the
-    quiet frames come in runs (as decays and breaks do in real music). Dense enough that the
-    paper metric is not saturated (real MusicGen mixes read about -53 to -65 dB)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    y = np.zeros_like(t)
-    for f0, amp in ((110.0, 0.3), (220.0, 0.15), (330.0, 0.1), (523.0, 0.08), (1760.0, 0.03)):
-        y += amp * np.sin(2 * np.pi * f0 * t + rng.uniform(0, 2 * np.pi))
-    bed = scipy.signal.lfilter([1.0], [1.0, -0.95], rng.standard_normal(t.size))
-    y += 0.05 * bed / np.std(bed)
-    envelope = 0.1 + 0.9 * (0.5 + 0.5 * np.sin(2 * np.pi * 0.4 * t)) ** 2
-    return (0.5 * y * envelope).astype(np.float32)
-
-
-def _mute_quietest_blocks(y: np.ndarray, fraction: float, block: int = M.N_FFT) -> np.ndarray:
-    out = y.copy()
-    n_blocks = out.size // block
-    rms = np.sqrt((out[: n_blocks * block].reshape(n_blocks, block) ** 2).mean(axis=1))
-    for b in np.argsort(rms)[: int(round(fraction * n_blocks))]:
-        out[b * block : (b + 1) * block] = 0.0
-    return out
-
-
 def _load_musicgen(path: Path) -> np.ndarray:
     """A corpus file as the tool sees it: mono, resampled from its native 32 kHz to SR."""
     with AudioFile(str(path)) as f:
@@ -59,7 +36,7 @@ def _load_musicgen(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def music() -> np.ndarray:
-    return _music_like()
+    return music_like()
 
 
 # --- the paper's metric ---------------------------------------------------------------------
@@ -73,7 +50,7 @@ def test_paper_metric_matches_direct_librosa_on_synthetic(music, dtype):
 
 
 def test_paper_metric_downmixes_stereo_by_mean(music):
-    other = _music_like(seed=5)
+    other = music_like(seed=5)
     stereo = np.stack([music, other])
     assert M.p25_paper_db(stereo, SR) == pytest.approx(
         _direct_paper_db(stereo.mean(axis=0), SR), abs=0.01
@@ -145,7 +122,7 @@ def test_loudness_drop_with_paper_improvement_warns(music):
 
 
 def test_muting_quietest_frames_raises_silent_fraction_and_warns(music):
-    muted = _mute_quietest_blocks(music, 0.3)
+    muted = mute_quietest_blocks(music, 0.3)
     before, after = M.measure(music, SR), M.measure(muted, SR)
     assert after.silent_frame_fraction > before.silent_frame_fraction + M.SILENT_RISE_WARN_FRACTION
     # The paper metric rewards the gate (the pitfall this panel exists to expose).
@@ -231,60 +208,7 @@ def test_short_and_silent_audio_do_not_crash():
     json.dumps(silent.to_dict(), allow_nan=False)
 
 
-# --- intrusive measures ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("delay", [0, 17, -9])
-def test_align_recovers_known_delay(music, delay):
-    ref = music[1000:-1000]
-    est = music[1000 - delay : music.size - 1000 - delay]  # est[n] = ref[n - delay]
-    est_aligned, ref_aligned = M.align(est, ref)
-    assert est_aligned.shape == ref_aligned.shape
-    assert ref_aligned.size >= ref.size - abs(delay)
-    np.testing.assert_array_equal(est_aligned, ref_aligned)
-
-
-def test_align_keeps_channel_layout(music):
-    stereo = np.stack([music, music])
-    est, ref = M.align(np.roll(stereo, 5, axis=1), stereo)
-    assert est.ndim == 2 and est.shape == ref.shape
-    np.testing.assert_array_equal(est[:, 10:-10], ref[:, 10:-10])
-
-
-def test_si_sdr_self_high_noise_low_and_gain_and_delay_invariant(music):
-    assert M.si_sdr_db(music, music) > 60.0
-    noise = np.random.default_rng(7).standard_normal(music.size).astype(np.float32)
-    assert M.si_sdr_db(noise, music) < -10.0
-    delayed = np.concatenate([np.zeros(11, np.float32), 0.3 * music])
-    assert M.si_sdr_db(delayed, music) > 60.0
-    slightly_noisy = music + 0.01 * noise
-    assert 0.0 < M.si_sdr_db(slightly_noisy, music) < 60.0
-
-
-def test_intrusive_measures_compare_stereo_with_mono_as_downmixes(music):
-    stereo = np.stack([music, music])
-    assert M.si_sdr_db(stereo, music) > 60.0
-    assert M.lsd_db(stereo, music, SR) < 0.01
-
-
-def test_lsd_zero_for_scaled_copy_and_grows_with_damage(music):
-    assert M.lsd_db(0.5 * music, music, SR) < 0.01
-    lowpassed = Pedalboard([LowpassFilter(cutoff_frequency_hz=1000)])(music[np.newaxis], SR)[0]
-    noise = np.random.default_rng(8).standard_normal(music.size).astype(np.float32)
-    light = M.lsd_db(music + 0.001 * noise, music, SR)
-    heavy = M.lsd_db(music + 0.01 * noise, music, SR)
-    assert 0.01 < light < heavy
-    assert M.lsd_db(lowpassed, music, SR) > 1.0
-
-
-def test_quiet_frame_snr_sees_noise_that_global_snr_hides(music):
-    noise = 0.0003 * np.random.default_rng(9).standard_normal(music.size).astype(np.float32)
-    global_snr = 10 * np.log10(np.sum(music.astype(float) ** 2) / np.sum(noise.astype(float) ** 2))
-    quiet = M.quiet_frame_snr_db(music + noise, music, SR)
-    assert quiet < global_snr - 10.0
-    assert M.quiet_frame_snr_db(0.5 * music, music, SR) > 60.0
-    # A gate that mutes the quiet passages removes the music there too: worse, not better.
-    assert M.quiet_frame_snr_db(_mute_quietest_blocks(music + noise, 0.3), music, SR) < quiet
+# --- intrusive fields of the panel ----------------------------------------------------------
 
 
 def test_measure_with_reference_fills_intrusive_fields(music):
@@ -317,21 +241,3 @@ def test_directions_cover_every_field_with_known_words():
     assert M.DIRECTIONS["lsd_db"] == "lower"
     assert M.DIRECTIONS["noise_floor_db"] == "lower"
     assert M.DIRECTIONS["loudness_lufs"] == "closer-to-input"
-
-
-@pytest.mark.parametrize("channels,seconds,sr", [(1, 7.0, SR), (2, 10.0, SR), (5, 3.1, SR), (2, 0.45, SR), (2, 7.0, 48000)])
-def test_loudness_is_pyloudnorms_integrated_loudness(channels, seconds, sr):
-    rng = np.random.default_rng(channels)
-    n = int(seconds * sr)
-    x = 0.1 * rng.standard_normal((channels, n))
-    x[:, : n // 3] *= 1e-3  # a quiet stretch, so that both gates have blocks to drop
-    x = x.astype(np.float32)
-    expected = pyloudnorm.Meter(sr).integrated_loudness(x.T)
-    assert M.loudness_lufs(x, sr) == pytest.approx(expected, abs=1e-5)
-
-
-def test_loudness_beyond_five_channels_sums_each_channel_in_power():
-    x = (0.05 * np.random.default_rng(6).standard_normal((6, 3 * SR))).astype(np.float32)
-    each = [pyloudnorm.Meter(SR).integrated_loudness(c) for c in x]
-    assert M.loudness_lufs(x, SR) == pytest.approx(10 * np.log10(np.sum(10 ** (np.array(each) / 10))), abs=1e-5)
-    assert M.loudness_lufs(np.zeros((2, SR), np.float32), SR) == -math.inf

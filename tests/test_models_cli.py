@@ -16,7 +16,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from adaptive_argm import audio, models, separate
+from adaptive_argm.config import STEM_NAMES
+from adaptive_argm.core import audio, models, separate
 from adaptive_argm.cli import app
 
 from conftest import OFFLINE_PROBE, SR, synthetic_stems, tiny_model_repo
@@ -53,7 +54,7 @@ def test_models_lists_weights_in_model_repo_and_in_the_fetch_folder(offline, tmp
     # the folder `models fetch` fills by default is searched without --model-repo
     tiny_model_repo(tmp_path / "fetched", name="mdx")
     assert models.locate("mdx", probe_network=False).where == "model-repo"
-    sep, notice = separate.resolve("auto", model="mdx")
+    sep, notice = separate.resolve(separate.SeparatorOptions("auto", model="mdx"))
     assert isinstance(sep, separate.DemucsSeparator) and notice is None
 
 
@@ -146,7 +147,7 @@ def _tiny_bag(n: int = 2):
     from demucs.hdemucs import HDemucs
 
     torch.manual_seed(0)
-    members = [HDemucs(channels=4, sources=list(separate.SOURCES)) for _ in range(n)]
+    members = [HDemucs(channels=4, sources=list(STEM_NAMES)) for _ in range(n)]
     return BagOfModels(members, weights=[[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.0, 0.0]][:n])
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from adaptive_argm import audio
-from adaptive_argm.route import RouterConfig, route
-from adaptive_argm.separate import StemsFolder
+from adaptive_argm.core import audio
+from adaptive_argm.core.route import RouterConfig, route
+from adaptive_argm.core.separate import StemsFolder
 
 SR = audio.WORK_SR
 

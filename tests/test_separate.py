@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from adaptive_argm import audio, models, separate
-from adaptive_argm.separate import SeparationError
+from adaptive_argm.core import audio, models, separate
+from adaptive_argm.config import STEM_NAMES
+from adaptive_argm.core.separate import SeparationError, SeparatorOptions
 
 from conftest import SR, synthetic_stems, tiny_model_repo
 
@@ -18,7 +19,7 @@ from conftest import SR, synthetic_stems, tiny_model_repo
 def test_demucs_unittest_model_separates_into_four_stems_that_add_up(channels):
     mix = sum(synthetic_stems(seconds=2.0, channels=channels).values())
     sep = separate.DemucsSeparator("demucs_unittest")(mix, SR)
-    assert set(sep.stems) == set(separate.SOURCES)
+    assert set(sep.stems) == set(STEM_NAMES)
     for s in sep.stems.values():
         assert s.shape == mix.shape and s.dtype == np.float32
     assert sep.info.name == "demucs" and sep.info.weights == "builtin"
@@ -28,26 +29,26 @@ def test_tiny_model_in_a_model_repo_loads_through_demucs_get_model(tmp_path, off
     repo = tiny_model_repo(tmp_path / "repo")
     assert models.check_repo(repo) == []
     assert models.locate("tiny", repo).where == "model-repo"
-    sep_obj, notice = separate.resolve("auto", model="tiny", model_repo=repo)
+    sep_obj, notice = separate.resolve(SeparatorOptions("auto", model="tiny", model_repo=repo))
     assert isinstance(sep_obj, separate.DemucsSeparator) and notice is None
     mix = sum(synthetic_stems(seconds=1.5, channels=2).values())
     sep = sep_obj(mix, SR)
-    assert set(sep.stems) == set(separate.SOURCES) and sep.info.weights == "model-repo"
+    assert set(sep.stems) == set(STEM_NAMES) and sep.info.weights == "model-repo"
 
 
 def test_auto_without_weights_restores_directly_and_says_how_to_get_stems(offline):
     t0 = time.perf_counter()
-    sep, notice = separate.resolve("auto", model="htdemucs")
+    sep, notice = separate.resolve(SeparatorOptions("auto", model="htdemucs"))
     assert time.perf_counter() - t0 < 5
     assert sep is None
     assert "--model-repo" in notice and "--stems" in notice and "models fetch" in notice
 
 
-@pytest.mark.parametrize("kwargs", [{"separator": "demucs"}, {"separator": "auto", "mode": "stemwise"}])
-def test_asking_for_demucs_without_weights_fails_fast(offline, kwargs):
+@pytest.mark.parametrize("separator, mode", [("demucs", "routed"), ("auto", "stemwise")])
+def test_asking_for_demucs_without_weights_fails_fast(offline, separator, mode):
     t0 = time.perf_counter()
     with pytest.raises(models.ModelUnavailable, match="--model-repo"):
-        separate.resolve(model="htdemucs", **kwargs)
+        separate.resolve(SeparatorOptions(separator, model="htdemucs"), mode=mode)
     assert time.perf_counter() - t0 < 5
 
 

@@ -1,4 +1,4 @@
-"""adaptive_argm.spectral against the references it replaces in the hot path: librosa (mel
+"""adaptive_argm.core.spectral against the references it replaces in the hot path: librosa (mel
 filterbank, mel scale, centred STFT, power_to_db) and scipy's ShortTimeFFT (covering grid)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from scipy.signal import ShortTimeFFT
 from scipy.signal.windows import hann
 
-from adaptive_argm import spectral
+from adaptive_argm.core import spectral
 
 SR = 44100
 

@@ -8,6 +8,7 @@ from . import models  # noqa: F401  (registers the command)
 from . import demo  # noqa: F401  (registers the command)
 from . import eval  # noqa: F401  (registers the command)
 from . import benchmark  # noqa: F401  (registers the command)
+from . import corpus  # noqa: F401  (registers the command group)
 from .app import app
 
 

@@ -10,17 +10,20 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from ..audio import AudioError
-from ..models import ModelUnavailable
-from ..presets import PresetError
-from ..separate import SeparationError
+from ..config import SettingError, UserError, describe_error
+from ..core import interrupts
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Restore text-to-music outputs: separate, route, restore, remix, measure.")
 console = Console()
 err_console = Console(stderr=True)
 
-KNOWN_ERRORS = (AudioError, SeparationError, ModelUnavailable, PresetError, ValueError, OSError)
+FLAGS = {"mode": "--mode", "preset": "--preset", "clip_mode": "--clip-mode", "skip_policy": "--skip-policy",
+         "output_sr": "--output-sr", "separator": "--separator", "stems": "--stems", "force": "--force",
+         "device": "--device", "model_repo": "--model-repo", "jobs": "--jobs", "missing": "--missing",
+         "duration_s": "--duration", "clean": "--clean", "split": "--split", "segment": "--segment",
+         "overlap": "--overlap", "shifts": "--shifts", "min_active_fraction": "--min-active"}
+"""The flag of each library setting that errors name (`config.Setting.name`): how the CLI says them."""
 
 
 class UsageError(Exception):
@@ -32,28 +35,36 @@ def fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
+def interrupted_text(kept: list) -> str:
+    """What an interrupted command leaves: nothing, or the results it finished before."""
+    if not kept:
+        return "interrupted: nothing was written"
+    names = [str(p) for p in dict.fromkeys(kept)]
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return f"interrupted: kept what was finished before it ({shown}); nothing else was written"
+
+
 @contextmanager
 def friendly_errors():
     """Turn the errors a user can cause into one line on stderr and an exit code; a traceback
-    only with ADAPTIVE_ARGM_DEBUG=1."""
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except KeyboardInterrupt:
-        err_console.print("interrupted: no partial output was left behind")
-        raise typer.Exit(130)
-    except UsageError as exc:
-        fail(str(exc), 2)
-    except Exception as exc:
-        if os.environ.get("ADAPTIVE_ARGM_DEBUG"):
+    only with ADAPTIVE_ARGM_DEBUG=1. After Ctrl-C it says what the command kept."""
+    with interrupts.recording() as kept:
+        try:
+            yield
+        except typer.Exit:
             raise
-        if isinstance(exc, OSError) and exc.filename:
-            fail(f"{exc.filename}: {exc.strerror or exc}")
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        if isinstance(exc, KNOWN_ERRORS):
-            fail(text)
-        fail(f"internal error ({type(exc).__name__}: {text}); rerun with ADAPTIVE_ARGM_DEBUG=1 for details")
+        except KeyboardInterrupt:
+            err_console.print(interrupted_text(kept), highlight=False, soft_wrap=True)
+            raise typer.Exit(130)
+        except UsageError as exc:
+            fail(str(exc), 2)
+        except Exception as exc:
+            if os.environ.get("ADAPTIVE_ARGM_DEBUG"):
+                raise
+            text = describe_error(exc, FLAGS)
+            if not isinstance(exc, (UserError, ValueError, OSError)):
+                text += "; rerun with ADAPTIVE_ARGM_DEBUG=1 for details"
+            fail(text, 2 if isinstance(exc, SettingError) else 1)
 
 
 def is_tty() -> bool:

@@ -8,15 +8,16 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from .. import degrade, paired
-from ..presets import PresetError
-from ..dsp import CLIP_MODES
-from ..report import fmt
-from ..route import SKIP_POLICIES
+from ..config import COMPARE_MODES
+from ..core import results
+from ..core.presets import PresetError
+from ..evaluation import benchmark as bench
+from ..evaluation import degrade
+from ..evaluation.benchmark_tables import goals, goals_table, headline_table, means, run_into, tables_set
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
+from .tables import render
 
 
 def _list(value: str, flag: str) -> tuple[str, ...]:
@@ -24,28 +25,6 @@ def _list(value: str, flag: str) -> tuple[str, ...]:
     if not items:
         raise UsageError(f"{flag} needs at least one name")
     return items
-
-
-def _headline(rows: list[paired.MeanRow]) -> Table:
-    cols = list(dict.fromkeys((r.preset, r.mode) for r in rows))
-    by = {(r.degradation, r.preset, r.mode): r for r in rows}
-    t = Table(title="Mean SI-SDR change vs the degraded input (dB), 44.1 kHz", title_justify="left")
-    t.add_column("degradation")
-    for p, m in cols:
-        t.add_column(f"{p}\n{m}", justify="right")
-    for d in dict.fromkeys(r.degradation for r in rows):
-        t.add_row(d, *[fmt(by[(d, *c)].si_sdr_change_db) if (d, *c) in by else "–" for c in cols])
-    return t
-
-
-def _goals(gs: list[paired.Goal]) -> Table:
-    t = Table(title="Goals (issue 6)", title_justify="left")
-    for c in ("goal", "preset", "mode", "measured", "target", "met", "worst case"):
-        t.add_column(c, justify="right" if c == "measured" else "left")
-    for g in gs:
-        t.add_row(g.goal, g.preset, g.mode, fmt(g.value), g.target, "[green]yes[/]" if g.passed else "[red]no[/]",
-                  g.where)
-    return t
 
 
 @app.command()
@@ -59,61 +38,61 @@ def benchmark(
     degradations: str = typer.Option(",".join(degrade.DEFAULT_SET), "--degrade",
                                      help="Comma-separated degradations (white-NN, pink-NN, codec[-Q], bandlimit, "
                                           "hum, hum-60hz, dc, overs, combined, clean)."),
-    preset_list: str = typer.Option(",".join(paired.DEFAULT_PRESETS), "--presets",
+    preset_list: str = typer.Option(",".join(bench.DEFAULT_PRESETS), "--presets",
                                     help="Comma-separated preset names or TOML paths."),
-    modes: str = typer.Option(",".join(paired.MODES), "--modes", help="Comma-separated: direct, stemwise, routed."),
-    split: str = typer.Option(paired.BenchmarkSettings.split, "--split",
+    modes: str = typer.Option(",".join(COMPARE_MODES), "--modes", help="Comma-separated: direct, stemwise, routed."),
+    split: str = typer.Option(bench.BenchmarkSettings.split, "--split",
                               help="How damage is shared among oracle stems: other | mask | vocals."),
-    skip_policy: str = typer.Option("passthrough", "--skip-policy", help="passthrough | drop, for near-silent stems.",
-                                    rich_help_panel=o.ROUTE),
+    skip_policy: Optional[str] = o.SkipPolicy,
     min_rel_db: float = o.MinRelDb,
     min_active: float = o.MinActive,
     active_rel_db: float = o.ActiveRelDb,
     active_floor_dbfs: float = o.ActiveFloor,
     clip_mode: str = o.ClipMode,
-    seed: int = typer.Option(paired.DEFAULT_SEED, "--seed", help="Base seed of every degradation realisation."),
+    seed: int = typer.Option(bench.DEFAULT_SEED, "--seed", help="Base seed of every degradation realisation."),
     jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes (0: one per CPU core)."),
 ) -> None:
     """Degrade clean clips in controlled, seeded ways, restore them with each preset and mode,
     and score every result against the clean original."""
     with friendly_errors():
-        settings = paired.BenchmarkSettings(
+        settings = bench.BenchmarkSettings(
             degradations=_list(degradations, "--degrade"), presets=_list(preset_list, "--presets"),
             modes=_list(modes, "--modes"), seed=seed,
-            split=o.check_choice(split, degrade.STEM_SPLITS, "--split"),
-            skip_policy=o.check_choice(skip_policy, SKIP_POLICIES, "--skip-policy"),
-            router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs),
-            clip_mode=o.check_choice(clip_mode, CLIP_MODES, "--clip-mode"), jobs=max(0, jobs))
+            split=split, skip_policy=skip_policy or bench.BenchmarkSettings.skip_policy, clip_mode=clip_mode,
+            jobs=max(0, jobs),
+            router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs))
         try:
-            paired.check(settings)
+            bench.check(settings)
         except (ValueError, PresetError) as exc:
             raise UsageError(str(exc)) from None
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out}: exists and is not a folder")
+        problem = results.conflict(out, tables_set())
+        if problem:
+            raise UsageError(f"--out {problem.message}" if problem.why == "not-a-folder"
+                             else f"--out {out}: {problem.message}; give another --out")
         clips = []
         if not no_corpus:
-            folder = corpus or paired.default_corpus()
+            folder = corpus or bench.default_corpus()
             if folder is None:
                 if clean is None:
                     raise UsageError("no clean clips: musicgen-dev not found (give --corpus) and no --clean folder")
                 err_console.print("[yellow]notice:[/] musicgen-dev not found; benchmarking --clean files only")
             else:
-                clips += paired.musicgen_clips(folder)
+                clips += bench.musicgen_clips(folder)
         if clean is not None:
-            clips += paired.folder_clips(clean)
+            clips += bench.folder_clips(clean)
         if not clips:
             raise UsageError("no clean clips: give --clean, or drop --no-corpus")
         progress = Progress(TextColumn("clip x degradation"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=err_console, transient=True)
         with progress:
             task = progress.add_task("", total=len(clips) * len(settings.degradations))
-            result = paired.run_benchmark(clips, settings,
-                                          on_done=lambda done, total: progress.update(task, completed=done))
-        written = paired.write_outputs(result, out)
-        console.print(_headline(paired.means(result.cases)))
+            result, written = run_into(out, clips, settings,
+                                       on_done=lambda done, total: progress.update(task, completed=done))
+        console.print(render(headline_table(means(result.cases),
+                                            title="Mean SI-SDR change vs the degraded input (dB), 44.1 kHz")))
         for p in settings.presets:
             if p != "paper":
-                console.print(_goals(paired.goals(result.cases, p)))
+                console.print(render(goals_table(goals(result.cases, p), title="Goals (issue 6)")))
         console.print(f"{len(result.cases)} cases ({len(clips)} clips x {len(settings.degradations)} degradations), "
                       f"{result.wall_s:.1f} s with {result.jobs} worker(s); wrote "
                       + ", ".join(str(p) for p in written), highlight=False)

@@ -8,21 +8,18 @@ from typing import Optional
 
 import typer
 
-from .. import audio, figures, pipeline, separate
-from ..metrics import DIRECTIONS
-from ..report import metrics_table, stems_table
+from ..config import COMPARE_MODES, MODE_LABELS
+from ..core import audio, figures, pipeline
+from ..core.metrics import DIRECTIONS
 from . import options as o
 from .app import app, console, err_console, friendly_errors
-from .run import check_input, prepare_out, stage_progress
-
-COLUMNS = {"input": "input", "direct": "direct", "stemwise": "stem-wise", "routed": "routed"}
-"""compare.json's metric keys and the column headers they get."""
-
+from .run import check_input, choose_out, stage_progress
+from .tables import metrics_table, stems_table
 
 def _columns(metric_dicts: dict[str, dict | None]) -> tuple[dict[str, dict], list[str]]:
     """Table columns (an absent result, e.g. stem-wise without a separator, is an empty column)
     and the rows that have a value somewhere (the intrusive ones only with --ref)."""
-    columns = {header: (metric_dicts.get(key) or {}) for key, header in COLUMNS.items()}
+    columns = {header: (metric_dicts.get(key) or {}) for key, header in MODE_LABELS.items()}
     keys = [k for k in metric_dicts["input"] if any(c.get(k) is not None for c in columns.values())]
     return columns, keys
 
@@ -41,9 +38,9 @@ def direction_caption(keys: list[str]) -> str:
 def _grouped_warnings(warnings: dict[str, list[str]]) -> dict[str, list[str]]:
     """Each distinct warning once, with the results it applies to (routed often IS direct)."""
     grouped: dict[str, list[str]] = {}
-    for mode in ("direct", "stemwise", "routed"):
+    for mode in COMPARE_MODES:
         for w in warnings.get(mode, []):
-            grouped.setdefault(w, []).append(COLUMNS[mode])
+            grouped.setdefault(w, []).append(MODE_LABELS[mode])
     return grouped
 
 
@@ -71,46 +68,31 @@ def print_compare(result: pipeline.CompareResult, written: list[Path]) -> None:
 
 
 @app.command()
+@o.shared_options
 def compare(
     input: Path = typer.Argument(..., help="Audio file to restore (WAV/FLAC/MP3/OGG/AIFF)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default compared/<track>/)."),
     ref: Optional[Path] = typer.Option(None, "--ref", help="Clean reference: adds SI-SDR, LSD and quiet-frame SNR."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip spectrograms.png and stems.png."),
-    separator: str = o.Separator,
-    stems: Optional[Path] = o.Stems,
-    model: str = o.Model,
-    model_repo: Optional[Path] = o.ModelRepo,
-    device: str = o.Device,
-    segment: Optional[float] = o.Segment,
-    overlap: float = o.Overlap,
-    shifts: int = o.Shifts,
-    force: bool = o.Force,
-    preset: Optional[str] = o.Preset,
-    preset_file: Optional[Path] = o.PresetFile,
-    skip_policy: Optional[str] = o.SkipPolicy,
-    clip_mode: str = o.ClipMode,
-    min_rel_db: float = o.MinRelDb,
-    min_active: float = o.MinActive,
-    active_rel_db: float = o.ActiveRelDb,
-    active_floor_dbfs: float = o.ActiveFloor,
-    output_sr: str = typer.Option("work", "--output-sr", help="work (44.1 kHz) | original (the input's rate)."),
+    overwrite: bool = o.Overwrite,
+    *,
+    shared: o.SharedOptions,
 ) -> None:
     """Separate once, then restore three ways (direct, stem-wise, routed) and compare them;
     writes direct/stemwise/routed.wav, compare.json and the figures."""
     with friendly_errors():
         check_input(input)
         if ref is not None:
-            check_input(ref)
-        settings = o.make_settings(
-            preset=preset, preset_file=preset_file, clip_mode=clip_mode, skip_policy=skip_policy,
-            router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs), output_sr=output_sr)
+            check_input(ref, "--ref")
+        settings = shared.settings()
+        sep, notice = shared.resolve_separator(exclude=(input,) + ((ref,) if ref else ()))
+        others = (ref,) if ref is not None else ()
+        folder = choose_out(out, input, pipeline.COMPARE_SET, default_root="compared", overwrite=overwrite,
+                            protect=(*others, *shared.inputs()))
         reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
-        sep, notice = separate.resolve(separator, mode="routed", stems=stems, model=model, model_repo=model_repo,
-                                       device=device, segment=segment, overlap=overlap, shifts=shifts,
-                                       force=force, exclude=(input,) + ((ref,) if ref else ()))
-        folder = prepare_out(out, input, default_root="compared")
         progress, on_stage = stage_progress()
         with progress:
             result = pipeline.compare(input, folder, sep, settings, reference=reference, notice=notice,
-                                      figures=not no_figures, on_stage=on_stage)
+                                      figures=not no_figures, protect=others, replace_other=overwrite,
+                                      on_stage=on_stage)
         print_compare(result, [] if no_figures else figures.figure_paths(result, folder))

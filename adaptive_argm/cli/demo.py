@@ -8,14 +8,15 @@ from typing import Optional
 
 import typer
 
-from .. import demo as demo_lib
-from .. import figures as figs
+from ..config import DEFAULT_MODEL
+from ..evaluation import demo as demo_lib
+from ..core import figures as figs
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
 from .compare import print_compare
 from .run import stage_progress
 
-SEPARATOR_TEXT = {"stems": "with its true stems", "demucs": f"with Demucs {demo_lib.REAL_MODEL}"}
+SEPARATOR_TEXT = {"stems": "with its true stems", "demucs": f"with Demucs {DEFAULT_MODEL}"}
 
 
 @app.command()
@@ -31,6 +32,8 @@ def demo(
     with friendly_errors():
         if seconds <= 0:
             raise UsageError("--seconds must be positive")
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: exists and is not a folder")
         progress, on_stage = stage_progress()
         with progress:
             result = demo_lib.demo(out, duration_s=seconds, figures=figures, model_repo=model_repo,

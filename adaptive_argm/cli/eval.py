@@ -7,29 +7,15 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
-from .. import evalsuite, generate
+from ..core.separate import SeparatorOptions
+from ..evaluation import generate, records, runner, tables
 from . import options as o
-from .app import app, console, err_console, friendly_errors
+from ..config import describe_error
+from ..core import results
+from .app import FLAGS, UsageError, app, console, err_console, friendly_errors
+from .tables import render
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
-
-
-def wins_table(result: evalsuite.EvalResult) -> Table:
-    t = Table(title="Routed vs forced modes: routed better / tied / worse, per clip", title_justify="left")
-    t.add_column("metric")
-    t.add_column("better is")
-    for forced in evalsuite.FORCED_MODES:
-        t.add_column(f"vs {forced}", justify="right")
-    for k in evalsuite.HONEST_METRICS + (evalsuite.PAPER_METRIC,):
-        cells = []
-        for forced in evalsuite.FORCED_MODES:
-            w, tie, l = result.aggregate.wins[forced][k]
-            cells.append(f"{w} / {tie} / {l}" if w + tie + l else "–")
-        label = k + (" (paper)" if k == evalsuite.PAPER_METRIC else "")
-        t.add_row(label, evalsuite.metrics.DIRECTIONS[k], *cells)
-    return t
 
 
 @app.command("eval")
@@ -60,23 +46,26 @@ def eval_(
     """Run `compare` on every clip of a prompt set; writes results.csv, results.json, summary.md and
     report.html. Exit code 1 when any clip failed (the others are still evaluated and written)."""
     with friendly_errors():
-        settings = evalsuite.EvalSettings(
+        settings = records.EvalSettings(
             pipeline=o.make_settings(preset=preset, preset_file=preset_file, clip_mode=clip_mode,
                                      skip_policy=skip_policy),
-            separator=o.check_choice(separator, evalsuite.SEPARATORS, "--separator"),
-            model=model, model_repo=str(model_repo) if model_repo else None, device=device, force_stems=force,
+            separation=SeparatorOptions(separator, model=model, model_repo=model_repo, device=device, force=force),
             generate=generate_,
             generation=generate.GenerationSettings(model=gen_model, duration_s=duration, seed=seed, device=device),
-            missing=o.check_choice(missing, evalsuite.MISSING_POLICIES, "--missing"),
-            jobs=jobs,
-            figures=figures,
-        )
-        prompt_set = evalsuite.load_prompts(prompts)
+            missing=missing, jobs=jobs, figures=figures)
+        try:
+            prompt_set = records.load_prompts(prompts)
+        except (records.EvalError, OSError) as exc:  # the prompt set is the command's own argument
+            raise UsageError(describe_error(exc, FLAGS)) from None
+        problem = results.conflict(out, records.RESULTS_SET)
+        if problem:
+            raise UsageError(f"--out {problem.message}" if problem.why == "not-a-folder"
+                             else f"--out {out}: {problem.message}; give another --out")
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=err_console, transient=True)
         task = progress.add_task("clips", total=len(prompt_set.clips))
 
-        def on_clip(outcome: evalsuite.ClipOutcome) -> None:
+        def on_clip(outcome: records.ClipOutcome) -> None:
             progress.advance(task)
             if outcome.status == "failed":  # skipped clips were announced together, as a notice
                 progress.console.print(f"[{STATUS_STYLE[outcome.status]}]{outcome.status}:[/] {outcome.id}: "
@@ -87,14 +76,14 @@ def eval_(
             progress.console.print(f"[yellow]notice:[/] {text}", highlight=False, soft_wrap=True)
 
         with progress:
-            result = evalsuite.run(prompt_set, out, settings, on_clip=on_clip, on_note=on_note)
+            result = runner.run(prompt_set, out, settings, on_clip=on_clip, on_note=on_note)
         a = result.aggregate
         if a.counts["routed"]:
-            console.print(wins_table(result))
+            console.print(render(tables.wins_table(a)))
         console.print(f"{a.status['ok']} evaluated ({a.status['reused']} reused), {a.status['failed']} failed, "
                       f"{a.status['skipped']} skipped; routed sent {len(a.direct_clips)} clip(s) to direct",
                       highlight=False)
-        console.print(f"wrote {', '.join(str(out / n) for n in evalsuite.RESULT_FILES)}", highlight=False,
+        console.print(f"wrote {', '.join(str(out / n) for n in records.RESULT_FILES)}", highlight=False,
                       soft_wrap=True)
         if result.failed:
             raise typer.Exit(1)

@@ -7,31 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from .. import audio, metrics
-from ..report import fmt, jsonable
+from ..core import audio, metrics
+from ..core.report import jsonable
 from .app import app, console, friendly_errors
 from .run import check_input
-
-INTRUSIVE = ("si_sdr_db", "lsd_db", "quiet_frame_snr_db")
-"""Panel fields that need a clean reference (left out of the table without --ref)."""
-
-
-def panel_table(panel: metrics.MetricPanel, info: audio.AudioInfo, has_ref: bool) -> Table:
-    """One row per measure: value, unit, which way is better, and what it is."""
-    t = Table(title=f"Metrics of {Path(info.path).name} ({info.sample_rate / 1000:g} kHz, {info.channels} ch, "
-                    f"{info.duration_s:.2f} s; measured at {audio.WORK_SR / 1000:g} kHz, mono downmix)",
-              title_justify="left")
-    for name in ("metric", "value", "unit", "better"):
-        t.add_column(name, justify="right" if name == "value" else "left", no_wrap=True)
-    t.add_column("what it is", overflow="fold")
-    for key, value in panel.to_dict().items():
-        if key in INTRUSIVE and not has_ref:
-            continue
-        t.add_row(key, fmt(value), metrics.UNITS[key], metrics.DIRECTIONS[key], metrics.LABELS[key])
-    return t
-
+from .tables import panel_table
 
 
 @app.command("metrics")
@@ -45,7 +26,7 @@ def metrics_command(
     with friendly_errors():
         check_input(file)
         if ref is not None:
-            check_input(ref)
+            check_input(ref, "--ref")
         y, info = audio.read(file, audio.WORK_SR)
         reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
         panel = metrics.measure(y, audio.WORK_SR, ref=reference)

@@ -8,32 +8,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
-
-from .. import models
+from ..core import models
+from ..core.table import Table
 from . import options as o
-from .app import app, console, err_console, fail, friendly_errors
+from .app import UsageError, app, console, err_console, fail, friendly_errors
+from .tables import models_table, render
 
 models_app = typer.Typer(no_args_is_help=False, help="Demucs models: list them, fetch them, check a folder.")
 app.add_typer(models_app, name="models")
-
-WHERE_TEXT = {"model-repo": "local folder", "hf-cache": "Hugging Face cache", "torch-cache": "torch hub cache",
-              "builtin": "built in", "download": "downloadable", "missing": "missing"}
-
-
-def models_table(statuses: list[models.ModelStatus]) -> Table:
-    t = Table(title="Demucs models", title_justify="left")
-    t.add_column("model", no_wrap=True)
-    t.add_column("stems")
-    t.add_column("download", justify="right", no_wrap=True)
-    t.add_column("available", overflow="fold")
-    t.add_column("note", overflow="fold")
-    for s in statuses:
-        where = s.location.where
-        text = WHERE_TEXT.get(where, where) + (f" {s.location.path}" if s.location.path else "")
-        t.add_row(s.model.name, " ".join(s.model.stems), f"~{s.model.download_mb} MB",
-                  f"[{'red' if where == 'missing' else 'green'}]{text}[/]", s.model.note)
-    return t
 
 
 @models_app.callback(invoke_without_command=True)
@@ -47,6 +29,8 @@ def list_models(
     if ctx.invoked_subcommand is not None:
         return
     with friendly_errors():
+        if model_repo is not None and not model_repo.is_dir():
+            raise UsageError(f"--model-repo {model_repo}: not a folder")
         statuses = models.inventory(model_repo)
         if as_json:
             typer.echo(json.dumps([s.to_dict() for s in statuses], indent=2))
@@ -85,12 +69,7 @@ def check(
     with friendly_errors():
         problems = models.check_repo(folder, name)
         if problems:
-            t = Table(title=f"Problems in {folder}", title_justify="left")
-            t.add_column("#", justify="right")
-            t.add_column("problem", overflow="fold")
-            for i, p in enumerate(problems, 1):
-                t.add_row(str(i), p)
-            console.print(t)
+            console.print(render(Table(("#", "problem"), tuple(enumerate(problems, 1)), f"Problems in {folder}")))
             fail(f"{folder} cannot be used as --model-repo ({len(problems)} problem(s))")
         offered = [name] if name else models.repo_models(folder)
         console.print(f"ok: {folder} works as --model-repo for {', '.join(offered)}", highlight=False)

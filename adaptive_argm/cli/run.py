@@ -8,29 +8,47 @@ from typing import List, Optional
 import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
-from rich.table import Table
-
-from .. import batch, pipeline, separate
-from ..report import fmt, metrics_table, stems_table
+from ..core import batch, pipeline, results
+from ..core.metrics import DIRECTIONS
+from ..core.table import fmt
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
+from .tables import batch_table, metrics_table, stems_table
 
 STAGE_TEXT = {"load": "loading", "separate": "separating", "route": "routing", "restore": "restoring",
               "measure": "measuring", "write": "writing"}
 
 
-def check_input(path: Path) -> Path:
+def check_input(path: Path, flag: str = "") -> Path:
+    """A file argument that must exist (a folder is a batch's input, not this one's)."""
+    prefix = f"{flag} " if flag else ""
     if not path.exists():
-        raise UsageError(f"{path}: no such file")
+        raise UsageError(f"{prefix}{path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{prefix}{path}: is a folder, not an audio file")
     return path
 
 
-def prepare_out(out: Optional[Path], input_path: Path, default_root: str = "restored") -> Path:
-    """The output folder (default `restored/<track>/`), created, and never the input's own path."""
-    folder = out if out is not None else Path(default_root) / input_path.stem
-    if folder.exists() and not folder.is_dir():
-        raise OSError(f"{folder}: exists and is not a folder, cannot write output there")
-    folder.mkdir(parents=True, exist_ok=True)
+def choose_out(out: Optional[Path], input_path: Path, kind: results.Kind, *, default_root: str,
+               overwrite: bool = False, protect: tuple[Path, ...] = ()) -> Path:
+    """Where a single run's result set goes. `--out` as given, refused (exit 2) when the set
+    would replace files that are not an earlier result, an input, or (without --overwrite)
+    another input's result. Else `default_root/<track>/`, or, when that holds another input's
+    result, the next free name (`results.candidate_folders`), said on stderr."""
+    if out is not None:
+        problem = results.conflict(out, kind, input_path, protect=protect, replace_other=overwrite)
+        if problem is None:
+            return out
+        if problem.why in ("not-a-folder", "other-input"):
+            hint = "; give another --out, or --overwrite to replace that result" if problem.why == "other-input" else ""
+            raise UsageError(f"--out {problem.message}{hint}")
+        raise UsageError(f"--out {out}: {problem.message}; give another --out")
+    first = Path(default_root) / input_path.stem
+    folder = results.free_folder(results.candidate_folders(default_root, input_path), kind, input_path, protect)
+    if folder != first:
+        problem = results.conflict(first, kind, input_path, protect=protect)
+        err_console.print(f"[yellow]notice:[/] {problem.message if problem else first}; writing to {folder}",
+                          highlight=False, soft_wrap=True)
     return folder
 
 
@@ -48,8 +66,6 @@ def print_run(result: pipeline.RunResult) -> None:
         err_console.print(f"[yellow]notice:[/] {r['separator']['notice']}", soft_wrap=True)
     if r["stems"]:
         console.print(stems_table(r["stems"], title=f"Router: {r['route_reason']}"))
-    from ..metrics import DIRECTIONS
-
     console.print(metrics_table({"input": r["metrics"]["input"], "output": r["metrics"]["output"]},
                                 DIRECTIONS, title="Metrics (44.1 kHz, mono downmix)"))
     for w in r["warnings"]:
@@ -57,8 +73,8 @@ def print_run(result: pipeline.RunResult) -> None:
     sep = r["separator"]["name"] + (f" ({r['separator']['model']})" if r["separator"].get("model") else "")
     console.print(f"mode [bold]{r['mode_used']}[/] (asked: {r['mode_requested']}), separator {sep}, "
                   f"preset {r['preset']}, clip safety: {r['output']['clip_action']}", highlight=False)
-    console.print(f"p25_paper_db {r['metrics']['input']['p25_paper_db']:.2f} -> "
-                  f"{r['metrics']['output']['p25_paper_db']:.2f} dB   wrote {r['output']['path']}",
+    console.print(f"p25_paper_db {fmt(r['metrics']['input']['p25_paper_db'])} -> "
+                  f"{fmt(r['metrics']['output']['p25_paper_db'])} dB   wrote {r['output']['path']}",
                   highlight=False)
 
 
@@ -85,22 +101,8 @@ def batch_progress():
     return progress, dict(on_plan=on_plan, on_start=on_start, on_stage=on_stage, on_done=on_done)
 
 
-STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "red"}
-
-
 def print_batch(result: batch.BatchResult) -> None:
-    t = Table(title=f"Batch: {result.out_root}", title_justify="left")
-    t.add_column("file (track)", no_wrap=True)
-    for col in ("status", "mode"):
-        t.add_column(col)
-    for col in ("p25 in -> out dB", "time s"):
-        t.add_column(col, justify="right", no_wrap=True)
-    t.add_column("error", overflow="fold")
-    for f in result.files:
-        p25 = f"{fmt(f.p25_in_db)} -> {fmt(f.p25_out_db)}" if f.status != "failed" else "–"
-        t.add_row(Path(f.out_dir).name, f"[{STATUS_STYLE[f.status]}]{f.status}[/]", f.mode_used or "–", p25,
-                  fmt(f.time_s, 1), f.error or "")
-    console.print(t)
+    console.print(batch_table(result))
     c = result.counts()
     console.print(f"{c['done']} restored, {c['skipped']} already up to date, {c['failed']} failed; "
                   f"record: {Path(result.out_root) / batch.BATCH_FILE}", highlight=False)
@@ -124,6 +126,7 @@ def run_many(specs: list[str], out: Optional[Path], sep, settings: pipeline.Sett
 
 
 @app.command()
+@o.shared_options
 def run(
     inputs: List[str] = typer.Argument(..., metavar="INPUT...",
                                        help="Audio file(s) (WAV/FLAC/MP3/OGG/AIFF), folders or glob patterns. "
@@ -132,25 +135,10 @@ def run(
                                        help="Output folder (default restored/<track>/; for a batch, the root)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for a batch (each loads its own model)."),
     mode: str = o.Mode,
-    separator: str = o.Separator,
-    stems: Optional[Path] = o.Stems,
-    model: str = o.Model,
-    model_repo: Optional[Path] = o.ModelRepo,
-    device: str = o.Device,
-    segment: Optional[float] = o.Segment,
-    overlap: float = o.Overlap,
-    shifts: int = o.Shifts,
-    force: bool = o.Force,
-    preset: Optional[str] = o.Preset,
-    preset_file: Optional[Path] = o.PresetFile,
-    skip_policy: Optional[str] = o.SkipPolicy,
-    clip_mode: str = o.ClipMode,
-    min_rel_db: float = o.MinRelDb,
-    min_active: float = o.MinActive,
-    active_rel_db: float = o.ActiveRelDb,
-    active_floor_dbfs: float = o.ActiveFloor,
-    output_sr: str = typer.Option("work", "--output-sr", help="work (44.1 kHz) | original (the input's rate)."),
     keep_stems: bool = typer.Option(False, "--keep-stems", help="Also write stems/<name>[.restored].wav."),
+    overwrite: bool = o.Overwrite,
+    *,
+    shared: o.SharedOptions,
 ) -> None:
     """Restore clips: separate, route, restore, remix, measure; writes restored.wav + report.json per clip.
 
@@ -158,25 +146,30 @@ def run(
     in OUT/batch.json and goes on; exit code 1 when any file failed."""
     with friendly_errors():
         many = batch.is_batch(inputs)
-        if many and stems is not None:
+        if many and shared.stems is not None:
             raise UsageError("--stems holds one mix's stems; it cannot be used with several inputs")
+        if many and overwrite:
+            raise UsageError("--overwrite is for one input's --out; a batch gives each input a free folder itself")
         if jobs < 1:
             raise UsageError(f"--jobs must be at least 1, not {jobs}")
         input = Path(inputs[0])
         for spec in inputs:
-            if not batch.is_pattern(spec):
+            if not batch.is_pattern(spec) and not Path(spec).is_dir():
                 check_input(Path(spec))
-        settings = o.make_settings(
-            mode=mode, preset=preset, preset_file=preset_file, clip_mode=clip_mode, skip_policy=skip_policy,
-            router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs),
-            output_sr=output_sr, keep_stems=keep_stems)
-        sep, notice = separate.resolve(separator, mode=mode, stems=stems, model=model, model_repo=model_repo,
-                                       device=device, segment=segment, overlap=overlap, shifts=shifts,
-                                       force=force, exclude=(input,))
+        settings = shared.settings(mode, keep_stems)
+        sep, notice = shared.resolve_separator(mode=settings.mode, exclude=(input,))
         if many:
+            try:
+                batch.collect_inputs(inputs)
+            except (FileNotFoundError, ValueError) as exc:
+                raise UsageError(str(exc)) from None
+            if out is not None and out.exists() and not out.is_dir():
+                raise UsageError(f"--out {out}: exists and is not a folder")
             return run_many(inputs, out, sep, settings, notice, jobs)
-        folder = prepare_out(out, input)
+        folder = choose_out(out, input, pipeline.REPORT_SET, default_root="restored", overwrite=overwrite,
+                            protect=shared.inputs())
         progress, on_stage = stage_progress()
         with progress:
-            result = pipeline.run(input, folder, sep, settings, notice=notice, on_stage=on_stage)
+            result = pipeline.run(input, folder, sep, settings, notice=notice, replace_other=overwrite,
+                                  on_stage=on_stage)
         print_run(result)

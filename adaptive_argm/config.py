@@ -1,0 +1,111 @@
+"""Typed choices and named defaults every layer shares, checked in the library: run modes, skip
+policies, clip modes, output rates and separators (with their labels), the default Demucs model,
+stem names and preset; and the errors that name a setting, which each layer words its own way.
+
+A library error says what is wrong in library terms ("stems folder x: not a folder"); the parts
+that name a setting are `Setting`s, so the CLI can say the same with its flag names
+("--stems x: not a folder") through `UserError.worded`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping, get_args
+
+VERSION = "0.1.0"
+
+Mode = Literal["routed", "stemwise", "direct"]
+"""What `run` is asked to do: route, always separate, never separate."""
+SkipPolicy = Literal["passthrough", "drop"]
+"""What a remix does with a stem the router skips: add it back unprocessed, or leave it out."""
+ClipMode = Literal["limit", "normalize", "none"]
+"""How a result that would pass full scale is kept inside it (`dsp.clip_safety`)."""
+OutputRate = Literal["work", "original"]
+"""The rate results are written at: the working rate (44.1 kHz) or the input file's own."""
+SeparatorChoice = Literal["auto", "demucs", "stems"]
+"""Which separator to use: stems when given, else Demucs when its weights are here; Demucs; stems."""
+
+MODES: tuple[Mode, ...] = get_args(Mode)
+SKIP_POLICIES: tuple[SkipPolicy, ...] = get_args(SkipPolicy)
+CLIP_MODES: tuple[ClipMode, ...] = get_args(ClipMode)
+OUTPUT_RATES: tuple[OutputRate, ...] = get_args(OutputRate)
+SEPARATORS: tuple[SeparatorChoice, ...] = get_args(SeparatorChoice)
+COMPARE_MODES: tuple[Mode, ...] = ("direct", "stemwise", "routed")
+"""The results `compare` makes from one separation, in the order they are shown."""
+MODE_LABELS = {"input": "input", "direct": "direct", "stemwise": "stem-wise", "routed": "routed"}
+"""How tables, figures and the listening report name the input and each result."""
+
+STEM_NAMES = ("drums", "bass", "other", "vocals")
+"""Demucs' four sources; a stem file with another name is folded into `other`."""
+DEFAULT_MODEL = "htdemucs"
+"""The Demucs model used unless another is named."""
+DEFAULT_PRESET = "adaptive"
+"""The default since it met every goal of the paired benchmark (eval/results/paired.md); `paper` is
+the method's chain, kept unchanged for comparability."""
+
+
+# --- errors that name settings ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A setting as an error message names it: `name` is its field (what the CLI maps to a flag),
+    `words` how the library says it."""
+
+    name: str
+    words: str
+
+
+MODE = Setting("mode", "mode")
+PRESET = Setting("preset", "preset")
+CLIP_MODE = Setting("clip_mode", "clip mode")
+SKIP_POLICY = Setting("skip_policy", "skip policy")
+OUTPUT_SR = Setting("output_sr", "output rate")
+SEPARATOR = Setting("separator", "separator")
+STEMS = Setting("stems", "stems folder")
+FORCE = Setting("force", "force=True")
+DEVICE = Setting("device", "device")
+MODEL_REPO = Setting("model_repo", "model repo")
+JOBS = Setting("jobs", "jobs")
+SEGMENT = Setting("segment", "segment")
+OVERLAP = Setting("overlap", "overlap")
+SHIFTS = Setting("shifts", "shifts")
+MIN_ACTIVE = Setting("min_active_fraction", "minimum active fraction")
+FRAME = Setting("frame_s", "activity frame")
+
+
+class UserError(Exception):
+    """A problem the user can fix, said in one line. The parts of the message that name a setting
+    are `Setting`s: `str()` says them in the library's words, `worded(names)` in a caller's own
+    (the CLI passes its flag names)."""
+
+    def __init__(self, *parts: str | Setting):
+        self.parts = parts
+        super().__init__(self.worded())
+
+    def worded(self, names: Mapping[str, str] | None = None) -> str:
+        names = names or {}
+        return "".join(names.get(p.name, p.words) if isinstance(p, Setting) else str(p) for p in self.parts)
+
+
+class SettingError(UserError, ValueError):
+    """A setting outside its choices or range."""
+
+
+def check_choice(value, choices: tuple, setting: Setting):
+    """`value` when it is one of `choices`; else a `SettingError` naming `setting`."""
+    if value not in choices:
+        raise SettingError(setting, f" must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def describe_error(exc: BaseException, names: Mapping[str, str] | None = None) -> str:
+    """One line for the user: a file error names its file, a `UserError` or a bad value says what
+    is wrong (settings in `names`' words when given), anything else is an internal error."""
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    text = exc.worded(names) if isinstance(exc, UserError) else str(exc)
+    text = text.splitlines()[0] if text else ""
+    if isinstance(exc, (UserError, ValueError, OSError)):
+        return text or type(exc).__name__
+    return f"internal error ({type(exc).__name__}: {text})"

@@ -1,0 +1,360 @@
+"""Batch restoration: run `pipeline.run` over many files in worker processes, resumably, and
+record every file's outcome in `batch.json`.
+
+Each input gets its own folder `out_root/<track>/` with the single-run layout (restored.wav,
+report.json), written as one result set (`core.results`): a folder holds a finished result or
+its earlier one, never part of one. A folder that holds another input's result is never
+reused: the input gets the next free name. A file counts as done when its report.json records
+the same settings fingerprint and the same input (path, size, modification time); a rerun
+skips it. A file that fails is recorded with its one-line error and the batch goes on.
+batch.json is rewritten atomically after every file that ran, so an interrupted batch leaves
+only finished results and a record of them.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..config import JOBS, VERSION, SettingError, describe_error
+from . import audio, interrupts, pipeline, presets, results, workers
+from .report import digest, to_json
+from .separate import Separator
+
+BATCH_FILE = "batch.json"
+REPORT_FILE = "report.json"
+GLOB_CHARS = "*?["
+STATUSES = ("done", "skipped", "failed")
+"""`done`: restored now; `skipped`: an up-to-date result was already there; `failed`."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and the folder its results go to."""
+
+    input: Path
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input."""
+
+    input: str
+    out_dir: str
+    status: str
+    mode_used: str | None = None
+    p25_in_db: float | None = None
+    p25_out_db: float | None = None
+    time_s: float | None = None
+    """Wall time of this run (None when skipped)."""
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Every input's outcome, in input order; `to_dict` is batch.json (adaptive-argm/batch/1)."""
+
+    out_root: str
+    fingerprint: str
+    settings: dict
+    files: tuple[FileResult, ...]
+    interrupted: bool = False
+    pending: tuple[str, ...] = ()
+    """Inputs not reached because the batch was interrupted."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(f.status != "failed" for f in self.files)
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(f.status == s for f in self.files) for s in STATUSES}
+
+    def to_dict(self) -> dict:
+        return {"schema": "adaptive-argm/batch/1", "out": self.out_root, "fingerprint": self.fingerprint,
+                "settings": self.settings, "counts": self.counts(), "interrupted": self.interrupted,
+                "files": [f.to_dict() for f in self.files], "pending": list(self.pending)}
+
+
+# --- which files, and where their results go ----------------------------------------------------
+
+
+def is_pattern(spec: str | Path) -> bool:
+    return any(c in str(spec) for c in GLOB_CHARS) and not Path(spec).exists()
+
+
+def is_batch(specs: list[str | Path]) -> bool:
+    """More than one input, a folder or a glob pattern: a batch. One file: a single run."""
+    return len(specs) != 1 or Path(specs[0]).is_dir() or is_pattern(specs[0])
+
+
+def _audio_files(paths: Iterable[Path]) -> list[Path]:
+    # Dot files are skipped: they include the temporary files of an interrupted write.
+    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in audio.AUDIO_SUFFIXES
+                  and not p.name.startswith("."))
+
+
+def _is_output(path: Path, out_root: Path) -> bool:
+    """A result of an earlier run under `out_root` (a track folder holds a report.json)."""
+    folder = path.parent.parent if path.parent.name == "stems" else path.parent
+    return path.is_relative_to(out_root) and (folder / REPORT_FILE).is_file()
+
+
+def collect_inputs(specs: list[str | Path], exclude_under: Path | None = None) -> list[Path]:
+    """The audio files named by `specs`: files as given, a folder's audio files (not recursive),
+    a glob pattern's audio files (`**` recurses). Duplicates are dropped, order kept; results
+    of earlier runs under `exclude_under` (the output folder) are left out. Raises
+    `FileNotFoundError` or `ValueError` for a spec that names nothing."""
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if is_pattern(spec):
+            files = _audio_files(Path(p) for p in glob.glob(str(spec), recursive=True))
+            if not files:
+                raise ValueError(f"{spec}: no audio files match ({', '.join(audio.AUDIO_SUFFIXES)})")
+        elif path.is_dir():
+            files = _audio_files(path.iterdir())
+            if not files:
+                raise ValueError(f"{spec}: no audio files in this folder ({', '.join(audio.AUDIO_SUFFIXES)})")
+        elif path.exists():
+            files = [path]
+        else:
+            raise FileNotFoundError(f"{spec}: no such file")
+        found.extend(files)
+    skip = exclude_under.resolve() if exclude_under is not None else None
+    seen: set[Path] = set()
+    out = []
+    for p in found:
+        r = p.resolve()
+        if r in seen or (skip is not None and _is_output(r, skip)):
+            continue
+        seen.add(r)
+        out.append(p)
+    return out
+
+
+def track_names(inputs: list[Path]) -> list[str]:
+    """A folder name per input: its file stem, made unique by prefixing parent folder names
+    (`a/mixed.wav`, `b/mixed.wav` -> `a-mixed`, `b-mixed`), then the suffix, then a number."""
+    resolved = [p.resolve() for p in inputs]
+
+    def name(p: Path, depth: int, with_suffix: bool) -> str:
+        parts = [*p.parent.parts[1:][-depth:], p.stem] if depth else [p.stem]
+        if with_suffix:
+            parts.append(p.suffix.lstrip(".").lower())
+        return "-".join(parts)
+
+    names = [p.stem for p in resolved]
+    for depth, with_suffix in [(d, False) for d in range(1, 8)] + [(7, True)]:
+        clash = {n for n in names if names.count(n) > 1}
+        if not clash:
+            break
+        names = [name(p, depth, with_suffix) if n in clash else n for p, n in zip(resolved, names)]
+    taken: dict[str, int] = {}
+    unique = []
+    for n in names:
+        taken[n] = taken.get(n, 0) + 1
+        unique.append(n if taken[n] == 1 else f"{n}-{taken[n]}")
+    return unique
+
+
+def plan_jobs(inputs: list[Path], out_root: str | Path) -> list[Job]:
+    """A folder per input under `out_root`, named by `track_names`; a folder that holds another
+    input's result (or files that are not a result) is left alone and the input gets the next
+    free name (`results.candidate_folders`)."""
+    out_root = Path(out_root)
+    names = track_names(inputs)
+    planned = {out_root / n for n in names}
+    jobs: list[Job] = []
+    for p, name in zip(inputs, names):
+        first = out_root / name
+        others = planned - {first}
+        candidates = (c for c in results.candidate_folders(out_root, p, name) if c == first or c not in others)
+        folder = results.free_folder(candidates, pipeline.REPORT_SET, p, taken=[j.out_dir for j in jobs])
+        jobs.append(Job(p, folder))
+    return jobs
+
+
+# --- resuming -------------------------------------------------------------------------------------
+
+
+def fingerprint(settings: pipeline.Settings, separator: Separator | None = None) -> str:
+    """A short hash of everything that decides a run's output: the settings, the preset's
+    content (a preset file may change under the same name), the separator and the version."""
+    preset = presets.load(settings.preset).to_dict()
+    spec = separator.spec() if separator is not None else {"name": "none"}
+    return digest({"settings": settings.to_dict(), "preset": preset, "separator": spec, "version": VERSION})
+
+
+def input_identity(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _read_report(job: Job) -> dict | None:
+    try:
+        return json.loads((job.out_dir / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def is_current(job: Job, fp: str) -> bool:
+    """The job's folder already holds a finished result for these settings and this input."""
+    report = _read_report(job)
+    if not report or not isinstance(report.get("fingerprint"), dict):
+        return False
+    try:
+        same_input = report["fingerprint"].get("input") == input_identity(job.input)
+    except OSError:
+        return False
+    # By name inside the job's folder: the recorded path is relative to where the batch ran.
+    output = job.out_dir / Path(report.get("output", {}).get("path") or "restored.wav").name
+    return report["fingerprint"].get("settings") == fp and same_input and output.is_file()
+
+
+def _skipped(job: Job) -> FileResult:
+    r = _read_report(job) or {}
+    m = r.get("metrics", {})
+    return FileResult(str(job.input), str(job.out_dir), "skipped", r.get("mode_used"),
+                      m.get("input", {}).get("p25_paper_db"), m.get("output", {}).get("p25_paper_db"))
+
+
+# --- running one file -------------------------------------------------------------------------------
+
+
+def run_one(job: Job, separator: Separator | None, settings: pipeline.Settings, fp: str, notice: str | None = None,
+            on_stage: Callable[[str], None] | None = None) -> FileResult:
+    """Restore one file into `job.out_dir` as one result set, its report stamped with the
+    fingerprint; an error becomes a `failed` result, and the folder keeps what it held."""
+    t0 = time.perf_counter()
+    try:
+        identity = input_identity(job.input)
+        with results.ResultSet(job.out_dir, pipeline.REPORT_SET, input=job.input,
+                               protect=pipeline.inputs_of(separator)) as staged:
+            result = pipeline.run(job.input, staged, separator, settings, notice=notice, on_stage=on_stage)
+            staged.commit({**result.to_dict(), "fingerprint": {"settings": fp, "input": identity}})
+    except Exception as exc:
+        return FileResult(str(job.input), str(job.out_dir), "failed", time_s=time.perf_counter() - t0,
+                          error=describe_error(exc))
+    return FileResult(str(job.input), str(job.out_dir), "done", result.plan.mode_used,
+                      result.metrics_input.p25_paper_db, result.metrics_output.p25_paper_db,
+                      time.perf_counter() - t0)
+
+
+# --- worker processes -------------------------------------------------------------------------------
+
+_worker: dict = {}
+
+
+def _init_worker(separator, settings, fp, notice, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    # One separator per worker: DemucsSeparator loads its model on first use and keeps it.
+    _worker.update(separator=separator, settings=settings, fp=fp, notice=notice)
+
+
+def _work(job: Job) -> FileResult:
+    w = _worker
+    return run_one(job, w["separator"], w["settings"], w["fp"], w["notice"])
+
+
+# --- the batch --------------------------------------------------------------------------------------
+
+
+def run_batch(inputs: list[str | Path], out_root: str | Path, separator: Separator | None = None,
+              settings: pipeline.Settings = pipeline.Settings(), *, notice: str | None = None, jobs: int = 1,
+              on_plan: Callable[[list[Job]], None] | None = None, on_start: Callable[[Job], None] | None = None,
+              on_stage: Callable[[str], None] | None = None,
+              on_done: Callable[[FileResult], None] | None = None) -> BatchResult:
+    """Restore every audio file named by `inputs` (files, folders, glob patterns) into
+    `out_root/<track>/`, skipping up-to-date results, with `jobs` worker processes (1: in this
+    process). Writes `out_root/batch.json` after each file that ran (and at the end). Raises
+    `FileNotFoundError`/`ValueError` for an input that names nothing, before anything runs. On
+    KeyboardInterrupt the workers are stopped, batch.json records what finished (when anything
+    did), and the interrupt is raised again.
+
+    `separator` is as for `pipeline.run` (it must be picklable for `jobs > 1`; each worker
+    loads its model once). `on_start`/`on_stage` report progress with `jobs == 1` only;
+    `on_plan` gets the job list first; `on_done` is called for every file as it finishes,
+    skipped ones included.
+    """
+    if jobs < 1:
+        raise SettingError(JOBS, f" must be at least 1, not {jobs}")
+    out_root = Path(out_root)
+    if out_root.exists() and not out_root.is_dir():
+        raise OSError(f"{out_root}: exists and is not a folder, cannot write output there")
+    all_jobs = plan_jobs(collect_inputs(inputs, exclude_under=out_root), out_root)
+    fp = fingerprint(settings, separator)
+    if on_plan:
+        on_plan(all_jobs)
+    done: dict[Job, FileResult] = {}
+
+    def record(job: Job, result: FileResult, ran: bool = True) -> None:
+        done[job] = result
+        if result.status == "done":
+            interrupts.note_kept(job.out_dir)  # also when a worker process committed it
+        if ran:
+            write_record(all_jobs, done, out_root, fp, settings)
+        if on_done:
+            on_done(result)
+
+    todo = []
+    for job in all_jobs:
+        if is_current(job, fp):
+            record(job, _skipped(job), ran=False)
+        else:
+            todo.append(job)
+    try:
+        if jobs == 1 or len(todo) <= 1:
+            for job in todo:
+                if on_start:
+                    on_start(job)
+                record(job, run_one(job, separator, settings, fp, notice, on_stage))
+        else:
+            _run_pool(todo, min(jobs, len(todo)), separator, settings, fp, notice, record)
+    except KeyboardInterrupt:
+        # A result committed just as the interrupt came (its commit holds signals off) is finished.
+        for job in todo:
+            if job not in done and is_current(job, fp):
+                done[job] = replace(_skipped(job), status="done")
+                interrupts.note_kept(job.out_dir)
+        if any(job in done for job in todo):
+            write_record(all_jobs, done, out_root, fp, settings, interrupted=True)
+        raise
+    return write_record(all_jobs, done, out_root, fp, settings)
+
+
+def _run_pool(todo: list[Job], jobs: int, separator, settings, fp, notice, record) -> None:
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+
+    def done(i: int, finished: Future) -> None:
+        try:
+            result = finished.result()
+        except Exception as exc:  # the worker itself died (out of memory, killed)
+            result = FileResult(str(todo[i].input), str(todo[i].out_dir), "failed",
+                                error=f"worker: {describe_error(exc)}")
+        record(todo[i], result)
+
+    workers.run_tasks(_work, todo, jobs, done, initializer=_init_worker,
+                      initargs=(separator, settings, fp, notice, threads))
+
+
+def write_record(all_jobs: list[Job], done: dict[Job, FileResult], out_root: Path, fp: str,
+                 settings: pipeline.Settings, interrupted: bool = False) -> BatchResult:
+    """batch.json, atomically, with the finished files in input order."""
+    files = tuple(done[j] for j in all_jobs if j in done)
+    pending = tuple(str(j.input) for j in all_jobs if j not in done) if interrupted else ()
+    result = BatchResult(str(out_root), fp, settings.to_dict(), files, interrupted, pending)
+    audio.write_text(out_root / BATCH_FILE, to_json(result.to_dict()))
+    interrupts.note_kept(out_root / BATCH_FILE)
+    return result

@@ -1,0 +1,452 @@
+"""The restoration pipeline, top to bottom: load, separate, route, restore, remix, measure,
+write. `run` restores one clip in one mode; `compare` separates once and produces the direct,
+stem-wise and routed results from that one separation. Both start with `_load_and_separate`
+and restore each plan through `restore`; the steps they share follow them, then the settings
+and results.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_RATES, OUTPUT_SR,
+                      SKIP_POLICIES, SKIP_POLICY, ClipMode, Mode, OutputRate, SkipPolicy, check_choice)
+from . import audio, dsp, levels, metrics, presets, results
+from . import figures as figs
+from .audio import WORK_SR
+from .route import RouterConfig, RoutePlan, route, route_modes
+from .separate import Separation, Separator, StemsFolder
+
+LOUDNESS_TOLERANCE_LU = 0.2
+"""How close a loudness-matched result must land after clip safety."""
+LOUDNESS_LIMIT_PASSES = 8
+"""Make-up-gain-and-limit passes at most (each costs one limiter pass and one loudness measure)."""
+NO_SEPARATOR = {"name": "none", "model": None}
+RESTORED = "restored.wav"
+REPORT_SET = results.Kind("report.json", outputs=(RESTORED,), legacy=(RESTORED, "stems/*.wav"))
+"""`run`'s result set: restored.wav (and stems/ with keep_stems), report.json its manifest."""
+COMPARE_SET = results.Kind("compare.json", outputs=("direct.wav", "routed.wav"),
+                           legacy=tuple(f"{m}.wav" for m in COMPARE_MODES) + (figs.SPECTROGRAMS_PNG, figs.STEMS_PNG))
+"""`compare`'s result set: one file per mode and the figures, compare.json its manifest."""
+
+
+def run(input_path: str | Path, out: str | Path | results.ResultSet | results.View, separator: Separator | None = None,
+        settings: Settings | None = None, *, notice: str | None = None, replace_other: bool = False,
+        on_stage: Callable[[str], None] | None = None) -> RunResult:
+    """Restore one clip into `out/restored.wav` and `out/report.json`.
+
+    `out` is a folder (this call writes the result set there, see `core.results`; an earlier
+    result of another input is replaced only with `replace_other`), or a set being staged that
+    the caller commits with the report. `separator` turns the mix into stems (Demucs, a stems
+    folder); None restores the mix directly. `notice` is recorded as `separator.notice` (why no
+    separator was available).
+    """
+    if not isinstance(out, results.Staged):
+        with results.ResultSet(out, REPORT_SET, input=input_path, protect=inputs_of(separator),
+                               replace_other=replace_other) as staged:
+            result = run(input_path, staged, separator, settings, notice=notice, on_stage=on_stage)
+            staged.commit(result.to_dict())
+        return result
+    settings = settings or Settings()
+    preset = presets.load(settings.preset)
+    clock = Stopwatch(on_stage)
+    mix, info, panel_in, separation, sep_info = _load_and_separate(
+        input_path, separator if settings.mode != "direct" else None, clock, notice=notice)
+    with clock.stage("route"):
+        plan = route(separation.stems if separation else {}, mix, WORK_SR, settings.mode, settings.router,
+                     settings.skip_policy)
+    with clock.stage("restore"):
+        restored, processed = restore(mix, plan, preset, separation, clip_mode=settings.clip_mode,
+                                      in_place=not settings.keep_stems, target_lufs=_target_lufs(mix, preset))
+    if not settings.keep_stems:
+        separation, processed = None, {}  # not written: free them before measuring (0.85 GB each)
+    with clock.stage("measure"):
+        panels, warnings = _measure_outputs(panel_in, {"output": restored.audio})
+    with clock.stage("write"):
+        y, out_sr = _output_audio(restored.audio, info, settings.output_sr)
+        audio.write(out.path(RESTORED), y, out_sr)
+        if settings.keep_stems and separation is not None:
+            for name, stem in separation.stems.items():
+                audio.write(out.path(f"stems/{name}.wav"), stem, WORK_SR)
+                if name in processed:
+                    audio.write(out.path(f"stems/{name}.restored.wav"), processed[name], WORK_SR)
+    return RunResult(info, str(out.final(RESTORED)), out_sr, y.shape[0], y.shape[1] / out_sr, restored, plan,
+                     sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
+
+
+def compare(input_path: str | Path, out: str | Path | results.ResultSet | results.View,
+            separator: Separator | None = None, settings: Settings | None = None, *,
+            reference: np.ndarray | None = None, notice: str | None = None, figures: bool = True,
+            stem_views: bool | None = None, protect: tuple[str | Path, ...] = (), replace_other: bool = False,
+            on_stage: Callable[[str], None] | None = None) -> CompareResult:
+    """Separate once, then restore the clip three ways (forced direct, forced stem-wise, routed)
+    and measure each; writes `direct.wav`, `stemwise.wav`, `routed.wav`, `compare.json` and the
+    figures into `out`, a folder or a set being staged, as for `run` (the caller then writes
+    compare.json). `protect` lists other inputs (a reference file). Each stem goes through the
+    chain at most once.
+
+    `reference` is a clean `(channels, samples)` signal at the working rate; with it the panel
+    adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR). `stem_views` (default: `figures`)
+    keeps what the stems figure needs, for drawing it later with `figures.compare_figures`.
+
+    Memory: the stems are restored in place (copies only of the stems routed passes through
+    unprocessed) and freed before measuring, so a 10-minute stereo file holds the mix, four
+    stems and the results, not two sets of stems.
+    """
+    if not isinstance(out, results.Staged):
+        with results.ResultSet(out, COMPARE_SET, input=input_path, protect=(*protect, *inputs_of(separator)),
+                               replace_other=replace_other) as staged:
+            result = compare(input_path, staged, separator, settings, reference=reference, notice=notice,
+                             figures=figures, stem_views=stem_views, on_stage=on_stage)
+            staged.commit(result.to_dict())
+        return result
+    settings = settings or Settings()
+    keep_views = figures if stem_views is None else stem_views
+    preset = presets.load(settings.preset)
+    clock = Stopwatch(on_stage)
+    mix, info, panel_in, separation, sep_info = _load_and_separate(input_path, separator, clock, notice=notice,
+                                                                   reference=reference)
+    stems = separation.stems if separation else {}
+    with clock.stage("route"):
+        plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy)
+    with clock.stage("restore"):
+        target = _target_lufs(mix, preset)
+        routed = plans["routed"]
+        views = {n: figs.StemView.of(x) for n, x in stems.items()} if keep_views else {}
+        # The stems are restored in place: keep the unprocessed audio that routed passes through.
+        passed = {n: stems[n].copy() for n in _remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
+        # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
+        # their scratch memory) at once than cores.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            direct = pool.submit(restore, mix, plans["direct"], preset, None, clip_mode=settings.clip_mode,
+                                 target_lufs=target)
+            stemwise, processed = (restore(mix, plans["stemwise"], preset, separation, clip_mode=settings.clip_mode,
+                                           in_place=True, target_lufs=target, pool=pool)
+                                   if separation is not None else (None, {}))
+            outputs: dict[str, Restored] = {"direct": direct.result()[0]}
+        if stemwise is not None:
+            outputs["stemwise"] = stemwise
+        views = {n: v.restored(processed[n]) if n in processed else v for n, v in views.items()}
+        if routed.mode_used == "direct":
+            outputs["routed"] = outputs["direct"]
+        elif _remixed(routed) == _remixed(plans["stemwise"]):  # nothing skipped: the same sum
+            outputs["routed"] = outputs["stemwise"]
+        else:
+            outputs["routed"], _ = restore(mix, routed, preset, Separation({**stems, **passed}, separation.info),
+                                           processed, settings.clip_mode, target_lufs=target)
+        stem_names = tuple(stems)
+        separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
+    with clock.stage("measure"):
+        panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs.items()}, reference)
+        all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
+    with clock.stage("write"):
+        paths = {}
+        for m, r in outputs.items():
+            y, out_sr = _output_audio(r.audio, info, settings.output_sr)
+            audio.write(out.path(f"{m}.wav"), y, out_sr)
+            paths[m] = str(out.final(f"{m}.wav"))
+    result = CompareResult(info, sep_info, routed, outputs, paths, all_panels, warnings, stem_names, views,
+                           preset, clock.timings_s, settings, mix)
+    if figures:
+        with clock.stage("figures"):
+            figs.compare_figures(result, out.staged_folder)
+    return result
+
+
+# --- the steps --------------------------------------------------------------------------------
+
+
+def _load_and_separate(input_path: str | Path, separator: Separator | None, clock: Stopwatch, *,
+                       notice: str | None, reference: np.ndarray | None = None):
+    """Load the input, measure it, and separate it: `(mix, info, input panel, separation or
+    None, separator record)`. The input's panel is taken first, so the raw input is not held
+    through separation and restoration (0.2 GB per copy on 10 minutes of stereo)."""
+    with clock.stage("load"):
+        raw, mix, info = load_input(input_path)
+    with clock.stage("measure"):
+        panel_in = metrics.measure(raw, WORK_SR, ref=reference)
+        del raw
+    with clock.stage("separate"):
+        if separator is None:
+            separation, sep_info = None, dict(NO_SEPARATOR)
+        else:
+            separation = separator(mix, WORK_SR)
+            sep_info = separation.info.to_dict()
+        if notice:
+            sep_info["notice"] = notice
+    return mix, info, panel_in, separation, sep_info
+
+
+def inputs_of(separator: Separator | None) -> tuple[Path, ...]:
+    """The files a separator reads (a stems folder): never written over by a result."""
+    return (separator.folder,) if isinstance(separator, StemsFolder) else ()
+
+
+def load_input(path: str | Path) -> tuple[np.ndarray, np.ndarray, audio.AudioInfo]:
+    """The input as read (for measuring) and with its DC offset removed (for processing), both
+    `(channels, samples)` at the working rate."""
+    raw, info = audio.read(path, WORK_SR)
+    return raw, audio.remove_dc(raw), info
+
+
+def _target_lufs(mix: np.ndarray, preset: presets.Preset) -> float | None:
+    """The loudness a result is brought back to: the DC-free input's, when the preset asks."""
+    return levels.loudness_lufs(mix, WORK_SR) if preset.match_loudness else None
+
+
+def restore(mix: np.ndarray, plan: RoutePlan, preset: presets.Preset, separation: Separation | None,
+            processed: dict[str, np.ndarray] | None = None, clip_mode: ClipMode = "limit", *,
+            in_place: bool = False, target_lufs: float | None = None,
+            pool: Executor | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
+    """Restore `mix` as `plan` says: the preset's chain on the mix (direct), or on each stem the
+    plan processes, then the remix; then loudness and clip safety (`finish`).
+
+    `processed` holds stems already run through the chain, so no stem is processed twice; the
+    return adds any newly processed stems. `in_place` lets processed stems overwrite the
+    separation's (see `process_stems`); `pool` runs them beside other work queued there;
+    `target_lufs` is the mix's loudness when already measured (see `finish`)."""
+    processed = dict(processed or {})
+    if plan.mode_used == "direct":
+        y = dsp.apply_chain(mix, WORK_SR, preset.chain_for(None))
+    else:
+        todo = [n for n in plan.processed() if n not in processed]
+        processed.update(process_stems(separation.stems, todo, preset, in_place=in_place, pool=pool))
+        y = remix(plan, separation.stems, processed)
+    return finish(y, mix, plan.mode_used, preset, clip_mode, target_lufs=target_lufs), processed
+
+
+def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
+                  sr: int = WORK_SR, *, in_place: bool = False, pool: Executor | None = None) -> dict[str, np.ndarray]:
+    """Run each named stem through its chain, in parallel (the heavy parts, FFTs and
+    pedalboard's plugins, release the GIL). `in_place` writes each result over its input stem
+    (when the unprocessed stems are not needed afterwards: 0.2 GB per stereo stem on a
+    10-minute file). `pool` runs them beside other work already queued there."""
+    if not names:
+        return {}
+
+    def one(name: str) -> np.ndarray:
+        y = dsp.apply_chain(stems[name], sr, preset.chain_for(name), overwrite=in_place)
+        if not in_place:
+            return y
+        if y is not stems[name]:
+            stems[name][...] = y
+        return stems[name]
+
+    if pool is None:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as own:
+            return process_stems(stems, names, preset, sr, in_place=in_place, pool=own)
+    futures = {n: pool.submit(one, n) for n in names}
+    return {n: f.result() for n, f in futures.items()}
+
+
+def _remixed(plan: RoutePlan) -> tuple[list[str], list[str]]:
+    """The stems a remix sums: (processed, passed through unprocessed)."""
+    return plan.processed(), plan.skipped() if plan.skip_policy == "passthrough" else []
+
+
+def remix(plan: RoutePlan, stems: dict[str, np.ndarray], processed: dict[str, np.ndarray]) -> np.ndarray:
+    """Sum the processed stems, plus the skipped ones when the skip policy passes them through."""
+    done, passed = _remixed(plan)
+    parts = [processed[n] if n in processed else stems[n] for n in done] + [stems[n] for n in passed]
+    if not parts:  # every stem dropped: silence, said in the report through the plan
+        return np.zeros_like(next(iter(stems.values())))
+    # Summed one by one: np.sum over the list would first stack every stem into one array.
+    total = np.array(parts[0], dtype=np.float32)
+    for part in parts[1:]:
+        total += part
+    return total
+
+
+def finish(y: np.ndarray, mix: np.ndarray, mode: Mode, preset: presets.Preset, clip_mode: ClipMode,
+           sr: int = WORK_SR, *, target_lufs: float | None = None) -> Restored:
+    """Match loudness to the input (`target_lufs`, measured from `mix` when None) when the
+    preset asks, then keep the result in full scale.
+
+    When the limiter has to act on a loudness-matched result it costs loudness (an input
+    peaking at +3.5 dBFS loses about 1.5 LU), so the make-up gain is raised and the limiter
+    run again, a few times, until the limited result sits within `LOUDNESS_TOLERANCE_LU`.
+    """
+    gain_db = 0.0
+    if not preset.match_loudness:
+        y, clip = dsp.clip_safety(y, sr, clip_mode)
+        return Restored(y, mode, gain_db, clip)
+    target = levels.loudness_lufs(mix, sr) if target_lufs is None else target_lufs
+    y, gain_db = dsp.match_loudness(y, sr, target)
+    out, clip = dsp.clip_safety(y, sr, clip_mode)
+    for _ in range(LOUDNESS_LIMIT_PASSES if clip.action == "limited" else 0):
+        shortfall_db = target - levels.loudness_lufs(out, sr)
+        if not np.isfinite(shortfall_db) or abs(shortfall_db) <= LOUDNESS_TOLERANCE_LU:
+            break
+        y = levels.scaled(y, shortfall_db)
+        gain_db += shortfall_db
+        out, again = dsp.clip_safety(y, sr, clip_mode)
+        clip = dsp.ClipSafety(clip.mode, again.action, clip.peak_before_dbfs, again.peak_after_dbfs)
+    return Restored(out, mode, gain_db, clip)
+
+
+def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarray], ref: np.ndarray | None = None):
+    """The metric panel of each output over the input's occupied band, and its warnings
+    against the input's panel."""
+    band = panel_in.bandwidth_hz
+    distinct = {id(y): y for y in outputs.values()}  # routed often IS stem-wise or direct: measured once
+    by_array = {k: metrics.measure(y, WORK_SR, ref=ref, band_hz=band) for k, y in distinct.items()}
+    panels = {name: by_array[id(y)] for name, y in outputs.items()}
+    warnings = {name: metrics.warnings_for(panel_in, p) for name, p in panels.items()}
+    return panels, warnings
+
+
+def _output_audio(y: np.ndarray, info: audio.AudioInfo, output_sr: OutputRate) -> tuple[np.ndarray, int]:
+    if output_sr == "original" and info.sample_rate != WORK_SR:
+        return audio.resample(y, WORK_SR, info.sample_rate), info.sample_rate
+    return y, WORK_SR
+
+
+class Stopwatch:
+    """Wall time per named stage, announced to an optional callback as each stage starts."""
+
+    def __init__(self, on_stage: Callable[[str], None] | None = None):
+        self.timings_s: dict[str, float] = {}
+        self._on_stage = on_stage
+
+    @contextmanager
+    def stage(self, name: str):
+        if self._on_stage:
+            self._on_stage(name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings_s[name] = self.timings_s.get(name, 0.0) + time.perf_counter() - t0
+
+
+# --- settings and results ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides what `run` and `compare` produce (and so whether a stored result
+    can be reused)."""
+
+    mode: Mode = "routed"
+    preset: str = DEFAULT_PRESET
+    """A built-in preset name or a preset TOML path."""
+    clip_mode: ClipMode = "limit"
+    skip_policy: SkipPolicy = "passthrough"
+    router: RouterConfig = field(default_factory=RouterConfig)
+    output_sr: OutputRate = "work"
+    """`work` (44.1 kHz) or `original` (the input file's rate)."""
+    keep_stems: bool = False
+
+    def __post_init__(self):
+        check_choice(self.mode, MODES, MODE)
+        check_choice(self.clip_mode, CLIP_MODES, CLIP_MODE)
+        check_choice(self.skip_policy, SKIP_POLICIES, SKIP_POLICY)
+        check_choice(self.output_sr, OUTPUT_RATES, OUTPUT_SR)
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["router"] = dict(self.router.__dict__)
+        return d
+
+
+@dataclass(frozen=True)
+class Restored:
+    """One restored mix and what was done to it after the chain."""
+
+    audio: np.ndarray
+    mode: str
+    loudness_gain_db: float
+    clip: dsp.ClipSafety
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What `run` did; `to_dict` is report.json (schema adaptive-argm/report/1)."""
+
+    input: audio.AudioInfo
+    output_path: str
+    output_sr: int
+    output_channels: int
+    output_duration_s: float
+    restored: Restored
+    plan: RoutePlan
+    separator: dict
+    preset: presets.Preset
+    metrics_input: metrics.MetricPanel
+    metrics_output: metrics.MetricPanel
+    warnings: list[str]
+    timings_s: dict[str, float]
+    settings: Settings
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": "adaptive-argm/report/1",
+            "input": self.input.to_dict(),
+            "output": {"path": self.output_path, "sample_rate": self.output_sr, "channels": self.output_channels,
+                       "duration_s": self.output_duration_s, "peak_dbfs": self.restored.clip.peak_after_dbfs,
+                       "clip_action": self.restored.clip.action,
+                       "peak_before_safety_dbfs": self.restored.clip.peak_before_dbfs,
+                       "loudness_gain_db": self.restored.loudness_gain_db},
+            "mode_requested": self.plan.mode_requested,
+            "mode_used": self.plan.mode_used,
+            "route_reason": self.plan.reason,
+            "skip_policy": self.plan.skip_policy,
+            "separator": self.separator,
+            "preset": self.preset.name,
+            "preset_detail": self.preset.to_dict(),
+            "stems": [s.to_dict() for s in self.plan.stems],
+            "metrics": {"input": self.metrics_input.to_dict(), "output": self.metrics_output.to_dict()},
+            "warnings": self.warnings,
+            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
+            "settings": self.settings.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """Direct, stem-wise and routed restorations of one clip from ONE separation; `to_dict`
+    is compare.json (schema adaptive-argm/compare/1)."""
+
+    input: audio.AudioInfo
+    separator: dict
+    plan: RoutePlan
+    """The router's own plan (what `routed` did)."""
+    outputs: dict[str, Restored]
+    """By mode: `direct`, `stemwise` (absent without stems), `routed`."""
+    paths: dict[str, str]
+    metrics: dict[str, metrics.MetricPanel]
+    """`input` and each output's panel, all over the input's occupied band."""
+    warnings: dict[str, list[str]]
+    stem_names: tuple[str, ...]
+    stem_views: dict[str, figs.StemView]
+    """What the stems figure shows of each stem (empty unless asked for: the stems themselves
+    are restored in place and freed before measuring)."""
+    preset: presets.Preset
+    timings_s: dict[str, float]
+    settings: Settings
+    mix: np.ndarray
+    """The DC-free input at the working rate (for figures)."""
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": "adaptive-argm/compare/1",
+            "input": self.input.to_dict(),
+            "separator": self.separator,
+            "preset": self.preset.name,
+            "router": {**self.plan.to_dict(), "stems": [s.to_dict() for s in self.plan.stems]},
+            "outputs": {m: {"path": self.paths.get(m), "mode_used": r.mode, "clip_action": r.clip.action,
+                            "peak_dbfs": r.clip.peak_after_dbfs, "loudness_gain_db": r.loudness_gain_db}
+                        for m, r in self.outputs.items()},
+            "metrics": {k: (p.to_dict() if p is not None else None) for k, p in self.metrics.items()},
+            "warnings": self.warnings,
+            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
+            "settings": self.settings.to_dict(),
+        }
