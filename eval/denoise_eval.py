@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,8 +161,8 @@ def preset_with(wiener: dict | None = None, base: str = "adaptive") -> presets.P
     p = presets.load(base)
     if not wiener:
         return p
-    steps = tuple(steps.Step(s.kind, {**s.params, **wiener}) if s.kind == "wiener" else s for s in p.steps)
-    return presets.Preset(p.name, p.description, steps, p.stem_steps, p.match_loudness, p.source)
+    chain = tuple(steps.Step(s.kind, {**s.params, **wiener}) if s.kind == "wiener" else s for s in p.steps)
+    return dataclasses.replace(p, steps=chain)
 
 
 def restore_direct(x: np.ndarray, preset: presets.Preset) -> pipeline.Restored:
