@@ -29,6 +29,14 @@ LOUDNESS_TOLERANCE_LU = 0.2
 """How close a loudness-matched result must land after clip safety."""
 LOUDNESS_LIMIT_PASSES = 8
 """Make-up-gain-and-limit passes at most (each costs one limiter pass and one loudness measure)."""
+UNCHANGED_TOLERANCE = 1e-6
+"""A chain's result within this of its input (relative to the input's peak) is the input: the
+preset found nothing to do."""
+RESIDUAL_OVER_DB = 0.1
+"""An input that nothing changed can still sit this far above full scale after DC removal (a
+full-scale 16-bit square wave: +0.003 dB). It is scaled back to exactly full scale instead of
+being limited to the -1 dBFS ceiling, which would change a signal that needed no restoration."""
+COMPARE_BLOCK = 1 << 18
 NO_SEPARATOR = {"name": "none", "model": None}
 RESTORED = "restored.wav"
 REPORT_SET = results.Kind("report.json", outputs=(RESTORED,), legacy=(RESTORED, "stems/*.wav"))
@@ -272,24 +280,61 @@ def finish(y: np.ndarray, mix: np.ndarray, mode: Mode, preset: presets.Preset, c
 
     When the limiter has to act on a loudness-matched result it costs loudness (an input
     peaking at +3.5 dBFS loses about 1.5 LU), so the make-up gain is raised and the limiter
-    run again, a few times, until the limited result sits within `LOUDNESS_TOLERANCE_LU`.
+    run again, a few times, until the limited result sits within `LOUDNESS_TOLERANCE_LU`, and
+    only while each pass gives loudness back. A result the chain left unchanged is the input:
+    no make-up gain (`_finish_untouched`).
     """
     gain_db = 0.0
+    if unchanged(y, mix):
+        return _finish_untouched(mix, mode, sr, clip_mode)
     if not preset.match_loudness:
         y, clip = dsp.clip_safety(y, sr, clip_mode)
         return Restored(y, mode, gain_db, clip)
     target = levels.loudness_lufs(mix, sr) if target_lufs is None else target_lufs
     y, gain_db = dsp.match_loudness(y, sr, target)
     out, clip = dsp.clip_safety(y, sr, clip_mode)
+    shortfall_db = target - levels.loudness_lufs(out, sr) if clip.action == "limited" else 0.0
     for _ in range(LOUDNESS_LIMIT_PASSES if clip.action == "limited" else 0):
-        shortfall_db = target - levels.loudness_lufs(out, sr)
         if not np.isfinite(shortfall_db) or abs(shortfall_db) <= LOUDNESS_TOLERANCE_LU:
             break
-        y = levels.scaled(y, shortfall_db)
-        gain_db += shortfall_db
-        out, again = dsp.clip_safety(y, sr, clip_mode)
+        y_next = levels.scaled(y, shortfall_db)
+        out_next, again = dsp.clip_safety(y_next, sr, clip_mode)
+        left_db = target - levels.loudness_lufs(out_next, sr)
+        # A limiter that flattens everything (a full-scale square wave) gives no loudness back
+        # for more gain: stop rather than report make-up gain that changed nothing.
+        if not abs(left_db) < 0.5 * abs(shortfall_db):
+            break
+        y, out, gain_db, shortfall_db = y_next, out_next, gain_db + shortfall_db, left_db
         clip = dsp.ClipSafety(clip.mode, again.action, clip.peak_before_dbfs, again.peak_after_dbfs)
     return Restored(out, mode, gain_db, clip)
+
+
+def unchanged(y: np.ndarray, x: np.ndarray, tolerance: float = UNCHANGED_TOLERANCE) -> bool:
+    """Whether `y` is `x` within `tolerance` of `x`'s peak, compared in blocks (no full-size
+    temporary on hour-long files)."""
+    if y is x:
+        return True
+    if y.shape != x.shape:
+        return False
+    limit = tolerance * levels.peak(x)
+    for start in range(0, x.shape[-1], COMPARE_BLOCK):
+        part = np.s_[..., start:start + COMPARE_BLOCK]
+        if np.max(np.abs(y[part] - x[part]), initial=0.0) > limit:
+            return False
+    return True
+
+
+def _finish_untouched(mix: np.ndarray, mode: Mode, sr: int, clip_mode: ClipMode) -> Restored:
+    """The chain found nothing to do: the DC-free input comes back as it is, at its own loudness
+    (no make-up gain). Clip safety still acts on real overs; an over of at most
+    `RESIDUAL_OVER_DB` (what removing a DC offset adds to a full-scale input) is scaled back to
+    exactly full scale."""
+    before = levels.peak_dbfs(mix)
+    if clip_mode != "none" and 0.0 < before <= RESIDUAL_OVER_DB:
+        y = levels.scaled(mix, -before - 1e-3)  # float32 rounding must not land above 1.0
+        return Restored(y, mode, 0.0, dsp.ClipSafety(clip_mode, "normalized", before, levels.peak_dbfs(y)))
+    y, clip = dsp.clip_safety(mix, sr, clip_mode)
+    return Restored(y, mode, 0.0, clip)
 
 
 def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarray], ref: np.ndarray | None = None):
