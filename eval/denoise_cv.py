@@ -248,11 +248,12 @@ def main() -> None:
         for r in rows:
             r.update(fold=f"tuned on {tune_h}, scored on {test_h}", config=best)
         all_rows += rows
+        start = len(lines)
         lines += ["", f"## Tuned on {tune_h}, scored on {test_h}", "",
                   "Tuning half: " + "; ".join(f"{i}: {'ok' if ok else 'breaks a per-clip goal'}, {sc:+.3f} dB"
                                               for ok, sc, i in scores) + f". Chosen: candidate {best}.", ""]
         lines += table(rows, True) + ["", "Goals on this half:", ""] + goals(rows)
-        print("\n".join(lines[-len(E.CONDITIONS) - 12:]), flush=True)
+        print("\n".join(lines[start:]), flush=True)
     for h in "AB":
         rows = [r for r in all_rows if r["clip"] in {c.name for c in halves[h]} and r["config"] == 0]
         if len(rows) < len(halves[h]) * len(E.CONDITIONS):

@@ -1,5 +1,6 @@
-"""Wall time of the `adaptive` preset's `wiener` step on 30 s of stereo at 44.1 kHz, with hiss
-(white noise at -45 dBFS: the filter acts) and without (it bypasses), optionally beside another
+"""Wall time of the `adaptive` preset's `wiener` step, and of the router's probe for it, on 30 s of
+stereo at 44.1 kHz, with hiss (white noise at -45 dBFS: the filter acts) and without (it
+bypasses), optionally beside another
 checkout's (e.g. the version before a change), timed in turns so that both see the same load.
 
 The signal is synthetic and seeded (decaying harmonic notes over a bass line), so no corpus is
@@ -51,8 +52,12 @@ def load_version(root: str | None):
     if root:
         sys.path.insert(0, str(Path(root).resolve()))
     try:
-        denoise = importlib.import_module("adaptive_argm.core.denoise")
-        presets = importlib.import_module("adaptive_argm.core.presets")
+        try:
+            denoise = importlib.import_module("adaptive_argm.core.denoise")
+            presets = importlib.import_module("adaptive_argm.core.presets")
+        except ModuleNotFoundError:  # a version before the layered layout
+            denoise = importlib.import_module("adaptive_argm.denoise")
+            presets = importlib.import_module("adaptive_argm.presets")
     finally:
         if root:
             sys.path.pop(0)
@@ -82,6 +87,17 @@ def main() -> None:
                 times[v].append(time.perf_counter() - t0)
         for v, ts in times.items():
             print(f"{name:22s} {v:30s} min {min(ts):.3f} s  median {float(np.median(ts)):.3f} s")
+    # The router's probe for `wiener` (routed mode): one noise estimate of the mix and one of each
+    # of four stems, on 30 s each.
+    from adaptive_argm.core.denoise import found_noise_power
+    _, s = load_version(None)
+    ts = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        for _ in range(5):
+            found_noise_power(noisy, SR, s)
+        ts.append(time.perf_counter() - t0)
+    print(f"{'router probe, mix + 4 stems':22s} {'this checkout':30s} min {min(ts):.3f} s  median {float(np.median(ts)):.3f} s")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 Wiener filter whose strength follows how sure the noise estimate is, and return audio that
 carries no such noise bit for bit unchanged.
 
-Why this design (eval/results/denoise_diagnosis.md): minimum statistics alone take the floor of
+Why this design (eval/results/denoise.md): minimum statistics alone take the floor of
 dense music for noise; the previous flat clamp trusted a sub-band whenever its median-to-minimum
 ratio was at most 2 dB above white noise's, which let held tones, square waves, pads and steady
 strings (ratios BELOW white noise's, or peaky spectra) pass as noise, cut clean music by up to
@@ -350,6 +350,20 @@ def estimate_noise_psd(
 ) -> np.ndarray:
     """`estimate_noise(x, sr, settings).psd`: noise power per STFT bin, `(n_fft // 2 + 1,)`."""
     return estimate_noise(x, sr, settings).psd
+
+
+def found_noise_power(x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings()) -> float:
+    """What the filter would act on, as one number: the estimated noise power (linear, full
+    scale = 1, summed over channels) weighted by the estimate's strength; 0 when it would
+    bypass. Measured on the middle `block_s` of each channel (bounded cost on long inputs)."""
+    x2 = _as_2d(x)
+    n = min(x2.shape[1], max(int(settings.block_s * sr), 4 * settings.n_fft))
+    a = (x2.shape[1] - n) // 2
+    total = 0.0
+    for ch in x2:
+        est = estimate_noise(ch[a:a + n], sr, settings)
+        total += est.strength * float(np.mean(est.psd, dtype=np.float64))
+    return total
 
 
 def detect_noise_level_db(

@@ -11,7 +11,7 @@ import os
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_RATES, OUTPUT_SR,
                       SKIP_POLICIES, SKIP_POLICY, ClipMode, Mode, OutputRate, SkipPolicy, check_choice)
-from . import audio, dsp, levels, metrics, presets, results
+from . import audio, dsp, levels, metrics, presets, results, steps
 from . import figures as figs
 from .audio import WORK_SR
 from .route import RouterConfig, RoutePlan, route, route_modes
@@ -70,7 +70,7 @@ def run(input_path: str | Path, out: str | Path | results.ResultSet | results.Vi
         input_path, separator if settings.mode != "direct" else None, clock, notice=notice)
     with clock.stage("route"):
         plan = route(separation.stems if separation else {}, mix, WORK_SR, settings.mode, settings.router,
-                     settings.skip_policy)
+                     settings.skip_policy, step_kinds(preset), step_probe(preset))
     with clock.stage("restore"):
         restored, processed = restore(mix, plan, preset, separation, clip_mode=settings.clip_mode,
                                       in_place=not settings.keep_stems, target_lufs=_target_lufs(mix, preset))
@@ -124,13 +124,16 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
                                                                    reference=reference)
     stems = separation.stems if separation else {}
     with clock.stage("route"):
-        plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy)
+        plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy,
+                            step_kinds(preset), step_probe(preset))
     with clock.stage("restore"):
         target = _target_lufs(mix, preset)
         routed = plans["routed"]
         views = {n: figs.StemView.of(x) for n, x in stems.items()} if keep_views else {}
-        # The stems are restored in place: keep the unprocessed audio that routed passes through.
-        passed = {n: stems[n].copy() for n in _remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
+        # The stems are restored in place: keep the unprocessed audio that routed passes through
+        # (and, when routed runs some kinds on the remix instead, every stem it processes).
+        keep = _remixed(routed)[1] + (routed.processed() if routed.direct_kinds() else [])
+        passed = {n: stems[n].copy() for n in keep} if routed.mode_used == "stemwise" else {}
         # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
         # their scratch memory) at once than cores.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -145,7 +148,7 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
         views = {n: v.restored(processed[n]) if n in processed else v for n, v in views.items()}
         if routed.mode_used == "direct":
             outputs["routed"] = outputs["direct"]
-        elif _remixed(routed) == _remixed(plans["stemwise"]):  # nothing skipped: the same sum
+        elif _remixed(routed) == _remixed(plans["stemwise"]) and not routed.direct_kinds():  # the same sum
             outputs["routed"] = outputs["stemwise"]
         else:
             outputs["routed"], _ = restore(mix, routed, preset, Separation({**stems, **passed}, separation.info),
@@ -220,15 +223,50 @@ def restore(mix: np.ndarray, plan: RoutePlan, preset: presets.Preset, separation
     `processed` holds stems already run through the chain, so no stem is processed twice; the
     return adds any newly processed stems. `in_place` lets processed stems overwrite the
     separation's (see `process_stems`); `pool` runs them beside other work queued there;
-    `target_lufs` is the mix's loudness when already measured (see `finish`)."""
+    `target_lufs` is the mix's loudness when already measured (see `finish`).
+
+    A stem-wise plan with kinds routed direct (`RoutePlan.direct_kinds`) runs the other kinds on
+    the stems, remixes, then runs the mix chain's steps of those kinds on the remix. Its stems
+    have been through part of the chain only: they are neither taken from nor added to
+    `processed`."""
     processed = dict(processed or {})
     if plan.mode_used == "direct":
         y = dsp.apply_chain(mix, WORK_SR, preset.chain_for(None))
+    elif direct_kinds := plan.direct_kinds():
+        partial = process_stems(separation.stems, plan.processed(), without_kinds(preset, direct_kinds),
+                                in_place=in_place, pool=pool)
+        y = remix(plan, separation.stems, partial)
+        y = dsp.apply_chain(y, WORK_SR, tuple(s for s in preset.chain_for(None) if s.kind in direct_kinds),
+                            overwrite=True)
     else:
         todo = [n for n in plan.processed() if n not in processed]
         processed.update(process_stems(separation.stems, todo, preset, in_place=in_place, pool=pool))
         y = remix(plan, separation.stems, processed)
     return finish(y, mix, plan.mode_used, preset, clip_mode, target_lufs=target_lufs), processed
+
+
+def step_kinds(preset: presets.Preset) -> tuple[str, ...]:
+    """Every step kind the preset uses, mix chain first, in order."""
+    chains = (preset.steps, *preset.stem_steps.values())
+    return tuple(dict.fromkeys(s.kind for chain in chains for s in chain))
+
+
+def step_probe(preset: presets.Preset, sr: int = WORK_SR):
+    """The router's `Probe` for `preset`: a kind's first step in the chain of that stem (or of
+    the mix) says what it would find to act on (`steps.probe`)."""
+    def probe(kind: str, x: np.ndarray, stem: str | None) -> float | None:
+        step = next((s for s in preset.chain_for(stem) if s.kind == kind), None)
+        return None if step is None else steps.probe(step, x, sr)
+
+    return probe
+
+
+def without_kinds(preset: presets.Preset, kinds: tuple[str, ...]) -> presets.Preset:
+    """`preset` with the steps of `kinds` left out of every chain."""
+    def keep(chain):
+        return tuple(s for s in chain if s.kind not in kinds)
+
+    return replace(preset, steps=keep(preset.steps), stem_steps={k: keep(v) for k, v in preset.stem_steps.items()})
 
 
 def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
@@ -443,6 +481,7 @@ class RunResult:
             "mode_requested": self.plan.mode_requested,
             "mode_used": self.plan.mode_used,
             "route_reason": self.plan.reason,
+            "route_kinds": [k.to_dict() for k in self.plan.kinds],
             "skip_policy": self.plan.skip_policy,
             "separator": self.separator,
             "preset": self.preset.name,

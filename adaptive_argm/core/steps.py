@@ -17,7 +17,7 @@ import pedalboard
 
 from ..config import UserError
 from .audio import remove_dc
-from .denoise import WienerSettings, wiener_denoise
+from .denoise import WienerSettings, found_noise_power, wiener_denoise
 
 PEDALBOARD_PREFIX = "pedalboard."
 NOISEREDUCE_N_FFT = 1024
@@ -87,6 +87,18 @@ KINDS: dict[str, Callable[..., np.ndarray]] = {
 }
 IN_PLACE_KINDS = frozenset({"noisereduce", "dc_remove", "wiener"})
 """Step kinds that can write their result over their input (`out=`)."""
+
+PROBES: dict[str, Callable[..., float]] = {
+    "wiener": lambda x, sr, **params: found_noise_power(x, sr, WienerSettings(**params)),
+}
+"""Step kinds that can say, before running, how much they would find to act on in a signal (a
+power, linear): the router compares the mix with the stems through these."""
+
+
+def probe(step: Step, x: np.ndarray, sr: int) -> float | None:
+    """What `step` would find to act on in `x` (`PROBES`); None for a kind that cannot say."""
+    fn = PROBES.get(step.kind)
+    return None if fn is None else float(fn(x, sr, **step.params))
 
 
 def plugin(step: Step) -> pedalboard.Plugin:

@@ -219,9 +219,11 @@ class Restorer:
              full_panel: bool = True) -> CaseResult:
         """Route as `mode` says, restore, and score; `full_panel=False` scores only what the
         router sweep needs."""
-        plan = route(self.stems, self.damaged.mix, WORK_SR, mode, cfg, skip_policy)
+        plan = route(self.stems, self.damaged.mix, WORK_SR, mode, cfg, skip_policy,
+                     pipeline.step_kinds(self.preset), pipeline.step_probe(self.preset))
         kept = tuple(plan.skipped()) if skip_policy == "passthrough" else ()
-        key = (plan.mode_used, tuple(plan.processed()) if plan.mode_used != "direct" else (), kept, full_panel)
+        key = (plan.mode_used, tuple(plan.processed()) if plan.mode_used != "direct" else (), kept,
+               plan.direct_kinds(), full_panel)
         if key not in self._done:
             t0 = time.perf_counter()
             restored, self._processed = pipeline.restore(self.damaged.mix, plan, self.preset,
