@@ -321,7 +321,7 @@ def test_real_musicgen_mixture():
 @pytest.mark.parametrize("song", ["the_king_is_dead", "legends_of_the_north", "suspense"])
 def test_real_music_the_old_estimator_cut_is_left_alone_and_its_hiss_removed(song):
     """Held notes and steady strings that passed the old steadiness test as noise: the first two
-    lost 31-32 dB SI-SDR when clean (eval/results/denoise_diagnosis.md)."""
+    lost 31-32 dB SI-SDR when clean (eval/results/denoise.md)."""
     import soundfile
 
     x, sr = soundfile.read(str(REAL_DEV / f"{song}.wav"), dtype="float32", always_2d=True)
