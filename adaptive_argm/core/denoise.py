@@ -88,7 +88,8 @@ class WienerSettings:
     """... and at most this far above it (dB): anything more fluctuating is music."""
     excess_correction: float = 2.5
     """A trusted sub-band's level is lowered by this many dB per dB of positive excess (unitless):
-    music under the noise lifts both (about 2.5-3 on the development songs' white noise)."""
+    music under the noise lifts both (about 2.5-3 on the development songs' white noise; the
+    `adaptive` preset uses 3.5, the cross-validated choice: eval/results/denoise_cv.md)."""
     flatness_min_db: float = -0.5
     """A trusted sub-band's spectral flatness (geometric over arithmetic mean, over its bins, of
     the median power over time, dB) is at least this: noise reads about 0 dB, harmonics far less."""
