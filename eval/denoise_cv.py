@@ -35,7 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import denoise_eval as E  # noqa: E402
 
-from adaptive_argm.core import audio, dsp, presets  # noqa: E402
+from adaptive_argm.core import dsp, presets
+from adaptive_argm.core.dc import remove_dc  # noqa: E402
 
 GRID: tuple[dict, ...] = (
     {},
@@ -73,12 +74,12 @@ def case(clip: E.Clip, condition: str, overrides: dict | None, with_visqol: bool
     if old:
         import denoise_diagnosis as Dg
 
-        out = Dg.old_denoise(audio.remove_dc(noisy))
+        out = Dg.old_denoise(remove_dc(noisy, E.SR))
         gain_db = 0.0
     else:
         restored = E.restore_direct(noisy, E.preset_with(overrides))
         out, gain_db = restored.audio, restored.loudness_gain_db
-    dc_free = audio.remove_dc(noisy)
+    dc_free = remove_dc(noisy, E.SR)
     unchanged = bool(np.max(np.abs(out - dc_free)) <= UNCHANGED_TOLERANCE * max(float(np.max(np.abs(dc_free))), 1e-30))
     row = {"clip": clip.name, "corpus": clip.corpus, "condition": condition, "unchanged": unchanged,
            "si_sdr_change_db": 0.0 if unchanged else E.si_sdr_change_db(clip.audio, noisy, out),
@@ -110,11 +111,11 @@ def tuning_cases(clip: E.Clip, condition: str, grid: tuple[dict, ...]) -> list[d
     chain (DC removal, denoiser) without loudness matching and clip safety, which do not move
     SI-SDR, and no delay search, since the chain adds no delay."""
     noisy = E.degraded(clip, condition)
-    dc_free = audio.remove_dc(noisy)
+    dc_free = remove_dc(noisy, E.SR)
     base = E.fast_si_sdr_db(clip.audio, noisy)
     rows = []
     for i, g in enumerate(grid):
-        out = dsp.apply_chain(noisy, E.SR, E.preset_with(g).chain_for(None))
+        out = dsp.apply_chain(dc_free, E.SR, E.preset_with(g).chain_for(None))
         change = 0.0 if np.array_equal(out, dc_free) else E.capped(E.fast_si_sdr_db(clip.audio, out)) - E.capped(base)
         rows.append({"clip": clip.name, "condition": condition, "candidate": i, "si_sdr_change_db": change})
     return rows

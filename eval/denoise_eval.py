@@ -37,6 +37,7 @@ import soundfile as sf
 import soxr
 
 from adaptive_argm.core import intrusive, levels, pipeline, presets, steps
+from adaptive_argm.core.dc import remove_dc
 from adaptive_argm.core.route import route
 from adaptive_argm.evaluation import degrade
 
@@ -168,6 +169,7 @@ def preset_with(wiener: dict | None = None, base: str = "adaptive") -> presets.P
 def restore_direct(x: np.ndarray, preset: presets.Preset) -> pipeline.Restored:
     """What `adaptive-argm run --mode direct` does to the 44.1 kHz mix: the preset's chain,
     loudness matching and clip safety."""
+    x = remove_dc(x, SR)  # as loading does, before any preset
     restored, _ = pipeline.restore(x, route({}, x, SR, "direct"), preset, None)
     return restored
 

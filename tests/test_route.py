@@ -7,6 +7,7 @@ import pytest
 
 from adaptive_argm.config import SettingError
 from adaptive_argm.core import audio, dsp, pipeline, presets
+from adaptive_argm.core.dc import remove_dc
 from adaptive_argm.core.route import RouterConfig, route
 from adaptive_argm.core.separate import Separation, SeparatorInfo, StemsFolder
 from adaptive_argm.core.steps import Step
@@ -17,7 +18,7 @@ SR = audio.WORK_SR
 
 def corpus_stems(corpus, song: str):
     mix, _ = audio.read(corpus / song / "mixed.wav")
-    mix = audio.remove_dc(mix)
+    mix = remove_dc(mix, SR)
     sep = StemsFolder(corpus / song, exclude=(corpus / song / "mixed.wav",))(mix, SR)
     return mix, dict(sep.stems)
 
@@ -127,7 +128,9 @@ def test_denoising_goes_to_the_stems_when_one_stem_carries_the_hiss():
     decided = {k.kind: k for k in plan.kinds}
     assert plan.mode_used == "stemwise" and plan.direct_kinds() == ()
     assert decided["wiener"].mode_used == "stemwise" and "exposes" in decided["wiener"].reason
-    assert decided["dc_remove"].mode_used == "stemwise"  # linear: goes with the others
+    # A linear kind goes wherever the others go: with the denoiser, to the stems.
+    with_dc = route(stems, sum(stems.values()), SR, "routed", kinds=("dc_remove", *kinds), probe=probe)
+    assert {k.kind: k.mode_used for k in with_dc.kinds}["dc_remove"] == "stemwise"
 
 
 def test_denoising_stays_on_the_mix_when_separation_shares_the_hiss_by_power():
