@@ -88,9 +88,9 @@ def main() -> None:
         for v, ts in times.items():
             print(f"{name:22s} {v:30s} min {min(ts):.3f} s  median {float(np.median(ts)):.3f} s")
     # The router's probe for `wiener` (routed mode): one noise estimate of the mix and one of each
-    # of four stems, on 30 s each.
+    # of four stems, on 30 s each (each probe reads the middle 8 s).
+    _, s = load_version(None)  # this checkout's package again, after any other version's
     from adaptive_argm.core.denoise import found_noise_power
-    _, s = load_version(None)
     ts = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()

@@ -354,12 +354,14 @@ def estimate_noise_psd(
     return estimate_noise(x, sr, settings).psd
 
 
-def found_noise_power(x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings()) -> float:
+def found_noise_power(x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings(),
+                      seconds: float = 8.0) -> float:
     """What the filter would act on, as one number: the estimated noise power (linear, full
     scale = 1, summed over channels) weighted by the estimate's strength; 0 when it would
-    bypass. Measured on the middle `block_s` of each channel (bounded cost on long inputs)."""
+    bypass. Measured on the middle `seconds` of each channel (bounded cost: the router probes
+    the mix and every stem; 8 s is what the router study measured on)."""
     x2 = _as_2d(x)
-    n = min(x2.shape[1], max(int(settings.block_s * sr), 4 * settings.n_fft))
+    n = min(x2.shape[1], max(int(seconds * sr), 4 * settings.n_fft))
     a = (x2.shape[1] - n) // 2
     total = 0.0
     for ch in x2:
