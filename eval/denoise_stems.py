@@ -1,4 +1,4 @@
-"""Prototype for the router's denoising decision: direct vs stem-wise vs routed restoration with
+"""The router's denoising decision measured: direct vs stem-wise vs routed restoration with
 the `adaptive` preset, on the multitrack development songs (oracle stems), with the noise placed
 in the three ways a real mix gets it.
 
