@@ -6,7 +6,8 @@ Placements (`degrade.apply_to_stems` splits; the mix always carries the same noi
 - `one stem`: all of it in `other` (a noisy instrument recording; drums, bass, vocals clean);
 - `shared by power`: soft time-frequency masks from the stems' powers (what an ideal mask-based
   separator does with noise on the mix);
-- `on the mix`: all of it in a noise-only `vocals` stem (hiss added after summing, and a
+- `on the mix`: all of it in the `vocals` stem (in midi-dev that stem carries an instrument
+  family of its own, so it is not noise-only; hiss added after summing, and a
   separator that puts what it cannot place into `vocals`, as Demucs does on clips without
   vocals).
 
