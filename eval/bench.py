@@ -333,11 +333,13 @@ def long_rss(seconds: float, repo: Path, model: str, device: str, preset: str, w
     clip = synth_clip(work / f"long{seconds:.0f}-{sr}.wav", seconds, 2, sr=sr)
     lines = []
     for command in commands:
-        spec = {"command": command, "input": str(clip), "out": str(work / f"out-long-{command.replace(':', '-')}"),
+        # One folder per file and command: a result set refuses a folder holding another input's result.
+        out = work / f"out-long{seconds:.0f}-{sr}-{command.replace(':', '-')}"
+        spec = {"command": command, "input": str(clip), "out": str(out),
                 "model": model, "model_repo": str(repo), "device": device, "preset": preset}
         r = measured(spec)
         if "error" in r:
-            lines.append(f"- {seconds / 60:.0f} min stereo, {command}: {r['error']}")
+            lines.append(f"- {seconds / 60:.0f} min stereo at {sr / 1000:g} kHz, {command}: {r['error']}")
             continue
         verdict = "met" if r["peak_rss_mb"] <= target_mb else "NOT met"
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in r["timings_s"].items())
