@@ -56,13 +56,18 @@ def test_presets_and_modes_see_the_same_degraded_input(small_run):
     assert abs(levels.rms_dbfs(damaged.raw - clip.audio) - (-45)) < 0.2
 
 
-def test_routed_runs_the_router_and_matches_stemwise_when_every_stem_is_informative(small_run):
+def test_routed_runs_the_router_and_matches_the_mode_it_chose(small_run):
+    """Every stem is informative here, so routed is stem-wise, unless the router sends every step
+    kind of the preset to the mix (the `adaptive` denoiser where its estimate finds less noise in
+    the stems than in the mix): then it is direct."""
     for c in small_run.cases:
         if c.mode == "routed":
             twin = next(s for s in small_run.cases if (s.degradation, s.preset, s.mode) == (c.degradation, c.preset,
-                                                                                           "stemwise"))
-            assert c.mode_used == "stemwise" and c.processed == twin.processed
+                                                                                           c.mode_used))
+            assert c.processed == twin.processed
             assert c.output.si_sdr_db == twin.output.si_sdr_db
+            if c.preset == "paper":  # no kind of its chain has a per-kind policy: the clip decides
+                assert c.mode_used == "stemwise"
 
 
 def test_clean_input_reads_as_no_change_for_a_transparent_restoration(small_run):

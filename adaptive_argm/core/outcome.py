@@ -82,6 +82,7 @@ class RunResult:
             "mode_requested": self.plan.mode_requested,
             "mode_used": self.plan.mode_used,
             "route_reason": self.plan.reason,
+            "route_kinds": [k.to_dict() for k in self.plan.kinds],
             "skip_policy": self.plan.skip_policy,
             "separator": self.separator,
             "preset": self.preset.name,

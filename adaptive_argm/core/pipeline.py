@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..config import COMPARE_MODES, ClipMode, OutputRate
-from . import audio, dsp, metrics, presets, recovery, results
+from . import audio, dsp, metrics, presets, recovery, results, steps
 from . import figures as figs
 from .audio import WORK_SR
 from .dc import remove_dc
@@ -75,7 +75,7 @@ def _run(input_path: str | Path, out: results.Staged, separator: Separator | Non
     detected = recovery.detected(mix, sr)
     with clock.stage("route"):
         plan = route(separation.stems if separation else {}, mix, sr, settings.mode, settings.router,
-                     settings.skip_policy)
+                     settings.skip_policy, step_kinds(preset), step_probe(preset, sr))
     with clock.stage("restore"):
         restored, processed = restore(mix, plan, preset, separation, clip_mode=settings.clip_mode,
                                       in_place=not settings.keep_stems, target_lufs=_target_lufs(mix, preset, sr),
@@ -139,13 +139,16 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
     detected = recovery.detected(mix, sr)
     stems = separation.stems if separation else {}
     with clock.stage("route"):
-        plans = route_modes(stems, mix, sr, COMPARE_MODES, settings.router, settings.skip_policy)
+        plans = route_modes(stems, mix, sr, COMPARE_MODES, settings.router, settings.skip_policy,
+                            step_kinds(preset), step_probe(preset, sr))
     with clock.stage("restore"):
         target = _target_lufs(mix, preset, sr)
         routed = plans["routed"]
         views = {n: figs.StemView.of(x, sr) for n, x in stems.items()} if keep_views else {}
-        # The stems are restored in place: keep the unprocessed audio that routed passes through.
-        passed = {n: stems[n].copy() for n in _remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
+        # The stems are restored in place: keep the unprocessed audio that routed passes through
+        # (and, when routed runs some kinds on the remix instead, every stem it processes).
+        keep = _remixed(routed)[1] + (routed.processed() if routed.direct_kinds() else [])
+        passed = {n: stems[n].copy() for n in keep} if routed.mode_used == "stemwise" else {}
         # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
         # their scratch memory) at once than cores.
         stem_reports: dict[str, list] = {}  # what each stem's chain found, shared by stem-wise and routed
@@ -162,7 +165,7 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
         views = {n: v.restored(processed[n], sr) if n in processed else v for n, v in views.items()}
         if routed.mode_used == "direct":
             outputs["routed"] = outputs["direct"]
-        elif _remixed(routed) == _remixed(plans["stemwise"]):  # nothing skipped: the same sum
+        elif _remixed(routed) == _remixed(plans["stemwise"]) and not routed.direct_kinds():  # the same sum
             outputs["routed"] = outputs["stemwise"]
         else:
             outputs["routed"], _ = restore(mix, routed, preset,
@@ -250,7 +253,12 @@ def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, s
     separation's (see `process_stems`); `pool` runs them beside other work queued there;
     `target_lufs` is the mix's loudness when already measured (see `finish`). `reports` holds,
     by stem, what reporting steps (spectral recovery) found on stems already processed; the
-    stems processed here add theirs."""
+    stems processed here add theirs.
+
+    A stem-wise plan with kinds routed direct (`RoutePlan.direct_kinds`) runs the other kinds on
+    the stems, remixes, then runs the mix chain's steps of those kinds on the remix. Its stems
+    have been through part of the chain only: they are neither taken from nor added to
+    `processed`."""
     processed = dict(processed or {})
     reports = {} if reports is None else reports
     if plan.mode_used == "direct":
@@ -261,6 +269,16 @@ def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, s
             y = keep_measured(store, stage(mix.blocks()), mix.channels, sr, mix.frames)
         else:
             y = dsp.apply_chain(mix, sr, chain, reports=found["mix"])
+    elif direct_kinds := plan.direct_kinds():
+        found = {}
+        partial = process_stems(separation.stems, plan.processed(), without_kinds(preset, direct_kinds), sr,
+                                in_place=in_place, pool=pool, reports=found)
+        y = remix(plan, separation.stems, partial)
+        if separation.beyond is not None:
+            y += separation.beyond
+        found["mix"] = []
+        y = dsp.apply_chain(y, sr, tuple(s for s in preset.chain_for(None) if s.kind in direct_kinds),
+                            reports=found["mix"])
     else:
         todo = [n for n in plan.processed() if n not in processed]
         processed.update(process_stems(separation.stems, todo, preset, sr, in_place=in_place, pool=pool,
@@ -275,6 +293,30 @@ def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, s
     # Each chain's recovery reports, one per segment it was run in (`steps.RECOVERY_BLOCK_S`).
     recovered = {n: recovery.merged(r) for n, r in found.items() if r}
     return replace(restored, recovery=recovered), processed
+
+
+def step_kinds(preset: presets.Preset) -> tuple[str, ...]:
+    """Every step kind the preset uses, mix chain first, in order."""
+    chains = (preset.steps, *preset.stem_steps.values())
+    return tuple(dict.fromkeys(s.kind for chain in chains for s in chain))
+
+
+def step_probe(preset: presets.Preset, sr: int = WORK_SR):
+    """The router's `Probe` for `preset`: a kind's first step in the chain of that stem (or of
+    the mix) says what it would find to act on (`steps.probe`)."""
+    def probe(kind: str, x: np.ndarray, stem: str | None) -> float | None:
+        step = next((s for s in preset.chain_for(stem) if s.kind == kind), None)
+        return None if step is None else steps.probe(step, x, sr)
+
+    return probe
+
+
+def without_kinds(preset: presets.Preset, kinds: tuple[str, ...]) -> presets.Preset:
+    """`preset` with the steps of `kinds` left out of every chain."""
+    def keep(chain):
+        return tuple(s for s in chain if s.kind not in kinds)
+
+    return replace(preset, steps=keep(preset.steps), stem_steps={k: keep(v) for k, v in preset.stem_steps.items()})
 
 
 def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,

@@ -22,7 +22,7 @@ import pedalboard
 from ..config import UserError
 from .blocks import Blocking, Stage, blockwise, sequential
 from .dc import stage as dc_stage
-from .denoise import WienerSettings
+from .denoise import WienerSettings, found_noise_power
 from .denoise import stage as wiener_stage
 from .recovery import RecoverySettings, recover
 
@@ -148,6 +148,18 @@ KINDS: dict[str, Callable[..., Stage]] = {
 """Each kind's stage factory: `(sr, frames, channels, **params) -> Stage`."""
 REPORTING_KINDS = frozenset({RECOVERY})
 """Step kinds that say what they found (`reports=`: a list their reports are appended to)."""
+
+PROBES: dict[str, Callable[..., float]] = {
+    "wiener": lambda x, sr, **params: found_noise_power(x, sr, WienerSettings(**params)),
+}
+"""Step kinds that can say, before running, how much they would find to act on in a signal (a
+power, linear): the router compares the mix with the stems through these."""
+
+
+def probe(step: Step, x: np.ndarray, sr: int) -> float | None:
+    """What `step` would find to act on in `x` (`PROBES`); None for a kind that cannot say."""
+    fn = PROBES.get(step.kind)
+    return None if fn is None else float(fn(x, sr, **step.params))
 
 
 def plugin(step: Step) -> pedalboard.Plugin:

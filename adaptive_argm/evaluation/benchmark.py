@@ -247,9 +247,11 @@ class Restorer:
 
     def case(self, mode: str, cfg: RouterConfig = RouterConfig(), skip_policy: str = "passthrough") -> CaseResult:
         """Route as `mode` says, restore, and score."""
-        plan = route(self.stems, self.damaged.mix, WORK_SR, mode, cfg, skip_policy)
+        plan = route(self.stems, self.damaged.mix, WORK_SR, mode, cfg, skip_policy,
+                     pipeline.step_kinds(self.preset), pipeline.step_probe(self.preset))
         kept = tuple(plan.skipped()) if skip_policy == "passthrough" else ()
-        key = (plan.mode_used, tuple(plan.processed()) if plan.mode_used != "direct" else (), kept)
+        key = (plan.mode_used, tuple(plan.processed()) if plan.mode_used != "direct" else (), kept,
+               plan.direct_kinds())
         if key not in self._done:
             t0 = time.perf_counter()
             restored, self._processed = pipeline.restore(self.damaged.mix, plan, self.preset,
