@@ -19,6 +19,10 @@ Mode = Literal["routed", "stemwise", "direct"]
 SkipPolicy = Literal["passthrough", "drop"]
 """What a remix does with a stem the router skips: add it back unprocessed, or leave it out."""
 ClipMode = Literal["limit", "normalize", "none"]
+KindPolicy = Literal["clip", "direct", "stemwise", "evidence"]
+"""Where the router sends one kind of processing step: with the clip's own decision, always on the
+mix, on the stems whenever the clip is restored stem-wise, or where the step itself finds more
+to act on (the stems together against the mix)."""
 """How a result that would pass full scale is kept inside it (`dsp.clip_safety`)."""
 OutputRate = Literal["work", "original"]
 """The rate results are written at: the working rate (44.1 kHz) or the input file's own."""
@@ -28,6 +32,7 @@ SeparatorChoice = Literal["auto", "demucs", "stems"]
 MODES: tuple[Mode, ...] = get_args(Mode)
 SKIP_POLICIES: tuple[SkipPolicy, ...] = get_args(SkipPolicy)
 CLIP_MODES: tuple[ClipMode, ...] = get_args(ClipMode)
+KIND_POLICIES: tuple[KindPolicy, ...] = get_args(KindPolicy)
 OUTPUT_RATES: tuple[OutputRate, ...] = get_args(OutputRate)
 SEPARATORS: tuple[SeparatorChoice, ...] = get_args(SeparatorChoice)
 COMPARE_MODES: tuple[Mode, ...] = ("direct", "stemwise", "routed")
@@ -76,6 +81,7 @@ BITS = Setting("bits", "bit depth")
 TARGET_LUFS = Setting("target_lufs", "loudness target")
 TRUE_PEAK = Setting("true_peak_db", "true-peak ceiling")
 FRAME = Setting("frame_s", "activity frame")
+KIND_MODES = Setting("kind_modes", "per-kind routing")
 
 
 class UserError(Exception):

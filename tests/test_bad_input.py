@@ -23,6 +23,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from adaptive_argm.core import audio
+from adaptive_argm.core.dc import remove_dc
 from adaptive_argm.cli import app
 
 from conftest import OFFLINE_PROBE, SR, synthetic_stems, write_stems
@@ -569,15 +570,47 @@ def test_a_truncated_wav_is_refused_or_processed_for_the_frames_it_has(tmp_path)
     assert "truncat" in (out / "report.json").read_text()
 
 
-@AUDIO_TRUTH
 def test_a_clean_full_scale_square_wave_comes_back_unchanged(tmp_path):
-    """Issue case 4: ±1.0 at 100 Hz came out with +12 dB of make-up gain through the limiter."""
+    """Issue case 4: ±1.0 at 100 Hz came out with +12 dB of make-up gain through the limiter. Now
+    nothing is restored, gained or limited: the output is the input as loading leaves it, to
+    16-bit precision. Loading removes DC and drift with a zero-phase 5 Hz high-pass (issue case
+    5), which moves a full-scale 100 Hz square by up to 2.3e-3: that, not restoration, is most of
+    the difference to the file."""
     x = square(1.0)
     song = wav(tmp_path / "square.wav", x)
     out = tmp_path / "out"
     y = assert_restored(cli("run", song, "--mode", "direct", "-o", out), out, 1, SR)
-    assert np.max(np.abs(y[0] - x[:, 0])) <= 1e-3
-    assert abs(json.loads((out / "report.json").read_text())["output"]["loudness_gain_db"]) < 0.1
+    report = json.loads((out / "report.json").read_text())["output"]
+    assert report["loudness_gain_db"] == 0.0 and report["clip_action"] in ("none", "normalized")
+    # Centred, the square peaks a hair over full scale: it is scaled just under it (0.01 dB), not
+    # limited to -1 dBFS.
+    gain = 10 ** ((report["peak_dbfs"] - report["peak_before_safety_dbfs"]) / 20)
+    assert 0.997 < gain <= 1.0
+    assert np.max(np.abs(y - gain * remove_dc(audio.read(song)[0], SR))) <= 2.0 / 32768
+    assert np.max(np.abs(y[0] - x[:, 0])) <= 4e-3
+
+
+def sawtooth(seconds: float, level: float, freq_hz: float = 100.0) -> np.ndarray:
+    """`(samples, 1)`: a rising sawtooth from -level to +level (mean 0 over whole periods)."""
+    n = int(round(seconds * SR))
+    phase = ((np.arange(n) + 0.5) * freq_hz / SR) % 1.0
+    return (level * (2.0 * phase - 1.0))[:, None]
+
+
+@pytest.mark.parametrize("signal", [lambda: square(1.0, level=0.5), lambda: sawtooth(1.0, 0.5)],
+                         ids=["square-0.5", "sawtooth-0.5"])
+def test_a_clean_half_scale_square_or_sawtooth_comes_back_as_it_went_in(tmp_path, signal):
+    """Issue case 4 at ±0.5: LSD 11 dB against the input. Nothing to restore, nothing to limit:
+    what comes back is the input as loading leaves it (DC and drift removed), to 16-bit
+    precision, at its own loudness."""
+    x = signal()
+    song = wav(tmp_path / "wave.wav", x)
+    out = tmp_path / "out"
+    y = assert_restored(cli("run", song, "--mode", "direct", "-o", out), out, 1, SR)
+    assert np.max(np.abs(y - remove_dc(audio.read(song)[0], SR))) <= 2.0 / 32768
+    report = json.loads((out / "report.json").read_text())["output"]
+    assert report["loudness_gain_db"] == 0.0
+    assert report["clip_action"] == "none"
 
 
 def test_a_constant_dc_offset_is_gone_from_the_first_sample(tmp_path):
@@ -639,9 +672,16 @@ STAGING = ".adaptive-argm-staging-"
 
 
 def start(args, *, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
-    """The CLI in its own process group, as a terminal runs it."""
+    """The CLI in its own process group, as a terminal runs it. Ctrl-C is given back its default
+    action first: a test run started in the background of a non-interactive shell inherits
+    SIGINT ignored, and Python then never raises KeyboardInterrupt."""
     return subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd, env={**os.environ, **(env or {})}, start_new_session=True)
+                            cwd=cwd, env={**os.environ, **(env or {})}, start_new_session=True,
+                            preexec_fn=_default_ctrl_c)
+
+
+def _default_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_two_runs_of_one_input_into_one_folder_both_end_with_a_whole_result(tmp_path):

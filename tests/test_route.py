@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from adaptive_argm.core import audio
+from adaptive_argm.config import SettingError
+from adaptive_argm.core import audio, dsp, pipeline, presets
 from adaptive_argm.core.dc import remove_dc
 from adaptive_argm.core.route import RouterConfig, route
-from adaptive_argm.core.separate import StemsFolder
+from adaptive_argm.core.separate import Separation, SeparatorInfo, StemsFolder
+from adaptive_argm.core.steps import Step
+from adaptive_argm.evaluation import degrade
 
 SR = audio.WORK_SR
 
@@ -88,3 +92,88 @@ def test_no_stems_means_direct():
     mix = np.zeros((1, SR), np.float32)
     plan = route({}, mix, SR, mode="routed")
     assert plan.mode_used == "direct" and plan.stems == ()
+
+
+# --- per-kind decisions ---------------------------------------------------------------------
+
+
+def harmonic_stems(seconds: float = 4.0) -> dict[str, np.ndarray]:
+    """Three stereo stems of decaying harmonic notes in different registers (steady enough to be
+    music, not noise), about -20 dBFS each."""
+    t = np.arange(int(seconds * SR)) / SR
+    env = np.exp(-3.0 * (t % 0.5))
+    out = {}
+    for name, f0 in (("bass", 55.0), ("other", 330.0), ("vocals", 880.0)):
+        x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 8)) * env
+        x = 0.1 * x / np.max(np.abs(x))
+        out[name] = np.stack([x, x]).astype(np.float32)
+    return out
+
+
+def adaptive_router_inputs():
+    preset = presets.load("adaptive")
+    return pipeline.step_kinds(preset), pipeline.step_probe(preset)
+
+
+def white(shape, dbfs: float = -45.0, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(shape) * 10 ** (dbfs / 20)).astype(np.float32)
+
+
+def test_denoising_goes_to_the_stems_when_one_stem_carries_the_hiss():
+    stems = harmonic_stems()
+    noise = white(stems["other"].shape)
+    stems["other"] = stems["other"] + noise
+    kinds, probe = adaptive_router_inputs()
+    plan = route(stems, sum(stems.values()), SR, "routed", kinds=kinds, probe=probe)
+    decided = {k.kind: k for k in plan.kinds}
+    assert plan.mode_used == "stemwise" and plan.direct_kinds() == ()
+    assert decided["wiener"].mode_used == "stemwise" and "exposes" in decided["wiener"].reason
+    # A linear kind goes wherever the others go: with the denoiser, to the stems.
+    with_dc = route(stems, sum(stems.values()), SR, "routed", kinds=("dc_remove", *kinds), probe=probe)
+    assert {k.kind: k.mode_used for k in with_dc.kinds}["dc_remove"] == "stemwise"
+
+
+def test_denoising_stays_on_the_mix_when_separation_shares_the_hiss_by_power():
+    stems = harmonic_stems()
+    mix = sum(stems.values())
+    noise = white(mix.shape)
+    for name, share in degrade.split_difference(noise.astype(np.float64), stems, SR).items():
+        stems[name] = (stems[name] + share).astype(np.float32)
+    kinds, probe = adaptive_router_inputs()
+    plan = route(stems, mix + noise, SR, "routed", kinds=kinds, probe=probe)
+    decided = {k.kind: k for k in plan.kinds}
+    assert decided["wiener"].mode_used == "direct" and "hides it" in decided["wiener"].reason
+    # Spectral recovery follows the clip's decision: it runs on the stems, the denoiser on their remix.
+    assert "spectral_recovery" in kinds and plan.direct_kinds() == ("wiener",)
+    # When every kind runs on the mix, the clip is restored directly and says why.
+    denoise_only = route(stems, mix + noise, SR, "routed", kinds=("wiener",), probe=probe)
+    assert denoise_only.mode_used == "direct" and "every step kind" in denoise_only.reason
+    assert all(s.decision == "direct" for s in denoise_only.stems)
+    # Forced modes run every kind as forced, whatever the evidence.
+    forced = route(stems, mix + noise, SR, "stemwise", kinds=kinds, probe=probe)
+    assert forced.mode_used == "stemwise" and {k.mode_used for k in forced.kinds} == {"stemwise"}
+
+
+def test_a_kind_routed_direct_runs_on_the_remix_of_the_stems_processed_without_it():
+    stems = harmonic_stems()
+    stems["other"] = stems["other"] + white(stems["other"].shape, -40.0)
+    mix = sum(stems.values())
+    gain = Step("pedalboard.Gain", {"gain_db": -6.0})
+    wiener = next(s for s in presets.load("adaptive").steps if s.kind == "wiener")
+    preset = presets.Preset("split", "gain per stem, denoise on the remix", (gain, wiener))
+    cfg = RouterConfig(kind_modes=(("wiener", "direct"),))
+    plan = route(stems, mix, SR, "routed", cfg, kinds=pipeline.step_kinds(preset))
+    assert plan.mode_used == "stemwise" and plan.direct_kinds() == ("wiener",)
+    assert {k.kind: k.mode_used for k in plan.kinds} == {"pedalboard.Gain": "stemwise", "wiener": "direct"}
+    restored, processed = pipeline.restore(mix, plan, preset, Separation(dict(stems), SeparatorInfo("oracle")),
+                                           clip_mode="none")
+    expected = dsp.apply_chain(sum(dsp.apply_chain(x, SR, (gain,)) for x in stems.values()), SR, (wiener,))
+    assert np.max(np.abs(restored.audio - expected)) < 1e-5
+    assert processed == {}  # stems that went through part of the chain are not cached as processed
+    # The denoiser acted on the remix: the result is not just the stems at -6 dB.
+    assert np.max(np.abs(restored.audio - sum(dsp.apply_chain(x, SR, (gain,)) for x in stems.values()))) > 1e-3
+
+
+def test_per_kind_policies_are_checked():
+    with pytest.raises(SettingError):
+        RouterConfig(kind_modes=(("wiener", "sometimes"),))

@@ -15,7 +15,7 @@ from . import options as o
 from .app import app, console, err_console, friendly_errors
 from .progress import stage_progress
 from .run import check_input, choose_out, delivery_line
-from .tables import metrics_table, stems_table
+from .tables import metrics_table, recovery_line, stems_table
 
 def _columns(metric_dicts: dict[str, dict | None], identical: dict[str, bool] | None = None
              ) -> tuple[dict[str, dict], list[str]]:
@@ -54,9 +54,12 @@ def print_compare(result: pipeline.CompareResult, written: list[Path]) -> None:
         err_console.print(f"[yellow]warning[/] ({', '.join(modes)}): {text}", soft_wrap=True, highlight=False)
     sep = r["separator"]["name"] + (f" ({r['separator']['model']})" if r["separator"].get("model") else "")
     console.print(f"routed used [bold]{router['mode_used']}[/]; separator {sep}", highlight=False)
-    for mode, o in r["outputs"].items():  # what each result is, how loud, and whether it changed anything
+    for mode, o in r["outputs"].items():  # what each result is, how loud, whether it changed anything
         console.print(f"{MODE_LABELS[mode]}: {delivery_line(o)}", highlight=False, soft_wrap=True)
         console.print(f"{MODE_LABELS[mode]}: {o['change']['summary']}", highlight=False, soft_wrap=True)
+        line = recovery_line(o["recovery"])
+        if line:
+            console.print(f"{MODE_LABELS[mode]}: {line}", highlight=False, soft_wrap=True)
     residuals = [o["residual"] for o in r["outputs"].values() if o.get("residual")]
     if residuals:
         console.print(f"wrote {', '.join(Path(x['path']).name for x in residuals)}: {residuals[0]['what']}",
@@ -71,7 +74,7 @@ def print_compare(result: pipeline.CompareResult, written: list[Path]) -> None:
 def compare(
     input: Path = typer.Argument(..., help="Audio file to restore (WAV/FLAC/MP3/OGG/AIFF)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default compared/<track>/)."),
-    ref: Optional[Path] = typer.Option(None, "--ref", help="Clean reference: adds SI-SDR, LSD and quiet-frame SNR."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Clean reference: adds SI-SDR, LSD, quiet-frame SNR and ViSQOL."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip spectrograms.png and stems.png."),
     overwrite: bool = o.Overwrite,
     *,

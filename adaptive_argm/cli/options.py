@@ -59,8 +59,9 @@ ActiveRelDb = typer.Option(_R.active_rel_db, "--active-rel-db", help="Frame acti
 ActiveFloor = typer.Option(_R.active_floor_dbfs, "--active-floor-dbfs", help="...and above this level.",
                            rich_help_panel=ROUTE)
 OutputSr = typer.Option("work", FLAGS["output_sr"], rich_help_panel=OUT,
-                        help="work: 44.1 kHz, the rate everything is processed and measured at | original: the "
-                             "input file's own rate (resampled back after restoration).")
+                        help="work: 44.1 kHz, the rate everything is processed and measured at (room for a "
+                             "recovered band) | original: the input file's own rate (resampled back after "
+                             "restoration; nothing recovered above its Nyquist).")
 Format = typer.Option(None, FLAGS["format"], rich_help_panel=OUT,
                       help="wav | flac (default: the input's own, WAV for MP3/OGG/AIFF).")
 Bits = typer.Option(None, FLAGS["bits"], rich_help_panel=OUT,
@@ -74,6 +75,8 @@ TruePeak = typer.Option(-1.0, FLAGS["true_peak_db"], rich_help_panel=OUT,
 Residual = typer.Option(False, "--residual", rich_help_panel=OUT,
                         help="Also write what each result removed or added (output minus input) as 32-bit float "
                              "residual.wav (compare: residual-<mode>.wav).")
+NoRecovery = typer.Option(False, "--no-recovery", help="Leave out the preset's spectral recovery of a band a "
+                                                       "resampler or codec cut off.", rich_help_panel=DSP)
 Overwrite = typer.Option(False, "--overwrite", help="Replace the result of another input that --out holds "
                                                     "(its own files only; other files are never touched).")
 
@@ -125,6 +128,7 @@ class SharedOptions:
     target_lufs: Optional[float] = TargetLufs
     true_peak_db: float = TruePeak
     residual: bool = Residual
+    no_recovery: bool = NoRecovery
 
     def separation(self) -> SeparatorOptions:
         """The separator the options ask for (checked by the library)."""
@@ -150,6 +154,7 @@ class SharedOptions:
         """The pipeline settings the options ask for (checked by the library)."""
         return make_settings(mode=mode, preset=self.preset, preset_file=self.preset_file, clip_mode=self.clip_mode,
                              skip_policy=self.skip_policy, output_sr=self.output_sr, keep_stems=keep_stems,
+                             recovery=not self.no_recovery,
                              router=router_config(self.min_rel_db, self.min_active, self.active_rel_db,
                                                   self.active_floor_dbfs),
                              delivery=dict(format=self.format, bits=self.bits, target_lufs=self.target_lufs,
@@ -158,12 +163,13 @@ class SharedOptions:
 
 def make_settings(*, preset: Optional[str], preset_file: Optional[Path], clip_mode: str, skip_policy: Optional[str],
                   mode: str = "routed", router: RouterConfig | None = None, output_sr: str = "work",
-                  keep_stems: bool = False, delivery: dict | None = None) -> pipeline.Settings:
+                  keep_stems: bool = False, delivery: dict | None = None, recovery: bool = True) -> pipeline.Settings:
     """The pipeline settings from the options `run`, `compare` and `eval` share; `delivery`: the
-    output options (format, bits, target_lufs, true_peak_db, residual)."""
+    output options (format, bits, target_lufs, true_peak_db, residual); `recovery`: False drops
+    the preset's spectral recovery steps."""
     return pipeline.Settings(mode=mode, preset=preset_choice(preset, preset_file), clip_mode=clip_mode,
                              skip_policy=skip_policy or pipeline.Settings.skip_policy, router=router or RouterConfig(),
-                             output_sr=output_sr, keep_stems=keep_stems, **(delivery or {}))
+                             output_sr=output_sr, keep_stems=keep_stems, recovery=recovery, **(delivery or {}))
 
 
 def shared_options(command):

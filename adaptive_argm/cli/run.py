@@ -12,7 +12,7 @@ from ..core.table import fmt
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
 from .progress import batch_progress, stage_progress
-from .tables import batch_table, metrics_table, stems_table, track_label
+from .tables import batch_table, metrics_table, recovery_line, stems_table, track_label
 
 
 def check_input(path: Path, flag: str = "") -> Path:
@@ -77,6 +77,9 @@ def print_run(result: pipeline.RunResult) -> None:
     console.print(f"mode [bold]{r['mode_used']}[/] (asked: {r['mode_requested']}), separator {sep}, "
                   f"preset {r['preset']}, clip safety: {r['output']['clip_action']}", highlight=False)
     console.print(r["change"]["summary"], highlight=False, soft_wrap=True)
+    line = recovery_line(r["recovery"])
+    if line:
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"p25_paper_db {fmt(r['metrics']['input']['p25_paper_db'])} -> "
                   f"{fmt(r['metrics']['output']['p25_paper_db'])} dB", highlight=False)
     console.print(delivery_line(r["output"]), highlight=False, soft_wrap=True)

@@ -202,3 +202,23 @@ def songs_table(songs, out) -> RenderableType:
     return fill(new_table(escape(f"{len(songs)} songs in {out} (mixed = sum of stems)"),
                           "gain, peak: dB, dBFS; drums ... vocals: notes in each stem (-: none)"),
                 ["song", "s", "gain", "LUFS", "peak", *FAMILIES], rows, right=set(range(1, 5 + len(FAMILIES))))
+
+
+def recovery_line(summary: dict) -> str | None:
+    """One line on what spectral recovery did (a report's `recovery` section); None when the
+    preset has no recovery step and nothing was said about it."""
+    if summary.get("note"):
+        return f"spectral recovery: {summary['note']}"
+    chains = summary.get("chains") or {}
+    if not summary.get("in_preset") or not chains:
+        return None
+    if not summary["acted_on"]:
+        reasons = sorted({c["reason"] for c in chains.values()})
+        return f"spectral recovery: nothing added ({'; '.join(reasons)})"
+    lo, hi = summary["band_added_hz"]
+    parts = []
+    for name in summary["acted_on"]:
+        c = chains[name]
+        parts.append(f"{name}: cutoff {c['cutoff_hz'] / 1000:.1f} kHz ({c['kind']}), "
+                     f"{fmt(c['level_re_below_db'], 1)} dB re the octave below, {c['character']}")
+    return f"spectral recovery: added {lo / 1000:.1f}-{hi / 1000:.1f} kHz ({'; '.join(parts)})"

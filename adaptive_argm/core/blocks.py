@@ -72,6 +72,12 @@ class _Buffer:
         data = self.parts[0] if self.parts else np.zeros((self.channels, 0), np.float32)
         return data[:, lo - self.lo: hi - self.lo]
 
+    def finish(self) -> None:
+        """Run the source to its end once the last frame is read: a stage upstream that reports
+        what it did when its stream ends (`steps.reported`) would otherwise never get there."""
+        for _ in self.blocks:
+            pass
+
     def drop_before(self, frame: int) -> None:
         if self.parts and frame > self.lo:
             self.parts = [self.parts[0][:, frame - self.lo:]]
@@ -88,7 +94,9 @@ def blockwise(blocks: Iterable[np.ndarray], frames: int, channels: int, blocking
     b_ = blocking
     source = _Buffer(iter(blocks), channels)
     if frames <= b_.whole_up_to or frames == 0:
-        yield fn(source.segment(0, frames), 0)
+        whole = source.segment(0, frames)
+        source.finish()
+        yield fn(whole, 0)
         return
     ramp = fade_ramp(b_.fade) if b_.fade else None
     pending = np.zeros((channels, 0), np.float32)  # summed output over [emitted, ...)
@@ -103,6 +111,8 @@ def blockwise(blocks: Iterable[np.ndarray], frames: int, channels: int, blocking
         else:
             lo, hi = clo, chi
             seg = source.segment(lo, hi)
+        if chi == frames:
+            source.finish()
         y = fn(seg, lo)
         own_lo = a - b_.fade if a > 0 else max(lo, 0)
         own_hi = b + b_.fade if b < frames else min(hi, frames)

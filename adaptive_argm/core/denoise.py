@@ -1,19 +1,36 @@
-"""Remove steady broadband noise (hiss) from music with a level-aware Wiener filter, and leave
-audio that carries no such noise untouched.
+"""Remove steady broadband noise (hiss, white or coloured) from music with a decision-directed
+Wiener filter whose strength follows how sure the noise estimate is, and return audio that
+carries no such noise bit for bit unchanged.
 
-Why this design (NOTES.md, "What we measured about denoising"): MusicGen mixes are dense and
-steady, so "quiet frame" noise profiles and plain minimum statistics take the music for noise and
-cut it. What works is a minimum-statistics noise estimate (smoothed periodogram, sliding minimum
-over 1.5 s, bias correction) clamped from above by ONE flat level: the lowest sub-band median
-between 2 and 15 kHz, where hiss is most exposed, skipping empty sub-bands. Added here, and
-measured on musicgen-dev: a sub-band only counts if it is as steady over time as noise (its
-median-to-minimum ratio is close to white noise's), else bright steady music (electronic mixes)
-was read as hiss and cut by up to 14 dB SI-SDR. Then a decision-directed Wiener gain with a gain
-floor on a 2048-point STFT. When no steady sub-band is found, or the gain would remove next to
-nothing, the input is returned bit for bit: clean, band-limited and codec-only audio pass through.
-
-Known limits: coloured (pink) noise is under-estimated (the clamp is set where it is quietest), so
-the filter does too little; hiss that lies below a music floor in every sub-band is left alone.
+Why this design (eval/results/denoise.md): minimum statistics alone take the floor of
+dense music for noise; the previous flat clamp trusted a sub-band whenever its median-to-minimum
+ratio was at most 2 dB above white noise's, which let held tones, square waves, pads and steady
+strings (ratios BELOW white noise's, or peaky spectra) pass as noise, cut clean music by up to
+31 dB SI-SDR, and set one flat level where the hiss is quietest (pink noise under-estimated).
+Here, per channel and block:
+1. Minimum statistics per bin: periodogram smoothed over `smoothing_s`, sliding minimum over
+   `min_window_s`, median over time, bias-corrected on white noise. Music only adds power, so
+   this is an upper bound on steady noise in every bin.
+2. A sub-band (`band_octaves` wide, `band_low_hz`..`band_high_hz`) is trusted as noise only if
+   it behaves like noise on two counts: its median-to-minimum ratio is within
+   [`excess_min_db`, `excess_max_db`] of white noise's (music fluctuates more; held tones and
+   square waves fluctuate less), and its spectrum is flat across its bins (`flatness_min_db`:
+   harmonics are peaky, noise is not).
+3. The noise spectrum is modelled as a level and a tilt in dB per octave (white 0, pink -3,
+   brown -6): a lower envelope of the trusted sub-bands' levels, each first lowered by
+   `excess_correction` dB per dB of excess (music under the noise lifts both); flat when they
+   span less than `tilt_span_min_octaves`. The model never exceeds any sub-band's own
+   minimum-statistics level by more than `fit_margin_db` (music only adds power), rises by at
+   most `extrapolate_db` below the lowest trusted sub-band (hiss has a knee somewhere; past it
+   the tilt would cut the bass), is capped per bin by the bin's own minimum statistics, then
+   lowered by `bias_correction_db` (cutting music costs more than leaving a little hiss).
+4. Strength = trusted sub-bands / `confident_bands` (at most 1): the Wiener gain G becomes
+   1 - strength * (1 - G), so weak evidence means a gentle filter.
+5. Bypass, returning the input bit for bit: no trusted sub-band, or the filter would remove less
+   than `bypass_below_db` of the energy.
+Known limits: hiss that lies under the music's floor in every sub-band is left alone (there, even
+the true noise spectrum gains next to nothing: see the diagnosis); noise-like music (a steady
+noise pad) can be taken for hiss.
 
 Levels: every power spectral density here is "power per bin" normalised so that white noise with
 an RMS of -45 dBFS reads 10**(-45/10) in every bin. A level in dB is therefore the RMS, in dBFS, of
@@ -24,6 +41,7 @@ Pure numpy/scipy; audio is `(channels, samples)` float (1-D accepted), processed
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
@@ -34,6 +52,10 @@ from . import spectral
 from .blocks import Blocking, Stage, apply, blockwise
 
 _TINY = 1e-30
+REF_HZ = 1000.0
+"""The frequency at which the noise model's level is stated."""
+TILT_STEP_DB_PER_OCTAVE = 0.25
+"""Resolution of the noise model's tilt."""
 
 
 @dataclass(frozen=True)
@@ -46,45 +68,62 @@ class WienerSettings:
     hop: int = 512
     """STFT hop in samples (75 % overlap: perfect reconstruction when the gain is 1)."""
     smoothing_s: float = 0.1
-    """Length of the moving average over time applied to the periodogram before the sliding
-    minimum (seconds). Lowers the variance so the minimum is less biased."""
+    """Moving average over time of the periodogram before the sliding minimum (seconds)."""
     min_window_s: float = 1.5
-    """Length of the sliding minimum (seconds): must be longer than the music's held notes are
-    absent from a bin, short enough to follow a changing noise floor."""
-    bias_correction_db: float = -2.0
-    """Added to the automatic bias correction of the minimum (dB). The automatic part is measured
-    once per STFT/smoothing/window combination on white noise, so 0 gives an unbiased estimate of
-    steady noise. The default under-estimates by 2 dB on purpose: over-estimating the noise cuts
-    music (costly), under-estimating leaves a little hiss (cheap)."""
-    clamp_low_hz: float = 2000.0
-    """Lower edge of the band whose quietest sub-band sets the flat clamp level (Hz)."""
-    clamp_high_hz: float = 15000.0
-    """Upper edge of that band (Hz). MusicGen never has content above 16 kHz."""
-    clamp_band_octaves: float = 1.0 / 3.0
-    """Width of the sub-bands between `clamp_low_hz` and `clamp_high_hz` (octaves)."""
-    steady_excess_max_db: float = 2.5
-    """A sub-band is trusted as steady noise only if its smoothed periodogram's median-to-minimum
-    ratio (median over time / sliding minimum, median over bins) exceeds that of steady white
-    noise by at most this much (dB). Music fluctuates, so music-dominated sub-bands show a larger
-    ratio; they are skipped. No trusted sub-band: no measurable hiss, the filter does nothing."""
-    steady_excess_correction: float = 1.5
-    """A trusted sub-band's level is lowered by this many dB per dB of excess ratio (unitless):
-    music under the noise lifts both. About 1 is unbiased on musicgen-dev; 1.5 errs low."""
+    """Length of the sliding minimum (seconds): longer than the music's held notes are absent
+    from a bin, short enough to follow a changing noise floor."""
+    bias_correction_db: float = -3.0
+    """Added to the (otherwise unbiased) noise estimate (dB). Negative on purpose: over-estimating
+    the noise cuts music (costly), under-estimating it leaves a little hiss (cheap)."""
+    band_low_hz: float = 500.0
+    """Lower edge of the sub-bands searched for noise (Hz)."""
+    band_high_hz: float = 20000.0
+    """Upper edge of the sub-bands searched for noise (Hz); clipped to the Nyquist frequency."""
+    band_octaves: float = 1.0 / 3.0
+    """Width of the sub-bands (octaves)."""
+    excess_min_db: float = -1.0
+    """A trusted sub-band's median-to-minimum ratio (median over time / sliding minimum, median
+    over its bins) is at least this far from white noise's (dB): anything steadier is a held
+    tone, not noise."""
+    excess_max_db: float = 1.0
+    """... and at most this far above it (dB): anything more fluctuating is music."""
+    excess_correction: float = 2.5
+    """A trusted sub-band's level is lowered by this many dB per dB of positive excess (unitless):
+    music under the noise lifts both (about 2.5-3 on the development songs' white noise; the
+    `adaptive` preset uses 3.5, the cross-validated choice: eval/results/denoise_cv.md)."""
+    flatness_min_db: float = -0.5
+    """A trusted sub-band's spectral flatness (geometric over arithmetic mean, over its bins, of
+    the median power over time, dB) is at least this: noise reads about 0 dB, harmonics far less."""
+    tilt_min_db_per_octave: float = -6.0
+    """Steepest falling noise spectrum the model may take (dB per octave)."""
+    tilt_max_db_per_octave: float = 1.5
+    """Steepest rising one (dB per octave)."""
+    tilt_span_min_octaves: float = 0.66
+    """Trusted sub-bands spanning less than this give a flat model (one sub-band cannot tell a tilt)."""
+    extrapolate_db: float = 9.0
+    """Below the lowest trusted sub-band a falling model may rise by at most this much over its
+    level there (dB), then is held flat: a tilt measured in the treble says little about the bass,
+    and no hiss keeps rising forever (a -6 dB/octave hiss has its knee within two octaves or so,
+    a pink one goes on for longer)."""
+    fit_tolerance_db: float = 1.0
+    """Trusted sub-bands within this of the fitted floor (dB) count as lying on it."""
+    fit_margin_db: float = 1.0
+    """The model may exceed a non-empty sub-band's own minimum-statistics level by at most this (dB)."""
+    confident_bands: int = 3
+    """Trusted sub-bands needed for full strength; fewer give a proportionally gentler filter."""
     empty_band_below_db: float = -110.0
-    """A sub-band whose median estimate is below this level holds no noise and no music (a codec
-    or resampler cut it away); it is skipped when picking the clamp level (dB, see module doc)."""
-    empty_band_drop_db: float = 30.0
-    """A sub-band more than this far below the loudest sub-band (median estimates, dB) is also
-    taken as cut away (a lowpass with a finite stop band) and skipped."""
-    dd_alpha: float = 0.9
+    """A sub-band whose level is below this holds no noise and no music (a codec or resampler cut
+    it away); it is neither trusted nor used as a bound (dB, see module doc)."""
+    empty_band_drop_db: float = 60.0
+    """A sub-band more than this far below the loudest sub-band is also taken as cut away (dB)."""
+    dd_alpha: float = 0.95
     """Decision-directed smoothing of the a-priori SNR (0..1, per hop); higher = fewer
-    musical-noise artefacts but smeared onsets and more cut music. 0.98 (speech's usual value)
-    lost 2 dB SI-SDR on MusicGen mixes; 0.75-0.9 is a plateau."""
-    gain_floor_db: float = -20.0
-    """Lowest gain the filter applies (dB); limits musical noise. -15 to -25 dB is a plateau."""
+    musical-noise artefacts but smeared onsets."""
+    gain_floor_db: float = -18.0
+    """Lowest gain the filter applies at full strength (dB); limits musical noise."""
     bypass_below_db: float = -40.0
     """If the filter would remove less than this share of the input's energy (dB), the input is
-    returned unchanged: no broadband noise was found (clean or codec-only audio)."""
+    returned unchanged."""
     block_s: float = 30.0
     """Long inputs are processed in blocks of this length (seconds) to bound memory; each block
     gets its own noise estimate."""
@@ -97,10 +136,20 @@ class WienerSettings:
             raise ValueError("need n_fft >= 16 and 1 <= hop <= n_fft / 2")
         if not 0.0 <= self.dd_alpha < 1.0:
             raise ValueError("dd_alpha must be in [0, 1)")
-        if not 0.0 < self.clamp_low_hz < self.clamp_high_hz:
-            raise ValueError("need 0 < clamp_low_hz < clamp_high_hz")
-        if self.clamp_band_octaves <= 0 or self.smoothing_s < 0 or self.min_window_s <= 0:
-            raise ValueError("clamp_band_octaves and min_window_s must be > 0, smoothing_s >= 0")
+        if not 0.0 < self.band_low_hz < self.band_high_hz:
+            raise ValueError("need 0 < band_low_hz < band_high_hz")
+        if self.band_octaves <= 0 or self.smoothing_s < 0 or self.min_window_s <= 0:
+            raise ValueError("band_octaves and min_window_s must be > 0, smoothing_s >= 0")
+        if not self.excess_min_db <= self.excess_max_db:
+            raise ValueError("need excess_min_db <= excess_max_db")
+        if not self.tilt_min_db_per_octave <= self.tilt_max_db_per_octave:
+            raise ValueError("need tilt_min_db_per_octave <= tilt_max_db_per_octave")
+        if self.flatness_min_db > 0 or self.fit_margin_db < 0 or self.fit_tolerance_db < 0 or self.extrapolate_db < 0:
+            raise ValueError("need flatness_min_db <= 0, fit_margin_db, fit_tolerance_db, extrapolate_db >= 0")
+        if self.excess_correction < 0:
+            raise ValueError("excess_correction must be >= 0")
+        if self.confident_bands < 1:
+            raise ValueError("confident_bands must be >= 1")
         if self.gain_floor_db > 0:
             raise ValueError("gain_floor_db must be <= 0")
         if self.block_s <= 0 or self.block_context_s < 0:
@@ -158,10 +207,10 @@ def _channel_power(x1: np.ndarray, s: WienerSettings) -> tuple[np.ndarray, np.nd
     return spec, power
 
 
-def _track_stats(power: np.ndarray, sr: int, s: WienerSettings) -> tuple[np.ndarray, np.ndarray]:
+def _track_stats(power: np.ndarray, sr: int, s: WienerSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per bin: median over time of the minimum track (sliding minimum of the smoothed
-    periodogram, not bias-corrected), and the median over time of the smoothed periodogram
-    divided by it (the "median-to-minimum ratio", linear)."""
+    periodogram, not bias-corrected), the median over time of the smoothed periodogram divided
+    by it (the "median-to-minimum ratio", linear), and that median itself."""
     # (bins, frames) in memory: filters and medians along contiguous rows run ~2x faster.
     p = np.ascontiguousarray(power.T)
     smooth = _frames(s.smoothing_s, sr, s.hop)
@@ -170,8 +219,8 @@ def _track_stats(power: np.ndarray, sr: int, s: WienerSettings) -> tuple[np.ndar
     width = _frames(s.min_window_s, sr, s.hop)
     track = minimum_filter1d(p, width, axis=1, mode="nearest")
     low = np.median(track, axis=1)
-    ratio = np.median(p, axis=1) / np.maximum(low, _TINY)
-    return low, ratio
+    med = np.median(p, axis=1)
+    return low, med / np.maximum(low, _TINY), med
 
 
 @lru_cache(maxsize=16)
@@ -184,7 +233,7 @@ def _white_noise_calibration(
     n = max(int(20 * sr), int(8 * (min_window_s + smoothing_s) * sr), 8 * n_fft)
     noise = np.random.default_rng(12345).standard_normal(n).astype(np.float32)
     power = _channel_power(noise, s)[1][_interior(n, s), 1:-1]  # no DC/Nyquist bins
-    low, ratio = _track_stats(power, sr, s)
+    low, ratio, _ = _track_stats(power, sr, s)
     return float(1.0 / max(float(np.median(low)), _TINY)), float(10 * np.log10(np.median(ratio)))
 
 
@@ -204,77 +253,151 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
 # Noise estimate
 
 
-def _band_edges(sr: int, n_fft: int, s: WienerSettings) -> list[tuple[int, int]]:
-    """Bin ranges [lo, hi) of the sub-bands between clamp_low_hz and clamp_high_hz."""
-    top = min(s.clamp_high_hz, sr / 2)
-    edges_hz = [s.clamp_low_hz]
+def _band_edges(sr: int, n_fft: int, s: WienerSettings) -> list[tuple[int, int, float]]:
+    """Bin ranges [lo, hi) and centre frequencies (Hz, geometric) of the sub-bands between
+    band_low_hz and band_high_hz (at most the Nyquist frequency)."""
+    top = min(s.band_high_hz, sr / 2)
+    edges_hz = [s.band_low_hz]
     while edges_hz[-1] < top:
-        edges_hz.append(min(edges_hz[-1] * 2.0**s.clamp_band_octaves, top))
+        edges_hz.append(min(edges_hz[-1] * 2.0**s.band_octaves, top))
     out = []
     for lo_hz, hi_hz in zip(edges_hz[:-1], edges_hz[1:]):
         lo, hi = int(np.ceil(lo_hz * n_fft / sr)), int(np.floor(hi_hz * n_fft / sr))
         if hi > lo:
-            out.append((lo, hi))
+            out.append((lo, hi, math.sqrt(lo_hz * hi_hz)))
     return out
 
 
-def _noise_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray:
-    """Noise PSD per bin from a normalised power spectrogram of one channel (interior frames
-    only): min(minimum statistics, flat clamp level). All zeros when none is measurable."""
-    bias, white_ratio_db = _white_noise_calibration(
-        s.n_fft, s.hop, sr, s.smoothing_s, s.min_window_s
-    )
-    bias *= 10.0 ** (s.bias_correction_db / 10.0)
-    low, ratio = _track_stats(power, sr, s)
-    per_bin = low * bias
+@dataclass(frozen=True)
+class NoiseEstimate:
+    """The noise found in one channel (one block of it): its spectrum as the filter uses it and
+    the evidence behind it."""
+
+    psd: np.ndarray
+    """Noise power per STFT bin, `(n_fft // 2 + 1,)` float32, `bias_correction_db` included
+    (module doc for the unit); all zeros when no noise was found."""
+    level_db: float
+    """The model's level at REF_HZ before `bias_correction_db` (dB; -inf when none)."""
+    tilt_db_per_octave: float
+    trusted_bands: int
+    bands: int
+    """Sub-bands searched (empty ones included)."""
+    strength: float
+    """0..1: how hard the filter may act on this estimate (0 = bypass)."""
+
+
+def _no_noise(n_bins: int, bands: int) -> NoiseEstimate:
+    return NoiseEstimate(np.zeros(n_bins, np.float32), -math.inf, 0.0, 0, bands, 0.0)
+
+
+def _flatness_db(v: np.ndarray) -> float:
+    v = np.maximum(v.astype(np.float64), _TINY)
+    return float(10 * np.log10(np.exp(np.mean(np.log(v))) / np.mean(v)))
+
+
+def _fit_tilt(x: np.ndarray, y: np.ndarray, s: WienerSettings) -> tuple[float, np.ndarray]:
+    """(tilt dB/octave, inlier mask) of the noise floor under the sub-band levels `y` (dB) at `x`
+    octaves from REF_HZ: a lower envelope, not a least-squares line, because music only ever
+    lifts a sub-band. Each candidate tilt puts its line through the lowest point; the tilt that
+    leaves the most sub-bands within `fit_tolerance_db` above its line wins (ties go to the
+    flatter one). A span narrower than `tilt_span_min_octaves` gives a flat line."""
+    tilts = np.array([0.0])
+    if x.max() - x.min() >= s.tilt_span_min_octaves:
+        tilts = np.arange(s.tilt_min_db_per_octave, s.tilt_max_db_per_octave + 1e-9, TILT_STEP_DB_PER_OCTAVE)
+        tilts = tilts[np.argsort(np.abs(tilts), kind="stable")]  # flatter first: argmax keeps the first tie
+    resid = y[np.newaxis, :] - tilts[:, np.newaxis] * x[np.newaxis, :]
+    above = resid - resid.min(axis=1, keepdims=True)
+    best = int(np.argmax(np.sum(above <= s.fit_tolerance_db, axis=1)))
+    return float(tilts[best]), above[best] <= s.fit_tolerance_db
+
+
+def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> NoiseEstimate:
+    """The noise estimate from a normalised power spectrogram of one channel (interior frames)."""
+    bias, white_ratio_db = _white_noise_calibration(s.n_fft, s.hop, sr, s.smoothing_s, s.min_window_s)
+    low, ratio, med = _track_stats(power, sr, s)
+    per_bin = low * np.float32(bias)  # unbiased for steady white noise; an upper bound under music
     ratio_db = 10 * np.log10(np.maximum(ratio, _TINY))
-    empty = 10.0 ** (s.empty_band_below_db / 10.0)
     bands = _band_edges(sr, s.n_fft, s)
-    band_levels = [float(np.median(per_bin[lo:hi])) for lo, hi in bands]
-    empty = max(empty, max(band_levels, default=0.0) * 10.0 ** (-s.empty_band_drop_db / 10.0))
-    levels = []
-    for (lo, hi), level in zip(bands, band_levels):
-        excess_db = float(np.median(ratio_db[lo:hi])) - white_ratio_db
-        if level < empty or excess_db > s.steady_excess_max_db:
-            continue  # cut away by a codec or resampler, or music rather than steady noise
-        levels.append(level * 10.0 ** (-s.steady_excess_correction * max(excess_db, 0.0) / 10.0))
-    if not levels:  # no steady noise measurable between clamp_low_hz and clamp_high_hz
-        return np.zeros(per_bin.shape, dtype=np.float32)
-    return np.minimum(per_bin, min(levels)).astype(np.float32)
+    levels = np.array([float(np.median(per_bin[lo:hi])) for lo, hi, _ in bands])
+    if not bands or not np.any(levels > 0):
+        return _no_noise(per_bin.size, len(bands))
+    empty = max(10.0 ** (s.empty_band_below_db / 10.0), float(levels.max()) * 10.0 ** (-s.empty_band_drop_db / 10.0))
+    used = levels >= empty
+    trusted = np.zeros(len(bands), dtype=bool)
+    excess_db = np.zeros(len(bands))
+    for i, (lo, hi, _) in enumerate(bands):
+        if used[i]:
+            excess_db[i] = float(np.median(ratio_db[lo:hi])) - white_ratio_db
+            trusted[i] = (s.excess_min_db <= excess_db[i] <= s.excess_max_db
+                          and _flatness_db(med[lo:hi]) >= s.flatness_min_db)
+    if not trusted.any():
+        return _no_noise(per_bin.size, len(bands))
+    octaves = np.log2(np.array([c for _, _, c in bands]) / REF_HZ)
+    level_db = 10 * np.log10(np.maximum(levels, _TINY))
+    # Music under the noise lifts a sub-band's minimum and its fluctuation together.
+    x = octaves[trusted]
+    y = level_db[trusted] - s.excess_correction * np.maximum(excess_db[trusted], 0.0)
+    tilt, inliers = _fit_tilt(x, y, s)
+    level = float(np.median(y[inliers] - tilt * x[inliers]))
+    # Music only adds power: no sub-band can hold less noise than its own minimum statistics.
+    level = min(level, float(np.min(level_db[used] - tilt * octaves[used])) + s.fit_margin_db)
+    freqs_hz = np.arange(per_bin.size) * (sr / s.n_fft)
+    # A falling model is held where it has risen `extrapolate_db` over its lowest trusted sub-band.
+    hold_hz = sr / s.n_fft
+    if tilt < 0:
+        hold_hz = max(hold_hz, REF_HZ * 2.0 ** (float(x.min()) + s.extrapolate_db / tilt))
+    model_db = level + tilt * np.log2(np.maximum(freqs_hz, hold_hz) / REF_HZ)
+    psd = np.minimum(per_bin, 10.0 ** (model_db / 10.0)) * 10.0 ** (s.bias_correction_db / 10.0)
+    n_trusted = int(trusted.sum())
+    return NoiseEstimate(psd.astype(np.float32), level, tilt, n_trusted, len(bands),
+                         min(1.0, n_trusted / s.confident_bands))
+
+
+def estimate_noise(x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings()) -> NoiseEstimate:
+    """The steady broadband noise of ONE channel (1-D, or one-row 2-D), as one estimate for the
+    whole input (`wiener_denoise` makes one per block of `block_s`). No noise (all-zero `psd`,
+    strength 0) when the input is shorter than `n_fft`, not finite, or holds none measurable."""
+    x2 = _as_2d(x)
+    if x2.shape[0] != 1:
+        raise ValueError("estimate_noise takes one channel; call it per channel")
+    x1 = np.asarray(x2[0], dtype=np.float32)
+    n_bins = settings.n_fft // 2 + 1
+    if x1.shape[0] < settings.n_fft or not np.all(np.isfinite(x1)):
+        return _no_noise(n_bins, 0)
+    _, power = _channel_power(x1, settings)
+    return _estimate_from_power(power[_interior(x1.shape[0], settings)], sr, settings)
 
 
 def estimate_noise_psd(
     x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings()
 ) -> np.ndarray:
-    """Steady broadband noise power per STFT bin of ONE channel: shape `(n_fft // 2 + 1,)`.
+    """`estimate_noise(x, sr, settings).psd`: noise power per STFT bin, `(n_fft // 2 + 1,)`."""
+    return estimate_noise(x, sr, settings).psd
 
-    The estimate is constant over time (one value per bin for the whole input; `wiener_denoise`
-    makes one per block of `block_s`). Minimum statistics: periodogram smoothed over
-    `smoothing_s`, sliding minimum over `min_window_s`, median over time, bias-corrected. Then
-    clamped from above by one flat level: the lowest sub-band median between `clamp_low_hz` and
-    `clamp_high_hz`, skipping empty sub-bands and sub-bands that fluctuate like music rather than
-    steady noise (`steady_excess_max_db`). Units: see the module doc (white noise at -45 dBFS RMS
-    reads 10**(-45/10) in every bin). Accepts 1-D or one-row 2-D input. All zeros when the input
-    is shorter than `n_fft` or holds no measurable steady noise.
-    """
+
+def found_noise_power(x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings(),
+                      seconds: float = 8.0) -> float:
+    """What the filter would act on, as one number: the estimated noise power (linear, full
+    scale = 1, summed over channels) weighted by the estimate's strength; 0 when it would
+    bypass. Measured on the middle `seconds` of each channel (bounded cost: the router probes
+    the mix and every stem; 8 s is what the router study measured on)."""
     x2 = _as_2d(x)
-    if x2.shape[0] != 1:
-        raise ValueError("estimate_noise_psd takes one channel; call it per channel")
-    x1 = np.asarray(x2[0], dtype=np.float32)
-    if x1.shape[0] < settings.n_fft or not np.all(np.isfinite(x1)):
-        return np.zeros(settings.n_fft // 2 + 1, dtype=np.float32)
-    _, power = _channel_power(x1, settings)
-    return _noise_from_power(power[_interior(x1.shape[0], settings)], sr, settings)
+    n = min(x2.shape[1], max(int(seconds * sr), 4 * settings.n_fft))
+    a = (x2.shape[1] - n) // 2
+    total = 0.0
+    for ch in x2:
+        est = estimate_noise(ch[a:a + n], sr, settings)
+        total += est.strength * float(np.mean(est.psd, dtype=np.float64))
+    return total
 
 
 def detect_noise_level_db(
     x: np.ndarray, sr: int, settings: WienerSettings = WienerSettings()
 ) -> float:
-    """The hiss level as one number: the flat clamp level of the loudest channel, expressed as the
-    RMS in dBFS of full-band white noise with that density (white noise added at -45 dBFS reads
-    about -47 dB: the default under-estimates by 2 dB on purpose). -inf when none is found."""
+    """The hiss level as one number: the full-band RMS (dBFS) of the estimated noise of the
+    loudest channel, `bias_correction_db` included. -inf when none is found."""
     x2 = _as_2d(x)
-    levels = [float(np.max(estimate_noise_psd(ch, sr, settings))) for ch in x2]
+    levels = [float(np.mean(estimate_noise_psd(ch, sr, settings), dtype=np.float64)) for ch in x2]
     top = max(levels, default=0.0)
     return float(10 * np.log10(top)) if top > 0 else float("-inf")
 
@@ -310,13 +433,17 @@ def _denoise_block(x1: np.ndarray, sr: int, s: WienerSettings, trace: DenoiseTra
     """Denoise one channel's block; None when there is nothing (worth) removing (why: in `trace`)."""
     n = x1.shape[0]
     spec, power = _channel_power(x1, s)
-    noise = _noise_from_power(power[_interior(n, s)], sr, s)
-    if not np.any(noise > 0):
+    est = _estimate_from_power(power[_interior(n, s)], sr, s)
+    if est.strength <= 0.0:
         if trace is not None:
-            trace.bypass(f"no steady hiss found (no sub-band between {s.clamp_low_hz / 1000:g} and "
-                         f"{s.clamp_high_hz / 1000:g} kHz is as steady as noise)", float(np.sum(power, dtype=np.float64)))
+            trace.bypass("no steady hiss found (no sub-band fluctuates and is flat like noise)",
+                         float(np.sum(power, dtype=np.float64)))
         return None
-    gain = _dd_wiener_gain(power, noise, s)
+    gain = _dd_wiener_gain(power, est.psd, s)
+    if est.strength < 1.0:  # weak evidence: a gentler filter, 1 - strength * (1 - G)
+        gain -= np.float32(1.0)
+        gain *= np.float32(est.strength)
+        gain += np.float32(1.0)
     total = float(np.sum(power, dtype=np.float64))
     removed = total - float(np.sum(power * gain * gain, dtype=np.float64))
     if removed <= total * 10.0 ** (s.bypass_below_db / 10.0):
@@ -370,9 +497,10 @@ def wiener_denoise(
     hiss must not be filtered because the other one has some. Long inputs are processed in blocks
     of `block_s` (each with its own estimate, `block_context_s` of context and a 50 ms
     crossfade), so memory stays bounded. Returned unchanged (as a float32 copy): inputs shorter
-    than `n_fft`, inputs with NaN/inf, silence, and any channel or block in which no steady
-    broadband noise is found or the filter would remove less than `bypass_below_db` of the
-    energy (clean or codec-only audio). Nothing is clipped; DC passes through (remove it first).
+    than `n_fft`, inputs with NaN/inf, silence, and any channel or block in which no sub-band
+    looks like steady noise or the filter would remove less than `bypass_below_db` of the
+    energy (clean, band-limited or codec-only audio, steady tones). Nothing is clipped; DC passes
+    through (remove it first).
 
     `out`: a float32 array of `x`'s shape to write the result into; it may be `x` itself
     (filtered in place, one channel of scratch memory instead of a copy of the whole input).

@@ -27,11 +27,12 @@ LIMITER_BLOCK = 1 << 20
 
 
 def chain_stage(steps: tuple[Step, ...], sr: int, frames: int, channels: int,
-                outcomes: list[StepOutcome] | None = None) -> Stage:
+                outcomes: list[StepOutcome] | None = None, *, reports: list | None = None) -> Stage:
     """`steps` in order as one block stage over a stream of `frames` frames; consecutive
     pedalboard steps run as one `Pedalboard`. `outcomes`, when given, gets what each step did
     (`steps.StepOutcome`, measured block by block; consecutive plugins as one) once the stream
-    has passed through."""
+    has passed through. Reporting steps (spectral recovery) append to `reports` as the stream
+    is read."""
     stages, i = [], 0
     while i < len(steps):
         j = i + 1
@@ -41,23 +42,26 @@ def chain_stage(steps: tuple[Step, ...], sr: int, frames: int, channels: int,
             stages.append(step_kinds.reported(steps[i:j], sr, frames, channels, outcomes) if outcomes is not None
                           else step_kinds.plugins_stage(steps[i:j], sr))
         else:
-            stages.append(step_kinds.reported(steps[i], sr, frames, channels, outcomes) if outcomes is not None
-                          else step_kinds.stage(steps[i], sr, frames, channels))
+            stages.append(step_kinds.reported(steps[i], sr, frames, channels, outcomes, reports=reports)
+                          if outcomes is not None
+                          else step_kinds.stage(steps[i], sr, frames, channels, reports=reports))
         i = j
     return chained(stages)
 
 
 def apply_chain(x: np.ndarray, sr: int, steps: tuple[Step, ...], *, overwrite: bool = False,
-                outcomes: list[StepOutcome] | None = None) -> np.ndarray:
+                outcomes: list[StepOutcome] | None = None, reports: list | None = None) -> np.ndarray:
     """Run `steps` in order on `(channels, samples)` audio; same shape out, float32, through the
     block runner (`chain_stage`), as a stream from disk would be.
 
     `overwrite` writes the result over `x` (a float32 array the caller no longer needs): on a
-    10-minute stereo stem that saves 0.2 GB. `outcomes`, when given, gets what each step did."""
+    10-minute stereo stem that saves 0.2 GB. `outcomes`, when given, gets what each step did;
+    `reports` collects what reporting steps (spectral recovery) found, in chain order."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not steps:
         return x if overwrite else x.copy()
-    return apply(chain_stage(steps, sr, x.shape[1], x.shape[0], outcomes), x, out=x if overwrite else None)
+    return apply(chain_stage(steps, sr, x.shape[1], x.shape[0], outcomes, reports=reports), x,
+                 out=x if overwrite else None)
 
 
 def match_loudness(y: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarray, float]:

@@ -10,7 +10,8 @@ chord changes that chord's bins by 0.0004 dB, invisible as a ratio, but is plain
 difference; and a ratio flickers by tens of dB in near-empty bins where nothing audible
 changed. Each panel's title gives the difference's level re the input, so the own colour scale
 cannot make a small change look large; a result that changed nothing gets no image, only that
-sentence.
+sentence. A band added by spectral recovery shows above a dashed line at
+the detected cutoff.
 
 The method's Figure 1 shows each spectrogram against its own loudest bin; here every panel of a
 figure shares one absolute scale (mel power re 1.0), so a louder or quieter result looks louder
@@ -43,6 +44,8 @@ from .spectral import HOP, N_FFT, N_MELS
 SPECTROGRAMS_PNG = "spectrograms.png"
 STEMS_PNG = "stems.png"
 
+CUTOFF_COLOUR = "cyan"
+"""The dashed line at the cutoff spectral recovery detected."""
 DISPLAY_RANGE_DB = 90.0
 """Colour range below the loudest bin of the figure. Wider than the paper metric's 80 dB floor,
 so the bottom of that floor is visible, not painted as one flat colour."""
@@ -115,6 +118,36 @@ def _draw(ax, image: np.ndarray, sr: int, per_column: int, clim: tuple[float, fl
                             np.arange(N_MELS)))
     ax.set_yticklabels([f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
     return im
+
+
+def _mel_row(hz: float, sr: int) -> float:
+    """Where `hz` falls on `_draw`'s y axis (mel band index, fractional)."""
+    centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1])
+    return float(np.interp(spectral.hz_to_mel(np.array([hz], dtype=float))[0], centres_mel, np.arange(N_MELS)))
+
+
+def _cutoff_line(ax, cutoff_hz: float | None, sr: int, label: str) -> None:
+    """A dashed line at a detected cutoff, labelled at its right end."""
+    if cutoff_hz is None or not 0 < cutoff_hz < sr / 2:
+        return
+    y = _mel_row(cutoff_hz, sr)
+    ax.axhline(y, color=CUTOFF_COLOUR, lw=0.8, ls="--")
+    ax.text(0.995, y, f"{label} {cutoff_hz / 1000:.1f} kHz", transform=ax.get_yaxis_transform(), ha="right",
+            va="bottom", fontsize=7, color=CUTOFF_COLOUR)
+
+
+def _recovery_cutoffs(result) -> dict[str, tuple[float | None, bool]]:
+    """By panel: the lowest cutoff spectral recovery detected in that result's chains, and
+    whether it added a band there; the input panel takes the direct chain's detection."""
+    found: dict[str, tuple[float | None, bool]] = {}
+    for name, restored in result.outputs.items():
+        reports = getattr(restored, "recovery", {}) or {}
+        walls = [r.cutoff_hz for r in reports.values() if r.kind == "brick-wall" and r.cutoff_hz]
+        found[name] = (min(walls) if walls else None, any(r.acted for r in reports.values()))
+    direct = getattr(result.outputs.get("direct"), "recovery", {}) or {}
+    if "mix" in direct and direct["mix"].kind == "brick-wall":
+        found["input"] = (direct["mix"].cutoff_hz, False)
+    return found
 
 
 def _grid(n_rows: int, n_cols: int, title_lines: int, extra_in: float = 0.0, colourbars: int = 1):
@@ -217,7 +250,9 @@ def _difference_title(name: str, restored) -> str:
 def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path:
     """Input / direct / stem-wise / routed mel spectrograms, one colour scale, one time axis
     (the stem-wise panel only when the clip was separated), each result beside the spectrogram
-    of what it changed (output minus input; see the module doc)."""
+    of what it changed (output minus input; see the module doc).
+    A dashed line marks the cutoff spectral recovery detected: "cut at" on the input, "recovered
+    above" on a result that got a band back."""
     names = ["input"] + [m for m in COMPARE_MODES if m in result.outputs]
     signals = {"input": result.mix, **{m: result.outputs[m].audio for m in names[1:]}}
     per_column = frames_per_column(result.mix.shape[-1])
@@ -238,12 +273,16 @@ def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path
     drawn = [d for d in differences.values() if d is not None]
     diff_clim = _colour_limits(drawn) if drawn else clim
 
+    cutoffs = _recovery_cutoffs(result)
     fig, axes, (cax, diff_cax) = _grid(len(names), 2, title_lines=3, colourbars=2)
     im = diff_im = None
     for row, n in zip(axes, names):
         im = _draw(row[0], images[n], sr, per_column, clim)
         row[0].set_title(_panel_title(n, result), fontsize=8, loc="left")
         row[0].set_ylabel("Hz (mel scale)", fontsize=8)
+        cutoff, acted = cutoffs.get(n, (None, False))
+        if n == "input" or acted:
+            _cutoff_line(row[0], cutoff, sr, "cut at" if n == "input" else "recovered above")
         if n == "input":
             row[1].set_axis_off()
             row[1].text(0.0, 0.5, "right: each result minus the input\n(mel spectrogram of the difference signal,\n"

@@ -10,7 +10,7 @@ whole-array operations give.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -27,6 +27,14 @@ LOUDNESS_TOLERANCE_LU = 0.2
 """How close a loudness-matched result must land after clip safety."""
 LOUDNESS_LIMIT_PASSES = 8
 """Make-up-gain-and-limit passes at most (each costs one limiter pass and one loudness measure)."""
+UNCHANGED_TOLERANCE = 1e-6
+"""A chain's result within this of its input, sample by sample (full scale = 1), is the input:
+the preset found nothing to do, and it comes back at its own loudness."""
+RESIDUAL_OVER_DB = 0.1
+"""An input that nothing changed can still sit this far above full scale (a full-scale 16-bit
+square wave once DC removal has centred it: +0.003 dB). It is scaled back to just under full
+scale instead of being limited to the -1 dBFS ceiling, which would change a signal that needed
+no restoration."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,9 @@ class Restored:
     pre_gain: np.ndarray | Signal | None = None
     """The result before the loudness target's gain (kept for the residual and the figures)."""
     change: change_.Change | None = None
+    recovery: dict = field(default_factory=dict)
+    """What spectral recovery found and did, by chain ("mix" for direct, else each stem):
+    `recovery.RecoveryReport`s."""
 
     def record(self) -> dict:
         """What report.json and compare.json say about it besides the delivered file."""
@@ -103,8 +114,10 @@ def finish(y: np.ndarray | Signal, mix: np.ndarray | Signal, mode: Mode, preset:
 
     When the limiter has to act on a loudness-matched result it costs loudness (an input
     peaking at +3.5 dBFS loses about 1.5 LU), so the make-up gain is raised and the limiter
-    run again, a few times, until the limited result sits within `LOUDNESS_TOLERANCE_LU`.
-    The result is kept in `store` (an array for an array `y` in memory).
+    run again, a few times, until the limited result sits within `LOUDNESS_TOLERANCE_LU`, and
+    only while each pass gives loudness back (a limiter that flattens a full-scale square wave
+    gives none). A result the chain left unchanged (`unchanged`) gets no make-up gain. The result
+    is kept in `store` (an array for an array `y` in memory).
 
     A `loudness_target` (LUFS, true-peak ceiling in dBTP) replaces both: the result is brought
     to that loudness under that ceiling (`deliver.normalize_loudness`), whatever the preset says;
@@ -115,6 +128,14 @@ def finish(y: np.ndarray | Signal, mix: np.ndarray | Signal, mode: Mode, preset:
     ys = as_signal(y, sr)
     gains: list[float] = []
     target = math.nan
+    if unchanged(ys, as_signal(mix, sr)):
+        before = measured(ys).peak_dbfs
+        residual = clip_mode != "none" and 0.0 < before <= RESIDUAL_OVER_DB
+        out, _, clip = _safe(ys, [-before - 1e-3] if residual else [], clip_mode, store)
+        if residual:
+            clip = dsp.ClipSafety(clip_mode, "normalized", before, clip.peak_after_dbfs)
+        audio = out.array if isinstance(out, InMemory) and not isinstance(y, Signal) else out
+        return Restored(audio, mode, 0.0, clip)
     if preset.match_loudness:
         target = loudness_lufs(mix, sr) if target_lufs is None else target_lufs
         current = loudness_lufs(ys, sr)  # -inf (silence) and NaN (too short) leave y alone
@@ -125,12 +146,38 @@ def finish(y: np.ndarray | Signal, mix: np.ndarray | Signal, mode: Mode, preset:
         shortfall_db = target - m.meter.lufs()
         if not np.isfinite(shortfall_db) or abs(shortfall_db) <= LOUDNESS_TOLERANCE_LU:
             break
+        out_next, m_next, again = _safe(ys, gains + [float(shortfall_db)], clip_mode, store)
+        if not abs(target - m_next.meter.lufs()) < 0.5 * abs(shortfall_db):  # more gain gave nothing back
+            store.drop(out_next)
+            break
         gains.append(float(shortfall_db))
         store.drop(out)
-        out, m, again = _safe(ys, gains, clip_mode, store)
+        out, m = out_next, m_next
         clip = dsp.ClipSafety(clip.mode, again.action, clip.peak_before_dbfs, again.peak_after_dbfs)
     audio = out.array if isinstance(out, InMemory) and not isinstance(y, Signal) else out
     return Restored(audio, mode, float(sum(gains)), clip)
+
+
+def unchanged(y: Signal, x: Signal, tolerance: float = UNCHANGED_TOLERANCE) -> bool:
+    """Whether `y` is `x` within `tolerance`, sample by sample, read block by block (the two may
+    cut their blocks differently)."""
+    if y is x:
+        return True
+    if (y.channels, y.frames) != (x.channels, x.frames):
+        return False
+    ys, xs = y.blocks(), x.blocks()
+    a = b = np.zeros((y.channels, 0), np.float32)
+    while True:
+        if a.shape[1] == 0:
+            a = next(ys, None)
+        if b.shape[1] == 0:
+            b = next(xs, None)
+        if a is None or b is None:
+            return a is None and b is None
+        n = min(a.shape[1], b.shape[1])
+        if n and np.max(np.abs(a[:, :n] - b[:, :n])) > tolerance:
+            return False
+        a, b = a[:, n:], b[:, n:]
 
 
 def _safe(ys: Signal, gains: list[float], clip_mode: ClipMode, store: Store):

@@ -1,8 +1,8 @@
 """The restoration pipeline, top to bottom: load, separate, route, restore, remix, measure,
 write. `run` restores one clip in one mode; `compare` separates once and produces the direct,
 stem-wise and routed results from that one separation. Both start with `_load_and_separate`
-and restore each plan through `restore`; the steps they share follow them, then the settings
-and results.
+and restore each plan through `restore`; the steps they share follow them. What they are asked and what they
+report are in `outcome` (re-exported here).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Callable
 import numpy as np
 
 from ..config import COMPARE_MODES, ClipMode, OutputRate
-from . import audio, change, dsp, metrics, outputs, presets, results
+from . import audio, change, dsp, metrics, outputs, presets, recovery, results, steps
 from . import figures as figs
 from .audio import WORK_SR
 from .dc import remove_dc
 from .finish import Restored, finish, keep_measured, loudness_lufs
 from .load import load
-from .records import CompareResult, RunResult, Settings
-from .remix import process_stems, remix, remixed
+from .outcome import CompareResult, RunResult, Settings
+from .remix import process_stems, remix, remixed, without_kinds
 from .resample import resample, resampled
 from .route import RoutePlan, route, route_modes
 from .separate import Separation, Separator, StemsFolder, high_band
@@ -98,9 +98,11 @@ def _run(input_path: str | Path, out: results.Staged, separator: Separator | Non
     source = outputs.source_format(input_path)
     mix, info, panel_in, separation, sep_info, sr = _load_and_separate(input_path, separator, clock, notice=notice,
                                                                        store=store, on_progress=on_progress)
+    preset, recovery_note = _recovery_preset(preset, settings, info)
+    detected = recovery.detected(mix, sr)
     with clock.stage("route"):
         plan = route(separation.stems if separation else {}, mix, sr, settings.mode, settings.router,
-                     settings.skip_policy)
+                     settings.skip_policy, step_kinds(preset), step_probe(preset, sr))
     with clock.stage("restore"):
         restored, processed = restore(mix, plan, preset, separation, clip_mode=settings.clip_mode,
                                       in_place=not settings.keep_stems, target_lufs=_target_lufs(mix, preset, sr),
@@ -126,7 +128,7 @@ def _run(input_path: str | Path, out: results.Staged, separator: Separator | Non
         restored = replace(restored, audio=None, pre_gain=None)
     return RunResult(info, delivered.written.path, out_sr, y.channels, y.frames / out_sr, restored, plan,
                      sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings,
-                     delivered)
+                     delivered, recovery_note=recovery_note, bandwidth=detected)
 
 
 def compare(input_path: str | Path, out: str | Path | results.ResultSet | results.View,
@@ -166,23 +168,29 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
     mix, info, panel_in, separation, sep_info, sr = _load_and_separate(input_path, separator, clock, notice=notice,
                                                                        reference=reference, on_progress=on_progress)
     reference = remove_dc(reference, sr, bypass=False) if reference is not None else None
+    preset, recovery_note = _recovery_preset(preset, settings, info)
+    detected = recovery.detected(mix, sr)
     stems = separation.stems if separation else {}
     with clock.stage("route"):
-        plans = route_modes(stems, mix, sr, COMPARE_MODES, settings.router, settings.skip_policy)
+        plans = route_modes(stems, mix, sr, COMPARE_MODES, settings.router, settings.skip_policy,
+                            step_kinds(preset), step_probe(preset, sr))
     with clock.stage("restore"):
         finishing = dict(clip_mode=settings.clip_mode, target_lufs=_target_lufs(mix, preset, sr), sr=sr,
                          loudness_target=settings.loudness_target, keep_pre_gain=settings.residual or keep_views)
         routed = plans["routed"]
         views = {n: figs.StemView.of(x, sr) for n, x in stems.items()} if keep_views else {}
-        # The stems are restored in place: keep the unprocessed audio that routed passes through.
-        passed = {n: stems[n].copy() for n in remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
+        # The stems are restored in place: keep the unprocessed audio that routed passes through
+        # (and, when routed runs some kinds on the remix instead, every stem it processes).
+        keep = remixed(routed)[1] + (routed.processed() if routed.direct_kinds() else [])
+        passed = {n: stems[n].copy() for n in keep} if routed.mode_used == "stemwise" else {}
         stem_steps: dict[str, tuple[StepOutcome, ...]] = {}
         # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
         # their scratch memory) at once than cores.
+        stem_reports: dict[str, list] = {}  # what each stem's chain found, shared by stem-wise and routed
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             direct = pool.submit(restore, mix, plans["direct"], preset, None, **finishing)
             stemwise, processed = (restore(mix, plans["stemwise"], preset, separation, in_place=True, pool=pool,
-                                           outcomes=stem_steps, **finishing)
+                                           outcomes=stem_steps, reports=stem_reports, **finishing)
                                    if separation is not None else (None, {}))
             outputs_: dict[str, Restored] = {"direct": direct.result()[0]}
         if stemwise is not None:
@@ -190,12 +198,12 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
         views = {n: v.restored(processed[n], sr) if n in processed else v for n, v in views.items()}
         if routed.mode_used == "direct":
             outputs_["routed"] = outputs_["direct"]
-        elif remixed(routed) == remixed(plans["stemwise"]):  # nothing skipped: the same sum
+        elif remixed(routed) == remixed(plans["stemwise"]) and not routed.direct_kinds():  # the same sum
             outputs_["routed"] = outputs_["stemwise"]
         else:
             outputs_["routed"], _ = restore(mix, routed, preset,
                                             Separation({**stems, **passed}, separation.info, separation.beyond),
-                                            processed, outcomes=stem_steps, **finishing)
+                                            processed, outcomes=stem_steps, reports=stem_reports, **finishing)
         stem_names = tuple(stems)
         separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
     with clock.stage("measure"):
@@ -211,7 +219,8 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
                                                   residual=_residual(r, mix, settings.residual),
                                                   residual_name=f"residual-{m}.wav", residual_sr=sr)
     result = CompareResult(info, sep_info, routed, outputs_, {m: d.written.path for m, d in delivered.items()},
-                           all_panels, warnings, stem_names, views, preset, clock.timings_s, settings, mix, delivered, sr)
+                           all_panels, warnings, stem_names, views, preset, clock.timings_s, settings, mix, delivered, sr,
+                           recovery_note=recovery_note, bandwidth=detected)
     if figures:
         with clock.stage("figures"):
             figs.compare_figures(result, out.staged_folder)
@@ -258,12 +267,20 @@ def _target_lufs(mix: np.ndarray | Signal, preset: presets.Preset, sr: int) -> f
     return loudness_lufs(mix, sr) if preset.match_loudness else None
 
 
+def _recovery_preset(preset: presets.Preset, settings: Settings,
+                     info: audio.AudioInfo) -> tuple[presets.Preset, str | None]:
+    """The preset as this run uses it and the note the report carries (`presets.for_recovery`):
+    the output keeps a lower input rate only with `output_sr` "original"."""
+    keeps = settings.output_sr == "original" and info.sample_rate < WORK_SR
+    return presets.for_recovery(preset, settings.recovery, info.sample_rate if keeps else None)
+
+
 def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, separation: Separation | None,
             processed: dict[str, np.ndarray] | None = None, clip_mode: ClipMode = "limit", *,
             in_place: bool = False, target_lufs: float | None = None, pool: Executor | None = None,
             sr: int = WORK_SR, store: Store = MEMORY, loudness_target: tuple[float, float] | None = None,
-            keep_pre_gain: bool = False,
-            outcomes: dict[str, tuple[StepOutcome, ...]] | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
+            keep_pre_gain: bool = False, outcomes: dict[str, tuple[StepOutcome, ...]] | None = None,
+            reports: dict[str, list] | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
     """Restore `mix` (at `sr`) as `plan` says: the preset's chain on the mix (direct), or on
     each stem the plan processes, then the remix (with the band above the separator's added
     back); then loudness and clip safety (`finish`), and whether that changed the input
@@ -274,34 +291,60 @@ def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, s
     return adds any newly processed stems, and `outcomes` (by stem) what their steps did. `in_place`
     lets processed stems overwrite the separation's (see `process_stems`); `pool` runs them
     beside other work queued there; `target_lufs` is the mix's loudness when already measured;
-    `loudness_target` (target LUFS, true-peak ceiling dBTP) and `keep_pre_gain`: see `finish`."""
+    `loudness_target` (target LUFS, true-peak ceiling dBTP) and `keep_pre_gain`: see `finish`.
+    `reports` holds, by stem, what reporting steps (spectral recovery) found on stems already
+    processed; the stems processed here add theirs.
+
+    A stem-wise plan with kinds routed direct (`RoutePlan.direct_kinds`) runs the other kinds on
+    the stems, remixes, then runs the mix chain's steps of those kinds on the remix. Its stems
+    have been through part of the chain only: they are neither taken from nor added to
+    `processed`."""
     processed = dict(processed or {})
     outcomes = {} if outcomes is None else outcomes
+    reports = {} if reports is None else reports
     if plan.mode_used == "direct":
         done: list[StepOutcome] = []
+        found: dict[str, list] = {"mix": []}
         chain = preset.chain_for(None)
-        y = (keep_measured(store, dsp.chain_stage(chain, sr, mix.frames, mix.channels, done)(mix.blocks()),
-                           mix.channels, sr, mix.frames)
-             if isinstance(mix, Signal) else dsp.apply_chain(mix, sr, chain, outcomes=done))
-        steps = tuple(replace(o, where="mix") for o in done)
+        if isinstance(mix, Signal):
+            stage = dsp.chain_stage(chain, sr, mix.frames, mix.channels, done, reports=found["mix"])
+            y = keep_measured(store, stage(mix.blocks()), mix.channels, sr, mix.frames)
+        else:
+            y = dsp.apply_chain(mix, sr, chain, outcomes=done, reports=found["mix"])
+        steps_done = tuple(replace(o, where="mix") for o in done)
+    elif direct_kinds := plan.direct_kinds():
+        found, partial_steps = {}, {}
+        partial = process_stems(separation.stems, plan.processed(), without_kinds(preset, direct_kinds), sr,
+                                in_place=in_place, pool=pool, outcomes=partial_steps, reports=found)
+        y = remix(plan, separation.stems, partial)
+        if separation.beyond is not None:
+            y += separation.beyond
+        found["mix"], done = [], []
+        y = dsp.apply_chain(y, sr, tuple(s for s in preset.chain_for(None) if s.kind in direct_kinds),
+                            outcomes=done, reports=found["mix"])
+        steps_done = (tuple(o for n in plan.processed() for o in partial_steps.get(n, ()))
+                      + tuple(replace(o, where="mix") for o in done))
     else:
         todo = [n for n in plan.processed() if n not in processed]
         processed.update(process_stems(separation.stems, todo, preset, sr, in_place=in_place, pool=pool,
-                                       outcomes=outcomes))
+                                       outcomes=outcomes, reports=reports))
+        found = {n: reports.get(n, []) for n in plan.processed()}
         y = remix(plan, separation.stems, processed)
         if separation.beyond is not None:
             y += separation.beyond
-        steps = tuple(o for n in plan.processed() for o in outcomes.get(n, ()))
+        steps_done = tuple(o for n in plan.processed() for o in outcomes.get(n, ()))
     r = finish(y, mix, plan.mode_used, preset, clip_mode, sr, target_lufs=target_lufs, store=store,
                loudness_target=loudness_target, keep_pre_gain=keep_pre_gain)
     if r.audio is not y and r.pre_gain is not y:
         store.drop(y)
     target = r.loudness
-    verdict = change.assess(r.audio, mix, steps, loudness_gain_db=0.0 if target else r.loudness_gain_db,
+    verdict = change.assess(r.audio, mix, steps_done, loudness_gain_db=0.0 if target else r.loudness_gain_db,
                             clip_action=r.clip.action, target_gain_db=target.gain_db if target else None,
                             limiter_db=target.limiter_reduction_db if target else 0.0,
                             separated=plan.mode_used == "stemwise", sr=sr)
-    return replace(r, steps=steps, change=verdict), processed
+    # Each chain's recovery reports, one per segment it was run in (`steps.RECOVERY_BLOCK_S`).
+    recovered = {n: recovery.merged(found_) for n, found_ in found.items() if found_}
+    return replace(r, steps=steps_done, change=verdict, recovery=recovered), processed
 
 
 def _residual(r: Restored, mix: np.ndarray | Signal, asked: bool) -> tuple | None:
@@ -312,6 +355,22 @@ def _residual(r: Restored, mix: np.ndarray | Signal, asked: bool) -> tuple | Non
     if not asked:
         return None
     return (r.pre_gain if r.pre_gain is not None else r.audio, mix)
+
+
+def step_kinds(preset: presets.Preset) -> tuple[str, ...]:
+    """Every step kind the preset uses, mix chain first, in order."""
+    chains = (preset.steps, *preset.stem_steps.values())
+    return tuple(dict.fromkeys(s.kind for chain in chains for s in chain))
+
+
+def step_probe(preset: presets.Preset, sr: int = WORK_SR):
+    """The router's `Probe` for `preset`: a kind's first step in the chain of that stem (or of
+    the mix) says what it would find to act on (`steps.probe`)."""
+    def probe(kind: str, x: np.ndarray, stem: str | None) -> float | None:
+        step = next((s for s in preset.chain_for(stem) if s.kind == kind), None)
+        return None if step is None else steps.probe(step, x, sr)
+
+    return probe
 
 
 def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarray | Signal],

@@ -17,18 +17,22 @@ from .steps import StepOutcome
 
 def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
                   sr: int = WORK_SR, *, in_place: bool = False, pool: Executor | None = None,
-                  outcomes: dict[str, tuple[StepOutcome, ...]] | None = None) -> dict[str, np.ndarray]:
+                  outcomes: dict[str, tuple[StepOutcome, ...]] | None = None,
+                  reports: dict[str, list] | None = None) -> dict[str, np.ndarray]:
     """Run each named stem through its chain, in parallel (the heavy parts, FFTs and
     pedalboard's plugins, release the GIL). `in_place` writes each result over its input stem
     (when the unprocessed stems are not needed afterwards: 0.2 GB per stereo stem on a
     10-minute file). `pool` runs them beside other work already queued there. `outcomes` gets
-    what each stem's steps did, by stem name."""
+    what each stem's steps did, by stem name; `reports` what its chain's reporting steps
+    (spectral recovery) found."""
     if not names:
         return {}
+    found: dict[str, list] = {n: [] for n in names}
 
     def one(name: str) -> np.ndarray:
         done: list[StepOutcome] = []
-        y = dsp.apply_chain(stems[name], sr, preset.chain_for(name), overwrite=in_place, outcomes=done)
+        y = dsp.apply_chain(stems[name], sr, preset.chain_for(name), overwrite=in_place, outcomes=done,
+                            reports=found[name])
         if outcomes is not None:
             outcomes[name] = tuple(replace(o, where=name) for o in done)
         if not in_place:
@@ -39,9 +43,21 @@ def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: preset
 
     if pool is None:
         with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as own:
-            return process_stems(stems, names, preset, sr, in_place=in_place, pool=own, outcomes=outcomes)
+            return process_stems(stems, names, preset, sr, in_place=in_place, pool=own, outcomes=outcomes,
+                                 reports=reports)
     futures = {n: pool.submit(one, n) for n in names}
-    return {n: f.result() for n, f in futures.items()}
+    done = {n: f.result() for n, f in futures.items()}
+    if reports is not None:
+        reports.update(found)
+    return done
+
+
+def without_kinds(preset: presets.Preset, kinds: tuple[str, ...]) -> presets.Preset:
+    """`preset` with the steps of `kinds` left out of every chain."""
+    def keep(chain):
+        return tuple(s for s in chain if s.kind not in kinds)
+
+    return replace(preset, steps=keep(preset.steps), stem_steps={k: keep(v) for k, v in preset.stem_steps.items()})
 
 
 def remixed(plan: RoutePlan) -> tuple[list[str], list[str]]:

@@ -4,8 +4,11 @@ samples)` float32 audio, and the binding of `pedalboard.<Plugin>` steps to pedal
 A step is data (`Step`: a kind and its parameters). `noisereduce` (spectral gating), `wiener`
 (our level-aware denoiser) and `dc_remove` are block stages here (`blocks`: each states the
 context it needs); any pedalboard plugin is named as `pedalboard.<Plugin>` with pedalboard's own
-parameter names, and runs with its state carried from block to block. `check` refuses a step that cannot
-run, with a one-line `PresetError`; `presets` checks every step it loads, `dsp` runs them.
+parameter names, and runs with its state carried from block to block. `spectral_recovery`
+regenerates a band cut off by a resampler or a codec (`recovery`; a bit-for-bit no-op on
+full-band input), in segments of `RECOVERY_BLOCK_S` with context, and says what it found through
+the optional `reports` list. `check` refuses a step that cannot run, with a one-line
+`PresetError`; `presets` checks every step it loads, `dsp` runs them.
 
 Every step says what it did (`reported`: a `StepOutcome`, measured block by block as the
 stream passes): acted or bypassed, why, and the
@@ -24,9 +27,10 @@ import pedalboard
 from ..config import UserError
 from .blocks import Blocking, Stage, apply, blockwise, sequential
 from .dc import stage as dc_stage
-from .denoise import DenoiseTrace, WienerSettings
+from .denoise import DenoiseTrace, WienerSettings, found_noise_power
 from .denoise import stage as wiener_stage
 from .levels import difference, ratio_db
+from .recovery import RecoverySettings, recover
 
 PEDALBOARD_PREFIX = "pedalboard."
 NOISEREDUCE_N_FFT = 1024
@@ -144,12 +148,52 @@ def _dc_remove(sr: int, frames: int, channels: int) -> Stage:
     return dc_stage(sr, frames, channels)
 
 
+RECOVERY_BLOCK_S = 60.0
+"""Spectral recovery decides and adds its band per segment of this length on a long stream..."""
+RECOVERY_WHOLE_UP_TO_S = 90.0
+"""...and on an input up to this long, once over the whole of it."""
+RECOVERY_CONTEXT_S = 1.0
+"""Read on each side of a segment (its STFT and its 2 s detector blocks see across the cut);
+segments join without a crossfade, so a segment with nothing to add stays bit for bit."""
+
+
+def _spectral_recovery(sr: int, frames: int, channels: int, *, reports: list | None = None, **params) -> Stage:
+    """Recovery as a block stage: each segment's `recover` report goes to `reports` (in order)."""
+    settings = RecoverySettings(**params)
+    blocking = Blocking(block=int(RECOVERY_BLOCK_S * sr), context=int(RECOVERY_CONTEXT_S * sr),
+                        whole_up_to=int(RECOVERY_WHOLE_UP_TO_S * sr))
+
+    def one(seg: np.ndarray, first: int) -> np.ndarray:
+        y, report = recover(seg, sr, settings)
+        if reports is not None:
+            reports.append(report)
+        return y
+
+    return lambda blocks: blockwise(blocks, frames, channels, blocking, one)
+
+
+RECOVERY = "spectral_recovery"
 KINDS: dict[str, Callable[..., Stage]] = {
     "noisereduce": _noisereduce,
     "wiener": _wiener,
     "dc_remove": _dc_remove,
+    RECOVERY: _spectral_recovery,
 }
 """Each kind's stage factory: `(sr, frames, channels, **params) -> Stage`."""
+REPORTING_KINDS = frozenset({RECOVERY})
+"""Step kinds that say what they found (`reports=`: a list their reports are appended to)."""
+
+PROBES: dict[str, Callable[..., float]] = {
+    "wiener": lambda x, sr, **params: found_noise_power(x, sr, WienerSettings(**params)),
+}
+"""Step kinds that can say, before running, how much they would find to act on in a signal (a
+power, linear): the router compares the mix with the stems through these."""
+
+
+def probe(step: Step, x: np.ndarray, sr: int) -> float | None:
+    """What `step` would find to act on in `x` (`PROBES`); None for a kind that cannot say."""
+    fn = PROBES.get(step.kind)
+    return None if fn is None else float(fn(x, sr, **step.params))
 
 
 def plugin(step: Step) -> pedalboard.Plugin:
@@ -172,30 +216,36 @@ def check(step: Step, source: str) -> None:
     elif step.kind not in KINDS:
         raise PresetError(f"{source}: unknown step kind {step.kind!r} "
                           f"(known: {', '.join(KINDS)}, {PEDALBOARD_PREFIX}<Plugin>)")
-    elif step.kind == "wiener":
+    elif step.kind in ("wiener", RECOVERY):
+        settings = WienerSettings if step.kind == "wiener" else RecoverySettings
         try:
-            WienerSettings(**step.params)
+            settings(**step.params)
         except (TypeError, ValueError) as exc:
-            raise PresetError(f"{source}: wiener: {exc}") from None
+            raise PresetError(f"{source}: {step.kind}: {exc}") from None
 
 
-def stage(step: Step, sr: int, frames: int, channels: int, *, trace: DenoiseTrace | None = None) -> Stage:
+def stage(step: Step, sr: int, frames: int, channels: int, *, trace: DenoiseTrace | None = None,
+          reports: list | None = None) -> Stage:
     """One function step as a block stage over a stream of `frames` frames (`trace`: the
-    Wiener denoiser's, filled in as it runs)."""
+    Wiener denoiser's, filled in as it runs); a kind in `REPORTING_KINDS` appends what it found
+    to `reports` as the stream is read."""
     extra = {"trace": trace} if trace is not None and step.kind == "wiener" else {}
+    if reports is not None and step.kind in REPORTING_KINDS:
+        extra["reports"] = reports
     return KINDS[step.kind](sr, frames, channels, **step.params, **extra)
 
 
 def reported(step: Step | tuple[Step, ...], sr: int, frames: int, channels: int,
-             sink: list[StepOutcome]) -> Stage:
+             sink: list[StepOutcome], *, reports: list | None = None) -> Stage:
     """`step` (or consecutive pedalboard steps, run as one board) as a block stage that appends
     what it did to `sink` once the stream has passed: its input blocks are held until the
     matching output has come out (about one block and its context), and the largest |output -
     input|, the difference's energy, input and output energies and (for `dc_remove`) the channel
-    sums are accumulated block by block. The Wiener denoiser says why itself (`DenoiseTrace`)."""
+    sums are accumulated block by block. The Wiener denoiser says why itself (`DenoiseTrace`);
+    a reporting kind (spectral recovery) also appends what it found to `reports`."""
     group = step if isinstance(step, tuple) else (step,)
     trace = DenoiseTrace() if group[0].kind == "wiener" else None
-    inner = plugins_stage(group, sr) if group[0].is_plugin else stage(group[0], sr, frames, channels, trace=trace)
+    inner = plugins_stage(group, sr) if group[0].is_plugin else stage(group[0], sr, frames, channels, trace=trace, reports=reports)
     name = (" + ".join(s.kind[len(PEDALBOARD_PREFIX):] for s in group) if group[0].is_plugin else group[0].kind)
 
     def run(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

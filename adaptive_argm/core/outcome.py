@@ -1,7 +1,7 @@
-"""What `run` and `compare` decide and return: their `Settings` and the
-results `RunResult` and `CompareResult`, which serialise to report.json (schema
-adaptive-argm/report/1) and compare.json (adaptive-argm/compare/1).
-"""
+"""What `run` and `compare` were asked to do and what they did: `Settings`, `RunResult`
+(report.json, schema adaptive-argm/report/1) and `CompareResult` (compare.json, schema
+adaptive-argm/compare/1), with the report's delivery, change, spectral-recovery and bandwidth
+fields."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import numpy as np
 from ..config import (BITS, CLIP_MODE, CLIP_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_FORMAT, OUTPUT_RATES,
                       OUTPUT_SR, SKIP_POLICIES, SKIP_POLICY, TARGET_LUFS, TRUE_PEAK, ClipMode, Mode, OutputRate,
                       SettingError, SkipPolicy, check_choice)
-from . import audio, deliver, metrics, outputs, presets
+from . import audio, deliver, metrics, outputs, presets, recovery
 from . import figures as figs
 from .audio import WORK_SR
 from .finish import Restored
 from .route import RouterConfig, RoutePlan
+from .steps import RECOVERY
 
 TARGET_LUFS_RANGE = (-70.0, 0.0)
 """Loudness targets offered: BS.1770's absolute gate to full scale."""
@@ -37,8 +38,11 @@ class Settings:
     skip_policy: SkipPolicy = "passthrough"
     router: RouterConfig = field(default_factory=RouterConfig)
     output_sr: OutputRate = "work"
-    """`work` (44.1 kHz) or `original` (the input file's rate)."""
+    """`work` (the run's rate: 44.1 kHz, or the input's own when higher) or `original` (the
+    input file's rate)."""
     keep_stems: bool = False
+    recovery: bool = True
+    """Run the preset's spectral recovery steps (False drops them: `--no-recovery`)."""
     format: str | None = None
     """`wav` or `flac`; None: the input's own where it can hold the result (`outputs.choose_format`)."""
     bits: str | None = None
@@ -100,6 +104,9 @@ class RunResult:
     timings_s: dict[str, float]
     settings: Settings
     delivered: outputs.Delivered | None = None
+    recovery_note: str | None = None
+    bandwidth: dict = field(default_factory=dict)
+    """The input's cutoff as the detector sees it (`recovery.detected`)."""
 
     def to_dict(self) -> dict:
         record = self.restored.record()
@@ -118,12 +125,15 @@ class RunResult:
             "mode_requested": self.plan.mode_requested,
             "mode_used": self.plan.mode_used,
             "route_reason": self.plan.reason,
+            "route_kinds": [k.to_dict() for k in self.plan.kinds],
             "skip_policy": self.plan.skip_policy,
             "separator": self.separator,
             "preset": self.preset.name,
             "preset_detail": self.preset.to_dict(),
             "stems": [s.to_dict() for s in self.plan.stems],
             "metrics": {"input": self.metrics_input.to_dict(), "output": self.metrics_output.to_dict()},
+            "bandwidth": self.bandwidth,
+            "recovery": recovery.summary(self.restored.recovery, self.preset.has(RECOVERY), self.recovery_note),
             "warnings": self.warnings,
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
             "settings": self.settings.to_dict(),
@@ -157,6 +167,8 @@ class CompareResult:
     delivered: dict[str, outputs.Delivered] = field(default_factory=dict)
     sr: int = WORK_SR
     """The run's rate: the working rate, or the input's own when higher."""
+    recovery_note: str | None = None
+    bandwidth: dict = field(default_factory=dict)
 
     def identical_to_reference(self, mode: str) -> bool:
         """The result (or the `input`) is an exact copy of the reference: its SI-SDR is +inf, which
@@ -173,10 +185,12 @@ class CompareResult:
             "router": {**self.plan.to_dict(), "stems": [s.to_dict() for s in self.plan.stems]},
             "outputs": {m: {"path": self.paths.get(m), "peak_dbfs": r.clip.peak_after_dbfs,
                             **(self.delivered[m].to_dict() if m in self.delivered else {}), **r.record(),
-                            "residual": self.delivered[m].residual_dict() if m in self.delivered else None}
+                            "residual": self.delivered[m].residual_dict() if m in self.delivered else None,
+                            "recovery": recovery.summary(r.recovery, self.preset.has(RECOVERY), self.recovery_note)}
                         for m, r in self.outputs.items()},
             "identical_to_reference": {m: self.identical_to_reference(m) for m in ("input", *self.outputs)},
             "metrics": {k: (p.to_dict() if p is not None else None) for k, p in self.metrics.items()},
+            "bandwidth": self.bandwidth,
             "warnings": self.warnings,
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
             "settings": self.settings.to_dict(),

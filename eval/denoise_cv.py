@@ -1,0 +1,284 @@
+"""Cross-validated evaluation of the `adaptive` preset's denoiser, direct mode, on the development
+corpora: tune on one half of the songs, report on the other half, then swap.
+
+Split (`denoise_eval.halves`): within each corpus, songs in name order alternate A, B, A, ...
+Tuning: every candidate in `GRID` (overrides of the shipped preset's mix `wiener` settings) is
+run on the tuning half under every condition (SI-SDR only, through the preset's chain without
+the loudness matching and clip safety, which leave SI-SDR alone); candidates that break a per-clip
+goal there (harmless conditions below -0.1 dB, any noise condition below -0.5 dB on any clip)
+are dropped, and the one with the best mean SI-SDR change over the three noise conditions wins
+(ties: the earlier, more conservative entry). It is then scored on the other half with every
+measure. The shipped preset (`adaptive.toml`) is scored on both halves too, and so is the
+estimator as of commit 65c1511 (reproduced in `denoise_diagnosis.py`; SI-SDR and loudness only).
+
+Each case goes through `pipeline.restore` (`adaptive-argm run --mode direct`: DC removal, the
+denoiser, loudness matching, clip safety) at 44.1 kHz. SI-SDR change: output minus degraded
+input, both read at most 60 dB. ViSQOL (v3, audio mode, 48 kHz mono) is computed only for cases
+whose output differs from the DC-free input; an unchanged output scores a change of exactly 0.
+
+    PYTHONPATH=. python eval/denoise_cv.py --real DIR --midi DIR --musicgen DIR \\
+        --out eval/results/denoise_cv.md --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import denoise_eval as E  # noqa: E402
+
+from adaptive_argm.core import dsp, presets
+from adaptive_argm.core.dc import remove_dc  # noqa: E402
+
+GRID: tuple[dict, ...] = (
+    {},
+    {"extrapolate_db": 6.0},
+    {"extrapolate_db": 12.0},
+    {"excess_correction": 1.5},
+    {"excess_correction": 3.5},
+    {"confident_bands": 1},
+    {"confident_bands": 5},
+    {"bias_correction_db": -2.0},
+    {"bias_correction_db": -4.0},
+    {"dd_alpha": 0.9},
+    {"dd_alpha": 0.98},
+)
+"""Candidates, as overrides of the shipped preset (the first is the shipped preset itself): one
+setting at a time, around it."""
+
+GOAL_MEAN_DB = {"white-45": 2.5, "pink-45": 1.5}
+GOAL_WORST_NOISE_DB = -0.5
+"""Per clip, for every noise condition (brown-ish hiss included: no goal of its own, but a
+denoiser that cuts music under it is a regression)."""
+UNCHANGED_TOLERANCE = 1e-6
+"""An output within this of the DC-free input (relative to its peak) is the input: the loudness
+matching of an unchanged signal can still scale it by a rounding error, which ViSQOL alone notices."""
+GOAL_WORST_HARMLESS_DB = -0.1
+GOAL_VISQOL_MEAN = {"white-45": 0.3}
+GOAL_VISQOL_WORST = -0.05
+GOAL_LOUDNESS_LU = 0.5
+
+
+def case(clip: E.Clip, condition: str, overrides: dict | None, with_visqol: bool, old: bool = False) -> dict:
+    """One clip under one condition through one configuration, the whole direct-mode path: its
+    scores."""
+    noisy = E.degraded(clip, condition)
+    if old:
+        import denoise_diagnosis as Dg
+
+        out = Dg.old_denoise(remove_dc(noisy, E.SR))
+        gain_db = 0.0
+    else:
+        restored = E.restore_direct(noisy, E.preset_with(overrides))
+        out, gain_db = restored.audio, restored.loudness_gain_db
+    dc_free = remove_dc(noisy, E.SR)
+    unchanged = bool(np.max(np.abs(out - dc_free)) <= UNCHANGED_TOLERANCE * max(float(np.max(np.abs(dc_free))), 1e-30))
+    row = {"clip": clip.name, "corpus": clip.corpus, "condition": condition, "unchanged": unchanged,
+           "si_sdr_change_db": 0.0 if unchanged else E.si_sdr_change_db(clip.audio, noisy, out),
+           "loudness_change_lu": 0.0 if unchanged else E.loudness_change_lu(noisy, out),
+           "loudness_gain_db": gain_db, "visqol_in": math.nan, "visqol_change": 0.0 if unchanged else math.nan}
+    if with_visqol and not unchanged:
+        row["visqol_in"] = _visqol_in(clip, condition, noisy)
+        row["visqol_change"] = E.visqol(clip.audio, out) - row["visqol_in"]
+    return row
+
+
+VISQOL_CACHE: Path | None = None
+
+
+def _visqol_in(clip: E.Clip, condition: str, noisy: np.ndarray) -> float:
+    """The degraded input's ViSQOL, cached on disk per clip, condition and seed when asked."""
+    if VISQOL_CACHE is None:
+        return E.visqol(clip.audio, noisy)
+    f = VISQOL_CACHE / f"{E.seed_for(clip, condition)}-{clip.name.replace('/', '_')}-{condition}.json"
+    if f.is_file():
+        return float(json.loads(f.read_text())["visqol"])
+    v = E.visqol(clip.audio, noisy)
+    f.write_text(json.dumps({"visqol": v}))
+    return v
+
+
+def tuning_cases(clip: E.Clip, condition: str, grid: tuple[dict, ...]) -> list[dict]:
+    """SI-SDR change of every candidate on one clip and condition, for tuning only: the preset's
+    chain (DC removal, denoiser) without loudness matching and clip safety, which do not move
+    SI-SDR, and no delay search, since the chain adds no delay."""
+    noisy = E.degraded(clip, condition)
+    dc_free = remove_dc(noisy, E.SR)
+    base = E.fast_si_sdr_db(clip.audio, noisy)
+    rows = []
+    for i, g in enumerate(grid):
+        out = dsp.apply_chain(dc_free, E.SR, E.preset_with(g).chain_for(None))
+        change = 0.0 if np.array_equal(out, dc_free) else E.capped(E.fast_si_sdr_db(clip.audio, out)) - E.capped(base)
+        rows.append({"clip": clip.name, "condition": condition, "candidate": i, "si_sdr_change_db": change})
+    return rows
+
+
+def _case(args: tuple) -> dict:
+    return case(*args)
+
+
+def _tuning(args: tuple) -> list[dict]:
+    return tuning_cases(*args)
+
+
+def run_cases(tasks: list[tuple], jobs: int, fn=_case) -> list:
+    if jobs <= 1:
+        return [fn(t) for t in tasks]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(fn, tasks, chunksize=1))
+
+
+def objective(rows: list[dict]) -> tuple[bool, float]:
+    """(meets the per-clip goals, mean SI-SDR change over the noise conditions)."""
+    ok = all(r["si_sdr_change_db"] >= GOAL_WORST_HARMLESS_DB for r in rows if r["condition"] in E.HARMLESS_CONDITIONS)
+    ok = ok and all(r["si_sdr_change_db"] >= GOAL_WORST_NOISE_DB for r in rows if r["condition"] in E.NOISE_CONDITIONS)
+    noise = [r["si_sdr_change_db"] for r in rows if r["condition"] in E.NOISE_CONDITIONS]
+    return ok, float(np.mean(noise))
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def worst(rows: list[dict], key: str) -> tuple[float, str]:
+    r = min((r for r in rows if math.isfinite(r[key])), key=lambda r: r[key], default=None)
+    return (r[key], r["clip"]) if r else (math.nan, "-")
+
+
+def table(rows: list[dict], with_visqol: bool) -> list[str]:
+    head = "| condition | clips | mean dSI-SDR (dB) | worst dSI-SDR (dB), clip | unchanged |"
+    sep = "|---|---|---|---|---|"
+    if with_visqol:
+        head += " mean dViSQOL | worst dViSQOL, clip |"
+        sep += "---|---|"
+    head += " max abs dLoudness (LU) |"
+    sep += "---|"
+    out = [head, sep]
+    for cond in E.CONDITIONS:
+        rs = [r for r in rows if r["condition"] == cond]
+        if not rs:
+            continue
+        w, wc = worst(rs, "si_sdr_change_db")
+        line = (f"| {cond} | {len(rs)} | {np.mean([r['si_sdr_change_db'] for r in rs]):+.2f} | {w:+.2f} {wc} | "
+                f"{sum(r['unchanged'] for r in rs)} |")
+        if with_visqol:
+            vq = [r["visqol_change"] for r in rs]
+            vw, vwc = worst(rs, "visqol_change")
+            line += f" {np.nanmean(vq):+.3f} | {vw:+.3f} {vwc} |"
+        line += f" {max(abs(r['loudness_change_lu']) for r in rs):.2f} |"
+        out.append(line)
+    return out
+
+
+def goals(rows: list[dict]) -> list[str]:
+    out = []
+
+    def say(text: str, passed: bool) -> None:
+        out.append(f"- {'met' if passed else 'NOT met'}: {text}")
+
+    for cond, target in GOAL_MEAN_DB.items():
+        rs = [r for r in rows if r["condition"] == cond]
+        m = float(np.mean([r["si_sdr_change_db"] for r in rs]))
+        w, wc = worst(rs, "si_sdr_change_db")
+        say(f"{cond} mean dSI-SDR {m:+.2f} dB >= {target:+.1f}", m >= target)
+        say(f"{cond} worst clip {w:+.2f} dB ({wc}) >= {GOAL_WORST_NOISE_DB:+.1f}", w >= GOAL_WORST_NOISE_DB)
+    for cond, target in GOAL_VISQOL_MEAN.items():
+        m = float(np.nanmean([r["visqol_change"] for r in rows if r["condition"] == cond]))
+        say(f"{cond} mean dViSQOL {m:+.3f} >= {target:+.2f}", m >= target)
+    for cond in E.HARMLESS_CONDITIONS:
+        w, wc = worst([r for r in rows if r["condition"] == cond], "si_sdr_change_db")
+        say(f"{cond}: worst clip {w:+.2f} dB ({wc}) >= {GOAL_WORST_HARMLESS_DB:+.1f}", w >= GOAL_WORST_HARMLESS_DB)
+    w, wc = worst(rows, "visqol_change")
+    cond = next((r["condition"] for r in rows if r["clip"] == wc and r["visqol_change"] == w), "")
+    say(f"every clip and condition: worst dViSQOL {w:+.3f} ({wc}, {cond}) >= {GOAL_VISQOL_WORST:+.2f}",
+        not (w < GOAL_VISQOL_WORST))
+    lu = max(abs(r["loudness_change_lu"]) for r in rows)
+    say(f"loudness: max |change| {lu:.2f} LU <= {GOAL_LOUDNESS_LU}", lu <= GOAL_LOUDNESS_LU)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--real")
+    ap.add_argument("--midi")
+    ap.add_argument("--musicgen")
+    ap.add_argument("--max-s", type=float, default=20.0)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", default="eval/results/denoise_cv.md")
+    ap.add_argument("--rows", help="also write every case as JSON lines here")
+    ap.add_argument("--visqol-cache", help="folder to keep the degraded inputs' ViSQOL scores in between runs")
+    args = ap.parse_args()
+    global VISQOL_CACHE
+    if args.visqol_cache:
+        VISQOL_CACHE = Path(args.visqol_cache)
+        VISQOL_CACHE.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    clips = E.all_clips(args.real, args.midi, args.musicgen, args.max_s)
+    halves = dict(zip("AB", E.halves(clips)))
+    shipped = {k: v for s in presets.load("adaptive").steps if s.kind == "wiener" for k, v in s.params.items()}
+    lines = ["# Denoiser, cross-validated (direct mode)", "",
+             f"Generated by `eval/denoise_cv.py` in {{wall}} s. Clips: {len(clips)} "
+             f"({', '.join(f'{c}: {sum(x.corpus == c for x in clips)}' for c in dict.fromkeys(x.corpus for x in clips))}), "
+             f"first {args.max_s:g} s of each, 44.1 kHz.", "",
+             "Halves (within each corpus, songs in name order alternate A, B):", ""]
+    for h, cs in halves.items():
+        lines.append(f"- {h}: " + ", ".join(c.name for c in cs))
+    lines += ["", "Candidates (overrides of the shipped preset; `{}` is the shipped preset):", ""]
+    lines += [f"{i}. `{json.dumps(g)}`" for i, g in enumerate(GRID)]
+    all_rows: list[dict] = []
+    for tune_h, test_h in (("A", "B"), ("B", "A")):
+        tune, test = halves[tune_h], halves[test_h]
+        tuned = [r for rs in run_cases([(c, cond, GRID) for c in tune for cond in E.CONDITIONS], args.jobs, _tuning)
+                 for r in rs]
+        scores = []
+        for i, g in enumerate(GRID):
+            ok, score = objective([r for r in tuned if r["candidate"] == i])
+            scores.append((ok, score, i))
+            print(f"tune {tune_h} candidate {i} {json.dumps(g)}: per-clip goals {'met' if ok else 'broken'}, "
+                  f"noise mean {score:+.3f} dB", flush=True)
+        feasible = [s for s in scores if s[0]] or scores
+        best = max(feasible, key=lambda s: (s[1], -s[2]))[2]
+        rows = run_cases([(c, cond, GRID[best], True) for c in test for cond in E.CONDITIONS], args.jobs)
+        for r in rows:
+            r.update(fold=f"tuned on {tune_h}, scored on {test_h}", config=best)
+        all_rows += rows
+        start = len(lines)
+        lines += ["", f"## Tuned on {tune_h}, scored on {test_h}", "",
+                  "Tuning half: " + "; ".join(f"{i}: {'ok' if ok else 'breaks a per-clip goal'}, {sc:+.3f} dB"
+                                              for ok, sc, i in scores) + f". Chosen: candidate {best}.", ""]
+        lines += table(rows, True) + ["", "Goals on this half:", ""] + goals(rows)
+        print("\n".join(lines[start:]), flush=True)
+    for h in "AB":
+        rows = [r for r in all_rows if r["clip"] in {c.name for c in halves[h]} and r["config"] == 0]
+        if len(rows) < len(halves[h]) * len(E.CONDITIONS):
+            rows = run_cases([(c, cond, {}, True) for c in halves[h] for cond in E.CONDITIONS], args.jobs)
+            for r in rows:
+                r.update(fold=f"shipped preset on {h}", config=0)
+            all_rows += rows
+        lines += ["", f"## Shipped preset on half {h}", ""] + table(rows, True)
+    both = [r for r in all_rows if r["config"] == 0 and r["fold"].startswith(("shipped", "tuned"))]
+    seen, merged = set(), []
+    for r in both:
+        if (r["clip"], r["condition"]) not in seen:
+            seen.add((r["clip"], r["condition"]))
+            merged.append(r)
+    if len(merged) == len(clips) * len(E.CONDITIONS):
+        lines += ["", "## Shipped preset, all clips", ""] + table(merged, True) + ["", "Goals:", ""] + goals(merged)
+    old = run_cases([(c, cond, None, False, True) for c in clips for cond in E.CONDITIONS], args.jobs)
+    lines += ["", "## The estimator as of commit 65c1511, all clips (SI-SDR and loudness only)", ""] + table(old, False)
+    text = "\n".join(lines).replace("{wall}", f"{time.time() - t0:.0f}") + "\n"
+    Path(args.out).write_text(text)
+    if args.rows:
+        Path(args.rows).write_text("".join(json.dumps({k: v for k, v in r.items()}) + "\n" for r in all_rows + old))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
