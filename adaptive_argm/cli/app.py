@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..config import SettingError, UserError, describe_error
 from ..core import interrupts
@@ -22,7 +23,8 @@ FLAGS = {"mode": "--mode", "preset": "--preset", "clip_mode": "--clip-mode", "sk
          "output_sr": "--output-sr", "separator": "--separator", "stems": "--stems", "force": "--force",
          "device": "--device", "model_repo": "--model-repo", "jobs": "--jobs", "missing": "--missing",
          "duration_s": "--duration", "clean": "--clean", "split": "--split", "segment": "--segment",
-         "overlap": "--overlap", "shifts": "--shifts", "min_active_fraction": "--min-active"}
+         "overlap": "--overlap", "shifts": "--shifts", "min_active_fraction": "--min-active",
+         "backend": "--backend", "address": "--address"}
 """The flag of each library setting that errors name (`config.Setting.name`): how the CLI says them."""
 
 
@@ -31,7 +33,7 @@ class UsageError(Exception):
 
 
 def fail(message: str, code: int = 1):
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

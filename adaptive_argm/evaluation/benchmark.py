@@ -29,7 +29,7 @@ import numpy as np
 
 from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, SKIP_POLICIES, SKIP_POLICY, ClipMode, Setting, SettingError,
                       SkipPolicy, check_choice)
-from ..core import audio, intrusive, levels, metrics, pipeline, presets, workers
+from ..core import audio, backends, intrusive, levels, metrics, pipeline, presets
 from ..core.audio import WORK_SR
 from ..core.metrics import MetricPanel
 from ..core.route import RouterConfig, route
@@ -316,17 +316,20 @@ def check(settings: BenchmarkSettings) -> None:
 
 
 def run_benchmark(clips: list[CleanClip], settings: BenchmarkSettings = BenchmarkSettings(), *,
-                  on_done: Callable[[int, int], None] | None = None) -> BenchmarkResult:
-    """Every clip x degradation x preset x mode; `on_done(done, total)` after each clip x
-    degradation pair."""
+                  on_done: Callable[[int, int], None] | None = None,
+                  backend: backends.Backend | None = None) -> BenchmarkResult:
+    """Every clip x degradation x preset x mode, the pairs on `backend` (default: this machine's
+    process pool); `on_done(done, total)` after each clip x degradation pair."""
+    backend = backend or backends.LOCAL
     check(settings)
     if not clips:
         raise ValueError("no clean clips to benchmark")
     t0 = time.perf_counter()
     tasks = [(c, d, settings) for c in clips for d in settings.degradations]
-    results = workers.map_ordered(_run_pair, tasks, settings.jobs, on_done)
+    used = backend.workers(settings.jobs, len(tasks))
+    results = backend.map_ordered(_run_pair, tasks, settings.jobs, on_done)
     cases = tuple(c for cases, _ in results for c in cases)
     records = tuple((t[0].name, rec) for t, (_, rec) in zip(tasks, results))
     info = tuple((c.name, c.source, c.audio.shape[1] / WORK_SR) for c in clips)
     return BenchmarkResult(cases, records, settings, info, time.perf_counter() - t0,
-                           workers.worker_count(settings.jobs, len(tasks)))
+                           used)
