@@ -88,7 +88,10 @@ def ray_worker(spec: dict) -> dict:
 
 
 def run_case(bench_script: str, spec: dict) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread per worker on either backend
+    # One thread per worker on either backend, and the same priority: unless told, Ray starts its
+    # workers at a lower priority than the driver (nice 19 under a driver at 10), which on a
+    # shared machine changes their share of the CPUs.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_worker_niceness": "0"}
     done = subprocess.run([sys.executable, bench_script, "--ray-worker", json.dumps(spec)], capture_output=True,
                           text=True, env=env)
     if done.returncode != 0:
@@ -115,7 +118,8 @@ def scaling(bench_script: str, synth_clip, repo: Path, model: str, preset: str, 
     best = {(b, n): min((r for r in ok if (r["backend"], r["workers"]) == (b, n)), key=lambda r: r["wall_s"],
                         default=None) for b, n in CONFIGS}
     lines = [f"{clips} clips of {clip_s:g} s stereo, run stem-wise (full-size HTDemucs, random weights) as one batch; "
-             "one thread per worker (OMP_NUM_THREADS=1) on both backends; Ray's start is timed apart from the run.",
+             "one thread per worker (OMP_NUM_THREADS=1) and the driver's priority on both backends; Ray's start "
+             "is timed apart from the run.",
              "", "| backend | workers | run s | clips/min | in-job s per clip | Ray start s | driver commits s per clip "
              "| MB per clip | load before / after |", "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
