@@ -8,7 +8,8 @@ weights instead. Timings on a shared machine are noisy: the load average is prin
 
     python eval/bench.py --out eval/results/bench.md
     python eval/bench.py --lengths 30 --channels 2 --out /tmp/bench.md
-    python eval/bench.py --long 600      # peak RSS of a 10-minute stereo file: run direct, stem-wise, compare
+    python eval/bench.py --long 600      # peak RSS of a 10-minute stereo file: run direct, stem-wise, compare, metrics
+    python eval/bench.py --hour          # peak RSS of an hour of stereo (32 and 44.1 kHz): run direct, metrics
     python eval/bench.py --ray --out eval/results/ray.md   # the Ray backend: 1 vs 2 workers, overhead, projection
 """
 
@@ -35,6 +36,10 @@ NON_SEP_MAX_FRACTION = 0.15
 """Target: everything but separation costs at most this share of separation time (30 s stereo)."""
 RSS_MAX_MB = 3072
 """Target for a 10-minute stereo file on CPU."""
+HOUR_RSS_MAX_MB = 1536
+"""Target for an hour of stereo (32 or 44.1 kHz) in direct mode and in `metrics`: they stream."""
+HOUR_COMMANDS = ("run:direct", "metrics")
+HOUR_RATES = (32000, 44100)
 SR = 44100
 
 
@@ -59,24 +64,24 @@ def random_model_repo(folder: Path, name: str = RANDOM_MODEL) -> Path:
     return folder
 
 
-def synth_clip(path: Path, seconds: float, channels: int, seed: int = 0) -> Path:
-    """Drums, bass, a chord and a little hiss: enough for every stage to do its real work."""
-    from adaptive_argm.core import audio
+def synth_clip(path: Path, seconds: float, channels: int, seed: int = 0, sr: int = SR) -> Path:
+    """Drums, bass, a chord and a little hiss: enough for every stage to do its real work.
+    Written 10 s at a time (an hour of stereo is 1.3 GB as float32)."""
+    from pedalboard.io import AudioFile
 
     rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    t = np.arange(n, dtype=np.float64) / SR
-    beat = np.mod(t, 0.5)
-    x = 0.5 * np.exp(-beat / 0.03) * np.sin(2 * np.pi * 60 * beat)
-    x += 0.15 * np.sin(2 * np.pi * 55 * t)
-    for f in (261.6, 329.6, 392.0):
-        x += 0.05 * np.sin(2 * np.pi * f * t)
-    del t, beat
-    out = np.empty((channels, n), np.float32)
-    for c in range(channels):
-        out[c] = x * (1 - 0.1 * c) + 0.003 * rng.standard_normal(n)
-    del x
-    return audio.write(path, out, SR)
+    n = int(seconds * sr)
+    with AudioFile(str(path), "w", samplerate=sr, num_channels=channels, bit_depth=32) as f:
+        for start in range(0, n, 10 * sr):
+            t = np.arange(start, min(n, start + 10 * sr), dtype=np.float64) / sr
+            beat = np.mod(t, 0.5)
+            x = 0.5 * np.exp(-beat / 0.03) * np.sin(2 * np.pi * 60 * beat)
+            x += 0.15 * np.sin(2 * np.pi * 55 * t)
+            for freq in (261.6, 329.6, 392.0):
+                x += 0.05 * np.sin(2 * np.pi * freq * t)
+            out = np.stack([x * (1 - 0.1 * c) + 0.003 * rng.standard_normal(t.size) for c in range(channels)])
+            f.write(out.astype(np.float32))
+    return path
 
 
 # --- one measured process ------------------------------------------------------------------------
@@ -102,7 +107,7 @@ def worker(spec: dict) -> dict:
 
     sep = None
     calls = {"n": 0}
-    if spec["command"] != "run:direct":
+    if spec["command"] not in ("run:direct", "metrics"):
         demucs = separate.DemucsSeparator(spec["model"], spec["model_repo"], device=spec["device"])
 
         def sep(mix, sr):
@@ -129,6 +134,16 @@ def worker(spec: dict) -> dict:
         current.update(stage=stage, t=now)
 
     t0 = time.perf_counter()
+    if spec["command"] == "metrics":  # what `adaptive-argm metrics FILE` does
+        from adaptive_argm.core import audio, metrics
+
+        on_stage("measure")
+        reader = audio.Reader(spec["input"])
+        metrics.measure_stream(reader.native_blocks(), reader.sample_rate, reader.channels)
+        on_stage(None)
+        return {"timings_s": {"measure": time.perf_counter() - t0}, "stage_cpu_s": cpu_s, "peak_after_mb": peak_after,
+                "own_peak_mb": own_peak_mb(), "wall_s": time.perf_counter() - t0, "separations": 0,
+                "mode_used": "–"}
     if spec["command"] == "compare":
         result = pipeline.compare(spec["input"], spec["out"], sep,
                                   pipeline.Settings(mode="routed", preset=spec["preset"]), on_stage=on_stage)
@@ -314,22 +329,26 @@ def machine_line() -> str:
 
 
 def long_rss(seconds: float, repo: Path, model: str, device: str, preset: str, work: Path,
-             commands: list[str]) -> list[str]:
-    """Peak RSS of a long stereo file, one process per command."""
-    clip = synth_clip(work / f"long{seconds:.0f}.wav", seconds, 2)
+             commands: list[str], sr: int = SR, target_mb: int = RSS_MAX_MB) -> list[str]:
+    """Peak RSS of a long stereo file at `sr`, one process per command."""
+    clip = synth_clip(work / f"long{seconds:.0f}-{sr}.wav", seconds, 2, sr=sr)
     lines = []
     for command in commands:
-        spec = {"command": command, "input": str(clip), "out": str(work / f"out-long-{command.replace(':', '-')}"),
+        # One folder per file and command: a result set refuses a folder holding another input's result.
+        out = work / f"out-long{seconds:.0f}-{sr}-{command.replace(':', '-')}"
+        spec = {"command": command, "input": str(clip), "out": str(out),
                 "model": model, "model_repo": str(repo), "device": device, "preset": preset}
         r = measured(spec)
         if "error" in r:
-            lines.append(f"- {seconds / 60:.0f} min stereo, {command}: {r['error']}")
+            lines.append(f"- {seconds / 60:.0f} min stereo at {sr / 1000:g} kHz, {command}: {r['error']}")
             continue
-        verdict = "met" if r["peak_rss_mb"] <= RSS_MAX_MB else "NOT met"
+        verdict = "met" if r["peak_rss_mb"] <= target_mb else "NOT met"
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in r["timings_s"].items())
         rises = ", ".join(f"{stage} {mb:.0f}" for stage, mb in r["peak_after_mb"])
-        lines.append(f"- {seconds / 60:.0f} min stereo, {command}: peak RSS {r['peak_rss_mb']:.0f} MB "
-                     f"(target <= {RSS_MAX_MB} MB: {verdict}); {stages}; peak MB so far after each stage: {rises}")
+        lines.append(f"- {seconds / 60:.0f} min stereo at {sr / 1000:g} kHz, {command}: peak RSS "
+                     f"{r['peak_rss_mb']:.0f} MB (target <= {target_mb} MB: {verdict}); wall {r['wall_s']:.0f} s, "
+                     f"CPU {r['cpu_s']:.0f} s; {stages}; peak MB so far after each stage: {rises}")
+    clip.unlink(missing_ok=True)
     return lines
 
 
@@ -368,8 +387,10 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default=None, help="preset to time (default: the package default)")
     ap.add_argument("--no-dsp-checks", action="store_true", help="skip the stem-DSP overlap and routing checks")
     ap.add_argument("--long", type=float, default=0, help="also measure peak RSS on a stereo file this long (s)")
-    ap.add_argument("--long-commands", default="run:direct,run:stemwise,compare",
+    ap.add_argument("--long-commands", default="run:direct,run:stemwise,compare,metrics",
                     help="commands measured on the --long file")
+    ap.add_argument("--hour", action="store_true",
+                    help=f"also measure an hour of stereo at 32 and 44.1 kHz ({', '.join(HOUR_COMMANDS)})")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
     ap.add_argument("--out", type=Path, help="write the Markdown report here")
     ap.add_argument("--ray", action="store_true", help="only the Ray backend's section (eval/bench_ray.py)")
@@ -425,6 +446,10 @@ def main(argv=None) -> int:
     if args.long:
         lines += ["", "## Long file, peak RSS", "", *long_rss(args.long, repo, model, args.device, preset, work,
                                                                      [c for c in args.long_commands.split(",") if c])]
+    if args.hour:
+        lines += ["", "## An hour of stereo, peak RSS", ""]
+        for sr in HOUR_RATES:
+            lines += long_rss(3600.0, repo, model, args.device, preset, work, list(HOUR_COMMANDS), sr, HOUR_RSS_MAX_MB)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

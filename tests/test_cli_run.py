@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from adaptive_argm.core import audio
+from adaptive_argm.core.resample import resample
 
 from conftest import OFFLINE_PROBE, SR, synthetic_stems, tiny_model_repo
 
@@ -64,10 +65,10 @@ def test_overs_are_never_clipped_silently(stereo_song, tmp_path):
 def test_keep_stems_and_original_output_rate(tmp_path):
     stems = synthetic_stems(seconds=2.0)
     mix = sum(stems.values())
-    song = audio.write(tmp_path / "song32.wav", audio.resample(mix, SR, 32000), 32000)
+    song = audio.write(tmp_path / "song32.wav", resample(mix, SR, 32000), 32000)
     folder = tmp_path / "stems"
     for name, x in stems.items():
-        audio.write(folder / f"{name}.wav", audio.resample(x, SR, 32000), 32000)
+        audio.write(folder / f"{name}.wav", resample(x, SR, 32000), 32000)
     out = tmp_path / "out"
     r = cli("run", song, "--stems", folder, "--keep-stems", "--output-sr", "original", "-o", out)
     assert r.returncode == 0, r.stderr

@@ -105,16 +105,16 @@ def test_loudness_match_reaches_the_target():
 
 
 def test_loudness_matched_result_keeps_its_loudness_through_the_limiter():
-    from adaptive_argm.core import pipeline
+    from adaptive_argm.core import finish, pipeline
 
     x = sum(synthetic_stems(seconds=4.0, channels=2).values())
     x = (x * (1.5 / np.max(np.abs(x)))).astype(np.float32)  # overs: peaks at +3.5 dBFS
     preset = presets.load("adaptive")
-    restored = pipeline.finish(x.copy(), x, "direct", preset, "limit")
+    restored = pipeline.finish(x.copy(), x, "direct", preset, "limit", SR)
     assert restored.clip.action == "limited"
     assert np.max(np.abs(restored.audio)) <= 10 ** (dsp.LIMIT_CEILING_DBFS / 20) + 1e-6
-    assert abs(levels.loudness_lufs(restored.audio, SR) - levels.loudness_lufs(x, SR)) <= pipeline.LOUDNESS_TOLERANCE_LU + 0.05
-    plain = pipeline.finish(x.copy(), x, "direct", presets.load("paper"), "limit")
+    assert abs(levels.loudness_lufs(restored.audio, SR) - levels.loudness_lufs(x, SR)) <= finish.LOUDNESS_TOLERANCE_LU + 0.05
+    plain = pipeline.finish(x.copy(), x, "direct", presets.load("paper"), "limit", SR)
     assert plain.loudness_gain_db == 0.0  # presets that do not match loudness are left alone
 
 

@@ -241,3 +241,37 @@ def test_directions_cover_every_field_with_known_words():
     assert M.DIRECTIONS["lsd_db"] == "lower"
     assert M.DIRECTIONS["noise_floor_db"] == "lower"
     assert M.DIRECTIONS["loudness_lufs"] == "closer-to-input"
+
+
+# --- measured block by block: the same panel, bounded memory -------------------------------------
+
+
+def test_a_signal_pushed_in_blocks_of_any_size_gives_the_panel_of_the_whole():
+    from adaptive_argm.core.framestats import FrameStats
+
+    rng = np.random.default_rng(3)
+    y = np.stack([music_like(9.0, seed=1), music_like(9.0, seed=2)])
+    whole = M.measure(y, SR)
+    stats = M.measuring(SR, 2)
+    pos = 0
+    while pos < y.shape[1]:
+        step = int(rng.integers(1, 30000))
+        stats.push(y[:, pos:pos + step])
+        pos += step
+    assert M.panel_of(stats.summary()) == whole
+    assert isinstance(stats, FrameStats)
+
+
+def test_the_noise_floor_histogram_is_within_half_a_step_of_the_exact_percentile():
+    from adaptive_argm.core import spectral
+    from adaptive_argm.core.framestats import HIST_STEP_DB, FrameStats
+
+    y = np.stack([music_like(6.0, seed=4)]) * np.float32(0.3)
+    stats = FrameStats(SR, 1, histogram_from_hz=M.LOW_CUT_HZ)
+    stats.push(y)
+    summary = stats.summary()
+    power = np.concatenate([p for _, p in spectral.power_frames(y, dtype=np.float64)])
+    bins = np.arange(summary.first_bin, power.shape[1])
+    exact = np.percentile(M.power_db(power[:, bins]), M.NOISE_FLOOR_PERCENTILE, axis=0)
+    estimate = summary.bin_percentile_db(M.NOISE_FLOOR_PERCENTILE, bins)
+    assert np.max(np.abs(estimate - exact)) <= HIST_STEP_DB / 2 + 1e-4  # float32 levels near a cell edge

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from adaptive_argm.core import audio
+from adaptive_argm.core.dc import remove_dc
 from adaptive_argm.core.route import RouterConfig, route
 from adaptive_argm.core.separate import StemsFolder
 
@@ -13,7 +14,7 @@ SR = audio.WORK_SR
 
 def corpus_stems(corpus, song: str):
     mix, _ = audio.read(corpus / song / "mixed.wav")
-    mix = audio.remove_dc(mix)
+    mix = remove_dc(mix, SR)
     sep = StemsFolder(corpus / song, exclude=(corpus / song / "mixed.wav",))(mix, SR)
     return mix, dict(sep.stems)
 

@@ -10,6 +10,7 @@ import typer
 
 from ..config import COMPARE_MODES, MODE_LABELS
 from ..core import audio, figures, pipeline
+from ..core.load import work_rate
 from ..core.metrics import DIRECTIONS
 from . import options as o
 from .app import app, console, err_console, friendly_errors
@@ -89,7 +90,8 @@ def compare(
         others = (ref,) if ref is not None else ()
         folder = choose_out(out, input, pipeline.COMPARE_SET, default_root="compared", overwrite=overwrite,
                             protect=(*others, *shared.inputs()))
-        reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
+        # At the run's rate: the working rate, or the input's own when higher.
+        reference = (audio.read(ref, work_rate(audio.Reader(input).sample_rate))[0] if ref is not None else None)
         progress, on_stage = stage_progress()
         with progress:
             result = pipeline.compare(input, folder, sep, settings, reference=reference, notice=notice,

@@ -10,7 +10,7 @@ import typer
 
 from ..core import audio, metrics
 from ..core.report import jsonable
-from .app import app, console, friendly_errors
+from .app import app, console, err_console, friendly_errors
 from .run import check_input
 from .tables import panel_table
 
@@ -27,9 +27,15 @@ def metrics_command(
         check_input(file)
         if ref is not None:
             check_input(ref, "--ref")
-        y, info = audio.read(file, audio.WORK_SR)
-        reference = audio.read(ref, audio.WORK_SR)[0] if ref is not None else None
-        panel = metrics.measure(y, audio.WORK_SR, ref=reference)
+        # Streamed: decoded and measured block by block (an hour in bounded memory).
+        reader = audio.Reader(file)
+        panel = metrics.measure_stream(reader.native_blocks(), reader.sample_rate, reader.channels)
+        info = reader.info()
+        reference = audio.read(ref, metrics.METRIC_SR)[0] if ref is not None else None
+        if reference is not None:
+            panel = metrics.with_scores_of(panel, audio.read(file, metrics.METRIC_SR)[0], reference, metrics.METRIC_SR)
+        if info.truncated:
+            err_console.print(f"[yellow]warning:[/] {info.truncation_warning()}", soft_wrap=True)
         if as_json:
             typer.echo(json.dumps(jsonable(panel.to_dict()), allow_nan=False))
         else:

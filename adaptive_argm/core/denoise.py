@@ -31,6 +31,7 @@ import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from . import spectral
+from .blocks import Blocking, Stage, apply, blockwise
 
 _TINY = 1e-30
 
@@ -300,34 +301,30 @@ def _denoise_block(x1: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray | N
     return spectral.istft(spec, s.n_fft, s.hop, _grid(n, s)[0], n)
 
 
-def _denoise_channel(x1: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray:
-    """One channel, in blocks when long. Returns `x1` itself when nothing is removed anywhere."""
-    n = x1.shape[0]
+def blocking(sr: int, s: WienerSettings) -> Blocking:
+    """Blocks of `block_s` with `block_context_s` of context on each side and a 50 ms
+    crossfade around each boundary; a signal up to one block plus its context is one block."""
     block = max(int(s.block_s * sr), 4 * s.n_fft)
     context = max(int(s.block_context_s * sr), 0)
-    if n <= block + context:
-        y = _denoise_block(x1, sr, s)
-        return x1 if y is None else y
-    # Block k owns [a, b) = [k * block, (k + 1) * block) and is processed with `context` more on
-    # both sides; neighbours crossfade linearly over [a - h, a + h) around each shared boundary.
-    h = min(int(0.025 * sr), context // 2)
-    ramp = (np.arange(2 * h, dtype=np.float32) + 0.5) / np.float32(2 * h) if h else None
-    out = np.zeros_like(x1)
-    for a in range(0, n, block):
-        b = min(a + block, n)
-        lo, hi = max(a - context, 0), min(b + context, n)
-        seg = x1[lo:hi]
-        y = _denoise_block(seg, sr, s) if seg.shape[0] >= s.n_fft else None
-        y = seg if y is None else y
-        w = np.zeros(hi - lo, dtype=np.float32)
-        own_lo, own_hi = (a - h if a > 0 else lo), (b + h if b < n else hi)
-        w[own_lo - lo : own_hi - lo] = 1.0
-        if ramp is not None and a > 0:
-            w[own_lo - lo : own_lo - lo + 2 * h] = ramp
-        if ramp is not None and b < n:
-            w[own_hi - lo - 2 * h : own_hi - lo] = ramp[::-1]
-        out[lo:hi] += w * y
+    return Blocking(block=block, context=context, fade=min(int(0.025 * sr), context // 2), whole_up_to=block + context)
+
+
+def _denoise_segment(seg: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray:
+    """One block of every channel, each with its own estimate; a channel with nothing (worth)
+    removing, or shorter than one frame, is returned as it is."""
+    out = seg
+    for c, channel in enumerate(seg):
+        y = _denoise_block(channel, sr, s) if channel.shape[0] >= s.n_fft else None
+        if y is not None:
+            out = np.array(seg) if out is seg else out
+            out[c] = y
     return out
+
+
+def stage(sr: int, settings: WienerSettings, frames: int, channels: int) -> Stage:
+    """The denoiser as a block stage over a stream of `frames` frames (`blocking`)."""
+    return lambda blocks: blockwise(blocks, frames, channels, blocking(sr, settings),
+                                    lambda seg, first: _denoise_segment(seg, sr, settings))
 
 
 def wiener_denoise(
@@ -359,8 +356,5 @@ def wiener_denoise(
         if not np.shares_memory(out2, x2):
             out2[...] = x2
     if out2.shape[1] >= s.n_fft and np.all(np.isfinite(out2)):
-        for channel in out2:
-            y = _denoise_channel(channel, sr, s)
-            if y is not channel:
-                channel[...] = y
+        apply(stage(sr, s, out2.shape[1], out2.shape[0]), out2, out=out2)
     return out2.reshape(x_in.shape)

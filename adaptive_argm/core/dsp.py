@@ -1,8 +1,9 @@
 """DSP: run a chain of steps on `(channels, samples)` float32 audio, match loudness, and keep
 the result inside full scale without clipping silently.
 
-The steps themselves (`steps.KINDS`, pedalboard plugins) live in `steps`; here they run in order.
-Consecutive pedalboard steps run as one `Pedalboard`, so their state flows as in a DAW.
+The steps themselves (`steps.KINDS`, pedalboard plugins) live in `steps`; here they run in order,
+block by block (`blocks`). Consecutive pedalboard steps run as one `Pedalboard`, so their state
+flows as in a DAW.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pedalboard
 
 from ..config import CLIP_MODE, CLIP_MODES, ClipMode, check_choice
 from . import steps as step_kinds
+from .blocks import Blocking, Stage, apply, blockwise, chained
 from .levels import loudness_lufs, peak_dbfs, scaled
 from .steps import Step
 
@@ -21,30 +22,36 @@ LIMIT_CEILING_DBFS = -1.0
 """Where `limit` and `normalize` put the peak when a result would exceed full scale."""
 LIMITER_WINDOW_MS = 2.0
 """Look-ahead and smoothing of the peak limiter: short enough to leave the music around an over alone."""
+LIMITER_BLOCK = 1 << 20
+"""Frames per block when the limiter runs on a stream (24 s at 44.1 kHz)."""
+
+
+def chain_stage(steps: tuple[Step, ...], sr: int, frames: int, channels: int) -> Stage:
+    """`steps` in order as one block stage over a stream of `frames` frames; consecutive
+    pedalboard steps run as one `Pedalboard`."""
+    stages, i = [], 0
+    while i < len(steps):
+        j = i + 1
+        if steps[i].is_plugin:
+            while j < len(steps) and steps[j].is_plugin:
+                j += 1
+            stages.append(step_kinds.plugins_stage(steps[i:j], sr))
+        else:
+            stages.append(step_kinds.stage(steps[i], sr, frames, channels))
+        i = j
+    return chained(stages)
 
 
 def apply_chain(x: np.ndarray, sr: int, steps: tuple[Step, ...], *, overwrite: bool = False) -> np.ndarray:
-    """Run `steps` in order on `(channels, samples)` audio; same shape out, float32.
+    """Run `steps` in order on `(channels, samples)` audio; same shape out, float32, through the
+    block runner (`chain_stage`), as a stream from disk would be.
 
-    `overwrite` lets steps work in place in `x` (a float32 array the caller no longer needs:
-    it is left holding an intermediate result). Arrays made inside the chain are always
-    reused that way; on a 10-minute stereo stem each saves 0.2 GB."""
-    y = np.ascontiguousarray(x, dtype=np.float32)
-    i = 0
-    while i < len(steps):
-        if steps[i].is_plugin:
-            j = i
-            while j < len(steps) and steps[j].is_plugin:
-                j += 1
-            board = pedalboard.Pedalboard([step_kinds.plugin(s) for s in steps[i:j]])
-            y = board(y, sr, reset=True)
-            i = j
-        else:
-            owned = overwrite or not np.may_share_memory(y, x)  # never write into the caller's x
-            in_place = owned and steps[i].kind in step_kinds.IN_PLACE_KINDS and y.flags.writeable
-            y = step_kinds.run(steps[i], y, sr, out=y if in_place else None)
-            i += 1
-    return np.ascontiguousarray(y, dtype=np.float32)
+    `overwrite` writes the result over `x` (a float32 array the caller no longer needs): on a
+    10-minute stereo stem that saves 0.2 GB."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not steps:
+        return x if overwrite else x.copy()
+    return apply(chain_stage(steps, sr, x.shape[1], x.shape[0]), x, out=x if overwrite else None)
 
 
 def match_loudness(y: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarray, float]:
@@ -85,6 +92,26 @@ def peak_limit(y: np.ndarray, sr: int, ceiling_dbfs: float = LIMIT_CEILING_DBFS,
     half = max(1, int(round(window_ms * 1e-3 * sr)))
     gain = uniform_filter1d(minimum_filter1d(need, 2 * half + 1, mode="nearest"), half, mode="nearest")
     return np.multiply(y, np.minimum(gain, need), dtype=np.float32)
+
+
+def limiter_stage(sr: int, frames: int, channels: int, ceiling_dbfs: float = LIMIT_CEILING_DBFS) -> Stage:
+    """`peak_limit` as a block stage: each block with enough context on both sides for the
+    minimum and smoothing filters (two windows and one), so the blocks join exactly."""
+    half = max(1, int(round(LIMITER_WINDOW_MS * 1e-3 * sr)))
+    blocking = Blocking(block=LIMITER_BLOCK, context=3 * half + 2, whole_up_to=LIMITER_BLOCK + 3 * half + 2)
+    return lambda blocks: blockwise(blocks, frames, channels, blocking,
+                                    lambda seg, first: peak_limit(seg, sr, ceiling_dbfs))
+
+
+def gain_stage(gains_db: list[float]) -> Stage:
+    """Each block times each gain in turn (`levels.scaled`, so a gain applied in two steps gives
+    the samples two steps give)."""
+    def run(blocks):
+        for block in blocks:
+            for g in gains_db:
+                block = scaled(block, g)
+            yield block
+    return run
 
 
 def clip_safety(y: np.ndarray, sr: int, mode: ClipMode = "limit") -> tuple[np.ndarray, ClipSafety]:

@@ -286,8 +286,9 @@ def compare_figures(result, out_dir: str | Path) -> list[Path]:
     earlier comparison is removed when this one has no stems, so the folder never shows
     stems that this result does not have."""
     out_dir = Path(out_dir)
-    written = [spectrograms_figure(result, out_dir / SPECTROGRAMS_PNG)]
-    stems = stems_figure(result, out_dir / STEMS_PNG)
+    sr = getattr(result, "sr", WORK_SR)
+    written = [spectrograms_figure(result, out_dir / SPECTROGRAMS_PNG, sr)]
+    stems = stems_figure(result, out_dir / STEMS_PNG, sr)
     if stems is not None:
         written.append(stems)
     else:

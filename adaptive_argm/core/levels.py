@@ -121,49 +121,106 @@ def k_weighting(sr: float) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
 
 
 def loudness_lufs(y: np.ndarray, sr: int) -> float:
-    """Integrated loudness, ITU-R BS.1770, all channels; NaN under 0.4 s, -inf for silence.
-    BS.1770 weights at most five channels: beyond that, each channel is measured alone and their
-    loudness summed in power (unit weights), which keeps loudness changes exact.
-
-    pyloudnorm's `Meter.integrated_loudness` (K-weighting and gating) to 1e-6 LU, but filtered
-    a chunk at a time: pyloudnorm holds a copy of the input and a float64 copy of each channel
-    (0.6 GB on 10 minutes of stereo) and sums blocks in Python."""
+    """Integrated loudness, ITU-R BS.1770, all channels; NaN under 0.4 s, -inf for silence
+    (`LoudnessMeter` over one block)."""
     y2 = as_2d(y)
-    if y2.shape[1] < LOUDNESS_MIN_S * sr:
-        return math.nan
-    z = _block_mean_squares(y2, sr)
-    if y2.shape[0] <= len(BS1770_GAINS):
-        return _gated_loudness(z, np.array(BS1770_GAINS[: y2.shape[0]]))
-    per_channel = np.array([_gated_loudness(z[i : i + 1], np.ones(1)) for i in range(z.shape[0])])
-    return float(10 * np.log10(np.sum(10 ** (per_channel / 10)))) if np.any(np.isfinite(per_channel)) else -math.inf
+    meter = LoudnessMeter(sr, y2.shape[0])
+    meter.push(y2)
+    return meter.lufs()
 
 
-def _block_mean_squares(y2: np.ndarray, sr: int) -> np.ndarray:
-    """Mean square of each K-weighted channel over each gating block, `(channels, blocks)`, with
-    pyloudnorm's block bounds: from cumulative energies at the block edges, filtered chunk by
-    chunk with the filter state carried over."""
-    n = y2.shape[1]
-    t_g, step = LOUDNESS_BLOCK_S, 1.0 - LOUDNESS_OVERLAP
-    j = np.arange(int(np.round((n / sr - t_g) / (t_g * step))) + 1)
-    lo = np.minimum((t_g * (j * step) * sr).astype(np.int64), n)
-    hi = np.minimum((t_g * (j * step + 1) * sr).astype(np.int64), n)
-    edges = np.unique(np.concatenate([lo, hi]))
-    stages = k_weighting(sr)
-    z = np.empty((y2.shape[0], j.size))
-    for c, channel in enumerate(y2):
-        states = [np.zeros(max(len(b), len(a)) - 1) for b, a in stages]
-        energy = np.zeros(edges.size)  # sum of squares before each edge
-        total = 0.0
-        for start in range(0, n, _LOUDNESS_CHUNK):
-            seg = channel[start : start + _LOUDNESS_CHUNK].astype(np.float64)
-            for k, (b, a) in enumerate(stages):
-                seg, states[k] = scipy.signal.lfilter(b, a, seg, zi=states[k])
-            cumulative = total + np.cumsum(seg * seg)
-            inside = (edges > start) & (edges <= start + seg.size)
-            energy[inside] = cumulative[edges[inside] - start - 1]
-            total = float(cumulative[-1])
-        z[c] = (energy[np.searchsorted(edges, hi)] - energy[np.searchsorted(edges, lo)]) / (t_g * sr)
-    return z
+class LoudnessMeter:
+    """Integrated loudness, ITU-R BS.1770, of `(channels, m)` audio pushed block by block: the
+    K-weighting filters carry their state from block to block and only the energy at the gating
+    blocks' edges is kept, so an hour costs a few kilobytes. BS.1770 weights at most five
+    channels: beyond that, each channel is measured alone and their loudness summed in power
+    (unit weights), which keeps loudness changes exact.
+
+    pyloudnorm's `Meter.integrated_loudness` (K-weighting and gating, its block bounds) to 1e-6 LU,
+    and the same number however the audio is cut into blocks (it is filtered in fixed chunks):
+    pyloudnorm holds a copy of the input and a float64 copy of each channel (0.6 GB on 10
+    minutes of stereo) and sums blocks in Python."""
+
+    def __init__(self, sr: int, channels: int):
+        self.sr, self.channels = sr, channels
+        self._stages = k_weighting(sr)
+        self._states = [[np.zeros(max(len(b), len(a)) - 1) for b, a in self._stages] for _ in range(channels)]
+        self._pending: list[np.ndarray] = []
+        self._pending_frames = 0
+        self.frames = 0
+        self._filtered = 0  # frames filtered so far
+        self._total = np.zeros(channels)  # squared K-weighted energy before `_filtered`
+        self._edges: list[int] = []  # positions of gating-block edges, ascending, all distinct
+        self._energy: list[np.ndarray] = []  # energy before each edge, per channel
+        self._next_j = 0
+
+    def push(self, block: np.ndarray) -> None:
+        """The next `(channels, m)` block (finite float audio)."""
+        if block.shape[1] == 0:
+            return
+        self._pending.append(np.asarray(block))
+        self._pending_frames += block.shape[1]
+        self.frames += block.shape[1]
+        while self._pending_frames >= _LOUDNESS_CHUNK:
+            self._filter(_LOUDNESS_CHUNK)
+
+    def lufs(self) -> float:
+        """The integrated loudness of everything pushed (NaN under 0.4 s, -inf for silence)."""
+        if self.frames < LOUDNESS_MIN_S * self.sr:
+            return math.nan
+        while self._pending_frames:
+            self._filter(min(self._pending_frames, _LOUDNESS_CHUNK))
+        n, sr = self.frames, self.sr
+        t_g, step = LOUDNESS_BLOCK_S, 1.0 - LOUDNESS_OVERLAP
+        j = np.arange(int(np.round((n / sr - t_g) / (t_g * step))) + 1)
+        lo = np.minimum((t_g * (j * step) * sr).astype(np.int64), n)
+        hi = np.minimum((t_g * (j * step + 1) * sr).astype(np.int64), n)
+        edges = np.array([0, *self._edges, n], np.int64)
+        energy = np.stack([np.zeros(self.channels), *self._energy, self._total])
+        at = lambda p: energy[np.searchsorted(edges, p)].T  # noqa: E731 - energy before position p
+        z = (at(hi) - at(lo)) / (t_g * sr)
+        if self.channels <= len(BS1770_GAINS):
+            return _gated_loudness(z, np.array(BS1770_GAINS[: self.channels]))
+        per_channel = np.array([_gated_loudness(z[i : i + 1], np.ones(1)) for i in range(self.channels)])
+        return float(10 * np.log10(np.sum(10 ** (per_channel / 10)))) if np.any(np.isfinite(per_channel)) else -math.inf
+
+    def _filter(self, count: int) -> None:
+        """K-weight the next `count` pending frames and record the energy at the edges inside."""
+        data = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
+        seg_all, rest = data[:, :count], data[:, count:]
+        self._pending = [rest] if rest.shape[1] else []
+        self._pending_frames -= count
+        start = self._filtered
+        edges = self._edges_up_to(start + count)
+        inside = edges[(edges > start) & (edges <= start + count)]
+        recorded = np.zeros((inside.size, self.channels))
+        for c in range(self.channels):
+            seg = seg_all[c].astype(np.float64)
+            for k, (b, a) in enumerate(self._stages):
+                seg, self._states[c][k] = scipy.signal.lfilter(b, a, seg, zi=self._states[c][k])
+            cumulative = self._total[c] + np.cumsum(seg * seg)
+            recorded[:, c] = cumulative[inside - start - 1]
+            self._total[c] = float(cumulative[-1])
+        self._edges.extend(int(e) for e in inside)
+        self._energy.extend(recorded)
+        self._filtered += count
+
+    def _edges_up_to(self, limit: int) -> np.ndarray:
+        """Gating-block edges (both kinds, pyloudnorm's rounding) at or below `limit` not yet
+        recorded, ascending; an edge at 0 has no energy before it and needs no record."""
+        t_g, step = LOUDNESS_BLOCK_S, 1.0 - LOUDNESS_OVERLAP
+        found = []
+        while True:
+            j = np.arange(self._next_j, self._next_j + 1024)
+            lo = (t_g * (j * step) * self.sr).astype(np.int64)
+            hi = (t_g * (j * step + 1) * self.sr).astype(np.int64)
+            found.append(np.concatenate([lo, hi]))
+            if lo[-1] > limit:
+                break
+            self._next_j += 1024
+        edges = np.unique(np.concatenate(found))
+        recorded_up_to = self._edges[-1] if self._edges else 0
+        return edges[(edges > recorded_up_to) & (edges <= limit)]
 
 
 def _gated_loudness(z: np.ndarray, gains: np.ndarray) -> float:

@@ -24,15 +24,21 @@ an input with its output, not as dBFS.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Iterable
 
 import numpy as np
 
 from . import spectral
+from .framestats import FrameStats, Summary
 from .intrusive import lsd_db, quiet_frame_snr_db, si_sdr_db
-from .levels import POWER_FLOOR, as_2d, loudness_lufs, peak_dbfs, power_db
+from .levels import POWER_FLOOR, as_2d, power_db
+from .resample import resampled
 
 # --- analysis settings (the paper's) -------------------------------------------------------
+METRIC_SR = 44100
+"""The rate every panel is measured at: the paper's `librosa.load(sr=44100)`; a signal at another
+rate is converted with the package's one resampler (librosa's), as that call converts it."""
 N_FFT, HOP, N_MELS = spectral.N_FFT, spectral.HOP, spectral.N_MELS
 TOP_DB = 80.0
 AMIN = POWER_FLOOR
@@ -73,8 +79,6 @@ BALANCE_RISE_WARN_DB = 3.0
 BANDWIDTH_LOSS_WARN_HZ = 2000.0
 PEAK_WARN_DBFS = 0.0
 
-_BIN_CHUNK = 64
-"""STFT bins per percentile call: bounds the dB copy of a 10-minute file to about 13 MB."""
 
 
 # --- the panel ------------------------------------------------------------------------------
@@ -182,48 +186,15 @@ def _mel_centres_hz(sr: int) -> np.ndarray:
     return spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1]
 
 
-def _n_frames(n_samples: int) -> int:
-    return spectral.centred_grid(n_samples, HOP, N_FFT)[1]
-
-
-def _power_spectrogram(y2: np.ndarray) -> np.ndarray:
-    """|STFT|^2 of the mono downmix as one float32 `(frames, 1 + N_FFT/2)` array."""
-    out = np.empty((_n_frames(y2.shape[-1]), 1 + N_FFT // 2), dtype=np.float32)
-    # float64 transforms, as librosa's (its float64 window promotes float32 frames).
-    for f0, power in spectral.power_frames(y2, dtype=np.float64):
-        out[f0 : f0 + power.shape[0]] = power
-    return out
-
-
 def _paper_db(mel_power: np.ndarray) -> np.ndarray:
-    return spectral.power_to_db(mel_power, ref=None, amin=AMIN, top_db=TOP_DB)
-
-
-def _frame_rms_dbfs(y2: np.ndarray) -> np.ndarray:
-    """RMS over all channels of each analysis frame (same centred framing as the STFT)."""
-    n = y2.shape[1]
-    n_frames = _n_frames(n)
-    hops_per_frame = N_FFT // HOP
-    n_blocks = n_frames - 1 + hops_per_frame
-    block_energy = np.zeros(n_blocks, dtype=np.float64)
-    for ch in y2:
-        padded = np.zeros(n_blocks * HOP, dtype=np.float32)
-        padded[N_FFT // 2 : N_FFT // 2 + n] = ch
-        blocks = padded.reshape(n_blocks, HOP)
-        block_energy += np.einsum("ij,ij->i", blocks, blocks)
-    cumulative = np.concatenate(([0.0], np.cumsum(block_energy)))
-    frame_energy = cumulative[hops_per_frame:] - cumulative[:-hops_per_frame]
-    mean_square = np.maximum(frame_energy, 0.0) / (N_FFT * y2.shape[0])
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(mean_square)
-
-
-def _inner_frames(power: np.ndarray, n_samples: int) -> np.ndarray:
-    """The frames whose window lies wholly inside the signal. Frames that reach into the
-    zero padding see the signal start or stop abruptly and splatter broadband energy: on a
-    5 s clip they alone lift the empty band above a resampled 32 kHz file's 16 kHz from
-    about -100 to -55 dB re the strongest bin, which would fake bandwidth."""
-    return power[spectral.interior(n_samples, HOP, N_FFT, *spectral.centred_grid(n_samples, HOP, N_FFT))]
+    """`spectral.power_to_db(mel, ref=np.max, amin=AMIN, top_db=TOP_DB)`, the same operations
+    in place on one new array (an hour's mel image is 160 MB)."""
+    db = np.maximum(mel_power, np.float32(AMIN))
+    np.log10(db, out=db)
+    db *= 10.0
+    db -= 10.0 * np.log10(max(AMIN, float(np.max(mel_power))))
+    np.maximum(db, db.max() - TOP_DB, out=db)
+    return db
 
 
 def _bandwidth_hz(long_term_power: np.ndarray, freqs_hz: np.ndarray) -> float:
@@ -251,9 +222,10 @@ def p25_paper_db(y: np.ndarray, sr: int) -> float:
     cutting the tail, low-passing; saturates at exactly -80.00 dB once a quarter of the bins
     sit on the floor. Blind to plain gain.
     """
-    basis_t = _mel_basis(sr).T
-    mel = np.concatenate([power @ basis_t for _, power in spectral.power_frames(as_2d(y), dtype=np.float64)])
-    return float(np.percentile(_paper_db(mel), PAPER_PERCENTILE))
+    y2 = as_2d(y)
+    stats = FrameStats(sr, y2.shape[0], histogram_from_hz=sr)  # no histograms: only the mel image is read
+    stats.push(y2)
+    return float(np.percentile(_paper_db(stats.summary().mel_power), PAPER_PERCENTILE))
 
 
 # --- the panel ------------------------------------------------------------------------------
@@ -296,19 +268,41 @@ def measure(
       (a tilt) or a bass shelf barely moves it. Dull stems read their content's roll-off.
     """
     y2 = as_2d(y)
-    # Level measures first: the loudness filter's float64 scratch is then freed before the
-    # spectrogram exists, which keeps the peak memory of a 10-minute file near 0.6 GB.
-    loudness = loudness_lufs(y2, sr)
-    silent = float(np.mean(_frame_rms_dbfs(y2) < SILENT_FRAME_DBFS))
-    power = _power_spectrogram(y2)
+    stats = FrameStats(sr, y2.shape[0], histogram_from_hz=LOW_CUT_HZ)
+    stats.push(y2)
+    panel = panel_of(stats.summary(), band_hz)
+    return with_scores_of(panel, y2, ref, sr) if ref is not None else panel
+
+
+def measure_stream(blocks: Iterable[np.ndarray], sr: int, channels: int, band_hz: float | None = None) -> MetricPanel:
+    """The panel (without the intrusive fields) of `(channels, m)` blocks at `sr`, measured at
+    `METRIC_SR` block by block: bounded memory however long the signal."""
+    stats = measuring(METRIC_SR, channels)
+    for block in (resampled(blocks, sr, METRIC_SR, channels) if sr != METRIC_SR else blocks):
+        stats.push(block)
+    return panel_of(stats.summary(), band_hz)
+
+
+def measuring(sr: int, channels: int) -> FrameStats:
+    """What `measure` pushes a signal into, for a signal that arrives block by block: push the
+    blocks, then `panel_of(stats.summary(), band_hz)`."""
+    return FrameStats(sr, channels, histogram_from_hz=LOW_CUT_HZ)
+
+
+def panel_of(summary: Summary, band_hz: float | None = None) -> MetricPanel:
+    """The panel (without the intrusive fields) of a signal from what `FrameStats` kept of it;
+    `band_hz` as in `measure`."""
+    sr = summary.sr
     freqs_hz = np.fft.rfftfreq(N_FFT, 1.0 / sr)
-    mel = power @ _mel_basis(sr).T
+    mel = summary.mel_power
+    silent = float(np.mean(summary.frame_rms_dbfs < SILENT_FRAME_DBFS))
 
     paper = _paper_db(mel)
-    p25_paper = float(np.percentile(paper, PAPER_PERCENTILE))
     floor_fraction = float(np.mean(paper <= paper.max() - TOP_DB + 1e-6))
+    p25_paper = float(np.percentile(paper, PAPER_PERCENTILE, overwrite_input=True))
+    del paper
 
-    long_term = _inner_frames(power, y2.shape[1]).mean(axis=0, dtype=np.float64)
+    long_term = summary.long_term_power
     bandwidth = _bandwidth_hz(long_term, freqs_hz)
     band = bandwidth if band_hz is None else float(band_hz)
     band = min(band, sr / 2.0)
@@ -317,19 +311,16 @@ def measure(
     if not mel_in_band.any():
         # Silence (bandwidth 0) or a band below the first mel centre: score all bands.
         mel_in_band[:] = True
-    mel_abs_db = power_db(mel[:, mel_in_band])
+    mel_abs_db = power_db(mel[:, mel_in_band] if not mel_in_band.all() else mel)
     p25_abs, p95 = (
-        float(v) for v in np.percentile(mel_abs_db, [PAPER_PERCENTILE, CONTENT_PERCENTILE])
+        float(v) for v in np.percentile(mel_abs_db, [PAPER_PERCENTILE, CONTENT_PERCENTILE], overwrite_input=True)
     )
+    del mel_abs_db
 
     bins_in_band = np.flatnonzero((freqs_hz >= LOW_CUT_HZ) & (freqs_hz <= band))
     if bins_in_band.size == 0:
         bins_in_band = np.flatnonzero(freqs_hz >= LOW_CUT_HZ)
-    floors_db = []
-    for b0 in range(0, bins_in_band.size, _BIN_CHUNK):
-        rows = bins_in_band[b0 : b0 + _BIN_CHUNK]
-        floors_db.append(np.percentile(power_db(power[:, rows]), NOISE_FLOOR_PERCENTILE, axis=0))
-    noise_floor = float(np.mean(np.concatenate(floors_db)))
+    noise_floor = float(np.mean(summary.bin_percentile_db(NOISE_FLOOR_PERCENTILE, bins_in_band)))
 
     low = (freqs_hz >= LOW_CUT_HZ) & (freqs_hz < BALANCE_SPLIT_HZ)
     high = (freqs_hz >= BALANCE_SPLIT_HZ) & (freqs_hz <= band)
@@ -338,27 +329,30 @@ def measure(
         high = freqs_hz >= BALANCE_SPLIT_HZ
     balance = float(power_db(long_term[low].sum()) - power_db(long_term[high].sum()))
 
-    intrusive = {}
-    if ref is not None:
-        intrusive = dict(
-            si_sdr_db=si_sdr_db(y2, ref),
-            lsd_db=lsd_db(y2, ref, sr),
-            quiet_frame_snr_db=quiet_frame_snr_db(y2, ref, sr),
-        )
-
     return MetricPanel(
         p25_paper_db=p25_paper,
         p25_abs_db=p25_abs,
         noise_floor_db=noise_floor,
-        loudness_lufs=loudness,
+        loudness_lufs=summary.loudness_lufs,
         p95_db=p95,
         low_high_balance_db=balance,
         silent_frame_fraction=silent,
         floor_fraction=floor_fraction,
-        peak_dbfs=peak_dbfs(y2),
+        peak_dbfs=20.0 * math.log10(summary.peak) if summary.peak > 0 else -math.inf,
         bandwidth_hz=bandwidth,
-        **intrusive,
     )
+
+
+def intrusive_scores(y: np.ndarray, ref: np.ndarray, sr: int) -> dict[str, float]:
+    """The panel's fields that need a clean reference: SI-SDR, LSD and quiet-frame SNR of `y`."""
+    y2 = as_2d(y)
+    return dict(si_sdr_db=si_sdr_db(y2, ref), lsd_db=lsd_db(y2, ref, sr), quiet_frame_snr_db=quiet_frame_snr_db(y2, ref, sr))
+
+
+def with_scores_of(panel: MetricPanel, y: np.ndarray, ref: np.ndarray, sr: int) -> MetricPanel:
+    """`panel` with its intrusive fields taken from `y` against `ref` (an input is measured as
+    its file holds it, and scored as restoration starts from it: without DC offset and drift)."""
+    return replace(panel, **intrusive_scores(y, ref, sr))
 
 
 # --- warnings ---------------------------------------------------------------------------------

@@ -19,16 +19,17 @@ import numpy as np
 
 from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_RATES, OUTPUT_SR,
                       SKIP_POLICIES, SKIP_POLICY, ClipMode, Mode, OutputRate, SkipPolicy, check_choice)
-from . import audio, dsp, levels, metrics, presets, results
+from . import audio, dsp, metrics, presets, results
 from . import figures as figs
 from .audio import WORK_SR
+from .dc import remove_dc
+from .finish import Restored, finish, keep_measured, loudness_lufs
+from .load import load
+from .resample import resample, resampled
 from .route import RouterConfig, RoutePlan, route, route_modes
-from .separate import Separation, Separator, StemsFolder
+from .separate import Separation, Separator, StemsFolder, high_band
+from .signal import MEMORY, Mapped, Signal, Store, as_signal, workspace
 
-LOUDNESS_TOLERANCE_LU = 0.2
-"""How close a loudness-matched result must land after clip safety."""
-LOUDNESS_LIMIT_PASSES = 8
-"""Make-up-gain-and-limit passes at most (each costs one limiter pass and one loudness measure)."""
 NO_SEPARATOR = {"name": "none", "model": None}
 RESTORED = "restored.wav"
 REPORT_SET = results.Kind("report.json", outputs=(RESTORED,), legacy=(RESTORED, "stems/*.wav"))
@@ -48,6 +49,10 @@ def run(input_path: str | Path, out: str | Path | results.ResultSet | results.Vi
     the caller commits with the report. `separator` turns the mix into stems (Demucs, a stems
     folder); None restores the mix directly. `notice` is recorded as `separator.notice` (why no
     separator was available).
+
+    With no separation nothing needs the whole signal at once: the audio then streams through
+    spill files in a temporary folder, a block at a time (an hour of stereo in about 1 GB), and
+    `restored.audio` of the result is None (the file holds it).
     """
     if not isinstance(out, results.Staged):
         with results.ResultSet(out, REPORT_SET, input=input_path, protect=inputs_of(separator),
@@ -56,29 +61,39 @@ def run(input_path: str | Path, out: str | Path | results.ResultSet | results.Vi
             staged.commit(result.to_dict())
         return result
     settings = settings or Settings()
+    separator = separator if settings.mode != "direct" else None
+    with workspace(on_disk=separator is None) as store:
+        return _run(input_path, out, separator, settings, Stopwatch(on_stage), store, notice)
+
+
+def _run(input_path: str | Path, out: results.Staged, separator: Separator | None, settings: Settings, clock: Stopwatch,
+         store: Store, notice: str | None) -> RunResult:
     preset = presets.load(settings.preset)
-    clock = Stopwatch(on_stage)
-    mix, info, panel_in, separation, sep_info = _load_and_separate(
-        input_path, separator if settings.mode != "direct" else None, clock, notice=notice)
+    mix, info, panel_in, separation, sep_info, sr = _load_and_separate(input_path, separator, clock, notice=notice,
+                                                                       store=store)
     with clock.stage("route"):
-        plan = route(separation.stems if separation else {}, mix, WORK_SR, settings.mode, settings.router,
+        plan = route(separation.stems if separation else {}, mix, sr, settings.mode, settings.router,
                      settings.skip_policy)
     with clock.stage("restore"):
         restored, processed = restore(mix, plan, preset, separation, clip_mode=settings.clip_mode,
-                                      in_place=not settings.keep_stems, target_lufs=_target_lufs(mix, preset))
+                                      in_place=not settings.keep_stems, target_lufs=_target_lufs(mix, preset, sr),
+                                      sr=sr, store=store)
     if not settings.keep_stems:
         separation, processed = None, {}  # not written: free them before measuring (0.85 GB each)
     with clock.stage("measure"):
-        panels, warnings = _measure_outputs(panel_in, {"output": restored.audio})
+        panels, warnings = _measure_outputs(panel_in, {"output": restored.audio}, sr=sr, info=info)
     with clock.stage("write"):
-        y, out_sr = _output_audio(restored.audio, info, settings.output_sr)
+        y, out_sr = _output_audio(restored.audio, info, settings.output_sr, sr)
         audio.write(out.path(RESTORED), y, out_sr)
         if settings.keep_stems and separation is not None:
             for name, stem in separation.stems.items():
-                audio.write(out.path(f"stems/{name}.wav"), stem, WORK_SR)
+                audio.write(out.path(f"stems/{name}.wav"), stem, sr)
                 if name in processed:
-                    audio.write(out.path(f"stems/{name}.restored.wav"), processed[name], WORK_SR)
-    return RunResult(info, str(out.final(RESTORED)), out_sr, y.shape[0], y.shape[1] / out_sr, restored, plan,
+                    audio.write(out.path(f"stems/{name}.restored.wav"), processed[name], sr)
+    y = as_signal(y, out_sr)
+    if store.on_disk:  # its spill file goes with the run's temporary folder
+        restored = Restored(None, restored.mode, restored.loudness_gain_db, restored.clip)
+    return RunResult(info, str(out.final(RESTORED)), out_sr, y.channels, y.frames / out_sr, restored, plan,
                      sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
 
 
@@ -93,8 +108,10 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
     compare.json). `protect` lists other inputs (a reference file). Each stem goes through the
     chain at most once.
 
-    `reference` is a clean `(channels, samples)` signal at the working rate; with it the panel
-    adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR). `stem_views` (default: `figures`)
+    `reference` is a clean `(channels, samples)` signal at the run's rate; with it the panel
+    adds the intrusive scores (SI-SDR, LSD, quiet-frame SNR), against the reference without its
+    DC offset and drift (which restoration removes from the input first; the input is scored
+    after that removal too). `stem_views` (default: `figures`)
     keeps what the stems figure needs, for drawing it later with `figures.compare_figures`.
 
     Memory: the stems are restored in place (copies only of the stems routed passes through
@@ -112,49 +129,52 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
     keep_views = figures if stem_views is None else stem_views
     preset = presets.load(settings.preset)
     clock = Stopwatch(on_stage)
-    mix, info, panel_in, separation, sep_info = _load_and_separate(input_path, separator, clock, notice=notice,
-                                                                   reference=reference)
+    mix, info, panel_in, separation, sep_info, sr = _load_and_separate(input_path, separator, clock, notice=notice,
+                                                                       reference=reference)
+    reference = remove_dc(reference, sr, bypass=False) if reference is not None else None
     stems = separation.stems if separation else {}
     with clock.stage("route"):
-        plans = route_modes(stems, mix, WORK_SR, COMPARE_MODES, settings.router, settings.skip_policy)
+        plans = route_modes(stems, mix, sr, COMPARE_MODES, settings.router, settings.skip_policy)
     with clock.stage("restore"):
-        target = _target_lufs(mix, preset)
+        target = _target_lufs(mix, preset, sr)
         routed = plans["routed"]
-        views = {n: figs.StemView.of(x) for n, x in stems.items()} if keep_views else {}
+        views = {n: figs.StemView.of(x, sr) for n, x in stems.items()} if keep_views else {}
         # The stems are restored in place: keep the unprocessed audio that routed passes through.
         passed = {n: stems[n].copy() for n in _remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
         # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
         # their scratch memory) at once than cores.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             direct = pool.submit(restore, mix, plans["direct"], preset, None, clip_mode=settings.clip_mode,
-                                 target_lufs=target)
+                                 target_lufs=target, sr=sr)
             stemwise, processed = (restore(mix, plans["stemwise"], preset, separation, clip_mode=settings.clip_mode,
-                                           in_place=True, target_lufs=target, pool=pool)
+                                           in_place=True, target_lufs=target, pool=pool, sr=sr)
                                    if separation is not None else (None, {}))
             outputs: dict[str, Restored] = {"direct": direct.result()[0]}
         if stemwise is not None:
             outputs["stemwise"] = stemwise
-        views = {n: v.restored(processed[n]) if n in processed else v for n, v in views.items()}
+        views = {n: v.restored(processed[n], sr) if n in processed else v for n, v in views.items()}
         if routed.mode_used == "direct":
             outputs["routed"] = outputs["direct"]
         elif _remixed(routed) == _remixed(plans["stemwise"]):  # nothing skipped: the same sum
             outputs["routed"] = outputs["stemwise"]
         else:
-            outputs["routed"], _ = restore(mix, routed, preset, Separation({**stems, **passed}, separation.info),
-                                           processed, settings.clip_mode, target_lufs=target)
+            outputs["routed"], _ = restore(mix, routed, preset,
+                                           Separation({**stems, **passed}, separation.info, separation.beyond),
+                                           processed, settings.clip_mode, target_lufs=target, sr=sr)
         stem_names = tuple(stems)
         separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
     with clock.stage("measure"):
-        panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs.items()}, reference)
+        panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs.items()}, reference, sr=sr,
+                                            info=info)
         all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
     with clock.stage("write"):
         paths = {}
         for m, r in outputs.items():
-            y, out_sr = _output_audio(r.audio, info, settings.output_sr)
+            y, out_sr = _output_audio(r.audio, info, settings.output_sr, sr)
             audio.write(out.path(f"{m}.wav"), y, out_sr)
             paths[m] = str(out.final(f"{m}.wav"))
     result = CompareResult(info, sep_info, routed, outputs, paths, all_panels, warnings, stem_names, views,
-                           preset, clock.timings_s, settings, mix)
+                           preset, clock.timings_s, settings, mix, sr)
     if figures:
         with clock.stage("figures"):
             figs.compare_figures(result, out.staged_folder)
@@ -165,24 +185,27 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
 
 
 def _load_and_separate(input_path: str | Path, separator: Separator | None, clock: Stopwatch, *,
-                       notice: str | None, reference: np.ndarray | None = None):
-    """Load the input, measure it, and separate it: `(mix, info, input panel, separation or
-    None, separator record)`. The input's panel is taken first, so the raw input is not held
-    through separation and restoration (0.2 GB per copy on 10 minutes of stereo)."""
+                       notice: str | None, reference: np.ndarray | None = None, store: Store = MEMORY):
+    """Load the input (measuring it on the way) into `store` and separate it: `(mix, info,
+    input panel, separation or None, separator record, the run's rate)`. The raw input is not
+    held through separation and restoration (0.2 GB per copy on 10 minutes of stereo)."""
     with clock.stage("load"):
-        raw, mix, info = load_input(input_path)
+        loaded = load(input_path, store)
+        mix, sr = loaded.mix, loaded.sr
     with clock.stage("measure"):
-        panel_in = metrics.measure(raw, WORK_SR, ref=reference)
-        del raw
+        panel_in = loaded.panel
+        if reference is not None:
+            panel_in = metrics.with_scores_of(panel_in, mix, remove_dc(reference, sr, bypass=False), sr)
     with clock.stage("separate"):
         if separator is None:
             separation, sep_info = None, dict(NO_SEPARATOR)
         else:
-            separation = separator(mix, WORK_SR)
+            separation = separator(mix, sr)
+            separation = Separation(separation.stems, separation.info, high_band(mix, separation, sr))
             sep_info = separation.info.to_dict()
         if notice:
             sep_info["notice"] = notice
-    return mix, info, panel_in, separation, sep_info
+    return mix, loaded.info, panel_in, separation, sep_info, sr
 
 
 def inputs_of(separator: Separator | None) -> tuple[Path, ...]:
@@ -190,24 +213,19 @@ def inputs_of(separator: Separator | None) -> tuple[Path, ...]:
     return (separator.folder,) if isinstance(separator, StemsFolder) else ()
 
 
-def load_input(path: str | Path) -> tuple[np.ndarray, np.ndarray, audio.AudioInfo]:
-    """The input as read (for measuring) and with its DC offset removed (for processing), both
-    `(channels, samples)` at the working rate."""
-    raw, info = audio.read(path, WORK_SR)
-    return raw, audio.remove_dc(raw), info
-
-
-def _target_lufs(mix: np.ndarray, preset: presets.Preset) -> float | None:
+def _target_lufs(mix: np.ndarray | Signal, preset: presets.Preset, sr: int) -> float | None:
     """The loudness a result is brought back to: the DC-free input's, when the preset asks."""
-    return levels.loudness_lufs(mix, WORK_SR) if preset.match_loudness else None
+    return loudness_lufs(mix, sr) if preset.match_loudness else None
 
 
-def restore(mix: np.ndarray, plan: RoutePlan, preset: presets.Preset, separation: Separation | None,
+def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, separation: Separation | None,
             processed: dict[str, np.ndarray] | None = None, clip_mode: ClipMode = "limit", *,
-            in_place: bool = False, target_lufs: float | None = None,
-            pool: Executor | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
-    """Restore `mix` as `plan` says: the preset's chain on the mix (direct), or on each stem the
-    plan processes, then the remix; then loudness and clip safety (`finish`).
+            in_place: bool = False, target_lufs: float | None = None, pool: Executor | None = None,
+            sr: int = WORK_SR, store: Store = MEMORY) -> tuple[Restored, dict[str, np.ndarray]]:
+    """Restore `mix` (at `sr`) as `plan` says: the preset's chain on the mix (direct), or on
+    each stem the plan processes, then the remix (with the band above the separator's added
+    back); then loudness and clip safety (`finish`). A direct restoration of a signal on disk
+    streams through `store`.
 
     `processed` holds stems already run through the chain, so no stem is processed twice; the
     return adds any newly processed stems. `in_place` lets processed stems overwrite the
@@ -215,12 +233,19 @@ def restore(mix: np.ndarray, plan: RoutePlan, preset: presets.Preset, separation
     `target_lufs` is the mix's loudness when already measured (see `finish`)."""
     processed = dict(processed or {})
     if plan.mode_used == "direct":
-        y = dsp.apply_chain(mix, WORK_SR, preset.chain_for(None))
+        chain = preset.chain_for(None)
+        y = (keep_measured(store, dsp.chain_stage(chain, sr, mix.frames, mix.channels)(mix.blocks()), mix.channels, sr,
+                           mix.frames) if isinstance(mix, Signal) else dsp.apply_chain(mix, sr, chain))
     else:
         todo = [n for n in plan.processed() if n not in processed]
-        processed.update(process_stems(separation.stems, todo, preset, in_place=in_place, pool=pool))
+        processed.update(process_stems(separation.stems, todo, preset, sr, in_place=in_place, pool=pool))
         y = remix(plan, separation.stems, processed)
-    return finish(y, mix, plan.mode_used, preset, clip_mode, target_lufs=target_lufs), processed
+        if separation.beyond is not None:
+            y += separation.beyond
+    restored = finish(y, mix, plan.mode_used, preset, clip_mode, sr, target_lufs=target_lufs, store=store)
+    if restored.audio is not y:
+        store.drop(y)
+    return restored, processed
 
 
 def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
@@ -265,48 +290,34 @@ def remix(plan: RoutePlan, stems: dict[str, np.ndarray], processed: dict[str, np
     return total
 
 
-def finish(y: np.ndarray, mix: np.ndarray, mode: Mode, preset: presets.Preset, clip_mode: ClipMode,
-           sr: int = WORK_SR, *, target_lufs: float | None = None) -> Restored:
-    """Match loudness to the input (`target_lufs`, measured from `mix` when None) when the
-    preset asks, then keep the result in full scale.
-
-    When the limiter has to act on a loudness-matched result it costs loudness (an input
-    peaking at +3.5 dBFS loses about 1.5 LU), so the make-up gain is raised and the limiter
-    run again, a few times, until the limited result sits within `LOUDNESS_TOLERANCE_LU`.
-    """
-    gain_db = 0.0
-    if not preset.match_loudness:
-        y, clip = dsp.clip_safety(y, sr, clip_mode)
-        return Restored(y, mode, gain_db, clip)
-    target = levels.loudness_lufs(mix, sr) if target_lufs is None else target_lufs
-    y, gain_db = dsp.match_loudness(y, sr, target)
-    out, clip = dsp.clip_safety(y, sr, clip_mode)
-    for _ in range(LOUDNESS_LIMIT_PASSES if clip.action == "limited" else 0):
-        shortfall_db = target - levels.loudness_lufs(out, sr)
-        if not np.isfinite(shortfall_db) or abs(shortfall_db) <= LOUDNESS_TOLERANCE_LU:
-            break
-        y = levels.scaled(y, shortfall_db)
-        gain_db += shortfall_db
-        out, again = dsp.clip_safety(y, sr, clip_mode)
-        clip = dsp.ClipSafety(clip.mode, again.action, clip.peak_before_dbfs, again.peak_after_dbfs)
-    return Restored(out, mode, gain_db, clip)
-
-
-def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarray], ref: np.ndarray | None = None):
-    """The metric panel of each output over the input's occupied band, and its warnings
-    against the input's panel."""
+def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarray | Signal],
+                     ref: np.ndarray | None = None, *, sr: int = WORK_SR, info: audio.AudioInfo | None = None):
+    """The metric panel of each output (at `sr`; measured at `metrics.METRIC_SR`) over the
+    input's occupied band, and its warnings against the input's panel (after the input's own: a
+    truncated file). With `ref` (at `sr`, DC-free) the intrusive scores are added."""
     band = panel_in.bandwidth_hz
     distinct = {id(y): y for y in outputs.values()}  # routed often IS stem-wise or direct: measured once
-    by_array = {k: metrics.measure(y, WORK_SR, ref=ref, band_hz=band) for k, y in distinct.items()}
+    by_array = {}
+    for key, y in distinct.items():
+        signal = as_signal(y, sr)
+        panel = metrics.measure_stream(signal.blocks(), sr, signal.channels, band)
+        by_array[key] = metrics.with_scores_of(panel, y, ref, sr) if ref is not None else panel
     panels = {name: by_array[id(y)] for name, y in outputs.items()}
-    warnings = {name: metrics.warnings_for(panel_in, p) for name, p in panels.items()}
+    about_input = [w for w in [info.truncation_warning() if info else None] if w]
+    warnings = {name: about_input + metrics.warnings_for(panel_in, p) for name, p in panels.items()}
     return panels, warnings
 
 
-def _output_audio(y: np.ndarray, info: audio.AudioInfo, output_sr: OutputRate) -> tuple[np.ndarray, int]:
-    if output_sr == "original" and info.sample_rate != WORK_SR:
-        return audio.resample(y, WORK_SR, info.sample_rate), info.sample_rate
-    return y, WORK_SR
+def _output_audio(y: np.ndarray | Signal, info: audio.AudioInfo, output_sr: OutputRate,
+                  sr: int = WORK_SR) -> tuple[np.ndarray | Signal, int]:
+    """The result as written: at the run's rate, or back at the input's (`original`; its own
+    length)."""
+    if output_sr != "original" or info.sample_rate == sr:
+        return y, sr
+    if isinstance(y, Signal):
+        return Mapped(y, lambda blocks: resampled(blocks, sr, info.sample_rate, y.channels, info.frames),
+                      frames=info.frames, sr=info.sample_rate), info.sample_rate
+    return resample(y, sr, info.sample_rate, frames=info.frames), info.sample_rate
 
 
 class Stopwatch:
@@ -342,7 +353,8 @@ class Settings:
     skip_policy: SkipPolicy = "passthrough"
     router: RouterConfig = field(default_factory=RouterConfig)
     output_sr: OutputRate = "work"
-    """`work` (44.1 kHz) or `original` (the input file's rate)."""
+    """`work` (the run's rate: 44.1 kHz, or the input's own when higher) or `original` (the
+    input file's rate)."""
     keep_stems: bool = False
 
     def __post_init__(self):
@@ -355,16 +367,6 @@ class Settings:
         d = dict(self.__dict__)
         d["router"] = dict(self.router.__dict__)
         return d
-
-
-@dataclass(frozen=True)
-class Restored:
-    """One restored mix and what was done to it after the chain."""
-
-    audio: np.ndarray
-    mode: str
-    loudness_gain_db: float
-    clip: dsp.ClipSafety
 
 
 @dataclass(frozen=True)
@@ -433,7 +435,9 @@ class CompareResult:
     timings_s: dict[str, float]
     settings: Settings
     mix: np.ndarray
-    """The DC-free input at the working rate (for figures)."""
+    """The DC-free input at the run's rate (for figures)."""
+    sr: int = WORK_SR
+    """The run's rate: the working rate, or the input's own when higher."""
 
     def to_dict(self) -> dict:
         return {

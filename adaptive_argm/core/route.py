@@ -106,6 +106,9 @@ def measure_stems(stems: dict[str, np.ndarray], mix: np.ndarray, sr: int,
                   cfg: RouterConfig) -> dict[str, _Measure]:
     """Per stem: level (dBFS), level relative to the mix (dB), and the share of frames where it
     is active (within `active_rel_db` of the mix and above `active_floor_dbfs`)."""
+    if not stems:  # nothing to measure against the mix (which may be a stream on disk)
+        return {}
+
     def levels(x: np.ndarray) -> tuple[float, np.ndarray]:  # overall and per frame, dB
         p = _sample_power(x)
         frames = frame_power(p, sr, cfg.frame_s)

@@ -14,6 +14,8 @@ import numpy as np
 from ..config import (DEFAULT_MODEL, DEVICE, FORCE, OVERLAP, SEGMENT, SEPARATOR, SEPARATORS, SHIFTS, STEM_NAMES,
                       STEMS, Mode, SeparatorChoice, Setting, SettingError, UserError, check_choice)
 from . import audio, models
+from .dc import remove_dc
+from .resample import resample
 
 MIX_NAMES = ("mix", "mixed", "mixture", "input")
 """File stems in a stems folder that hold the mix itself, not a stem."""
@@ -40,6 +42,9 @@ class SeparatorInfo:
     """For user stems: energy of mix minus gain x sum, relative to the mix."""
     folded: dict[str, list[str]] = field(default_factory=dict)
     notice: str | None = None
+    band_hz: float | None = None
+    """The highest frequency its stems can hold (half the model's rate, or of the stem files'),
+    when that is below the mix's: the rest of the mix is passed through (`high_band`)."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -48,8 +53,41 @@ class SeparatorInfo:
 @dataclass(frozen=True)
 class Separation:
     stems: dict[str, np.ndarray]
-    """name -> `(channels, samples)` float32 at the working rate; they add up to the mix."""
+    """name -> `(channels, samples)` float32 at the run's rate; they add up to the mix."""
     info: SeparatorInfo
+    beyond: np.ndarray | None = None
+    """The mix above the stems' band (`high_band`), added back to every stem-wise remix; None
+    when the stems hold the mix's whole band."""
+
+
+HIGH_BAND_ORDER = 8
+HIGH_BAND_FRACTION = 20000.0 / 22050.0
+"""The pass-through starts at this fraction of the stems' band (20 kHz for Demucs' 44.1 kHz):
+below it the stems hold the music (soxr's passband ends at about 0.91 of a rate's Nyquist)."""
+
+
+def high_band(mix: np.ndarray, separation: Separation, sr: int) -> np.ndarray | None:
+    """What the stems cannot hold: the mix minus the stems' sum, high-passed above
+    `HIGH_BAND_FRACTION` of their band (zero-phase Butterworth, forward and backward; soxr's
+    filters are linear-phase, so it lines up with the stems). None when the stems' band reaches
+    the mix's Nyquist. A stem-wise result plus this keeps a 96 kHz input's band above 22 kHz.
+    Where stem and mix overlap, result = H * mix + (1 - H) * stems: nothing is doubled."""
+    band = separation.info.band_hz
+    if band is None or band >= sr / 2.0 or not separation.stems:
+        return None
+    residual = np.array(mix, dtype=np.float64)
+    for stem in separation.stems.values():
+        residual -= stem
+    return above(residual, band, sr)
+
+
+def above(x: np.ndarray, band_hz: float, sr: int) -> np.ndarray:
+    """What of `x` lies above `HIGH_BAND_FRACTION` of `band_hz` (the zero-phase high-pass of
+    `high_band`), float32."""
+    import scipy.signal
+
+    sos = scipy.signal.butter(HIGH_BAND_ORDER // 2, HIGH_BAND_FRACTION * band_hz, "highpass", fs=sr, output="sos")
+    return scipy.signal.sosfiltfilt(sos, np.asarray(x, dtype=np.float64), axis=1).astype(np.float32)
 
 
 class Separator(Protocol):
@@ -152,7 +190,7 @@ class DemucsSeparator:
         if isinstance(model, BagOfModels) and len(model.models) == 1 and all(
                 w == 1.0 for w in model.weights[0]):
             model = model.models[0]
-        x = audio.resample(mix, sr, model.samplerate)
+        x = resample(mix, sr, model.samplerate)
         stereo = x.shape[0] == 2
         out: dict[str, np.ndarray] = {}
         # Demucs wants stereo: separate a stereo mix in one pass, anything else channel by
@@ -176,11 +214,12 @@ class DemucsSeparator:
                 else:  # allocated only now, not held through the separation
                     out.setdefault(name, np.empty(x.shape, np.float32))[c] = est[i].mean(axis=0)
             del est
-        stems = {name: audio.resample(s, model.samplerate, sr).astype(np.float32, copy=False)
+        stems = {name: resample(s, model.samplerate, sr, frames=mix.shape[1]).astype(np.float32, copy=False)
                  for name, s in out.items()}
         stems = {name: _fit_length(s, mix.shape[1]) for name, s in stems.items()}
         _release_freed_memory()
-        info = SeparatorInfo(name="demucs", model=self.model_name, weights=self._where, device=device)
+        info = SeparatorInfo(name="demucs", model=self.model_name, weights=self._where, device=device,
+                             band_hz=model.samplerate / 2.0 if model.samplerate < sr else None)
         return Separation(stems, info)
 
 
@@ -237,30 +276,48 @@ class StemsFolder:
     def __call__(self, mix: np.ndarray, sr: int) -> Separation:
         stems: dict[str, np.ndarray] = {}
         folded: dict[str, list[str]] = {}
+        rates = []
         for name, path in stem_files(self.folder, self.exclude).items():
             try:
-                x, _ = audio.read(path, sr)
+                x, info = audio.read(path, sr)
             except audio.AudioError as exc:
                 raise SeparationError(f"stem {exc}") from None
-            x = _fit_length(audio.to_channels(audio.remove_dc(x), mix.shape[0]), mix.shape[1])
+            rates.append(info.sample_rate)
+            x = _fit_length(audio.to_channels(remove_dc(x, sr, bypass=False), mix.shape[0]), mix.shape[1])
             target = name if name in STEM_NAMES else "other"
             if target != name:
                 folded.setdefault(target, []).append(name)
             stems[target] = stems[target] + x if target in stems else x
         total = sum(stems.values())
-        energy = float(np.sum(total.astype(np.float64) ** 2))
-        gain = float(np.sum(mix.astype(np.float64) * total) / energy) if energy > 0 else 1.0
-        mix_energy = float(np.sum(mix.astype(np.float64) ** 2))
-        resid = float(np.sum((mix - gain * total).astype(np.float64) ** 2))
-        residual_db = 10 * np.log10(max(resid, 1e-30) / max(mix_energy, 1e-30))
+        band_hz = min(rates) / 2.0 if min(rates) < sr else None
+        gain, resid, residual_db = _fit(mix, total)
+        if band_hz is not None:
+            # Fitted to the part of the mix they can hold, when the mix holds more than they do (a
+            # 96 kHz mix, 44.1 kHz stems); a mix no wider than its stems (32 kHz files in a 44.1 kHz
+            # run) is fitted whole, and nothing is passed around them.
+            narrow = _fit(mix - above(mix, band_hz, sr), total)
+            if narrow[1] < resid:
+                gain, resid, residual_db = narrow
+            else:
+                band_hz = None
         if residual_db > self.max_residual_db and not self.force:
             raise SeparationError(
                 STEMS, f" {self.folder}: the stems do not add up to the input (residual {residual_db:.1f} dB after the "
                 f"best gain {gain:.3g}; limit {self.max_residual_db:.0f} dB); pass ", FORCE, " to use them anyway")
         stems = {k: (v * gain).astype(np.float32) for k, v in stems.items()}
         info = SeparatorInfo(name="stems", folder=str(self.folder), gain=gain, residual_db=float(residual_db),
-                             folded=folded)
+                             folded=folded, band_hz=band_hz)
         return Separation(stems, info)
+
+
+def _fit(mix: np.ndarray, total: np.ndarray) -> tuple[float, float, float]:
+    """The least-squares gain mapping `total` onto `mix`: `(gain, residual energy, residual in dB
+    re the mix)`."""
+    energy = float(np.sum(total.astype(np.float64) ** 2))
+    gain = float(np.sum(mix.astype(np.float64) * total) / energy) if energy > 0 else 1.0
+    resid = float(np.sum((mix - gain * total).astype(np.float64) ** 2))
+    mix_energy = float(np.sum(mix.astype(np.float64) ** 2))
+    return gain, resid, float(10 * np.log10(max(resid, 1e-30) / max(mix_energy, 1e-30)))
 
 
 def resolve(options: SeparatorOptions = SeparatorOptions(), *, mode: Mode = "routed",

@@ -2,22 +2,25 @@
 samples)` float32 audio, and the binding of `pedalboard.<Plugin>` steps to pedalboard's plugins.
 
 A step is data (`Step`: a kind and its parameters). `noisereduce` (spectral gating), `wiener`
-(our level-aware denoiser) and `dc_remove` are functions here; any pedalboard plugin is named as
-`pedalboard.<Plugin>` with pedalboard's own parameter names. `check` refuses a step that cannot
+(our level-aware denoiser) and `dc_remove` are block stages here (`blocks`: each states the
+context it needs); any pedalboard plugin is named as `pedalboard.<Plugin>` with pedalboard's own
+parameter names, and runs with its state carried from block to block. `check` refuses a step that cannot
 run, with a one-line `PresetError`; `presets` checks every step it loads, `dsp` runs them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pedalboard
 
 from ..config import UserError
-from .audio import remove_dc
-from .denoise import WienerSettings, wiener_denoise
+from .blocks import Blocking, Stage, blockwise, sequential
+from .dc import stage as dc_stage
+from .denoise import WienerSettings
+from .denoise import stage as wiener_stage
 
 PEDALBOARD_PREFIX = "pedalboard."
 NOISEREDUCE_N_FFT = 1024
@@ -25,6 +28,8 @@ NOISEREDUCE_N_FFT = 1024
 NOISEREDUCE_CHUNK_SIZE = 600000
 """noisereduce 3's default `chunk_size`: it filters long files piece by piece, and its
 stationary noise profile comes from the first `chunk_size` samples."""
+NOISEREDUCE_PADDING = 30000
+"""noisereduce 3's default `padding`: context on each side of a chunk, zeros past the ends."""
 
 
 class PresetError(UserError):
@@ -43,50 +48,74 @@ class Step:
         return self.kind.startswith(PEDALBOARD_PREFIX)
 
 
-def _noisereduce(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, **params) -> np.ndarray:
-    """noisereduce, channel by channel; `out` may be `x` itself (filtered in place)."""
+def _noisereduce(sr: int, frames: int, channels: int, **params) -> Stage:
+    """noisereduce, channel by channel, in noisereduce's own chunks: `chunk_size` frames with
+    `padding` frames of context on each side, zeros past the ends, hard cuts, exactly as its own
+    chunked processing of a whole file (so a stream gives the same samples). The stationary noise
+    profile is noisereduce's own, handed over explicitly: the channel mean of the first
+    `chunk_size` frames (all of them without `clip_noise_stationary`, which then needs the whole
+    file as one block)."""
     import noisereduce
 
-    n = x.shape[1]
-    min_n = max(int(params.get("n_fft", NOISEREDUCE_N_FFT)), int(params.get("win_length") or 0))
+    chunk = int(params.pop("chunk_size", NOISEREDUCE_CHUNK_SIZE))
+    padding = int(params.pop("padding", NOISEREDUCE_PADDING))
+    min_frames = max(int(params.get("n_fft", NOISEREDUCE_N_FFT)), int(params.get("win_length") or 0))
+    clip = params.get("clip_noise_stationary", True)
+    profiled = params.get("stationary") and params.get("y_noise") is None
     # A clip shorter than one frame is zero-padded to one and cut back (scipy refuses it).
-    y_in = np.pad(x, ((0, 0), (0, min_n - n))) if n < min_n else x
-    if params.get("stationary") and params.get("y_noise") is None:
-        # noisereduce's own profile, handed over explicitly so that each channel can be filtered
-        # on its own: the channel mean of the first `chunk_size` samples (all of them without
-        # `clip_noise_stationary`). The result is the same as one multichannel call, which
-        # copies the whole signal and averages all of it first (0.5 GB more per stereo stem on
-        # a 10-minute file). Copied when filtering in place, which overwrites it.
-        clip = params.get("clip_noise_stationary", True)
-        head = y_in[:, :params.get("chunk_size", NOISEREDUCE_CHUNK_SIZE) if clip else None]
-        params = {**params, "y_noise": np.array(head) if out is x else head}
-    # noisereduce wants (channels, samples); a (samples, channels) array would be read as
-    # thousands of channels, and a 1-D one costs an extra copy on the way out. It works through
-    # long files in `chunk_size` pieces.
-    result = out if out is not None and y_in is x else np.empty(y_in.shape, np.float32)
-    for c in range(y_in.shape[0]):
-        result[c] = np.asarray(noisereduce.reduce_noise(y=y_in[c:c + 1], sr=sr, **params), np.float32)[0]
-    return result[:, :n]
+    n = max(frames, min_frames)
+    whole = n if profiled and not clip else 0
+    blocking = Blocking(block=max(chunk, whole, 1), context=padding, beyond="zeros")
+    profile: list[np.ndarray] = []
+
+    def one(seg: np.ndarray, first: int) -> np.ndarray:
+        extra = {}
+        if profiled:
+            if not profile:  # the first block's own frames: the file's first `chunk_size`
+                profile.append(np.array(seg[:, -first: -first + min(chunk if clip else n, n)]))
+            extra = {"y_noise": profile[0]}
+        out = np.empty(seg.shape, np.float32)
+        for c in range(seg.shape[0]):
+            out[c] = np.asarray(noisereduce.reduce_noise(y=seg[c:c + 1], sr=sr, chunk_size=None, padding=0,
+                                                         **params, **extra), np.float32)[0]
+        return out
+
+    def run(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        padded = _padded_to(blocks, frames, n, channels)
+        return _cut_to(blockwise(padded, n, channels, blocking, one), frames)
+
+    return run
 
 
-def _wiener(x: np.ndarray, sr: int, *, out: np.ndarray | None = None, **params) -> np.ndarray:
-    return wiener_denoise(x, sr, WienerSettings(**params), out=out)
+def _padded_to(blocks: Iterator[np.ndarray], frames: int, n: int, channels: int) -> Iterator[np.ndarray]:
+    yield from blocks
+    if n > frames:
+        yield np.zeros((channels, n - frames), np.float32)
 
 
-def _dc_remove(x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> np.ndarray:
-    if out is x:
-        x -= x.mean(axis=1, keepdims=True)
-        return x
-    return remove_dc(x)
+def _cut_to(blocks: Iterator[np.ndarray], frames: int) -> Iterator[np.ndarray]:
+    pos = 0
+    for block in blocks:
+        take = min(block.shape[1], frames - pos)
+        if take > 0:
+            yield block[:, :take]
+        pos += block.shape[1]
 
 
-KINDS: dict[str, Callable[..., np.ndarray]] = {
+def _wiener(sr: int, frames: int, channels: int, **params) -> Stage:
+    return wiener_stage(sr, WienerSettings(**params), frames, channels)
+
+
+def _dc_remove(sr: int, frames: int, channels: int) -> Stage:
+    return dc_stage(sr, frames, channels)
+
+
+KINDS: dict[str, Callable[..., Stage]] = {
     "noisereduce": _noisereduce,
     "wiener": _wiener,
     "dc_remove": _dc_remove,
 }
-IN_PLACE_KINDS = frozenset({"noisereduce", "dc_remove", "wiener"})
-"""Step kinds that can write their result over their input (`out=`)."""
+"""Each kind's stage factory: `(sr, frames, channels, **params) -> Stage`."""
 
 
 def plugin(step: Step) -> pedalboard.Plugin:
@@ -116,6 +145,13 @@ def check(step: Step, source: str) -> None:
             raise PresetError(f"{source}: wiener: {exc}") from None
 
 
-def run(step: Step, x: np.ndarray, sr: int, *, out: np.ndarray | None = None) -> np.ndarray:
-    """One function step on `x`; with `out` (a kind in `IN_PLACE_KINDS` only) it may write there."""
-    return KINDS[step.kind](x, sr, **({"out": out} if out is not None else {}), **step.params)
+def stage(step: Step, sr: int, frames: int, channels: int) -> Stage:
+    """One function step as a block stage over a stream of `frames` frames."""
+    return KINDS[step.kind](sr, frames, channels, **step.params)
+
+
+def plugins_stage(steps: tuple[Step, ...], sr: int) -> Stage:
+    """Consecutive `pedalboard.<Plugin>` steps as one `Pedalboard`, run block after block with
+    its state carried across (the same samples as one call on the whole signal)."""
+    board = pedalboard.Pedalboard([plugin(s) for s in steps])
+    return lambda blocks: sequential(blocks, lambda block, first: board(block, sr, reset=first))

@@ -9,8 +9,9 @@ preset and mode, so presets and modes are compared on identical input. Restorati
 library's own path (`route.route`, `pipeline.restore`: the preset's chains, loudness matching,
 clip safety), exactly as `adaptive-argm run` would with those stems.
 
-Everything is scored at 44.1 kHz (`audio.WORK_SR`) against the clean mix, after `intrusive.align`
-(delay search up to 64 samples): SI-SDR, log-spectral distance, SNR in the quietest 10 % of
+Everything is scored at 44.1 kHz (`audio.WORK_SR`) against the clean mix without its DC offset and
+subsonic drift (`dc.remove_dc`, which every preset's input goes through first; the degraded
+input is scored after it too), after `intrusive.align` (delay search up to 64 samples): SI-SDR, log-spectral distance, SNR in the quietest 10 % of
 frames, BS.1770 loudness change, samples at or above full scale, and the whole non-intrusive
 panel (output panels use the degraded input's band, as `run` does). "Change" is always output
 minus the degraded input's own score.
@@ -31,6 +32,7 @@ from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, SKIP_POLICIES, SKIP_
                       SkipPolicy, check_choice)
 from ..core import audio, backends, intrusive, levels, metrics, pipeline, presets
 from ..core.audio import WORK_SR
+from ..core.dc import remove_dc
 from ..core.metrics import MetricPanel
 from ..core.route import RouterConfig, route
 from ..core.separate import Separation, SeparatorInfo
@@ -194,11 +196,11 @@ def damage(clip: CleanClip, degradation: str, seed: int, split: str = "mask") ->
     s = degrade.clip_seed(seed, clip.name, degradation)
     if clip.stems is None:
         raw, record = degrade.apply(degradation, clip.audio, WORK_SR, s)
-        return Damaged(raw, audio.remove_dc(raw), None, record)
+        return Damaged(raw, remove_dc(raw, WORK_SR), None, record)
     raw, stems, record = degrade.apply_to_stems(degradation, clip.audio, clip.stems, WORK_SR, s, split)
-    # As `pipeline.load_input` and `StemsFolder` do: the mix and every stem lose their DC offset.
-    stems = {k: audio.remove_dc(v) for k, v in stems.items()}
-    return Damaged(raw, audio.remove_dc(raw), Separation(stems, SeparatorInfo(name="oracle")), record)
+    # As `load.load` and `StemsFolder` do: the mix and every stem lose their DC offset.
+    stems = {k: remove_dc(v, WORK_SR, bypass=False) for k, v in stems.items()}  # linear: they still add up
+    return Damaged(raw, remove_dc(raw, WORK_SR), Separation(stems, SeparatorInfo(name="oracle")), record)
 
 
 class Restorer:
@@ -207,7 +209,11 @@ class Restorer:
 
     def __init__(self, clip: CleanClip, damaged: Damaged, preset: presets.Preset, clip_mode: str = "limit"):
         self.clip, self.damaged, self.preset, self.clip_mode = clip, damaged, preset, clip_mode
-        self.panel_in = metrics.measure(damaged.raw, WORK_SR, ref=clip.audio)
+        # Scored as restoration sees them: the clean mix and the damaged input without DC offset
+        # and drift (every preset starts from the DC-free input; they are not music).
+        self.reference = remove_dc(clip.audio, WORK_SR, bypass=False)
+        self.panel_in = metrics.with_scores_of(metrics.measure(damaged.raw, WORK_SR), damaged.mix, self.reference,
+                                               WORK_SR)
         self._processed: dict[str, np.ndarray] = {}
         self._done: dict[tuple, tuple[pipeline.Restored, MetricPanel, float]] = {}
 
@@ -227,8 +233,8 @@ class Restorer:
             restored, self._processed = pipeline.restore(self.damaged.mix, plan, self.preset,
                                                          self.damaged.separation, self._processed, self.clip_mode)
             seconds = time.perf_counter() - t0
-            panel = (metrics.measure(restored.audio, WORK_SR, ref=self.clip.audio, band_hz=self.panel_in.bandwidth_hz)
-                     if full_panel else _intrusive_panel(restored.audio, self.clip.audio))
+            panel = (metrics.measure(restored.audio, WORK_SR, ref=self.reference, band_hz=self.panel_in.bandwidth_hz)
+                     if full_panel else _intrusive_panel(restored.audio, self.reference))
             self._done[key] = (restored, panel, seconds)
         restored, panel, seconds = self._done[key]
         return CaseResult(self.clip.name, self.clip.source, self.damaged.record.name, self.preset.name, mode,

@@ -1,0 +1,73 @@
+"""Bring an input into a run: decode it at the run's rate into memory or a spill file, measure
+its panel on the way (at 44.1 kHz, through the reference computation's resampler), and remove its
+DC offset and drift.
+
+The run's rate is the working rate, 44.1 kHz (Demucs' rate), or the input's own when that is
+higher: a 96 kHz file keeps its band above 22 kHz in every mode. The panel is always measured
+at 44.1 kHz, as documented, so results at any rate compare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from . import audio, dc, metrics
+from .audio import WORK_SR
+from .finish import keep_measured
+from .resample import Stream
+from .signal import InMemory, Signal, Store
+
+
+def work_rate(input_sr: int) -> int:
+    """The rate a run processes an input at: 44.1 kHz, or the input's own when higher."""
+    return max(WORK_SR, int(input_sr))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """An input, ready to restore."""
+
+    mix: np.ndarray | Signal
+    """The input without its DC offset and drift, `(channels, samples)` float32 at `sr`: an
+    array when the store is memory, else a spill file."""
+    info: audio.AudioInfo
+    panel: metrics.MetricPanel
+    """The input as its file holds it (DC and all), measured at `metrics.METRIC_SR`."""
+    sr: int
+
+
+def load(path: str | Path, store: Store) -> Loaded:
+    """Decode `path` at `work_rate` of its own rate into `store` and measure it on the way, in
+    one pass; then remove its DC offset and drift (`dc`), in another."""
+    reader = audio.Reader(path)
+    sr, native, channels = work_rate(reader.sample_rate), reader.sample_rate, reader.channels
+    stats = metrics.measuring(metrics.METRIC_SR, channels)
+    to_metric = Stream(native, metrics.METRIC_SR, channels) if native != metrics.METRIC_SR and sr != metrics.METRIC_SR \
+        else None
+
+    def work_blocks() -> Iterator[np.ndarray]:
+        to_work = Stream(native, sr, channels) if native != sr else None
+        for block in reader.native_blocks():
+            out = to_work.push(block) if to_work else block
+            stats.push(to_metric.push(block) if to_metric else out)
+            if out.shape[1]:
+                yield out
+        if to_work:
+            out = to_work.flush()
+            if not to_metric:
+                stats.push(out)
+            yield out
+        if to_metric:
+            stats.push(to_metric.flush())
+
+    raw = store.keep(work_blocks(), channels, sr, reader.expected_frames(sr))
+    info, panel = reader.info(), metrics.panel_of(stats.summary())
+    del stats
+    mix = keep_measured(store, dc.stage(sr, raw.frames, channels)(raw.blocks()), channels, sr, raw.frames)
+    store.drop(raw)
+    del raw
+    return Loaded(mix.array if isinstance(mix, InMemory) else mix, info, panel, sr)
