@@ -11,6 +11,7 @@ weights instead. Timings on a shared machine are noisy: the load average is prin
     python eval/bench.py --long 600      # peak RSS of a 10-minute stereo file: run direct, stem-wise, compare, metrics
     python eval/bench.py --hour          # peak RSS of an hour of stereo (32 and 44.1 kHz): run direct, metrics
     python eval/bench.py --ray --out eval/results/ray.md   # the Ray backend: 1 vs 2 workers, overhead, projection
+    python eval/bench.py --recovery FILE --out eval/results/bench_recovery.md  # the spectral_recovery step alone
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ NON_SEP_MAX_FRACTION = 0.15
 """Target: everything but separation costs at most this share of separation time (30 s stereo)."""
 RSS_MAX_MB = 3072
 """Target for a 10-minute stereo file on CPU."""
+RECOVERY_MAX_FRACTION = 0.05
+"""Target: the spectral_recovery step costs at most this share of the clip's duration (30 s in 1.5 s)."""
 HOUR_RSS_MAX_MB = 1536
 """Target for an hour of stereo (32 or 44.1 kHz) in direct mode and in `metrics`: they stream."""
 HOUR_COMMANDS = ("run:direct", "metrics")
@@ -320,6 +323,42 @@ def targets(rows: list[dict], dsp: dict | None) -> list[str]:
     return out
 
 
+def recovery_bench(path: Path, seconds: float = 30.0, repeats: int = 5) -> list[str]:
+    """Wall and CPU time of the adaptive preset's spectral_recovery step alone on `seconds` of
+    `path` (stereo, at the working rate), full band (the detector only) and cut as a 32, 22.05
+    and 16 kHz file is (soxr down and back up), median of `repeats`."""
+    from adaptive_argm.core import audio, dsp, presets
+    from adaptive_argm.core.resample import resample
+
+    x, _ = audio.read(path, SR)
+    x = audio.to_channels(x[:, :int(seconds * SR)], 2)
+    dur = x.shape[1] / SR
+    steps = tuple(s for s in presets.load("adaptive").steps if s.kind == "spectral_recovery")
+    lines = [f"- input: {path.name}, {dur:.1f} s, 2 channels at {SR} Hz; step: adaptive's spectral_recovery",
+             f"- {machine_line()}", "",
+             f"| input | acted | median wall s (of {repeats}) | min wall s | median CPU s | wall / duration |",
+             "|---|---|---|---|---|---|"]
+    worst = 0.0
+    for name, rate in (("full band", None), ("cut at 16 kHz (32 kHz file)", 32000),
+                       ("cut at 11 kHz (22.05 kHz file)", 22050), ("cut at 8 kHz (16 kHz file)", 16000)):
+        y = x if rate is None else resample(resample(x, SR, rate), rate, SR)[:, :x.shape[1]]
+        walls, cpus, found = [], [], []
+        for _ in range(repeats):
+            found.clear()
+            t, c = time.perf_counter(), time.process_time()
+            dsp.apply_chain(y, SR, steps, reports=found)
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+        med = float(np.median(walls))
+        worst = max(worst, med / dur)
+        lines.append(f"| {name} | {found[0].acted} | {med:.3f} | {min(walls):.3f} | {float(np.median(cpus)):.3f} "
+                     f"| {100 * med / dur:.1f}% |")
+    verdict = "met" if worst <= RECOVERY_MAX_FRACTION else "NOT met"
+    lines += ["", f"Target: at most {RECOVERY_MAX_FRACTION:.0%} of the duration ({RECOVERY_MAX_FRACTION * 30:g} s "
+                  f"per 30 s): worst case {100 * worst:.1f}%: {verdict}. {machine_line()} at end."]
+    return lines
+
+
 def machine_line() -> str:
     import torch
 
@@ -397,6 +436,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ray-clips", type=int, default=0, help="clips per Ray run (default 12)")
     ap.add_argument("--ray-clip-s", type=float, default=0, help="seconds per clip of the Ray runs (default 8)")
     ap.add_argument("--ray-repeats", type=int, default=1, help="runs of each Ray configuration (the best counts)")
+    ap.add_argument("--recovery", type=Path, help="time the spectral_recovery step alone on 30 s of this file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--ray-worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -407,6 +447,13 @@ def main(argv=None) -> int:
         import bench_ray
 
         print(json.dumps(bench_ray.ray_worker(json.loads(args.ray_worker))))
+        return 0
+    if args.recovery:
+        text = "\n".join(["# adaptive-argm bench: spectral recovery", "", *recovery_bench(args.recovery)]) + "\n"
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text)
+        print(text)
         return 0
 
     from adaptive_argm.config import DEFAULT_MODEL, DEFAULT_PRESET

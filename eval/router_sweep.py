@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,9 +22,10 @@ import numpy as np
 from adaptive_argm.core import audio, levels, presets, workers
 from adaptive_argm.core.route import RouterConfig
 from adaptive_argm.core.table import Table, markdown
-from adaptive_argm.evaluation.benchmark import (DEFAULT_SEED, CaseResult, CleanClip, Restorer, damage, default_corpus,
-                                                musicgen_clips)
-from adaptive_argm.evaluation.benchmark_tables import finite_mean, finite_min, to_csv
+from adaptive_argm.evaluation.benchmark import DEFAULT_SEED, CaseResult, Restorer, Scorer, damage
+from adaptive_argm.evaluation.benchmark_report import to_csv
+from adaptive_argm.evaluation.benchmark_tables import finite_mean, finite_min
+from adaptive_argm.evaluation.clips import CleanClip, default_corpus, musicgen_clips
 
 DEFAULT = RouterConfig()
 SWEEP_MIN_REL_DB = (-40.0, -35.0, -30.0, -25.0, -20.0)
@@ -49,7 +50,7 @@ def quiet_stem_clip(clip: CleanClip, stem: str = QUIET_STEM, rel_db: float = QUI
         gain = 10 ** ((levels.rms_dbfs(rest + gain * stems[stem]) + rel_db - levels.rms_dbfs(stems[stem])) / 20)
     stems[stem] = (stems[stem] * gain).astype(np.float32)
     mix = (rest + stems[stem]).astype(np.float32)
-    return CleanClip(f"{clip.name}~{stem}{rel_db:+.0f}dB", mix, stems, clip.source, clip.path)
+    return replace(clip, name=f"{clip.name}~{stem}{rel_db:+.0f}dB", audio=mix, stems=stems)
 
 
 def bleed_clip(clip: CleanClip, rel_db: float = BLEED_REL_DB, source: str = "other") -> CleanClip:
@@ -59,7 +60,7 @@ def bleed_clip(clip: CleanClip, rel_db: float = BLEED_REL_DB, source: str = "oth
     gain = 10 ** ((levels.rms_dbfs(clip.audio) + rel_db - levels.rms_dbfs(stems[source])) / 20)
     stems["vocals"] = (stems[source] * gain).astype(np.float32)
     stems[source] = (stems[source] - stems["vocals"]).astype(np.float32)
-    return CleanClip(f"{clip.name}~bleed{rel_db:+.0f}dB", clip.audio, stems, clip.source, clip.path)
+    return replace(clip, name=f"{clip.name}~bleed{rel_db:+.0f}dB", stems=stems)
 
 
 def sweep_setups(clips: list[CleanClip]) -> list[tuple[str, CleanClip, str]]:
@@ -90,9 +91,8 @@ def _sweep_pair(task: tuple) -> list[SweepCase]:
     """Every router setting of one setup x degradation (one damage realisation for all)."""
     setup, clip, split, degradation, preset, grid, policies, seed = task
     damaged = damage(clip, degradation, seed, split)
-    r = Restorer(clip, damaged, presets.load(preset))
-    return [SweepCase(cfg.min_rel_db, cfg.min_active_fraction, pol, setup,
-                      r.case("routed", cfg, pol, full_panel=False))
+    r = Restorer(clip, damaged, presets.load(preset), scorer=Scorer(clip, damaged, full_panel=False))
+    return [SweepCase(cfg.min_rel_db, cfg.min_active_fraction, pol, setup, r.case("routed", cfg, pol))
             for cfg in grid for pol in policies]
 
 

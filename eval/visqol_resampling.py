@@ -1,6 +1,6 @@
 """ViSQOL of real music after a band-limiting round trip: each excerpt of a real-music corpus
 resampled down to 32, 22.05 or 16 kHz and back with soxr (VHQ), scored against its clean
-original (`adaptive_argm.core.visqol.visqol_moslqo`, 48 kHz, mono, fractionally aligned).
+original (`adaptive_argm.core.intrusive.visqol_moslqo`, 48 kHz, mono, fractionally aligned).
 Also times ViSQOL (CPU seconds per 10 s of audio).
 
     python eval/visqol_resampling.py --corpus ~/.cache/adaptive-argm/corpora/real-dev
@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from adaptive_argm.core.visqol import visqol_moslqo
+from adaptive_argm.core.intrusive import visqol_moslqo
 
 RATES_HZ = (32000, 22050, 16000)
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -101,6 +101,17 @@ def tiny_model_repo(folder: Path, name: str = "tiny") -> Path:
     return folder
 
 
+def full_band_music(seconds: float = 3.0, sr: int = SR, seed: int = 0) -> np.ndarray:
+    """`(2, samples)` float32: harmonic tones plus decaying noise bursts, content to 20 kHz."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    tones = sum(0.3 / k * np.sin(2 * np.pi * 220.0 * k * t) for k in range(1, 40))
+    bursts = rng.standard_normal(n) * 0.3 * np.exp(-(t % 0.375) / 0.05)
+    x = (tones * (0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t)) + bursts) * 0.2
+    return np.stack([x, 0.8 * x]).astype(np.float32)
+
+
 def music_like(seconds: float = 6.0, seed: int = 0, sr: int = SR) -> np.ndarray:
     """Harmonic tones over a pink-ish noise bed, with a slow 20 dB loudness swell so that the
     quiet frames come in runs (as decays and breaks do in real music). Dense enough that the

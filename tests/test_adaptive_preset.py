@@ -11,16 +11,19 @@ import numpy as np
 import pytest
 
 from adaptive_argm.config import STEM_NAMES
-from adaptive_argm.evaluation import benchmark, degrade
+from adaptive_argm.evaluation import clips, degrade
 from adaptive_argm.core import intrusive, levels, pipeline, presets
 from adaptive_argm.core.dc import remove_dc
+from adaptive_argm.core.resample import resample
 from adaptive_argm.core.denoise import WienerSettings
+from adaptive_argm.core.recovery import RecoverySettings
 from adaptive_argm.core.route import route
 
 from conftest import SR, synthetic_stems
 
-ALLOWED_KINDS = {"wiener"}
-"""No EQ, gain, compressor or gate: nothing that moves audio away from the original on purpose."""
+ALLOWED_KINDS = {"wiener", "spectral_recovery"}
+"""No EQ, gain, compressor or gate: nothing that moves audio away from the original on purpose
+(spectral recovery adds only above a brick wall, and nothing at all to full-band input)."""
 
 
 def raw_toml() -> dict:
@@ -46,6 +49,18 @@ def test_every_chain_denoises_and_boosts_nothing():
         kinds = [s.kind for s in steps]
         assert set(kinds) <= ALLOWED_KINDS, (stem, kinds)
         assert "wiener" in kinds, (stem, kinds)
+        # Recovery last: the denoiser never sees (or copies up) the added band.
+        assert kinds[-1] == "spectral_recovery", (stem, kinds)
+
+
+def test_every_recovery_setting_is_spelled_out():
+    data = raw_toml()
+    tables = [s for s in data["steps"] if s["kind"] == "spectral_recovery"]
+    tables += [s for t in data.get("stems", {}).values() for s in t["steps"] if s["kind"] == "spectral_recovery"]
+    assert len(tables) == 1 + len(data.get("stems", {}))
+    for t in tables:
+        assert set(t) - {"kind"} == set(RecoverySettings.keys())
+        assert RecoverySettings(**{k: v for k, v in t.items() if k != "kind"}) == RecoverySettings()
 
 
 def test_every_wiener_setting_in_the_toml_is_a_real_field_and_all_are_spelled_out():
@@ -88,8 +103,9 @@ def test_adaptive_leaves_clean_input_unchanged():
 
 
 def test_adaptive_raises_si_sdr_on_a_real_musicgen_mix_with_white_noise(corpus):
-    clip = benchmark.musicgen_clips(corpus)[0]
-    noisy, _ = degrade.apply("white-45", clip.audio, SR, seed=2)
+    clip = clips.musicgen_clips(corpus)[0]
+    clean = resample(clip.audio, clip.sr, SR)  # the working rate, as the pipeline reads it
+    noisy, _ = degrade.apply("white-45", clean, SR, seed=2)
     out = restore_direct(noisy)
-    clean = remove_dc(clip.audio, SR, bypass=False)
+    clean = remove_dc(clean, SR, bypass=False)
     assert intrusive.si_sdr_db(out.audio, clean) > intrusive.si_sdr_db(remove_dc(noisy, SR), clean) + 0.5

@@ -639,9 +639,16 @@ STAGING = ".adaptive-argm-staging-"
 
 
 def start(args, *, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
-    """The CLI in its own process group, as a terminal runs it."""
+    """The CLI in its own process group, as a terminal runs it. Ctrl-C is given back its default
+    action first: a test run started in the background of a non-interactive shell inherits
+    SIGINT ignored, and Python then never raises KeyboardInterrupt."""
     return subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd, env={**os.environ, **(env or {})}, start_new_session=True)
+                            cwd=cwd, env={**os.environ, **(env or {})}, start_new_session=True,
+                            preexec_fn=_default_ctrl_c)
+
+
+def _default_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_two_runs_of_one_input_into_one_folder_both_end_with_a_whole_result(tmp_path):

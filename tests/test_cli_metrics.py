@@ -51,13 +51,24 @@ def test_reference_fills_si_sdr_near_the_added_noise_level(clean_and_noisy):
     assert isinstance(panel["lsd_db"], float) and panel["lsd_db"] > 0
 
 
+def test_reference_adds_visqol_which_ranks_the_noisy_file_below_the_clean_one(clean_and_noisy):
+    pytest.importorskip("visqol")
+    clean, noisy = clean_and_noisy
+    noisy_panel = json.loads(metrics_cli(noisy, "--ref", clean, "--json").stdout)
+    clean_panel = json.loads(metrics_cli(clean, "--ref", clean, "--json").stdout)
+    assert 1.0 <= noisy_panel["visqol_moslqo"] < clean_panel["visqol_moslqo"] - 0.5
+    assert clean_panel["visqol_moslqo"] <= 5.0
+    r = metrics_cli(noisy, "--ref", clean)
+    assert r.exit_code == 0 and "visqol_moslqo" in r.stdout
+
+
 def test_table_lists_the_panel_and_leaves_out_intrusive_rows_without_reference(clean_and_noisy):
     _, noisy = clean_and_noisy
     r = metrics_cli(noisy)
     assert r.exit_code == 0, r.output
     for key in ("p25_paper_db", "noise_floor_db", "loudness_lufs", "floor_fraction"):
         assert key in r.stdout
-    assert "si_sdr_db" not in r.stdout
+    assert "si_sdr_db" not in r.stdout and "visqol_moslqo" not in r.stdout
 
 
 def test_unreadable_file_is_one_line_on_stderr_and_exit_1(tmp_path):

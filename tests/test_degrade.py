@@ -3,6 +3,8 @@ output rather than assumed, and the stems of a clip get the same damage as its m
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -17,8 +19,8 @@ def music(seconds: float = 2.0, channels: int = 2) -> np.ndarray:
     return sum(synthetic_stems(seconds=seconds, channels=channels).values()).astype(np.float32)
 
 
-def band_power(x: np.ndarray, lo_hz: float, hi_hz: float) -> float:
-    f, p = scipy.signal.welch(x, SR, nperseg=4096, axis=-1)
+def band_power(x: np.ndarray, lo_hz: float, hi_hz: float, sr: int = SR) -> float:
+    f, p = scipy.signal.welch(x, sr, nperseg=4096, axis=-1)
     p = p.reshape(-1, p.shape[-1]).mean(axis=0)
     return float(p[(f >= lo_hz) & (f < hi_hz)].sum())
 
@@ -63,6 +65,40 @@ def test_bandlimit_leaves_nothing_above_16_5_khz_and_keeps_the_passband():
     assert 10 * np.log10(band_power(y, 16500, SR / 2) / band_power(x, 16500, SR / 2)) < -60
     assert abs(10 * np.log10(band_power(y, 100, 15000) / band_power(x, 100, 15000))) < 0.1
     assert rec.measured["removed_energy_re_signal_db"] < 0
+
+
+@pytest.mark.parametrize("sr, name, edge_hz", [(SR, "resample-16k", 8000.0), (SR, "resample-22k", 11025.0),
+                                               (SR, "resample-32k", 16000.0), (48000, "resample-32k", 16000.0)])
+def test_resampling_cuts_the_band_at_the_lower_rates_nyquist_and_keeps_length_and_timing(sr, name, edge_hz):
+    x = degrade.noise(np.zeros((2, 3 * sr), np.float32), sr, "white", -20, seed=2)[0]
+    y, rec = degrade.apply(name, x, sr)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert 10 * np.log10(band_power(y, edge_hz, sr / 2, sr) / band_power(x, edge_hz, sr / 2, sr)) < -60
+    assert abs(10 * np.log10(band_power(y, 100, 0.9 * edge_hz, sr) / band_power(x, 100, 0.9 * edge_hz, sr))) < 0.05
+    # No delay: a tone in the passband comes back on the same samples.
+    tone = np.sin(2 * np.pi * 1000.0 * np.arange(sr) / sr).astype(np.float32)[np.newaxis]
+    back = degrade.apply(name, tone, sr)[0]
+    assert intrusive.fractional_lag(back, tone) == pytest.approx(0.0, abs=1e-3)
+    np.testing.assert_allclose(back[:, 100:-100], tone[:, 100:-100], atol=1e-3)
+    assert 0.9 * edge_hz < rec.cutoff_hz <= edge_hz
+
+
+def test_resampling_to_the_clips_own_rate_or_above_changes_nothing():
+    x = music(1.0)
+    y, rec = degrade.apply("resample-32k", x[:, : 32000], 32000)
+    np.testing.assert_array_equal(y, x[:, :32000])
+    assert math.isnan(rec.cutoff_hz)
+    np.testing.assert_array_equal(degrade.apply("bandlimit", x[:, :32000], 32000)[0], x[:, :32000])
+
+
+def test_noise_loses_no_band_and_a_codec_then_a_trip_through_16_khz_loses_it_above_8_khz():
+    x = degrade.noise(np.zeros((2, 2 * SR), np.float32), SR, "white", -20, seed=2)[0]
+    assert math.isnan(degrade.apply("white-45", x, SR)[1].cutoff_hz)
+    y, rec = degrade.apply("codec+resample-16k", x, SR, seed=3)
+    assert [s.kind for s in rec.steps] == ["codec", "resample"]
+    assert 7000.0 < rec.cutoff_hz <= 8000.0
+    np.testing.assert_array_equal(y, degrade.resample(degrade.codec(x, SR)[0], SR, 16000)[0])
+    assert [s.kind for s in degrade.parse("resample-16k+codec")] == ["resample", "codec"]
 
 
 @pytest.mark.parametrize("freq_hz", [50.0, 60.0])
@@ -126,7 +162,8 @@ def test_names_parse_and_unknown_ones_are_refused():
 
 
 @pytest.mark.parametrize("split", degrade.STEM_SPLITS)
-@pytest.mark.parametrize("name", ["white-45", "codec", "combined", "bandlimit", "dc"])
+@pytest.mark.parametrize("name", ["white-45", "codec", "combined", "bandlimit", "dc", "resample-22k",
+                                  "codec+resample-16k"])
 def test_stems_get_the_same_damage_and_still_add_up_to_the_degraded_mix(name, split):
     stems = synthetic_stems(seconds=2.0, channels=2)
     mix = sum(stems.values()).astype(np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -219,6 +220,8 @@ def test_measure_with_reference_fills_intrusive_fields(music):
     panel = M.measure(noisy, SR, ref=music)
     assert math.isfinite(panel.si_sdr_db) and math.isfinite(panel.lsd_db)
     assert math.isfinite(panel.quiet_frame_snr_db)
+    if importlib.util.find_spec("visqol") is not None:
+        assert 1.0 <= panel.visqol_moslqo <= 5.0
     assert panel.si_sdr_db > M.measure(music + 10 * (noisy - music), SR, ref=music).si_sdr_db
 
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from adaptive_argm.core import levels
-from adaptive_argm.evaluation import benchmark
+from adaptive_argm.evaluation import benchmark, clips
 
 from conftest import ROOT, synthetic_stems
 
@@ -19,9 +19,9 @@ sys.modules["router_sweep"] = sweep  # dataclasses look their module up while th
 _spec.loader.exec_module(sweep)
 
 
-def synthetic_clip(name: str = "synth", seconds: float = 2.0) -> benchmark.CleanClip:
+def synthetic_clip(name: str = "synth", seconds: float = 2.0) -> clips.CleanClip:
     stems = synthetic_stems(seconds=seconds, channels=1)
-    return benchmark.CleanClip(name, sum(stems.values()).astype(np.float32), stems, "musicgen")
+    return clips.CleanClip(name, sum(stems.values()).astype(np.float32), stems, "musicgen")
 
 
 def test_router_sweep_setups_cover_a_noise_only_vocals_stem_and_a_quiet_real_stem():

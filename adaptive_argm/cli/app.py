@@ -22,8 +22,9 @@ err_console = Console(stderr=True)
 FLAGS = {"mode": "--mode", "preset": "--preset", "clip_mode": "--clip-mode", "skip_policy": "--skip-policy",
          "output_sr": "--output-sr", "separator": "--separator", "stems": "--stems", "force": "--force",
          "device": "--device", "model_repo": "--model-repo", "jobs": "--jobs", "missing": "--missing",
-         "duration_s": "--duration", "clean": "--clean", "split": "--split", "segment": "--segment",
-         "overlap": "--overlap", "shifts": "--shifts", "min_active_fraction": "--min-active",
+         "duration_s": "--duration", "clean": "--clean", "split": "--split", "corpus": "--corpus",
+         "excerpt_s": "--excerpt-s", "segment": "--segment", "overlap": "--overlap", "shifts": "--shifts",
+         "min_active_fraction": "--min-active",
          "backend": "--backend", "address": "--address"}
 """The flag of each library setting that errors name (`config.Setting.name`): how the CLI says them."""
 

@@ -15,7 +15,7 @@ from ..core.metrics import DIRECTIONS
 from . import options as o
 from .app import app, console, err_console, friendly_errors
 from .run import check_input, choose_out, stage_progress
-from .tables import metrics_table, stems_table
+from .tables import metrics_table, recovery_line, stems_table
 
 def _columns(metric_dicts: dict[str, dict | None]) -> tuple[dict[str, dict], list[str]]:
     """Table columns (an absent result, e.g. stem-wise without a separator, is an empty column)
@@ -63,6 +63,10 @@ def print_compare(result: pipeline.CompareResult, written: list[Path]) -> None:
         err_console.print(f"[yellow]warning[/] ({', '.join(modes)}): {text}", soft_wrap=True, highlight=False)
     sep = r["separator"]["name"] + (f" ({r['separator']['model']})" if r["separator"].get("model") else "")
     console.print(f"routed used [bold]{router['mode_used']}[/]; separator {sep}", highlight=False)
+    for mode, out in r["outputs"].items():
+        line = recovery_line(out["recovery"])
+        if line:
+            console.print(f"{mode}: {line}", highlight=False, soft_wrap=True)
     folder = Path(result.paths["direct"]).parent
     names = [Path(p).name for p in result.paths.values()] + ["compare.json"] + [p.name for p in written]
     console.print(f"wrote {', '.join(names)} in {folder}", highlight=False, soft_wrap=True)
@@ -73,7 +77,7 @@ def print_compare(result: pipeline.CompareResult, written: list[Path]) -> None:
 def compare(
     input: Path = typer.Argument(..., help="Audio file to restore (WAV/FLAC/MP3/OGG/AIFF)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default compared/<track>/)."),
-    ref: Optional[Path] = typer.Option(None, "--ref", help="Clean reference: adds SI-SDR, LSD and quiet-frame SNR."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Clean reference: adds SI-SDR, LSD, quiet-frame SNR and ViSQOL."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip spectrograms.png and stems.png."),
     overwrite: bool = o.Overwrite,
     *,

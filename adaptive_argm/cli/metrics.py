@@ -18,7 +18,7 @@ from .tables import panel_table
 @app.command("metrics")
 def metrics_command(
     file: Path = typer.Argument(..., help="Audio file to measure."),
-    ref: Optional[Path] = typer.Option(None, "--ref", help="Clean reference: adds SI-SDR, LSD and quiet-frame SNR."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Clean reference: adds SI-SDR, LSD, quiet-frame SNR and ViSQOL."),
     as_json: bool = typer.Option(False, "--json", help="Print one flat JSON object (null = undefined) instead."),
 ) -> None:
     """Measure one file: the paper's P25 beside the measures it cannot game (and, with --ref,

@@ -58,7 +58,11 @@ ActiveRelDb = typer.Option(_R.active_rel_db, "--active-rel-db", help="Frame acti
                            rich_help_panel=ROUTE)
 ActiveFloor = typer.Option(_R.active_floor_dbfs, "--active-floor-dbfs", help="...and above this level.",
                            rich_help_panel=ROUTE)
-OutputSr = typer.Option("work", FLAGS["output_sr"], help="work (44.1 kHz) | original (the input's rate).")
+OutputSr = typer.Option("work", FLAGS["output_sr"],
+                        help="work (44.1 kHz: room for a recovered band) | original (the input's rate; "
+                             "nothing recovered above its Nyquist).")
+NoRecovery = typer.Option(False, "--no-recovery", help="Leave out the preset's spectral recovery of a band a "
+                                                       "resampler or codec cut off.", rich_help_panel=DSP)
 BACKEND = "Backend"
 Backend = typer.Option("local", "--backend", rich_help_panel=BACKEND,
                        help="local (this machine's worker processes) | ray (a Ray cluster; "
@@ -130,6 +134,7 @@ class SharedOptions:
     active_rel_db: float = ActiveRelDb
     active_floor_dbfs: float = ActiveFloor
     output_sr: str = OutputSr
+    no_recovery: bool = NoRecovery
 
     def separation(self) -> SeparatorOptions:
         """The separator the options ask for (checked by the library)."""
@@ -155,17 +160,18 @@ class SharedOptions:
         """The pipeline settings the options ask for (checked by the library)."""
         return make_settings(mode=mode, preset=self.preset, preset_file=self.preset_file, clip_mode=self.clip_mode,
                              skip_policy=self.skip_policy, output_sr=self.output_sr, keep_stems=keep_stems,
+                             recovery=not self.no_recovery,
                              router=router_config(self.min_rel_db, self.min_active, self.active_rel_db,
                                                   self.active_floor_dbfs))
 
 
 def make_settings(*, preset: Optional[str], preset_file: Optional[Path], clip_mode: str, skip_policy: Optional[str],
                   mode: str = "routed", router: RouterConfig | None = None, output_sr: str = "work",
-                  keep_stems: bool = False) -> pipeline.Settings:
+                  keep_stems: bool = False, recovery: bool = True) -> pipeline.Settings:
     """The pipeline settings from the options `run`, `compare` and `eval` share."""
     return pipeline.Settings(mode=mode, preset=preset_choice(preset, preset_file), clip_mode=clip_mode,
                              skip_policy=skip_policy or pipeline.Settings.skip_policy, router=router or RouterConfig(),
-                             output_sr=output_sr, keep_stems=keep_stems)
+                             output_sr=output_sr, keep_stems=keep_stems, recovery=recovery)
 
 
 def shared_options(command):

@@ -13,7 +13,7 @@ from ..core.metrics import DIRECTIONS
 from ..core.table import fmt
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
-from .tables import batch_table, metrics_table, stems_table
+from .tables import batch_table, metrics_table, recovery_line, stems_table
 
 STAGE_TEXT = {"load": "loading", "separate": "separating", "route": "routing", "restore": "restoring",
               "measure": "measuring", "write": "writing"}
@@ -73,6 +73,9 @@ def print_run(result: pipeline.RunResult) -> None:
     sep = r["separator"]["name"] + (f" ({r['separator']['model']})" if r["separator"].get("model") else "")
     console.print(f"mode [bold]{r['mode_used']}[/] (asked: {r['mode_requested']}), separator {sep}, "
                   f"preset {r['preset']}, clip safety: {r['output']['clip_action']}", highlight=False)
+    line = recovery_line(r["recovery"])
+    if line:
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"p25_paper_db {fmt(r['metrics']['input']['p25_paper_db'])} -> "
                   f"{fmt(r['metrics']['output']['p25_paper_db'])} dB   wrote {r['output']['path']}",
                   highlight=False)

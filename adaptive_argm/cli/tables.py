@@ -100,3 +100,24 @@ def models_table(statuses: list[models.ModelStatus]) -> RichTable:
         t.add_row(s.model.name, " ".join(s.model.stems), f"~{s.model.download_mb} MB",
                   f"[{'red' if where == 'missing' else 'green'}]{text}[/]", s.model.note)
     return t
+
+
+def recovery_line(summary: dict) -> str | None:
+    """One line on what spectral recovery did (a report's `recovery` section); None when the
+    preset has no recovery step and nothing was said about it."""
+    if summary.get("note"):
+        return f"spectral recovery: {summary['note']}"
+    chains = summary.get("chains") or {}
+    if not summary.get("in_preset") or not chains:
+        return None
+    if not summary["acted_on"]:
+        reasons = sorted({c["reason"] for c in chains.values()})
+        return f"spectral recovery: nothing added ({'; '.join(reasons)})"
+    lo, hi = summary["band_added_hz"]
+    parts = []
+    for name in summary["acted_on"]:
+        c = chains[name]
+        parts.append(f"{name}: cutoff {c['cutoff_hz'] / 1000:.1f} kHz ({c['kind']}), "
+                     f"{fmt(c['level_re_below_db'], 1)} dB re the octave below, {c['character']}")
+    return f"spectral recovery: added {lo / 1000:.1f}-{hi / 1000:.1f} kHz ({'; '.join(parts)})"
+

@@ -1,5 +1,7 @@
 """Figures for `compare`: mel spectrograms of the input and of each result on one absolute colour
-scale (`spectrograms.png`), and each stem before and after restoration (`stems.png`).
+scale, with the routed result's difference from the input below them (`spectrograms.png`), and
+each stem before and after restoration (`stems.png`). A band added by spectral recovery shows
+above a dashed line at the detected cutoff.
 
 The method's Figure 1 shows each spectrogram against its own loudest bin; here every panel of a
 figure shares one absolute scale (mel power re 1.0), so a louder or quieter result looks louder
@@ -32,6 +34,10 @@ from .spectral import HOP, N_FFT, N_MELS
 SPECTROGRAMS_PNG = "spectrograms.png"
 STEMS_PNG = "stems.png"
 
+DIFF_RANGE_DB = 30.0
+"""The difference panel's colours span +-this (dB): blue removed, red added."""
+DIFF_CMAP = "RdBu_r"
+CUTOFF_COLOUR = "cyan"
 DISPLAY_RANGE_DB = 90.0
 """Colour range below the loudest bin of the figure. Wider than the paper metric's 80 dB floor,
 so the bottom of that floor is visible, not painted as one flat colour."""
@@ -99,6 +105,36 @@ def _draw(ax, image: np.ndarray, sr: int, per_column: int, clim: tuple[float, fl
                             np.arange(N_MELS)))
     ax.set_yticklabels([f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
     return im
+
+
+def _mel_row(hz: float, sr: int) -> float:
+    """Where `hz` falls on `_draw`'s y axis (mel band index, fractional)."""
+    centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1])
+    return float(np.interp(spectral.hz_to_mel(np.array([hz], dtype=float))[0], centres_mel, np.arange(N_MELS)))
+
+
+def _cutoff_line(ax, cutoff_hz: float | None, sr: int, label: str) -> None:
+    """A dashed line at a detected cutoff, labelled at its right end."""
+    if cutoff_hz is None or not 0 < cutoff_hz < sr / 2:
+        return
+    y = _mel_row(cutoff_hz, sr)
+    ax.axhline(y, color=CUTOFF_COLOUR, lw=0.8, ls="--")
+    ax.text(0.995, y, f"{label} {cutoff_hz / 1000:.1f} kHz", transform=ax.get_yaxis_transform(), ha="right",
+            va="bottom", fontsize=7, color=CUTOFF_COLOUR)
+
+
+def _recovery_cutoffs(result) -> dict[str, tuple[float | None, bool]]:
+    """By panel: the lowest cutoff spectral recovery detected in that result's chains, and
+    whether it added a band there; the input panel takes the direct chain's detection."""
+    found: dict[str, tuple[float | None, bool]] = {}
+    for name, restored in result.outputs.items():
+        reports = getattr(restored, "recovery", {}) or {}
+        walls = [r.cutoff_hz for r in reports.values() if r.kind == "brick-wall" and r.cutoff_hz]
+        found[name] = (min(walls) if walls else None, any(r.acted for r in reports.values()))
+    direct = getattr(result.outputs.get("direct"), "recovery", {}) or {}
+    if "mix" in direct and direct["mix"].kind == "brick-wall":
+        found["input"] = (direct["mix"].cutoff_hz, False)
+    return found
 
 
 def _grid(n_rows: int, n_cols: int, title_lines: int, extra_in: float = 0.0):
@@ -174,7 +210,9 @@ def _panel_title(name: str, result) -> str:
 
 def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path:
     """Input / direct / stem-wise / routed mel spectrograms, one colour scale, one time axis
-    (the stem-wise panel only when the clip was separated)."""
+    (the stem-wise panel only when the clip was separated), then routed minus input in dB.
+    A dashed line marks the cutoff spectral recovery detected: "cut at" on the input, "recovered
+    above" on a result that got a band back."""
     names = ["input"] + [m for m in COMPARE_MODES if m in result.outputs]
     signals = {"input": result.mix, **{m: result.outputs[m].audio for m in names[1:]}}
     per_column = frames_per_column(result.mix.shape[-1])
@@ -185,12 +223,22 @@ def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path
     images = {n: by_array[id(signals[n])] for n in names}
     clim = _colour_limits(list(images.values()))
 
-    fig, grid, cax = _grid(len(names), 1, title_lines=2)
+    cutoffs = _recovery_cutoffs(result)
+    fig, grid, cax = _grid(len(names) + 1, 1, title_lines=2)
     axes = grid[:, 0]
     for ax, n in zip(axes, names):
         im = _draw(ax, images[n], sr, per_column, clim)
         ax.set_title(_panel_title(n, result), fontsize=9, loc="left")
         ax.set_ylabel("Hz (mel scale)", fontsize=8)
+        cutoff, acted = cutoffs.get(n, (None, False))
+        if n == "input" or acted:
+            _cutoff_line(ax, cutoff, sr, "cut at" if n == "input" else "recovered above")
+    shown = "routed" if "routed" in images else names[-1]
+    diff = np.clip(images[shown] - images["input"], -DIFF_RANGE_DB, DIFF_RANGE_DB)
+    _draw(axes[-1], diff, sr, per_column, (-DIFF_RANGE_DB, DIFF_RANGE_DB)).set_cmap(DIFF_CMAP)
+    axes[-1].set_title(f"{MODE_LABELS.get(shown, shown)} minus input (dB, own scale: blue removed, red added, "
+                       f"+-{DIFF_RANGE_DB:g} dB)", fontsize=9, loc="left")
+    axes[-1].set_ylabel("Hz (mel scale)", fontsize=8)
     axes[-1].set_xlabel("time (s)", fontsize=8)
     axes[-1].set_xlim(0.0, result.mix.shape[-1] / sr)
     _colourbar(fig, im, cax)

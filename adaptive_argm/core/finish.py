@@ -10,7 +10,7 @@ whole-array operations give.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -37,6 +37,9 @@ class Restored:
     mode: str
     loudness_gain_db: float
     clip: dsp.ClipSafety
+    recovery: dict = field(default_factory=dict)
+    """What spectral recovery found and did, by chain ("mix" for direct, else each stem):
+    `recovery.RecoveryReport`s."""
 
 
 class _Measured:

@@ -6,7 +6,7 @@ spectrogram in dB (`p25_paper_db`). That number is relative to the loudest bin, 
 here for comparability, never alone: `measure` returns a `MetricPanel` that puts it beside
 absolute-reference levels inside the band the input really has, a noise-floor estimate,
 BS.1770 loudness, the share of silent frames and of floored bins, the peak, the bandwidth,
-and, when a clean reference exists, SI-SDR, log-spectral distance and quiet-frame SNR.
+and, when a clean reference exists, SI-SDR, log-spectral distance, quiet-frame SNR and ViSQOL.
 `warnings_for` turns the tell-tale signs of a gamed or saturated result into sentences.
 
 Every function takes `(channels, samples)` float audio (1-D mono also accepted) at the sample
@@ -30,8 +30,9 @@ from typing import Iterable
 import numpy as np
 
 from . import spectral
+from . import intrusive
+from .bandwidth import BandwidthSettings, analyse_spectrum
 from .framestats import FrameStats, Summary
-from .intrusive import lsd_db, quiet_frame_snr_db, si_sdr_db
 from .levels import POWER_FLOOR, as_2d, power_db
 from .resample import resampled
 
@@ -101,6 +102,7 @@ class MetricPanel:
     si_sdr_db: float = math.nan
     lsd_db: float = math.nan
     quiet_frame_snr_db: float = math.nan
+    visqol_moslqo: float = math.nan
 
     def to_dict(self) -> dict[str, float | None]:
         """Flat, JSON-safe dict: plain floats, with NaN and +-inf written as None."""
@@ -132,6 +134,7 @@ DIRECTIONS: dict[str, str] = {
     "si_sdr_db": "higher",
     "lsd_db": "lower",
     "quiet_frame_snr_db": "higher",
+    "visqol_moslqo": "higher",
 }
 """For each MetricPanel field, the direction in which a restoration's result is better:
 "higher", "lower", "closer-to-input" (no absolute good value; any change is a side effect),
@@ -151,6 +154,7 @@ LABELS: dict[str, str] = {
     "si_sdr_db": "SI-SDR vs reference",
     "lsd_db": "log-spectral distance vs reference",
     "quiet_frame_snr_db": "SNR in the reference's quietest frames",
+    "visqol_moslqo": "ViSQOL v3 MOS-LQO vs reference (1-5)",
 }
 
 UNITS: dict[str, str] = {
@@ -167,10 +171,11 @@ UNITS: dict[str, str] = {
     "si_sdr_db": "dB",
     "lsd_db": "dB",
     "quiet_frame_snr_db": "dB",
+    "visqol_moslqo": "MOS",
 }
 
 assert set(DIRECTIONS) == set(LABELS) == set(UNITS) == {f.name for f in fields(MetricPanel)}
-INTRUSIVE_FIELDS = ("si_sdr_db", "lsd_db", "quiet_frame_snr_db")
+INTRUSIVE_FIELDS = tuple(f.name for f in fields(intrusive.Scores))
 """The panel fields that need a clean reference (`intrusive`)."""
 
 
@@ -243,7 +248,8 @@ def measure(
     `band_hz` fixes the occupied band (pass the INPUT's `bandwidth_hz` when measuring an
     output, so both are scored over the same bands); None measures it from `y`.
     `bandwidth_hz` itself is always measured from `y`. With `ref` (a clean reference at the
-    same rate), the intrusive fields are filled in as well.
+    same rate), the intrusive fields are filled in as well (`intrusive.scores`: SI-SDR, LSD,
+    quiet-frame SNR and ViSQOL, after one fractional-delay alignment).
 
     Field by field (what each rewards / how it can be fooled):
     - p25_paper_db: see `p25_paper_db`.
@@ -262,10 +268,13 @@ def measure(
     - floor_fraction: share of paper-spectrogram bins on the -80 dB floor; at 0.25 or more
       p25_paper_db is pinned to -80.00 and cannot rank anything.
     - peak_dbfs: sample peak over all channels (float files can exceed 0 dBFS).
-    - bandwidth_hz: upper edge of the occupied band of the long-term spectrum (rule at
-      BANDWIDTH_RANGE_DB). A resampled 32 kHz file reads about 16 kHz (real MusicGen mixes
-      15.4-15.6 kHz), full-band noise 22 kHz; a steep low-pass pulls it down, a gentle one
-      (a tilt) or a bass shelf barely moves it. Dull stems read their content's roll-off.
+    - bandwidth_hz: the cutoff detector's brick wall in the long-term spectrum
+      (`bandwidth.analyse_spectrum`: a resampler's or a codec's low-pass, told apart from a
+      natural roll-off) when it finds one; else the upper edge of the occupied band of the
+      long-term spectrum (rule at BANDWIDTH_RANGE_DB). A resampled 32 kHz file reads about
+      16 kHz (real MusicGen mixes 15.4-15.6 kHz), full-band noise 22 kHz; a steep low-pass
+      pulls it down, a gentle one (a tilt) or a bass shelf barely moves it. Dull stems read
+      their content's roll-off.
     """
     y2 = as_2d(y)
     stats = FrameStats(sr, y2.shape[0], histogram_from_hz=LOW_CUT_HZ)
@@ -303,7 +312,10 @@ def panel_of(summary: Summary, band_hz: float | None = None) -> MetricPanel:
     del paper
 
     long_term = summary.long_term_power
-    bandwidth = _bandwidth_hz(long_term, freqs_hz)
+    # The cutoff detector's call on the whole signal's long-term spectrum: a brick wall is
+    # reported where it is, whatever lies below it; else the occupied band's upper edge.
+    wall = analyse_spectrum(long_term, sr, BandwidthSettings(n_fft=N_FFT))
+    bandwidth = wall.cutoff_hz if wall.kind == "brick-wall" else _bandwidth_hz(long_term, freqs_hz)
     band = bandwidth if band_hz is None else float(band_hz)
     band = min(band, sr / 2.0)
 
@@ -344,9 +356,9 @@ def panel_of(summary: Summary, band_hz: float | None = None) -> MetricPanel:
 
 
 def intrusive_scores(y: np.ndarray, ref: np.ndarray, sr: int) -> dict[str, float]:
-    """The panel's fields that need a clean reference: SI-SDR, LSD and quiet-frame SNR of `y`."""
-    y2 = as_2d(y)
-    return dict(si_sdr_db=si_sdr_db(y2, ref), lsd_db=lsd_db(y2, ref, sr), quiet_frame_snr_db=quiet_frame_snr_db(y2, ref, sr))
+    """The panel's fields that need a clean reference: SI-SDR, LSD, quiet-frame SNR and ViSQOL
+    MOS-LQO of `y`, after one fractional-delay alignment (`intrusive.scores`)."""
+    return intrusive.scores(as_2d(y), ref, sr).to_dict()
 
 
 def with_scores_of(panel: MetricPanel, y: np.ndarray, ref: np.ndarray, sr: int) -> MetricPanel:

@@ -1,8 +1,8 @@
 """The restoration pipeline, top to bottom: load, separate, route, restore, remix, measure,
 write. `run` restores one clip in one mode; `compare` separates once and produces the direct,
 stem-wise and routed results from that one separation. Both start with `_load_and_separate`
-and restore each plan through `restore`; the steps they share follow them, then the settings
-and results.
+and restore each plan through `restore`; the steps they share follow them. What they are asked and what they
+report are in `outcome` (re-exported here).
 """
 
 from __future__ import annotations
@@ -11,22 +11,22 @@ import os
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, DEFAULT_PRESET, MODE, MODES, OUTPUT_RATES, OUTPUT_SR,
-                      SKIP_POLICIES, SKIP_POLICY, ClipMode, Mode, OutputRate, SkipPolicy, check_choice)
-from . import audio, dsp, metrics, presets, results
+from ..config import COMPARE_MODES, ClipMode, OutputRate
+from . import audio, dsp, metrics, presets, recovery, results
 from . import figures as figs
 from .audio import WORK_SR
 from .dc import remove_dc
 from .finish import Restored, finish, keep_measured, loudness_lufs
 from .load import load
+from .outcome import CompareResult, RunResult, Settings
 from .resample import resample, resampled
-from .route import RouterConfig, RoutePlan, route, route_modes
+from .route import RoutePlan, route, route_modes
 from .separate import Separation, Separator, StemsFolder, high_band
 from .signal import MEMORY, Mapped, Signal, Store, as_signal, workspace
 
@@ -71,6 +71,8 @@ def _run(input_path: str | Path, out: results.Staged, separator: Separator | Non
     preset = presets.load(settings.preset)
     mix, info, panel_in, separation, sep_info, sr = _load_and_separate(input_path, separator, clock, notice=notice,
                                                                        store=store)
+    preset, recovery_note = _recovery_preset(preset, settings, info)
+    detected = recovery.detected(mix, sr)
     with clock.stage("route"):
         plan = route(separation.stems if separation else {}, mix, sr, settings.mode, settings.router,
                      settings.skip_policy)
@@ -92,9 +94,10 @@ def _run(input_path: str | Path, out: results.Staged, separator: Separator | Non
                     audio.write(out.path(f"stems/{name}.restored.wav"), processed[name], sr)
     y = as_signal(y, out_sr)
     if store.on_disk:  # its spill file goes with the run's temporary folder
-        restored = Restored(None, restored.mode, restored.loudness_gain_db, restored.clip)
+        restored = replace(restored, audio=None)
     return RunResult(info, str(out.final(RESTORED)), out_sr, y.channels, y.frames / out_sr, restored, plan,
-                     sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings)
+                     sep_info, preset, panel_in, panels["output"], warnings["output"], clock.timings_s, settings,
+                     recovery_note, detected)
 
 
 def compare(input_path: str | Path, out: str | Path | results.ResultSet | results.View,
@@ -132,6 +135,8 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
     mix, info, panel_in, separation, sep_info, sr = _load_and_separate(input_path, separator, clock, notice=notice,
                                                                        reference=reference)
     reference = remove_dc(reference, sr, bypass=False) if reference is not None else None
+    preset, recovery_note = _recovery_preset(preset, settings, info)
+    detected = recovery.detected(mix, sr)
     stems = separation.stems if separation else {}
     with clock.stage("route"):
         plans = route_modes(stems, mix, sr, COMPARE_MODES, settings.router, settings.skip_policy)
@@ -143,11 +148,13 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
         passed = {n: stems[n].copy() for n in _remixed(routed)[1]} if routed.mode_used == "stemwise" else {}
         # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
         # their scratch memory) at once than cores.
+        stem_reports: dict[str, list] = {}  # what each stem's chain found, shared by stem-wise and routed
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             direct = pool.submit(restore, mix, plans["direct"], preset, None, clip_mode=settings.clip_mode,
                                  target_lufs=target, sr=sr)
             stemwise, processed = (restore(mix, plans["stemwise"], preset, separation, clip_mode=settings.clip_mode,
-                                           in_place=True, target_lufs=target, pool=pool, sr=sr)
+                                           in_place=True, target_lufs=target, pool=pool, sr=sr,
+                                           reports=stem_reports)
                                    if separation is not None else (None, {}))
             outputs: dict[str, Restored] = {"direct": direct.result()[0]}
         if stemwise is not None:
@@ -160,7 +167,8 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
         else:
             outputs["routed"], _ = restore(mix, routed, preset,
                                            Separation({**stems, **passed}, separation.info, separation.beyond),
-                                           processed, settings.clip_mode, target_lufs=target, sr=sr)
+                                           processed, settings.clip_mode, target_lufs=target, sr=sr,
+                                           reports=stem_reports)
         stem_names = tuple(stems)
         separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
     with clock.stage("measure"):
@@ -174,7 +182,8 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
             audio.write(out.path(f"{m}.wav"), y, out_sr)
             paths[m] = str(out.final(f"{m}.wav"))
     result = CompareResult(info, sep_info, routed, outputs, paths, all_panels, warnings, stem_names, views,
-                           preset, clock.timings_s, settings, mix, sr)
+                           preset, clock.timings_s, settings, mix, sr,
+                           recovery_note, detected)
     if figures:
         with clock.stage("figures"):
             figs.compare_figures(result, out.staged_folder)
@@ -218,10 +227,19 @@ def _target_lufs(mix: np.ndarray | Signal, preset: presets.Preset, sr: int) -> f
     return loudness_lufs(mix, sr) if preset.match_loudness else None
 
 
+def _recovery_preset(preset: presets.Preset, settings: Settings,
+                     info: audio.AudioInfo) -> tuple[presets.Preset, str | None]:
+    """The preset as this run uses it and the note the report carries (`presets.for_recovery`):
+    the output keeps a lower input rate only with `output_sr` "original"."""
+    keeps = settings.output_sr == "original" and info.sample_rate < WORK_SR
+    return presets.for_recovery(preset, settings.recovery, info.sample_rate if keeps else None)
+
+
 def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, separation: Separation | None,
             processed: dict[str, np.ndarray] | None = None, clip_mode: ClipMode = "limit", *,
             in_place: bool = False, target_lufs: float | None = None, pool: Executor | None = None,
-            sr: int = WORK_SR, store: Store = MEMORY) -> tuple[Restored, dict[str, np.ndarray]]:
+            sr: int = WORK_SR, store: Store = MEMORY,
+            reports: dict[str, list] | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
     """Restore `mix` (at `sr`) as `plan` says: the preset's chain on the mix (direct), or on
     each stem the plan processes, then the remix (with the band above the separator's added
     back); then loudness and clip safety (`finish`). A direct restoration of a signal on disk
@@ -230,35 +248,49 @@ def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, s
     `processed` holds stems already run through the chain, so no stem is processed twice; the
     return adds any newly processed stems. `in_place` lets processed stems overwrite the
     separation's (see `process_stems`); `pool` runs them beside other work queued there;
-    `target_lufs` is the mix's loudness when already measured (see `finish`)."""
+    `target_lufs` is the mix's loudness when already measured (see `finish`). `reports` holds,
+    by stem, what reporting steps (spectral recovery) found on stems already processed; the
+    stems processed here add theirs."""
     processed = dict(processed or {})
+    reports = {} if reports is None else reports
     if plan.mode_used == "direct":
+        found: dict[str, list] = {"mix": []}
         chain = preset.chain_for(None)
-        y = (keep_measured(store, dsp.chain_stage(chain, sr, mix.frames, mix.channels)(mix.blocks()), mix.channels, sr,
-                           mix.frames) if isinstance(mix, Signal) else dsp.apply_chain(mix, sr, chain))
+        if isinstance(mix, Signal):
+            stage = dsp.chain_stage(chain, sr, mix.frames, mix.channels, reports=found["mix"])
+            y = keep_measured(store, stage(mix.blocks()), mix.channels, sr, mix.frames)
+        else:
+            y = dsp.apply_chain(mix, sr, chain, reports=found["mix"])
     else:
         todo = [n for n in plan.processed() if n not in processed]
-        processed.update(process_stems(separation.stems, todo, preset, sr, in_place=in_place, pool=pool))
+        processed.update(process_stems(separation.stems, todo, preset, sr, in_place=in_place, pool=pool,
+                                       reports=reports))
+        found = {n: reports.get(n, []) for n in plan.processed()}
         y = remix(plan, separation.stems, processed)
         if separation.beyond is not None:
             y += separation.beyond
     restored = finish(y, mix, plan.mode_used, preset, clip_mode, sr, target_lufs=target_lufs, store=store)
     if restored.audio is not y:
         store.drop(y)
-    return restored, processed
+    # Each chain's recovery reports, one per segment it was run in (`steps.RECOVERY_BLOCK_S`).
+    recovered = {n: recovery.merged(r) for n, r in found.items() if r}
+    return replace(restored, recovery=recovered), processed
 
 
 def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
-                  sr: int = WORK_SR, *, in_place: bool = False, pool: Executor | None = None) -> dict[str, np.ndarray]:
+                  sr: int = WORK_SR, *, in_place: bool = False, pool: Executor | None = None,
+                  reports: dict[str, list] | None = None) -> dict[str, np.ndarray]:
     """Run each named stem through its chain, in parallel (the heavy parts, FFTs and
     pedalboard's plugins, release the GIL). `in_place` writes each result over its input stem
     (when the unprocessed stems are not needed afterwards: 0.2 GB per stereo stem on a
-    10-minute file). `pool` runs them beside other work already queued there."""
+    10-minute file). `pool` runs them beside other work already queued there. `reports`
+    receives, by stem, what its chain's reporting steps found."""
     if not names:
         return {}
+    found = {n: [] for n in names}
 
     def one(name: str) -> np.ndarray:
-        y = dsp.apply_chain(stems[name], sr, preset.chain_for(name), overwrite=in_place)
+        y = dsp.apply_chain(stems[name], sr, preset.chain_for(name), overwrite=in_place, reports=found[name])
         if not in_place:
             return y
         if y is not stems[name]:
@@ -267,9 +299,12 @@ def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: preset
 
     if pool is None:
         with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as own:
-            return process_stems(stems, names, preset, sr, in_place=in_place, pool=own)
+            return process_stems(stems, names, preset, sr, in_place=in_place, pool=own, reports=reports)
     futures = {n: pool.submit(one, n) for n in names}
-    return {n: f.result() for n, f in futures.items()}
+    done = {n: f.result() for n, f in futures.items()}
+    if reports is not None:
+        reports.update(found)
+    return done
 
 
 def _remixed(plan: RoutePlan) -> tuple[list[str], list[str]]:
@@ -336,121 +371,3 @@ class Stopwatch:
             yield
         finally:
             self.timings_s[name] = self.timings_s.get(name, 0.0) + time.perf_counter() - t0
-
-
-# --- settings and results ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything that decides what `run` and `compare` produce (and so whether a stored result
-    can be reused)."""
-
-    mode: Mode = "routed"
-    preset: str = DEFAULT_PRESET
-    """A built-in preset name or a preset TOML path."""
-    clip_mode: ClipMode = "limit"
-    skip_policy: SkipPolicy = "passthrough"
-    router: RouterConfig = field(default_factory=RouterConfig)
-    output_sr: OutputRate = "work"
-    """`work` (the run's rate: 44.1 kHz, or the input's own when higher) or `original` (the
-    input file's rate)."""
-    keep_stems: bool = False
-
-    def __post_init__(self):
-        check_choice(self.mode, MODES, MODE)
-        check_choice(self.clip_mode, CLIP_MODES, CLIP_MODE)
-        check_choice(self.skip_policy, SKIP_POLICIES, SKIP_POLICY)
-        check_choice(self.output_sr, OUTPUT_RATES, OUTPUT_SR)
-
-    def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["router"] = dict(self.router.__dict__)
-        return d
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What `run` did; `to_dict` is report.json (schema adaptive-argm/report/1)."""
-
-    input: audio.AudioInfo
-    output_path: str
-    output_sr: int
-    output_channels: int
-    output_duration_s: float
-    restored: Restored
-    plan: RoutePlan
-    separator: dict
-    preset: presets.Preset
-    metrics_input: metrics.MetricPanel
-    metrics_output: metrics.MetricPanel
-    warnings: list[str]
-    timings_s: dict[str, float]
-    settings: Settings
-
-    def to_dict(self) -> dict:
-        return {
-            "schema": "adaptive-argm/report/1",
-            "input": self.input.to_dict(),
-            "output": {"path": self.output_path, "sample_rate": self.output_sr, "channels": self.output_channels,
-                       "duration_s": self.output_duration_s, "peak_dbfs": self.restored.clip.peak_after_dbfs,
-                       "clip_action": self.restored.clip.action,
-                       "peak_before_safety_dbfs": self.restored.clip.peak_before_dbfs,
-                       "loudness_gain_db": self.restored.loudness_gain_db},
-            "mode_requested": self.plan.mode_requested,
-            "mode_used": self.plan.mode_used,
-            "route_reason": self.plan.reason,
-            "skip_policy": self.plan.skip_policy,
-            "separator": self.separator,
-            "preset": self.preset.name,
-            "preset_detail": self.preset.to_dict(),
-            "stems": [s.to_dict() for s in self.plan.stems],
-            "metrics": {"input": self.metrics_input.to_dict(), "output": self.metrics_output.to_dict()},
-            "warnings": self.warnings,
-            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
-            "settings": self.settings.to_dict(),
-        }
-
-
-@dataclass(frozen=True)
-class CompareResult:
-    """Direct, stem-wise and routed restorations of one clip from ONE separation; `to_dict`
-    is compare.json (schema adaptive-argm/compare/1)."""
-
-    input: audio.AudioInfo
-    separator: dict
-    plan: RoutePlan
-    """The router's own plan (what `routed` did)."""
-    outputs: dict[str, Restored]
-    """By mode: `direct`, `stemwise` (absent without stems), `routed`."""
-    paths: dict[str, str]
-    metrics: dict[str, metrics.MetricPanel]
-    """`input` and each output's panel, all over the input's occupied band."""
-    warnings: dict[str, list[str]]
-    stem_names: tuple[str, ...]
-    stem_views: dict[str, figs.StemView]
-    """What the stems figure shows of each stem (empty unless asked for: the stems themselves
-    are restored in place and freed before measuring)."""
-    preset: presets.Preset
-    timings_s: dict[str, float]
-    settings: Settings
-    mix: np.ndarray
-    """The DC-free input at the run's rate (for figures)."""
-    sr: int = WORK_SR
-    """The run's rate: the working rate, or the input's own when higher."""
-
-    def to_dict(self) -> dict:
-        return {
-            "schema": "adaptive-argm/compare/1",
-            "input": self.input.to_dict(),
-            "separator": self.separator,
-            "preset": self.preset.name,
-            "router": {**self.plan.to_dict(), "stems": [s.to_dict() for s in self.plan.stems]},
-            "outputs": {m: {"path": self.paths.get(m), "mode_used": r.mode, "clip_action": r.clip.action,
-                            "peak_dbfs": r.clip.peak_after_dbfs, "loudness_gain_db": r.loudness_gain_db}
-                        for m, r in self.outputs.items()},
-            "metrics": {k: (p.to_dict() if p is not None else None) for k, p in self.metrics.items()},
-            "warnings": self.warnings,
-            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
-            "settings": self.settings.to_dict(),
-        }

@@ -8,12 +8,13 @@ A preset is data, not code. Each `[[steps]]` table names a step `kind` and its p
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 from . import steps as step_kinds
-from .steps import PresetError, Step
+from .recovery import RecoverySettings
+from .steps import RECOVERY, PresetError, Step
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,34 @@ class Preset:
         """The steps for one stem (its own, when the preset gives any), or for the whole mix."""
         return self.stem_steps.get(stem, self.steps) if stem else self.steps
 
+    def chains(self) -> dict[str | None, tuple[Step, ...]]:
+        """Every chain: the mix's (key None) and each stem's own."""
+        return {None: self.steps, **self.stem_steps}
+
+    def has(self, kind: str) -> bool:
+        """Whether any chain has a step of `kind`."""
+        return any(s.kind == kind for chain in self.chains().values() for s in chain)
+
+    def without(self, kind: str) -> "Preset":
+        """This preset with every step of `kind` removed from every chain."""
+        def keep(chain):
+            return tuple(s for s in chain if s.kind != kind)
+        return replace(self, steps=keep(self.steps), stem_steps={k: keep(v) for k, v in self.stem_steps.items()})
+
+    def with_params(self, kind: str, lower_only: bool = False, **params) -> "Preset":
+        """This preset with `params` set on every step of `kind` (a run's own limits, such as a
+        recovery ceiling below the output's Nyquist); `lower_only` keeps a step's own value
+        where it is already lower."""
+        def value(step: Step, key: str, v):
+            return min(step.params[key], v) if lower_only and key in step.params else v
+
+        def set_(chain):
+            return tuple(Step(s.kind, {**s.params, **{k: value(s, k, v) for k, v in params.items()}})
+                         if s.kind == kind else s for s in chain)
+        preset = replace(self, steps=set_(self.steps), stem_steps={k: set_(v) for k, v in self.stem_steps.items()})
+        validate(preset)
+        return preset
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
@@ -38,6 +67,26 @@ class Preset:
             "steps": [{"kind": s.kind, **s.params} for s in self.steps],
             "stem_steps": {k: [{"kind": s.kind, **s.params} for s in v] for k, v in self.stem_steps.items()},
         }
+
+
+def for_recovery(preset: Preset, enabled: bool, output_sr: int | None = None) -> tuple[Preset, str | None]:
+    """`preset` as a run uses it, and a one-line note on its spectral recovery (None when there
+    is nothing to say): without the step when not `enabled`; with the step's ceiling at
+    `output_sr`'s Nyquist when the output is written at that (lower) rate, since a band added
+    above it would be resampled away."""
+    if not preset.has(RECOVERY):
+        return preset, None
+    if not enabled:
+        return preset.without(RECOVERY), "turned off"
+    if output_sr is None:
+        return preset, None
+    nyquist_hz = output_sr / 2
+    if max(float(s.params.get("ceiling_hz", RecoverySettings.ceiling_hz))
+           for c in preset.chains().values() for s in c if s.kind == RECOVERY) <= nyquist_hz:
+        return preset, None
+    return preset.with_params(RECOVERY, ceiling_hz=nyquist_hz, lower_only=True), (
+        f"output kept at the input's {output_sr / 1000:g} kHz (output rate 'original'): no band recovered "
+        f"above its {nyquist_hz / 1000:g} kHz Nyquist limit")
 
 
 def builtin_names() -> list[str]:

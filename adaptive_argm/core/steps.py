@@ -4,8 +4,11 @@ samples)` float32 audio, and the binding of `pedalboard.<Plugin>` steps to pedal
 A step is data (`Step`: a kind and its parameters). `noisereduce` (spectral gating), `wiener`
 (our level-aware denoiser) and `dc_remove` are block stages here (`blocks`: each states the
 context it needs); any pedalboard plugin is named as `pedalboard.<Plugin>` with pedalboard's own
-parameter names, and runs with its state carried from block to block. `check` refuses a step that cannot
-run, with a one-line `PresetError`; `presets` checks every step it loads, `dsp` runs them.
+parameter names, and runs with its state carried from block to block. `spectral_recovery`
+regenerates a band cut off by a resampler or a codec (`recovery`; a bit-for-bit no-op on
+full-band input), in segments of `RECOVERY_BLOCK_S` with context, and says what it did through
+the optional `reports` list. `check` refuses a step that cannot run, with a one-line
+`PresetError`; `presets` checks every step it loads, `dsp` runs them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from .blocks import Blocking, Stage, blockwise, sequential
 from .dc import stage as dc_stage
 from .denoise import WienerSettings
 from .denoise import stage as wiener_stage
+from .recovery import RecoverySettings, recover
 
 PEDALBOARD_PREFIX = "pedalboard."
 NOISEREDUCE_N_FFT = 1024
@@ -110,12 +114,40 @@ def _dc_remove(sr: int, frames: int, channels: int) -> Stage:
     return dc_stage(sr, frames, channels)
 
 
+RECOVERY_BLOCK_S = 60.0
+"""Spectral recovery decides and adds its band per segment of this length on a long stream..."""
+RECOVERY_WHOLE_UP_TO_S = 90.0
+"""...and on an input up to this long, once over the whole of it."""
+RECOVERY_CONTEXT_S = 1.0
+"""Read on each side of a segment (its STFT and its 2 s detector blocks see across the cut);
+segments join without a crossfade, so a segment with nothing to add stays bit for bit."""
+
+
+def _spectral_recovery(sr: int, frames: int, channels: int, *, reports: list | None = None, **params) -> Stage:
+    """Recovery as a block stage: each segment's `recover` report goes to `reports` (in order)."""
+    settings = RecoverySettings(**params)
+    blocking = Blocking(block=int(RECOVERY_BLOCK_S * sr), context=int(RECOVERY_CONTEXT_S * sr),
+                        whole_up_to=int(RECOVERY_WHOLE_UP_TO_S * sr))
+
+    def one(seg: np.ndarray, first: int) -> np.ndarray:
+        y, report = recover(seg, sr, settings)
+        if reports is not None:
+            reports.append(report)
+        return y
+
+    return lambda blocks: blockwise(blocks, frames, channels, blocking, one)
+
+
+RECOVERY = "spectral_recovery"
 KINDS: dict[str, Callable[..., Stage]] = {
     "noisereduce": _noisereduce,
     "wiener": _wiener,
     "dc_remove": _dc_remove,
+    RECOVERY: _spectral_recovery,
 }
 """Each kind's stage factory: `(sr, frames, channels, **params) -> Stage`."""
+REPORTING_KINDS = frozenset({RECOVERY})
+"""Step kinds that say what they found (`reports=`: a list their reports are appended to)."""
 
 
 def plugin(step: Step) -> pedalboard.Plugin:
@@ -138,16 +170,19 @@ def check(step: Step, source: str) -> None:
     elif step.kind not in KINDS:
         raise PresetError(f"{source}: unknown step kind {step.kind!r} "
                           f"(known: {', '.join(KINDS)}, {PEDALBOARD_PREFIX}<Plugin>)")
-    elif step.kind == "wiener":
+    elif step.kind in ("wiener", RECOVERY):
+        settings = WienerSettings if step.kind == "wiener" else RecoverySettings
         try:
-            WienerSettings(**step.params)
+            settings(**step.params)
         except (TypeError, ValueError) as exc:
-            raise PresetError(f"{source}: wiener: {exc}") from None
+            raise PresetError(f"{source}: {step.kind}: {exc}") from None
 
 
-def stage(step: Step, sr: int, frames: int, channels: int) -> Stage:
-    """One function step as a block stage over a stream of `frames` frames."""
-    return KINDS[step.kind](sr, frames, channels, **step.params)
+def stage(step: Step, sr: int, frames: int, channels: int, *, reports: list | None = None) -> Stage:
+    """One function step as a block stage over a stream of `frames` frames; a kind in
+    `REPORTING_KINDS` appends what it found to `reports` as the stream is read."""
+    extra = {"reports": reports} if reports is not None and step.kind in REPORTING_KINDS else {}
+    return KINDS[step.kind](sr, frames, channels, **extra, **step.params)
 
 
 def plugins_stage(steps: tuple[Step, ...], sr: int) -> Stage:

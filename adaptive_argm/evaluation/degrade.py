@@ -7,7 +7,11 @@ Degradations (each alone, or chained, as `combined` does):
   RMS over all channels is exactly `rms_dbfs`; independent per channel.
 - `codec`: a lossy MP3 pass (LAME through pedalboard's `MP3Compressor`, VBR quality 0-10,
   higher = worse). pedalboard compensates the encoder delay: measured lag 0 samples.
-- `bandlimit`: a steep zero-phase elliptic low-pass (scipy `iirdesign` + `sosfiltfilt`).
+- `bandlimit`: a steep zero-phase elliptic low-pass (scipy `iirdesign` + `sosfiltfilt`); nothing
+  to do when the cutoff is at or above the clip's Nyquist frequency.
+- `resample`: down to a lower rate and back with soxr (VHQ), as files that went through a 32, 22.05
+  or 16 kHz stage reach users: the band above the lower rate's Nyquist is gone; same length, no
+  delay. Nothing to do when the clip's own rate is at or below that rate.
 - `hum`: mains hum, a fundamental and its harmonics (amplitude 1/k, seeded phases), the same
   in every channel, scaled to `rms_dbfs`.
 - `dc`: a constant offset.
@@ -15,7 +19,13 @@ Degradations (each alone, or chained, as `combined` does):
   outputs have.
 
 Named degradations (`NAMED`, `parse`): `clean`, `white-45`, `pink-60` (any level: `white-NN`),
-`codec` (`codec-Q`), `bandlimit`, `hum`, `hum-60hz`, `dc`, `overs`, `combined`.
+`codec` (`codec-Q`), `bandlimit`, `resample-32k`, `resample-22k` (22.05 kHz), `resample-16k`, `hum`,
+`hum-60hz`, `dc`, `overs`, `combined`. Names joined by `+` are applied left to right:
+`codec+resample-16k` is the codec pass, then the trip through 16 kHz (what the spectral-recovery
+goals call "band-limited + codec"); `resample-16k+codec` the other order.
+
+Every record also carries the damaged mix's effective cutoff (`lost_band_hz`), measured against
+the clean clip: where the band it lost begins, or NaN when it lost none.
 
 For clips with stems, `apply_to_stems` applies the SAME realisation to the mix and distributes
 it so that the stems still add up to the degraded mix (see its docstring for the split).
@@ -23,6 +33,7 @@ it so that the stems still add up to the degraded mix (see its docstring for the
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -30,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pedalboard
 import scipy.signal
+import soxr
 
 from ..core import levels
 
@@ -46,6 +58,20 @@ BANDLIMIT_STOP_HZ = 16500.0
 BANDLIMIT_STOP_DB = 70.0
 """Stop-band attenuation of ONE pass of the elliptic design; `sosfiltfilt` runs it twice."""
 BANDLIMIT_RIPPLE_DB = 0.05
+RESAMPLE_RATES_HZ = {"32k": 32000, "22k": 22050, "16k": 16000}
+"""`resample-<name>`: MusicGen is a 32 kHz model; AudioLDM and kin generate at 16 kHz, and some
+published MusicGen outputs were resampled to 16 kHz; 22.05 kHz is the classic half rate."""
+SOXR_QUALITY = "VHQ"
+CUTOFF_WELCH_N = 8192
+CUTOFF_KEPT_DB = -20.0
+CUTOFF_CONTENT_DB = 80.0
+CUTOFF_MIN_LOST_HZ = 500.0
+"""`lost_band_hz`: on the long-term spectra (Welch, CUTOFF_WELCH_N-point Hann, mono downmix), a bin
+of the clean clip has content when it is within CUTOFF_CONTENT_DB of the clean clip's strongest
+bin at or above 400 Hz; the damaged clip keeps a bin when its power there is at least
+CUTOFF_KEPT_DB re the clean clip's. The cutoff is the highest kept content bin, when the content
+bins above it span at least CUTOFF_MIN_LOST_HZ (else nothing was lost: NaN)."""
+CUTOFF_REF_HZ = 400.0
 HUM_HZ = 50.0
 HUM_HARMONICS = 5
 HUM_RMS_DBFS = -45.0
@@ -88,17 +114,21 @@ class Applied:
 
 @dataclass(frozen=True)
 class Record:
-    """A named degradation as applied: its steps in order."""
+    """A named degradation as applied: its steps in order, and the damaged mix's effective cutoff
+    (`lost_band_hz`; NaN when it lost no band)."""
 
     name: str
     seed: int
     steps: tuple[Applied, ...]
+    cutoff_hz: float = math.nan
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "seed": self.seed, "steps": [s.to_dict() for s in self.steps]}
+        return {"name": self.name, "seed": self.seed, "steps": [s.to_dict() for s in self.steps],
+                "cutoff_hz": self.cutoff_hz if math.isfinite(self.cutoff_hz) else None}
 
     def summary(self) -> str:
-        return "; ".join(s.summary() for s in self.steps) if self.steps else "none"
+        steps = "; ".join(s.summary() for s in self.steps) if self.steps else "none"
+        return steps + (f"; band lost above {self.cutoff_hz / 1000:.2f} kHz" if math.isfinite(self.cutoff_hz) else "")
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -157,12 +187,48 @@ def lowpass_sos(sr: int, cutoff_hz: float = BANDLIMIT_HZ, stop_hz: float = BANDL
 
 def bandlimit(x: np.ndarray, sr: int, cutoff_hz: float = BANDLIMIT_HZ, stop_hz: float = BANDLIMIT_STOP_HZ,
               seed: int = 0) -> tuple[np.ndarray, Applied]:
-    """Zero-phase steep low-pass: flat to `cutoff_hz`, below -BANDLIMIT_STOP_DB x 2 from `stop_hz`."""
+    """Zero-phase steep low-pass: flat to `cutoff_hz`, below -BANDLIMIT_STOP_DB x 2 from `stop_hz`.
+    A clip whose Nyquist frequency is at or below `cutoff_hz` has nothing to cut: returned as is."""
+    params = {"cutoff_hz": cutoff_hz, "stop_hz": stop_hz, "filter": "elliptic, zero-phase"}
+    if 0 < cutoff_hz and sr / 2 <= cutoff_hz:
+        return x.astype(np.float32), Applied("bandlimit", params, seed, {"nothing_above_cutoff_at_hz": float(sr)})
     if not 0 < cutoff_hz < stop_hz < sr / 2:
         raise ValueError(f"bandlimit needs 0 < cutoff_hz < stop_hz < {sr / 2:.0f} Hz")
     y = scipy.signal.sosfiltfilt(lowpass_sos(sr, cutoff_hz, stop_hz), x.astype(np.float64), axis=1).astype(np.float32)
-    return y, Applied("bandlimit", {"cutoff_hz": cutoff_hz, "stop_hz": stop_hz, "filter": "elliptic, zero-phase"},
-                      seed, {"removed_energy_re_signal_db": rms_dbfs_of_difference(y, x) - levels.rms_dbfs(x)})
+    return y, Applied("bandlimit", params, seed,
+                      {"removed_energy_re_signal_db": rms_dbfs_of_difference(y, x) - levels.rms_dbfs(x)})
+
+
+def resample(x: np.ndarray, sr: int, rate_hz: int = 16000, seed: int = 0) -> tuple[np.ndarray, Applied]:
+    """Down to `rate_hz` and back to `sr` with soxr (VHQ, whole signal: no delay); same shape out.
+    A clip at or below `rate_hz` is returned as is (its band already ends there)."""
+    params = {"rate_hz": int(rate_hz), "resampler": f"soxr {SOXR_QUALITY}"}
+    if rate_hz <= 0:
+        raise ValueError(f"resample needs a positive rate, not {rate_hz}")
+    if rate_hz >= sr:
+        return x.astype(np.float32), Applied("resample", params, seed, {"nothing_to_do_at_hz": float(sr)})
+    down = soxr.resample(np.ascontiguousarray(x.T, dtype=np.float32), sr, rate_hz, quality=SOXR_QUALITY)
+    up = soxr.resample(down, rate_hz, sr, quality=SOXR_QUALITY)
+    y = _fit(np.ascontiguousarray(np.asarray(up, dtype=np.float32).reshape(len(up), -1).T), x.shape[1])
+    return y, Applied("resample", params, seed,
+                      {"removed_energy_re_signal_db": rms_dbfs_of_difference(y, x) - levels.rms_dbfs(x)})
+
+
+def lost_band_hz(clean: np.ndarray, damaged: np.ndarray, sr: int) -> float:
+    """The damaged clip's effective cutoff in Hz, measured against its clean original (see
+    CUTOFF_MIN_LOST_HZ for the rule): where the band it lost begins; NaN when it lost none, as
+    after added noise or a gain. Both `(channels, samples)` at `sr`."""
+    n = min(CUTOFF_WELCH_N, clean.shape[-1])
+    f, pc = scipy.signal.welch(levels.downmix(levels.as_2d(clean)), sr, nperseg=n)
+    _, pd = scipy.signal.welch(levels.downmix(levels.as_2d(damaged)), sr, nperseg=n)
+    above = f >= CUTOFF_REF_HZ
+    if not above.any() or pc[above].max() <= 0.0:
+        return math.nan
+    content = pc >= pc[above].max() * 10.0 ** (-CUTOFF_CONTENT_DB / 10.0)
+    kept = content & (pd >= pc * 10.0 ** (CUTOFF_KEPT_DB / 10.0))
+    top_content = float(f[np.flatnonzero(content)[-1]])
+    top_kept = float(f[np.flatnonzero(kept)[-1]]) if kept.any() else 0.0
+    return top_kept if top_content - top_kept >= CUTOFF_MIN_LOST_HZ else math.nan
 
 
 def hum(x: np.ndarray, sr: int, freq_hz: float = HUM_HZ, harmonics: int = HUM_HARMONICS,
@@ -196,8 +262,9 @@ def overs(x: np.ndarray, sr: int, peak: float = OVERS_PEAK, seed: int = 0) -> tu
                        "samples_over_full_scale": int(np.sum(np.abs(y) > 1.0))})
 
 
-KINDS = {"noise": noise, "codec": codec, "bandlimit": bandlimit, "hum": hum, "dc": dc, "overs": overs}
-LINEAR_KINDS = ("bandlimit", "overs")
+KINDS = {"noise": noise, "codec": codec, "bandlimit": bandlimit, "resample": resample, "hum": hum, "dc": dc,
+         "overs": overs}
+LINEAR_KINDS = ("bandlimit", "resample", "overs")
 """Linear, time-invariant kinds: applied to each stem they give stems that still add up to the
 damaged mix. Everything else is distributed to stems as a difference signal."""
 
@@ -213,6 +280,7 @@ def _named() -> dict[str, tuple[Degradation, ...]]:
     named.update({
         "codec": (Degradation("codec", {"vbr_quality": CODEC_VBR_QUALITY}),),
         "bandlimit": (Degradation("bandlimit", {"cutoff_hz": BANDLIMIT_HZ}),),
+        **{f"resample-{k}": (Degradation("resample", {"rate_hz": v}),) for k, v in RESAMPLE_RATES_HZ.items()},
         "hum": (Degradation("hum", {"freq_hz": HUM_HZ, "rms_dbfs": HUM_RMS_DBFS}),),
         "hum-60hz": (Degradation("hum", {"freq_hz": 60.0, "rms_dbfs": HUM_RMS_DBFS}),),
         "dc": (Degradation("dc", {"offset": DC_OFFSET}),),
@@ -238,7 +306,10 @@ _PATTERN = re.compile(r"^(white|pink)-(\d+(?:\.\d+)?)$|^codec-(\d+(?:\.\d+)?)$")
 
 def parse(name: str) -> tuple[Degradation, ...]:
     """The steps of a named degradation; `white-NN` / `pink-NN` (noise at -NN dBFS) and
-    `codec-Q` take any level. Raises ValueError with the known names."""
+    `codec-Q` take any level; `a+b` is `a`'s steps, then `b`'s. Raises ValueError with the
+    known names."""
+    if "+" in name:
+        return tuple(step for part in name.split("+") for step in parse(part))
     if name in NAMED:
         return NAMED[name]
     m = _PATTERN.match(name)
@@ -246,7 +317,8 @@ def parse(name: str) -> tuple[Degradation, ...]:
         return (Degradation("noise", {"color": m.group(1), "rms_dbfs": -float(m.group(2))}),)
     if m and m.group(3) is not None and 0.0 <= float(m.group(3)) <= 10.0:
         return (Degradation("codec", {"vbr_quality": float(m.group(3))}),)
-    raise ValueError(f"unknown degradation {name!r}; known: {', '.join(NAMED)} (also white-NN, pink-NN, codec-Q)")
+    raise ValueError(f"unknown degradation {name!r}; known: {', '.join(NAMED)} (also white-NN, pink-NN, codec-Q, "
+                     "and names joined by + to apply them in turn)")
 
 
 def step_seed(seed: int, index: int) -> int:
@@ -267,7 +339,7 @@ def apply(name: str, x: np.ndarray, sr: int, seed: int = 0) -> tuple[np.ndarray,
     for i, step in enumerate(parse(name)):
         y, a = KINDS[step.kind](y, sr, **step.params, seed=step_seed(seed, i))
         applied.append(a)
-    return y, Record(name, seed, tuple(applied))
+    return y, Record(name, seed, tuple(applied), lost_band_hz(x, y, sr) if applied else math.nan)
 
 
 # --- stems ------------------------------------------------------------------------------------
@@ -299,7 +371,7 @@ def apply_to_stems(name: str, mix: np.ndarray, stems: dict[str, np.ndarray], sr:
     """Degrade `mix` exactly as `apply` does, and give the stems the same damage so that they
     add up to the degraded mix (assuming the clean stems add up to `mix`).
 
-    Linear, time-invariant steps (`bandlimit`, `overs`) are applied to each stem. For the other
+    Linear, time-invariant steps (`bandlimit`, `resample`, `overs`) are applied to each stem. For the other
     steps the difference they make to the mix is distributed with `split`:
     - `mask`: by soft masks from the stems' powers (`split_difference`): an ideal separator;
     - `other`: all of it into `other` (drums and bass stay clean: an optimistic separator);
@@ -318,10 +390,9 @@ def apply_to_stems(name: str, mix: np.ndarray, stems: dict[str, np.ndarray], sr:
             if step.kind == "overs":
                 gain = 10 ** (a.measured["gain_db"] / 20)
                 out = {k: v * gain for k, v in out.items()}
-            else:
-                sos = lowpass_sos(sr, step.params.get("cutoff_hz", BANDLIMIT_HZ),
-                                  step.params.get("stop_hz", BANDLIMIT_STOP_HZ))
-                out = {k: scipy.signal.sosfiltfilt(sos, v, axis=1) for k, v in out.items()}
+            else:  # the same filter on every stem (in float32, as on the mix)
+                out = {k: KINDS[step.kind](v.astype(np.float32), sr, **step.params)[0].astype(np.float64)
+                       for k, v in out.items()}
         else:
             d = y_next.astype(np.float64) - y.astype(np.float64)
             if split == "mask":
@@ -334,4 +405,5 @@ def apply_to_stems(name: str, mix: np.ndarray, stems: dict[str, np.ndarray], sr:
     # stem so the sum is exact to float32 precision.
     target = "vocals" if split == "vocals" else "other"
     out[target] = out.get(target, np.zeros(y.shape)) + (y.astype(np.float64) - sum(out.values()))
-    return y, {k: v.astype(np.float32) for k, v in out.items()}, Record(name, seed, tuple(applied))
+    record = Record(name, seed, tuple(applied), lost_band_hz(mix, y, sr) if applied else math.nan)
+    return y, {k: v.astype(np.float32) for k, v in out.items()}, record
