@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..config import SettingError, UserError, describe_error
 from ..core import interrupts
@@ -23,7 +24,8 @@ FLAGS = {"mode": "--mode", "preset": "--preset", "clip_mode": "--clip-mode", "sk
          "device": "--device", "model_repo": "--model-repo", "jobs": "--jobs", "missing": "--missing",
          "duration_s": "--duration", "clean": "--clean", "split": "--split", "corpus": "--corpus",
          "excerpt_s": "--excerpt-s", "segment": "--segment", "overlap": "--overlap", "shifts": "--shifts",
-         "min_active_fraction": "--min-active"}
+         "min_active_fraction": "--min-active",
+         "backend": "--backend", "address": "--address"}
 """The flag of each library setting that errors name (`config.Setting.name`): how the CLI says them."""
 
 
@@ -32,7 +34,7 @@ class UsageError(Exception):
 
 
 def fail(message: str, code: int = 1):
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

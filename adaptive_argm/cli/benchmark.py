@@ -3,6 +3,7 @@ clean), written as Markdown + CSV tables."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import List, Optional
 
@@ -10,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import COMPARE_MODES
-from ..core import results
+from ..core import backends, results
 from ..core.presets import PresetError
 from ..evaluation import benchmark as bench
 from ..evaluation import clips as clip_sources
@@ -58,11 +59,15 @@ def benchmark(
     active_floor_dbfs: float = o.ActiveFloor,
     clip_mode: str = o.ClipMode,
     seed: int = typer.Option(bench.DEFAULT_SEED, "--seed", help="Base seed of every degradation realisation."),
-    jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes (0: one per CPU core)."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Workers (0: one per CPU core, of the cluster with "
+                                                    "--backend ray)."),
+    backend: str = o.Backend,
+    address: Optional[str] = o.Address,
 ) -> None:
     """Degrade clean clips in controlled, seeded ways at their own rate, restore them with each
     preset and mode, and score every result against the clean original."""
-    with friendly_errors():
+    with friendly_errors(), ExitStack() as ctx:
+        chosen = backends.make(backend, address)
         settings = bench.BenchmarkSettings(
             degradations=_list(degradations, "--degrade"), presets=_list(preset_list, "--presets"),
             modes=_list(modes, "--modes"), seed=seed,
@@ -93,16 +98,17 @@ def benchmark(
             clips += clip_sources.folder_clips(clean, settings.excerpt_s)
         if not clips:
             raise UsageError("no clean clips: give --clean, or drop --no-corpus")
+        ctx.enter_context(o.connected(chosen))
         total = len(clips) * len(settings.degradations)
         if err_console.is_terminal:
             progress = Progress(TextColumn("clip x degradation"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), console=err_console, transient=True)
             with progress:
                 task = progress.add_task("", total=total)
-                result, written = run_into(out, clips, settings,
+                result, written = run_into(out, clips, settings, backend=chosen,
                                            on_done=lambda done, _: progress.update(task, completed=done))
         else:
-            result, written = run_into(out, clips, settings)
+            result, written = run_into(out, clips, settings, backend=chosen)
         for source in dict.fromkeys(c.source for c in result.clips):
             console.print(render(headline_table(
                 means(result.cases, source), "si_sdr_change_db", "si_sdr_change_worst_db",
