@@ -10,6 +10,7 @@ weights instead. Timings on a shared machine are noisy: the load average is prin
     python eval/bench.py --lengths 30 --channels 2 --out /tmp/bench.md
     python eval/bench.py --long 600      # peak RSS of a 10-minute stereo file: run direct, stem-wise, compare, metrics
     python eval/bench.py --hour          # peak RSS of an hour of stereo (32 and 44.1 kHz): run direct, metrics
+    python eval/bench.py --ray --out eval/results/ray.md   # the Ray backend: 1 vs 2 workers, overhead, projection
     python eval/bench.py --recovery FILE --out eval/results/bench_recovery.md  # the spectral_recovery step alone
 """
 
@@ -158,10 +159,10 @@ def worker(spec: dict) -> dict:
             "separations": calls["n"], "mode_used": result.plan.mode_used}
 
 
-def measured(spec: dict) -> dict:
+def measured(spec: dict, env: dict | None = None) -> dict:
     """Run `worker(spec)` in a fresh process; add its own peak RSS (from wait4, not a sum)."""
     proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     stdout, stderr = proc.stdout.read(), proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -390,6 +391,30 @@ def long_rss(seconds: float, repo: Path, model: str, device: str, preset: str, w
     return lines
 
 
+def ray_report(args, repo: Path, model: str, note: str, preset: str, work: Path) -> int:
+    """The Ray backend's section: scaling and overhead, stage costs, the projection."""
+    import bench_ray
+
+    start = machine_line()
+    clips, clip_s = args.ray_clips or bench_ray.CLIPS, args.ray_clip_s or bench_ray.CLIP_S
+    runs, figures = bench_ray.scaling(__file__, synth_clip, repo, model, preset, work, clips, clip_s, args.ray_repeats)
+    costs = bench_ray.stage_costs(measured, synth_clip, repo, model, preset, work)
+    land_s_per_mb = figures.get("land_s_per_mb")
+    lines = ["# The Ray backend: scaling, overhead, projection", "", f"- separator: {note}",
+             f"- machine at start: {start}", f"- machine at end: {machine_line()}", f"- preset: {preset}", "",
+             "## 1 vs 2 workers, Ray vs the local process pool", "", *runs, "",
+             "## Projection: eval over 10,000 clips of 30 s on N GPUs", ""]
+    lines += (bench_ray.projection(costs, land_s_per_mb, bench_ray.eval_mb_per_clip(), bench_ray.workers_per_gpu())
+              if "error" not in costs else [f"- stage costs: {costs['error']}"])
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lengths", default="30,300", help="clip lengths in seconds (default 30,300)")
@@ -407,11 +432,21 @@ def main(argv=None) -> int:
                     help=f"also measure an hour of stereo at 32 and 44.1 kHz ({', '.join(HOUR_COMMANDS)})")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
     ap.add_argument("--out", type=Path, help="write the Markdown report here")
+    ap.add_argument("--ray", action="store_true", help="only the Ray backend's section (eval/bench_ray.py)")
+    ap.add_argument("--ray-clips", type=int, default=0, help="clips per Ray run (default 12)")
+    ap.add_argument("--ray-clip-s", type=float, default=0, help="seconds per clip of the Ray runs (default 8)")
+    ap.add_argument("--ray-repeats", type=int, default=1, help="runs of each Ray configuration (the best counts)")
     ap.add_argument("--recovery", type=Path, help="time the spectral_recovery step alone on 30 s of this file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--ray-worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+    if args.ray_worker:
+        import bench_ray
+
+        print(json.dumps(bench_ray.ray_worker(json.loads(args.ray_worker))))
         return 0
     if args.recovery:
         text = "\n".join(["# adaptive-argm bench: spectral recovery", "", *recovery_bench(args.recovery)]) + "\n"
@@ -432,6 +467,8 @@ def main(argv=None) -> int:
     else:
         repo, model, note = random_model_repo(work / "repo"), RANDOM_MODEL, f"full-size HTDemucs, {RANDOM_NOTE}"
     print(f"separator: {note}", flush=True)
+    if args.ray:
+        return ray_report(args, repo, model, note, preset, work)
     lengths = [float(v) for v in args.lengths.split(",") if v]
     channels = [int(v) for v in args.channels.split(",") if v]
     commands = [c for c in args.commands.split(",") if c]

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..config import VERSION, SettingError, UserError, describe_error
 from ..core import interrupts
@@ -24,7 +25,8 @@ FLAGS = {"mode": "--mode", "preset": "--preset", "clip_mode": "--clip-mode", "sk
          "duration_s": "--duration", "clean": "--clean", "split": "--split", "corpus": "--corpus",
          "excerpt_s": "--excerpt-s", "segment": "--segment", "overlap": "--overlap", "shifts": "--shifts",
          "min_active_fraction": "--min-active", "format": "--format", "bits": "--bits",
-         "target_lufs": "--target-lufs", "true_peak_db": "--true-peak-db"}
+         "target_lufs": "--target-lufs", "true_peak_db": "--true-peak-db", "backend": "--backend",
+         "address": "--address"}
 """The flag of each library setting that errors name (`config.Setting.name`): how the CLI says them."""
 
 
@@ -33,7 +35,7 @@ class UsageError(Exception):
 
 
 def fail(message: str, code: int = 1):
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

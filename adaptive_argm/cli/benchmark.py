@@ -3,13 +3,14 @@ clean), written as Markdown + CSV tables."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from ..config import COMPARE_MODES
-from ..core import results
+from ..core import backends, results
 from ..core.table import Table
 from ..core.presets import PresetError
 from ..evaluation import benchmark as bench
@@ -59,11 +60,15 @@ def benchmark(
     active_floor_dbfs: float = o.ActiveFloor,
     clip_mode: str = o.ClipMode,
     seed: int = typer.Option(bench.DEFAULT_SEED, "--seed", help="Base seed of every degradation realisation."),
-    jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes (0: one per CPU core)."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Workers (0: one per CPU core, of the cluster with "
+                                                    "--backend ray)."),
+    backend: str = o.Backend,
+    address: Optional[str] = o.Address,
 ) -> None:
     """Degrade clean clips in controlled, seeded ways at their own rate, restore them with each
     preset and mode, and score every result against the clean original."""
-    with friendly_errors():
+    with friendly_errors(), ExitStack() as ctx:
+        chosen = backends.make(backend, address)
         settings = bench.BenchmarkSettings(
             degradations=_list(degradations, "--degrade"), presets=_list(preset_list, "--presets"),
             modes=_list(modes, "--modes"), seed=seed,
@@ -94,10 +99,11 @@ def benchmark(
             clips += clip_sources.folder_clips(clean, settings.excerpt_s)
         if not clips:
             raise UsageError("no clean clips: give --clean, or drop --no-corpus")
+        ctx.enter_context(o.connected(chosen))
         progress = bar()
         with progress:
             task = progress.add_task("clip x degradation", total=len(clips) * len(settings.degradations))
-            result, written = run_into(out, clips, settings,
+            result, written = run_into(out, clips, settings, backend=chosen,
                                        on_done=lambda done, total: progress.update(task, completed=done))
         for source in dict.fromkeys(c.source for c in result.clips):
             console.print(render(headline_table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +11,7 @@ from ..core.separate import SeparatorOptions
 from ..evaluation import generate, records, runner, tables
 from . import options as o
 from ..config import describe_error
-from ..core import results
+from ..core import backends, results
 from .app import FLAGS, UsageError, app, console, friendly_errors
 from .progress import bar
 from .tables import render
@@ -22,7 +23,8 @@ STATUS_STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
 def eval_(
     prompts: Path = typer.Argument(..., help="Prompt set TOML (clip tables: id, prompt, tags, audio or stems)."),
     out: Path = typer.Option(..., "--out", "-o", help="Results folder (reused: finished clips are not recomputed)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes (one clip each at a time)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Workers, one clip each at a time (default 1; "
+                                       "with --backend ray, one per CPU of the cluster)."),
     separator: str = typer.Option("auto", "--separator", rich_help_panel=o.SEP,
                                   help="auto (an entry's own stems when it gives them, else Demucs if its "
                                        "weights are here, else direct, with a notice) | stems (the same) | "
@@ -43,17 +45,20 @@ def eval_(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw each clip's spectrogram figures."),
     missing: str = typer.Option("skip", "--missing", help="skip | fail, for clips whose audio cannot be had "
                                 "(missing file, no --generate, MusicGen weights not here and no network)."),
+    backend: str = o.Backend,
+    address: Optional[str] = o.Address,
 ) -> None:
     """Run `compare` on every clip of a prompt set; writes results.csv, results.json, summary.md and
     report.html. Exit code 1 when any clip failed (the others are still evaluated and written)."""
     with friendly_errors():
+        chosen = backends.make(backend, address)
         settings = records.EvalSettings(
             pipeline=o.make_settings(preset=preset, preset_file=preset_file, clip_mode=clip_mode,
                                      skip_policy=skip_policy),
             separation=SeparatorOptions(separator, model=model, model_repo=model_repo, device=device, force=force),
             generate=generate_,
             generation=generate.GenerationSettings(model=gen_model, duration_s=duration, seed=seed, device=device),
-            missing=missing, jobs=jobs, figures=figures)
+            missing=missing, jobs=1 if jobs is None else jobs, figures=figures)
         try:
             prompt_set = records.load_prompts(prompts)
         except (records.EvalError, OSError) as exc:  # the prompt set is the command's own argument
@@ -75,8 +80,9 @@ def eval_(
         def on_note(text: str) -> None:
             progress.console.print(f"[yellow]notice:[/] {text}", highlight=False, soft_wrap=True)
 
-        with progress:
-            result = runner.run(prompt_set, out, settings, on_clip=on_clip, on_note=on_note)
+        with o.connected(chosen), progress:
+            settings = replace(settings, jobs=o.jobs_for(jobs, chosen))
+            result = runner.run(prompt_set, out, settings, on_clip=on_clip, on_note=on_note, backend=chosen)
         a = result.aggregate
         if a.counts["routed"]:
             console.print(render(tables.wins_table(a)))

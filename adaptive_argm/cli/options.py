@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, get_type_hints
 
 import typer
+from rich.markup import escape
 
 from ..config import CLIP_MODES, DEFAULT_MODEL, DEFAULT_PRESET, SEPARATORS, SKIP_POLICIES
-from ..core import pipeline, presets, separate
+from ..core import backends, pipeline, presets, separate
 from ..core.route import RouterConfig
 from ..core.separate import SeparationError, SeparatorOptions
 from .app import FLAGS, UsageError
@@ -77,8 +79,33 @@ Residual = typer.Option(False, "--residual", rich_help_panel=OUT,
                              "residual.wav (compare: residual-<mode>.wav).")
 NoRecovery = typer.Option(False, "--no-recovery", help="Leave out the preset's spectral recovery of a band a "
                                                        "resampler or codec cut off.", rich_help_panel=DSP)
+BACKEND = "Backend"
+Backend = typer.Option("local", "--backend", rich_help_panel=BACKEND,
+                       help="local (this machine's worker processes) | ray (a Ray cluster; "
+                            f"{escape(backends.RAY_HINT)}).")
+Address = typer.Option(None, "--address", rich_help_panel=BACKEND,
+                       help="With --backend ray: the cluster to join (auto, HOST:PORT or ray://HOST:PORT); "
+                            "default: start a local Ray instance with this machine's CPUs.")
 Overwrite = typer.Option(False, "--overwrite", help="Replace the result of another input that --out holds "
                                                     "(its own files only; other files are never touched).")
+
+
+@contextmanager
+def connected(chosen: backends.Backend):
+    """`chosen` (`backends.make`: checked with the other options), reached before any work and
+    let go of afterwards."""
+    try:
+        chosen.connect()
+        yield chosen
+    finally:
+        chosen.close()
+
+
+def jobs_for(jobs: Optional[int], chosen: backends.Backend) -> int:
+    """`--jobs` as given; unset: 1 here, one per CPU of a cluster."""
+    if jobs is not None:
+        return jobs
+    return chosen.workers(0, 1 << 30) if chosen.distributed else 1
 
 
 def router_config(min_rel_db: float, min_active: float, active_rel_db: float, active_floor_dbfs: float) -> RouterConfig:

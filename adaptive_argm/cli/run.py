@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from ..core import batch, pipeline, results
+from ..core import backends, batch, pipeline, results
 from ..core.table import fmt
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
@@ -103,13 +103,13 @@ def print_batch(result: batch.BatchResult) -> None:
 
 
 def run_many(specs: list[str], out: Optional[Path], sep, settings: pipeline.Settings, notice: Optional[str],
-             jobs: int, recursive: bool = False) -> None:
+             jobs: Optional[int], recursive: bool = False, chosen: backends.Backend = backends.LOCAL) -> None:
     if notice:
         err_console.print(f"[yellow]notice:[/] {notice}", soft_wrap=True)
     progress, callbacks = batch_progress()
-    with progress:
+    with o.connected(chosen), progress:
         result = batch.run_batch(specs, out if out is not None else Path("restored"), sep, settings, notice=notice,
-                                 jobs=jobs, recursive=recursive, **callbacks)
+                                 jobs=o.jobs_for(jobs, chosen), recursive=recursive, backend=chosen, **callbacks)
     print_batch(result)
     if not result.ok:
         raise typer.Exit(1)
@@ -123,13 +123,17 @@ def run(
                                             "More than one, a folder or a pattern runs a batch into OUT/<track>/."),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="Output folder (default restored/<track>/; for a batch, the root)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for a batch (each loads its own model)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j",
+                                       help="Workers for a batch, each loading its own model (default 1; with "
+                                            "--backend ray, one per CPU of the cluster)."),
     mode: str = o.Mode,
     keep_stems: bool = typer.Option(False, "--keep-stems", help="Also write stems/<name>[.restored].wav."),
     recursive: bool = typer.Option(False, "--recursive", "-r",
                                    help="Also take audio files in a folder's subfolders; their results keep the "
                                         "subfolders under OUT."),
     overwrite: bool = o.Overwrite,
+    backend: str = o.Backend,
+    address: Optional[str] = o.Address,
     *,
     shared: o.SharedOptions,
 ) -> None:
@@ -143,8 +147,11 @@ def run(
             raise UsageError("--stems holds one mix's stems; it cannot be used with several inputs")
         if many and overwrite:
             raise UsageError("--overwrite is for one input's --out; a batch gives each input a free folder itself")
-        if jobs < 1:
+        if jobs is not None and jobs < 1:
             raise UsageError(f"--jobs must be at least 1, not {jobs}")
+        chosen = backends.make(backend, address)
+        if not many and chosen.distributed:
+            raise UsageError("--backend ray runs a batch (several inputs, a folder or a pattern); one file runs here")
         input = Path(inputs[0])
         for spec in inputs:
             if not batch.is_pattern(spec) and not Path(spec).is_dir():
@@ -158,7 +165,7 @@ def run(
                 raise UsageError(str(exc)) from None
             if out is not None and out.exists() and not out.is_dir():
                 raise UsageError(f"--out {out}: exists and is not a folder")
-            return run_many(inputs, out, sep, settings, notice, jobs, recursive)
+            return run_many(inputs, out, sep, settings, notice, jobs, recursive, chosen)
         folder = choose_out(out, input, pipeline.run_kind(input, settings), default_root="restored", overwrite=overwrite,
                             protect=shared.inputs())
         progress, on_stage, on_progress = stage_progress()

@@ -7,7 +7,8 @@ Each input gets its own folder `out_root/<track>/` (a recursive batch keeps the 
 its earlier one, never part of one. A folder that holds another input's result is never
 reused: the input gets the next free name. A file counts as done when its report.json records
 the same settings fingerprint and the same input (path, size, modification time); a rerun
-skips it. A file that fails is recorded with its one-line error and the batch goes on.
+skips it. A file that fails is recorded with its one-line error and the batch goes on. The
+files run in this process, in a local process pool, or on a Ray cluster (`core.backends`).
 batch.json is rewritten atomically after every file that ran, so an interrupted batch leaves
 only finished results and a record of them.
 """
@@ -24,9 +25,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..config import JOBS, VERSION, SettingError, describe_error
-from . import audio, interrupts, pipeline, presets, results, workers
+from . import audio, backends, interrupts, pipeline, presets, results
 from .report import digest, to_json
-from .separate import Separator
+from .separate import DemucsSeparator, Separator
 
 BATCH_FILE = "batch.json"
 REPORT_FILE = "report.json"
@@ -319,7 +320,8 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator: Separat
               settings: pipeline.Settings = pipeline.Settings(), *, notice: str | None = None, jobs: int = 1,
               on_plan: Callable[[list[Job]], None] | None = None, on_start: Callable[[Job], None] | None = None,
               on_stage: Callable[[str], None] | None = None,
-              on_done: Callable[[FileResult], None] | None = None, recursive: bool = False) -> BatchResult:
+              on_done: Callable[[FileResult], None] | None = None, recursive: bool = False,
+              backend: backends.Backend | None = None) -> BatchResult:
     """Restore every audio file named by `inputs` (files, folders, glob patterns) into
     `out_root/<track>/`, skipping up-to-date results, with `jobs` worker processes (1: in this
     process); with `recursive`, a folder's subfolders too, their results in the same tree
@@ -329,12 +331,14 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator: Separat
     did), and the interrupt is raised again.
 
     `separator` is as for `pipeline.run` (it must be picklable for `jobs > 1`; each worker
-    loads its model once). `on_start`/`on_stage` report progress with `jobs == 1` only;
+    loads its model once). `backend` (default: this machine) runs them; a distributed one runs
+    even one file on its workers. `on_start`/`on_stage` report progress with `jobs == 1` only;
     `on_plan` gets the job list first; `on_done` is called for every file as it finishes,
     skipped ones included.
     """
     if jobs < 1:
         raise SettingError(JOBS, f" must be at least 1, not {jobs}")
+    backend = backend or backends.LOCAL
     out_root = Path(out_root)
     if out_root.exists() and not out_root.is_dir():
         raise OSError(f"{out_root}: exists and is not a folder, cannot write output there")
@@ -362,13 +366,13 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator: Separat
         else:
             todo.append(job)
     try:
-        if jobs == 1 or len(todo) <= 1:
+        if not backend.distributed and (jobs == 1 or len(todo) <= 1):
             for job in todo:
                 if on_start:
                     on_start(job)
                 record(job, run_one(job, separator, settings, fp, notice, on_stage))
-        else:
-            _run_pool(todo, min(jobs, len(todo)), separator, settings, fp, notice, record)
+        elif todo:
+            _run_pool(todo, min(jobs, len(todo)), separator, settings, fp, notice, record, backend)
     except KeyboardInterrupt:
         # A result committed just as the interrupt came (its commit holds signals off) is finished.
         for job in todo:
@@ -381,19 +385,22 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator: Separat
     return write_record(all_jobs, done, out_root, fp, settings)
 
 
-def _run_pool(todo: list[Job], jobs: int, separator, settings, fp, notice, record) -> None:
+def _run_pool(todo: list[Job], jobs: int, separator, settings, fp, notice, record, backend) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
 
     def done(i: int, finished: Future) -> None:
         try:
             result = finished.result()
+        except (results.ResultError, OSError) as exc:  # a worker's result that its folder cannot take
+            result = FileResult(str(todo[i].input), str(todo[i].out_dir), "failed", error=describe_error(exc))
         except Exception as exc:  # the worker itself died (out of memory, killed)
             result = FileResult(str(todo[i].input), str(todo[i].out_dir), "failed",
                                 error=f"worker: {describe_error(exc)}")
         record(todo[i], result)
 
-    workers.run_tasks(_work, todo, jobs, done, initializer=_init_worker,
-                      initargs=(separator, settings, fp, notice, threads))
+    gpu = isinstance(separator, DemucsSeparator) and separator.device != "cpu"
+    backend.run_tasks(_work, todo, jobs, done, initializer=_init_worker,
+                      initargs=(separator, settings, fp, notice, threads), gpu=gpu)
 
 
 def write_record(all_jobs: list[Job], done: dict[Job, FileResult], out_root: Path, fp: str,

@@ -13,6 +13,10 @@ staged in that folder once the process that made it is gone.
 
 Nothing in a folder is replaced or removed unless the folder's manifest lists it as its own
 (`holding`); an input of the run is never written over, even when a manifest lists it.
+
+A worker on another machine does not write into the output folder at all: while a `sink` is
+open (`core.backends`), sets stage in a local temporary folder and their commit hands the
+staged files and the manifest to the sink; the driver then commits them here, as above.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ STAGING_PREFIX = ".adaptive-argm-staging-"
 RECORD_KEY = "result_set"
 """The manifest's record of its set: `{"input": resolved input path or null, "files": [...]}`."""
 SCHEMA_PREFIX = "adaptive-argm/"
+_sinks: list = []
+"""Open sinks, innermost last (`sink`)."""
 
 
 class ResultError(UserError):
@@ -215,7 +221,8 @@ class ResultSet:
         self.replace_other = replace_other
         self.staging: Path | None = None
         self.committed = False
-        self._stage = _Staging(self.folder)
+        self._sink = _sinks[-1] if _sinks else None
+        self._stage = _Staging(self._sink.staging_root if self._sink else self.folder)
 
     def __enter__(self) -> ResultSet:
         problem = conflict(self.folder, self.kind, self.input, protect=self.protect, replace_other=self.replace_other)
@@ -277,6 +284,10 @@ class ResultSet:
         see the module docstring for the order. Raises `ResultError` (and changes nothing)
         when the folder meanwhile holds another input's result or a file that is not ours."""
         names = self.staged_files()
+        if self._sink is not None:
+            self._sink.take(self, names, self.published(manifest))
+            self.committed = True
+            return self.folder / self.kind.manifest
         record = {RECORD_KEY: {"input": input_key(self.input) if self.input is not None else None, "files": names}}
         staged_manifest = self.staging / self.kind.manifest
         staged_manifest.write_text(to_json({**self.published(manifest), **record}), encoding="utf-8")
@@ -341,6 +352,17 @@ class View:
 
     def published(self, obj):
         return self.result_set.published(obj)
+
+
+@contextmanager
+def sink(target) -> Iterator:
+    """While the block runs, every set stages under `target.staging_root` and its commit calls
+    `target.take(result_set, names, manifest)` instead of touching the set's folder."""
+    _sinks.append(target)
+    try:
+        yield target
+    finally:
+        _sinks.remove(target)
 
 
 Staged = (ResultSet, View)

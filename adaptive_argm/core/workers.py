@@ -79,9 +79,9 @@ def _stop(pool: ProcessPoolExecutor, started_before: set) -> None:
 
 
 def map_ordered(fn: Callable[[Any], Any], tasks: Sequence, jobs: int,
-                on_progress: Callable[[int, int], None] | None = None) -> list:
-    """`fn(task)` for every task as `run_tasks` runs it, the results in task order; an exception
-    in a task is raised here. `on_progress(done, total)` after each task."""
+                on_progress: Callable[[int, int], None] | None = None, *, run: Callable[..., None] | None = None) -> list:
+    """`fn(task)` for every task as `run_tasks` (or `run`, a backend's own) runs it, the results
+    in task order; an exception in a task is raised here. `on_progress(done, total)` after each task."""
     results: list = [None] * len(tasks)
     finished = 0
 
@@ -92,5 +92,5 @@ def map_ordered(fn: Callable[[Any], Any], tasks: Sequence, jobs: int,
         if on_progress:
             on_progress(finished, len(tasks))
 
-    run_tasks(fn, tasks, jobs, done)
+    (run or run_tasks)(fn, tasks, jobs, done)
     return results

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, SKIP_POLICIES, SKIP_POLICY, ClipMode, Setting, SettingError,
                       SkipPolicy, check_choice)
-from ..core import intrusive, levels, metrics, pipeline, presets, workers
+from ..core import backends, intrusive, levels, metrics, pipeline, presets
 from ..core.audio import WORK_SR
 from ..core.dc import remove_dc
 from ..core.metrics import MetricPanel
@@ -359,9 +359,11 @@ def clip_halves(clips: list[CleanClip]) -> dict[tuple[str, str], str]:
 
 
 def run_benchmark(clips: list[CleanClip], settings: BenchmarkSettings = BenchmarkSettings(), *,
-                  on_done: Callable[[int, int], None] | None = None) -> BenchmarkResult:
-    """Every clip x degradation x preset x mode; `on_done(done, total)` after each clip x
-    degradation pair."""
+                  on_done: Callable[[int, int], None] | None = None,
+                  backend: backends.Backend | None = None) -> BenchmarkResult:
+    """Every clip x degradation x preset x mode, the pairs on `backend` (default: this machine's
+    process pool); `on_done(done, total)` after each clip x degradation pair."""
+    backend = backend or backends.LOCAL
     check(settings)
     if not clips:
         raise ValueError("no clean clips to benchmark")
@@ -372,9 +374,10 @@ def run_benchmark(clips: list[CleanClip], settings: BenchmarkSettings = Benchmar
     clips = [c.head(settings.excerpt_s) for c in clips]
     half = clip_halves(clips)
     tasks = [(c, d, settings, half[(c.source, c.name)]) for c in clips for d in settings.degradations]
-    results = workers.map_ordered(_run_pair, tasks, settings.jobs, on_done)
+    used = backend.workers(settings.jobs, len(tasks))
+    results = backend.map_ordered(_run_pair, tasks, settings.jobs, on_done)
     cases = tuple(c for cases, _ in results for c in cases)
     records = tuple((t[0].name, rec) for t, (_, rec) in zip(tasks, results))
     info = tuple(ClipInfo(c.name, c.source, c.duration_s, c.sr, half[(c.source, c.name)]) for c in clips)
     return BenchmarkResult(cases, records, settings, info, time.perf_counter() - t0,
-                           workers.worker_count(settings.jobs, len(tasks)))
+                           used)

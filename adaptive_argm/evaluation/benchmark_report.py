@@ -125,13 +125,13 @@ def write_outputs(result: BenchmarkResult, out_dir: str | Path, stem: str = "pai
 
 
 def run_into(out_dir: str | Path, clips: list[CleanClip], settings: BenchmarkSettings, *,
-             on_done: Callable[[int, int], None] | None = None,
-             stem: str = "paired") -> tuple[BenchmarkResult, list[Path]]:
+             on_done: Callable[[int, int], None] | None = None, stem: str = "paired",
+             backend: Backend | None = None) -> tuple[BenchmarkResult, list[Path]]:
     """`run_benchmark`, its tables staged in `out_dir` from the start (so an interrupt leaves
     nothing there, and a folder that cannot take them is refused before any work), then
     committed as `write_outputs` does."""
     with results.ResultSet(out_dir, tables_set(stem)) as staged:
-        result = run_benchmark(clips, settings, on_done=on_done)
+        result = run_benchmark(clips, settings, on_done=on_done, backend=backend)
         return result, _commit_tables(result, staged, stem)
 
 

@@ -2,6 +2,9 @@
 resumably), generates missing clips with MusicGen when asked, and writes results.csv,
 results.json, summary.md and report.html.
 
+The clips run on a backend (`core.backends`): this machine's process pool, or a Ray cluster
+whose workers hand each clip's files back to be committed here.
+
 An interrupted run resumes where it stopped: a clip is reused when its clip.json says `ok` with
 the same fingerprint (`records.fingerprint`); anything else is recomputed. A failing clip is
 recorded with its error and the run goes on. Every clip, every generated clip and the result
@@ -20,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..core import audio, figures, interrupts, pipeline, presets, results, separate, workers
+from ..core import audio, backends, figures, interrupts, pipeline, presets, results, separate
 from ..core.audio import WORK_SR
 from ..core.report import to_json
 from . import generate as musicgen
@@ -162,30 +165,78 @@ def _generation_done(clip: PromptClip, clip_dir: Path, g: musicgen.GenerationSet
 
 
 def _generate_clips(clips: list[PromptClip], out_dir: Path, settings: EvalSettings,
-                    on_note: Callable[[str], None]) -> dict[str, ClipOutcome]:
+                    on_note: Callable[[str], None], backend: backends.Backend) -> dict[str, ClipOutcome]:
     """Make generated.wav for each clip that needs it (the model is loaded once, in this
-    process); returns the clips that failed."""
+    process, or once per worker of a distributed backend); returns the clips that failed."""
     failed: dict[str, ClipOutcome] = {}
     todo = [c for c in clips if not _generation_done(c, out_dir / CLIPS_DIR / c.id, settings.generation)]
     if not todo:
         return failed
     on_note(f"generating {len(todo)} clip(s) with {settings.generation.model}")
+    if backend.distributed:  # each worker loads MusicGen once, and generates the clips it is given
+        return _generate_on(backend, [GenerationJob(c, out_dir / CLIPS_DIR / c.id, settings.generation)
+                                      for c in todo], settings.jobs)
     try:
         model, processor = musicgen.load(settings.generation.model, settings.generation.device)
     except Exception as exc:  # availability was checked up front: this is a real failure
         return {c.id: ClipOutcome(c.id, "failed", error=f"generation: {_one_line(exc)}") for c in todo}
     for clip in todo:
-        clip_dir = out_dir / CLIPS_DIR / clip.id
+        outcome = _generate_one(GenerationJob(clip, out_dir / CLIPS_DIR / clip.id, settings.generation),
+                                model, processor)
+        if outcome is not None:
+            failed[clip.id] = outcome
+    return failed
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    clip: PromptClip
+    clip_dir: Path
+    settings: musicgen.GenerationSettings
+
+
+def _generate_one(job: GenerationJob, model, processor) -> ClipOutcome | None:
+    """generated.wav with its generated.json, as one result set; a failed outcome or None."""
+    try:
+        with results.ResultSet(job.clip_dir, GENERATED_SET) as staged:
+            gen = musicgen.generate(job.clip.prompt, job.settings, model=model, processor=processor)
+            musicgen.write(gen, staged.path(GENERATED))
+            record = {"schema": "adaptive-argm/generated/1", **job.settings.to_dict(), "prompt": job.clip.prompt}
+            record.pop("device")
+            staged.commit(record)
+    except Exception as exc:
+        return ClipOutcome(job.clip.id, "failed", error=f"generation: {_one_line(exc)}", folder=str(job.clip_dir))
+    return None
+
+
+_MUSICGEN: dict = {}
+"""MusicGen models and processors by (model, device), loaded once per worker process."""
+
+
+def generate_job(job: GenerationJob) -> ClipOutcome | None:
+    """`_generate_one` in a worker, with the worker's own MusicGen."""
+    key = (job.settings.model, job.settings.device)
+    if key not in _MUSICGEN:
         try:
-            with results.ResultSet(clip_dir, GENERATED_SET) as staged:
-                gen = musicgen.generate(clip.prompt, settings.generation, model=model, processor=processor)
-                musicgen.write(gen, staged.path(GENERATED))
-                record = {"schema": "adaptive-argm/generated/1", **settings.generation.to_dict(), "prompt": clip.prompt}
-                record.pop("device")
-                staged.commit(record)
+            _MUSICGEN[key] = musicgen.load(*key)
         except Exception as exc:
-            failed[clip.id] = ClipOutcome(clip.id, "failed", error=f"generation: {_one_line(exc)}",
-                                          folder=str(clip_dir))
+            return ClipOutcome(job.clip.id, "failed", error=f"generation: {_one_line(exc)}", folder=str(job.clip_dir))
+    return _generate_one(job, *_MUSICGEN[key])
+
+
+def _generate_on(backend: backends.Backend, jobs: list[GenerationJob], workers: int) -> dict[str, ClipOutcome]:
+    failed: dict[str, ClipOutcome] = {}
+
+    def done(i: int, finished: Future) -> None:
+        try:
+            outcome = finished.result()
+        except Exception as exc:  # the worker died, or the folder cannot take the clip
+            outcome = ClipOutcome(jobs[i].clip.id, "failed", error=f"generation: {_one_line(exc)}",
+                                  folder=str(jobs[i].clip_dir))
+        if outcome is not None:
+            failed[outcome.id] = outcome
+
+    backend.run_tasks(generate_job, jobs, workers, done, gpu=jobs[0].settings.device != "cpu")
     return failed
 
 
@@ -223,8 +274,9 @@ def _plan_separator(clip: PromptClip, settings: EvalSettings, demucs) -> Separat
 
 def run(prompt_set: PromptSet, out_dir: str | Path, settings: EvalSettings = EvalSettings(), *,
         on_total: Callable[[int], None] | None = None, on_clip: Callable[[ClipOutcome], None] | None = None,
-        on_note: Callable[[str], None] | None = None) -> EvalResult:
-    """Evaluate every clip of `prompt_set` into `out_dir` and write the result files.
+        on_note: Callable[[str], None] | None = None, backend: backends.Backend | None = None) -> EvalResult:
+    """Evaluate every clip of `prompt_set` into `out_dir` and write the result files, the clips
+    on `backend` (default: this machine's process pool, `settings.jobs` workers).
 
     `on_total(n)` is called once with the number of clips, `on_clip(outcome)` as each clip is
     finished (reused, skipped and failed ones included), `on_note(text)` with notices as soon
@@ -232,6 +284,7 @@ def run(prompt_set: PromptSet, out_dir: str | Path, settings: EvalSettings = Eva
     """
     out_dir = Path(out_dir)
     note = on_note or (lambda text: None)
+    backend = backend or backends.LOCAL
     preset = presets.load(settings.pipeline.preset)
     problem = results.conflict(out_dir, RESULTS_SET)
     if problem:  # said before any work, not after the last clip
@@ -273,7 +326,7 @@ def run(prompt_set: PromptSet, out_dir: str | Path, settings: EvalSettings = Eva
     plans = {c.id: _plan_separator(c, settings, demucs) for c in clips if c.id not in outcomes}
     to_generate = [c for c in clips if c.source == "generate" and c.id not in outcomes]
     if to_generate:
-        outcomes.update(_generate_clips(to_generate, out_dir, settings, note))
+        outcomes.update(_generate_clips(to_generate, out_dir, settings, note, backend))
 
     jobs: list[ClipJob] = []
     for clip in clips:
@@ -297,6 +350,8 @@ def run(prompt_set: PromptSet, out_dir: str | Path, settings: EvalSettings = Eva
     def done(i: int, finished: Future) -> None:
         try:
             outcome = finished.result()
+        except (results.ResultError, OSError) as exc:  # a worker's result that its folder cannot take
+            outcome = ClipOutcome(jobs[i].clip.id, "failed", error=_one_line(exc), folder=str(jobs[i].clip_dir))
         except Exception as exc:  # the worker itself died (out of memory, killed)
             outcome = ClipOutcome(jobs[i].clip.id, "failed", error=f"worker: {_one_line(exc)}",
                                   folder=str(jobs[i].clip_dir))
@@ -306,7 +361,8 @@ def run(prompt_set: PromptSet, out_dir: str | Path, settings: EvalSettings = Eva
         if on_clip:
             on_clip(outcome)
 
-    workers.run_tasks(run_job, jobs, settings.jobs, done)
+    gpu = settings.separation.device != "cpu" and any(j.separator.kind == "demucs" for j in jobs)
+    backend.run_tasks(run_job, jobs, settings.jobs, done, gpu=gpu)
     ordered = tuple(outcomes[c.id] for c in clips)
     return collect(prompt_set, out_dir, settings, ordered, tuple(dict.fromkeys(notices)))
 
