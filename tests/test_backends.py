@@ -255,7 +255,8 @@ def test_a_clip_whose_worker_dies_every_time_is_recorded_as_failed_and_the_run_g
     assert "\n" not in status["doomed"].error
     assert (marks / "calls.log").read_text().count("doomed") == 2  # tried, then retried once
     assert not (out / "doomed").exists() and not staging_left(out)
-    assert json.loads((out / batch.BATCH_FILE).read_text())["counts"] == {"done": 2, "skipped": 0, "failed": 1}
+    assert json.loads((out / batch.BATCH_FILE).read_text())["counts"] == {"done": 2, "skipped": 0, "failed": 1,
+                                                                        "unchanged": 2}  # clean songs
 
 
 # --- resources -----------------------------------------------------------------------------------------
