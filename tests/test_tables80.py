@@ -98,7 +98,8 @@ def test_eval_wins_table():
 
 
 def test_benchmark_tables_too_wide_for_80_columns_come_in_parts():
-    rows = [bt.MeanRow(d, p, m, 3, 20.0, 22.0, 2.92, -1.5, 0.1, 10.0, 1.0, 0.12, 0.2, 0, -60.0, -70.0, -3.0)
+    rows = [bt.MeanRow("musicgen-dev", "all", d, p, m, 3, 20.0, 22.0, 2.92, -1.5, "lofi_chill", 3.0, 3.2, 0.2,
+                       -0.1, "lofi_chill", 0.1, 10.0, 9.0, 1.0, 0.12, 0.2, 0.3, 0, -60.0, -70.0, -3.0)
             for d in ("clean", "white noise -45 dBFS") for p in ("paper", "adaptive") for m in ("direct", "stemwise",
                                                                                              "routed")]
     lines = assert_whole(render(bt.headline_table(rows, title="Mean SI-SDR change")),
