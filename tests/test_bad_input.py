@@ -552,8 +552,6 @@ def test_usage_errors_exit_2_with_one_line_and_write_nothing(tmp_path, args, wor
 
 # --- audio truth: the other half of the issue ---------------------------------------------------
 
-AUDIO_TRUTH = pytest.mark.xfail(strict=True, reason="audio-truth fix pending")
-
 
 def test_a_truncated_wav_is_refused_or_processed_for_the_frames_it_has(tmp_path):
     """Issue case 3: the header says 3 s, the data holds 1 s; the run said 3 s (2 s of zeros)."""

@@ -232,7 +232,11 @@ class Restorer:
 
     def __init__(self, clip: CleanClip, damaged: Damaged, preset: presets.Preset, clip_mode: str = "limit",
                  scorer: Scorer | None = None):
-        self.clip, self.damaged, self.preset, self.clip_mode = clip, damaged, preset, clip_mode
+        self.clip, self.damaged, self.clip_mode = clip, damaged, clip_mode
+        # Scored back at the clip's own rate, as `--output-sr original` writes it: recovery stops
+        # at that rate's Nyquist there too (a band added above it would only leak through the
+        # resampler's transition band).
+        self.preset, _ = presets.for_recovery(preset, True, clip.sr if clip.sr < WORK_SR else None)
         self.scorer = scorer or Scorer(clip, damaged)
         self._processed: dict[str, np.ndarray] = {}
         self._done: dict[tuple, tuple[pipeline.Restored, Scored, float]] = {}
