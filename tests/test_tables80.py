@@ -122,7 +122,7 @@ def test_corpus_tables():
     excerpts = [SimpleNamespace(track_id="wesnoth-northern_mountains", sample_rate=44100, offset_s=61.5,
                                 gain_db=-3.21, loudness_lufs=-23.0, peak_dbfs=-1.5, bandwidth_hz=21500.0,
                                 full_band=True)]
-    assert_whole(excerpts_table(excerpts, "/work/corpus/real"), ["44.1", "61.5", "-3.21", "-23.00", "21.5"],
+    assert_whole(excerpts_table(excerpts, "/data/corpus/real"), ["44.1", "61.5", "-3.21", "-23.00", "21.5"],
                  ["wesnoth-northern_mountains"])
     stem = SimpleNamespace(present=True, notes=1234)
     songs = [SimpleNamespace(song="boogi_marabi_redfarn", duration_s=183.2, gain_db=-6.5, loudness_lufs=-23.0,
