@@ -391,6 +391,16 @@ def long_rss(seconds: float, repo: Path, model: str, device: str, preset: str, w
     return lines
 
 
+def emit(lines: list[str], out: Path | None) -> None:
+    """Print the report and, with --out, write it there."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"wrote {out}")
+
+
 def ray_report(args, repo: Path, model: str, note: str, preset: str, work: Path) -> int:
     """The Ray backend's section: scaling and overhead, stage costs, the projection."""
     import bench_ray
@@ -406,12 +416,7 @@ def ray_report(args, repo: Path, model: str, note: str, preset: str, work: Path)
              "## Projection: eval over 10,000 clips of 30 s on N GPUs", ""]
     lines += (bench_ray.projection(costs, land_s_per_mb, bench_ray.eval_mb_per_clip(), bench_ray.workers_per_gpu())
               if "error" not in costs else [f"- stage costs: {costs['error']}"])
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        print(f"wrote {args.out}")
+    emit(lines, args.out)
     return 0
 
 
@@ -497,12 +502,7 @@ def main(argv=None) -> int:
         lines += ["", "## An hour of stereo, peak RSS", ""]
         for sr in HOUR_RATES:
             lines += long_rss(3600.0, repo, model, args.device, preset, work, list(HOUR_COMMANDS), sr, HOUR_RSS_MAX_MB)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        print(f"wrote {args.out}")
+    emit(lines, args.out)
     return 0
 
 

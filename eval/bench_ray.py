@@ -24,6 +24,8 @@ SCALING_MIN = 1.7
 """Target: throughput with 2 Ray workers over 1."""
 OVERHEAD_MAX = 0.10
 """Target: Ray's extra wall time per clip over the local pool's, as a share of the local pool's."""
+OTHER_MAX_CORES = 0.25
+"""Other work (cores busy between runs) above which the scaling figures test nothing."""
 STORE_BYTES = 200 * 1024 ** 2
 CONFIGS = (("local", 1), ("ray", 1), ("local", 2), ("ray", 2))
 
@@ -87,6 +89,23 @@ def ray_worker(spec: dict) -> dict:
             "landed": landed}
 
 
+def busy_cores(seconds: float = 3.0) -> float | None:
+    """CPU cores kept busy by anything over `seconds` (from /proc/stat), measured between runs,
+    when none of this bench's processes run: other work on the machine. The load average cannot
+    tell it, as it still carries the previous run's own workers for a minute or more."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (1.0 - (i1 - i0) / max(t1 - t0, 1)) * (os.cpu_count() or 1)
+
+
 def run_case(bench_script: str, spec: dict) -> dict:
     # One thread per worker on either backend, and the same priority: unless told, Ray starts its
     # workers at a lower priority than the driver (nice 19 under a driver at 10), which on a
@@ -100,9 +119,14 @@ def run_case(bench_script: str, spec: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _cores(v: float | None) -> str:
+    return "?" if v is None else f"{v:.2f}"
+
+
 def scaling(bench_script: str, synth_clip, repo: Path, model: str, preset: str, work: Path, clips: int,
             clip_s: float, repeats: int) -> tuple[list[str], dict]:
     folder = work / "ray-clips"
+    folder.mkdir(parents=True, exist_ok=True)
     for i in range(clips):
         synth_clip(folder / f"clip{i:02d}.wav", clip_s, 2, seed=i)
     runs = []
@@ -110,10 +134,11 @@ def scaling(bench_script: str, synth_clip, repo: Path, model: str, preset: str, 
         for backend, n in CONFIGS:  # interleaved: a change in the machine's load hits every config alike
             spec = {"backend": backend, "workers": n, "clips": str(folder), "out": str(work / f"ray-out-{backend}{n}-{rep}"),
                     "model": model, "model_repo": str(repo), "preset": preset}
-            r = {"backend": backend, "workers": n, **run_case(bench_script, spec)}
+            other = busy_cores()
+            r = {"backend": backend, "workers": n, "other_cores": other, **run_case(bench_script, spec)}
             runs.append(r)
             print(f"{backend} x {n}: " + (r["error"] if "error" in r else
-                                          f"{r['wall_s']:.1f} s (load {r['load_before']:.1f})"), flush=True)
+                                          f"{r['wall_s']:.1f} s (other work before it: {_cores(other)} cores)"), flush=True)
     ok = [r for r in runs if "error" not in r and not r["failed"]]
     best = {(b, n): min((r for r in ok if (r["backend"], r["workers"]) == (b, n)), key=lambda r: r["wall_s"],
                         default=None) for b, n in CONFIGS}
@@ -121,7 +146,7 @@ def scaling(bench_script: str, synth_clip, repo: Path, model: str, preset: str, 
              "one thread per worker (OMP_NUM_THREADS=1) and the driver's priority on both backends; Ray's start "
              "is timed apart from the run.",
              "", "| backend | workers | run s | clips/min | in-job s per clip | Ray start s | driver commits s per clip "
-             "| MB per clip | load before / after |", "|---|---|---|---|---|---|---|---|---|"]
+             "| MB per clip | other work before (cores) | load before / after |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         if "error" in r:
             lines.append(f"| {r['backend']} | {r['workers']} | {r['error']} |")
@@ -131,13 +156,17 @@ def scaling(bench_script: str, synth_clip, repo: Path, model: str, preset: str, 
         mb = f"{landed['bytes'] / landed['sets'] / 1e6:.1f}" if landed["sets"] else "–"
         lines.append(f"| {r['backend']} | {r['workers']} | {r['wall_s']:.1f} | {60 * clips / r['wall_s']:.2f} | "
                      f"{sum(r['job_s']) / len(r['job_s']):.2f} | {r['init_s']:.1f} | {commits} | {mb} | "
-                     f"{r['load_before']:.1f} / {r['load_after']:.1f} |")
+                     f"{_cores(r['other_cores'])} | {r['load_before']:.1f} / {r['load_after']:.1f} |")
     lines += ["", "## Targets (best run of each configuration)", ""]
-    loads = [x for r in ok for x in (r["load_before"], r["load_after"])]
-    if loads and max(loads) > 1.0:
-        lines += [f"- the machine's 1-minute load average was {min(loads):.1f}-{max(loads):.1f} during these runs on "
-                  f"{os.cpu_count()} cores: other work held the cores, so the figures below do not test the targets "
-                  "(two workers cannot run twice as fast on cores that are already busy); rerun on an idle machine", ""]
+    other = [r["other_cores"] for r in ok if r["other_cores"] is not None]
+    if other and max(other) > OTHER_MAX_CORES:
+        lines += [f"- other work kept up to {max(other):.2f} of the {os.cpu_count()} cores busy between these runs: "
+                  "the figures below do not test the targets (two workers cannot run twice as fast on cores that "
+                  "are already busy); rerun on an idle machine", ""]
+    elif other:
+        lines += [f"- the machine was idle between runs (other work: at most {max(other):.2f} of "
+                  f"{os.cpu_count()} cores, sampled for 3 s before each run; the load average also counts the "
+                  "previous run's own workers)", ""]
     figures = {}
     if all(best.values()):
         ray1, ray2 = best[("ray", 1)], best[("ray", 2)]

@@ -206,10 +206,7 @@ def goals(rows: list[dict]) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real")
-    ap.add_argument("--midi")
-    ap.add_argument("--musicgen")
-    ap.add_argument("--max-s", type=float, default=20.0)
+    E.corpus_arguments(ap)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default="eval/results/denoise_cv.md")
     ap.add_argument("--rows", help="also write every case as JSON lines here")

@@ -264,10 +264,7 @@ def census_rows(records: list[dict]) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real")
-    ap.add_argument("--midi")
-    ap.add_argument("--musicgen")
-    ap.add_argument("--max-s", type=float, default=20.0)
+    E.corpus_arguments(ap)
     ap.add_argument("--out", default="eval/results/denoise_diagnosis_tables.md")
     ap.add_argument("--band-tables", default="", help="comma-separated clip names (or substrings) to show per sub-band")
     args = ap.parse_args()

@@ -92,6 +92,14 @@ def song_clips(folder: str | Path, corpus: str, max_s: float | None) -> list[Cli
     return [Clip(f"{corpus}/{p.name}", corpus, load(p / "mixed.wav", max_s)) for p in songs]
 
 
+def corpus_arguments(ap) -> None:
+    """The corpus options every denoiser script takes (`all_clips`' arguments)."""
+    ap.add_argument("--real", help="real-music corpus folder (manifest.json + excerpts) or any folder of audio")
+    ap.add_argument("--midi", help="multitrack corpus folder (<song>/mixed.wav + stems)")
+    ap.add_argument("--musicgen", help="musicgen-dev folder (<song>/mixed.wav)")
+    ap.add_argument("--max-s", type=float, default=20.0, help="seconds of each clip, from its start")
+
+
 def all_clips(real: str | None, midi: str | None, musicgen: str | None, max_s: float | None) -> list[Clip]:
     clips: list[Clip] = []
     if real:

@@ -33,6 +33,10 @@ needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (extra 
 RUNNER = CliRunner()
 FAST = EvalSettings(separation=SeparatorOptions("stems"), figures=False, jobs=2)
 KILL_WAIT_S = 60.0
+"""How long a claimed separation waits to be killed (the watcher polls every 50 ms)."""
+CLAIM_WAIT_S = 600.0
+"""How long the watcher waits for the claim: a loaded machine can take minutes to start Ray's
+workers and reach the first separation."""
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +210,7 @@ class DoomedSeparator(HaltingSeparator):
 
 def kill_when_claimed(marks: Path) -> threading.Thread:
     def watch():
-        deadline = time.monotonic() + KILL_WAIT_S
+        deadline = time.monotonic() + CLAIM_WAIT_S
         while time.monotonic() < deadline:
             found = list(marks.glob("killme.*"))
             if found:

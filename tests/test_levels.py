@@ -65,3 +65,18 @@ def test_peak_and_rms_cover_every_channel():
     assert L.peak_dbfs(np.zeros((2, 4), np.float32)) == -math.inf
     assert L.rms_dbfs(np.full((2, 10), 0.5, np.float32)) == pytest.approx(-6.0206, abs=1e-4)
     assert L.rms_dbfs(np.zeros(5)) == -math.inf
+
+
+def test_every_dsp_stage_takes_channels_first_and_refuses_a_transposed_stereo_file():
+    from adaptive_argm.core import bandwidth, denoise, recovery
+
+    stereo = np.random.default_rng(0).standard_normal((2, 4096)).astype(np.float32)
+    view = L.channels_first(stereo[0])
+    assert view.shape == (1, 4096) and np.shares_memory(view, stereo)
+    assert L.channels_first(stereo) is stereo
+    for call in (L.channels_first, L.as_2d, lambda x: denoise.wiener_denoise(x, 44100),
+                 lambda x: bandwidth.detect_cutoff(x, 44100), lambda x: recovery.recover(x, 44100)[0]):
+        with pytest.raises(ValueError, match="looks like \\(samples, channels\\)"):
+            call(stereo.T)
+        with pytest.raises(ValueError, match="got shape"):
+            call(stereo[None])

@@ -39,6 +39,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from . import spectral
+from .levels import channels_first
 
 Kind = str
 """One of "brick-wall", "roll-off", "full-band", "nyquist" (the band reaches the Nyquist limit of
@@ -256,15 +257,6 @@ def analyse_spectrum(power: np.ndarray, sr: int, settings: BandwidthSettings = B
 # A whole input
 
 
-def _as_2d(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim == 1:
-        return x[None, :]
-    if x.ndim != 2:
-        raise ValueError(f"expected (channels, samples) or (samples,), got shape {x.shape}")
-    return x
-
-
 def block_spectra(x: np.ndarray, sr: int, settings: BandwidthSettings = BandwidthSettings()
                   ) -> tuple[np.ndarray, np.ndarray, int]:
     """Long-term power spectra per channel and block: `(channels, blocks, n_fft // 2 + 1)`
@@ -272,7 +264,7 @@ def block_spectra(x: np.ndarray, sr: int, settings: BandwidthSettings = Bandwidt
     samples. Non-finite samples read as zeros. Frames are assigned to the block their centre
     falls in; a final block shorter than half a block joins the one before."""
     s = settings
-    x2 = _as_2d(x)
+    x2 = channels_first(x)
     if not np.isfinite(x2).all():
         x2 = np.nan_to_num(x2.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     n = x2.shape[1]

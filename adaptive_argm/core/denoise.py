@@ -50,6 +50,7 @@ from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from . import spectral
 from .blocks import Blocking, Stage, apply, blockwise
+from .levels import channels_first
 
 _TINY = 1e-30
 REF_HZ = 1000.0
@@ -237,18 +238,6 @@ def _white_noise_calibration(
     return float(1.0 / max(float(np.median(low)), _TINY)), float(10 * np.log10(np.median(ratio)))
 
 
-def _as_2d(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim == 1:
-        return x[None, :]
-    if x.ndim != 2:
-        raise ValueError(f"expected (channels, samples) or (samples,), got shape {x.shape}")
-    if x.shape[0] > 16 and x.shape[1] <= 16:
-        raise ValueError(f"shape {x.shape} looks like (samples, channels); "
-                         "pass (channels, samples)")
-    return x
-
-
 # ---------------------------------------------------------------------------------------------
 # Noise estimate
 
@@ -357,7 +346,7 @@ def estimate_noise(x: np.ndarray, sr: int, settings: WienerSettings = WienerSett
     """The steady broadband noise of ONE channel (1-D, or one-row 2-D), as one estimate for the
     whole input (`wiener_denoise` makes one per block of `block_s`). No noise (all-zero `psd`,
     strength 0) when the input is shorter than `n_fft`, not finite, or holds none measurable."""
-    x2 = _as_2d(x)
+    x2 = channels_first(x)
     if x2.shape[0] != 1:
         raise ValueError("estimate_noise takes one channel; call it per channel")
     x1 = np.asarray(x2[0], dtype=np.float32)
@@ -381,7 +370,7 @@ def found_noise_power(x: np.ndarray, sr: int, settings: WienerSettings = WienerS
     scale = 1, summed over channels) weighted by the estimate's strength; 0 when it would
     bypass. Measured on the middle `seconds` of each channel (bounded cost: the router probes
     the mix and every stem; 8 s is what the router study measured on)."""
-    x2 = _as_2d(x)
+    x2 = channels_first(x)
     n = min(x2.shape[1], max(int(seconds * sr), 4 * settings.n_fft))
     a = (x2.shape[1] - n) // 2
     total = 0.0
@@ -396,7 +385,7 @@ def detect_noise_level_db(
 ) -> float:
     """The hiss level as one number: the full-band RMS (dBFS) of the estimated noise of the
     loudest channel, `bias_correction_db` included. -inf when none is found."""
-    x2 = _as_2d(x)
+    x2 = channels_first(x)
     levels = [float(np.mean(estimate_noise_psd(ch, sr, settings), dtype=np.float64)) for ch in x2]
     top = max(levels, default=0.0)
     return float(10 * np.log10(top)) if top > 0 else float("-inf")
@@ -508,11 +497,11 @@ def wiener_denoise(
     """
     s = settings
     x_in = np.asarray(x)
-    x2 = _as_2d(x_in)
+    x2 = channels_first(x_in)
     if out is None:
         out2 = x2.astype(np.float32, copy=True)
     else:
-        out2 = _as_2d(out)
+        out2 = channels_first(out)
         if out2.shape != x2.shape or out2.dtype != np.float32:
             raise ValueError(f"out must be float32 of shape {x2.shape}")
         if not np.shares_memory(out2, x2):

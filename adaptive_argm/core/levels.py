@@ -37,13 +37,24 @@ _LOUDNESS_CHUNK = 1 << 18
 # --- arrays as measured -----------------------------------------------------------------------
 
 
+def channels_first(x: np.ndarray) -> np.ndarray:
+    """`x` as a `(channels, samples)` view (1-D is one channel), dtype and values untouched.
+    Rejects other ranks, and a shape that reads as `(samples, channels)` (soundfile's and
+    pedalboard's own layouts differ; a transposed file must fail loudly, not be filtered across
+    its channels)."""
+    x = np.asarray(x)
+    if x.ndim == 1:
+        return x[np.newaxis, :]
+    if x.ndim != 2:
+        raise ValueError(f"expected (channels, samples) or (samples,), got shape {x.shape}")
+    if x.shape[0] > 16 and x.shape[1] <= 16:
+        raise ValueError(f"shape {x.shape} looks like (samples, channels); pass (channels, samples)")
+    return x
+
+
 def as_2d(y: np.ndarray) -> np.ndarray:
     """(channels, samples) view or float32 copy; rejects empty and non-finite audio."""
-    y = np.asarray(y)
-    if y.ndim == 1:
-        y = y[np.newaxis, :]
-    if y.ndim != 2:
-        raise ValueError(f"audio must be 1-D or (channels, samples), got shape {y.shape}")
+    y = channels_first(y)
     if y.shape[1] == 0:
         raise ValueError("audio is empty")
     y = y.astype(np.float32, copy=False)

@@ -32,6 +32,7 @@ from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from . import spectral
 from .bandwidth import Bandwidth, BandwidthSettings, block_spectra, block_spectra_stream, decide, detect_cutoff
+from .levels import channels_first
 
 _TINY = 1e-30
 
@@ -266,9 +267,7 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     hold the band: resample a 16 or 32 kHz file to 44.1 or 48 kHz first."""
     s = settings
     x_in = np.asarray(x)
-    x2 = x_in[None, :] if x_in.ndim == 1 else x_in
-    if x2.ndim != 2:
-        raise ValueError(f"expected (channels, samples) or (samples,), got shape {x_in.shape}")
+    x2 = channels_first(x_in)
     spectra, msq, block = block_spectra(x2, sr, detector)
     bw = decide(spectra, msq, block, sr, detector)
 

@@ -1,0 +1,121 @@
+"""How much of the denoiser's gap is its noise estimate and how much is its filter: the
+`wiener` step of `adaptive` against the same decision-directed Wiener rule given the TRUE noise
+spectrum, and against the ideal mask from the clean signal (the ceiling for any mask).
+
+    python eval/denoise_oracle.py --real DIR --midi DIR --musicgen DIR --max-s 10 \
+        --conditions white-45,pink-45 --half all --out eval/results/denoise_oracle.md
+
+Per clip of the chosen half of the development corpora (`denoise_eval.halves`), the SI-SDR change
+(output minus noisy input, against the clean clip; the step alone, no loudness matching) of:
+- estimator: `wiener_denoise` with the preset's settings, as `run` uses it;
+- true PSD: the same gain rule and settings, the noise spectrum being the time average of the
+  added noise's own periodogram per channel (what a perfect stationary estimate would give);
+- true PSD + bias: the same, lowered by the preset's `bias_correction_db` as the estimator's is;
+- ideal mask: |S|^2 / (|S|^2 + |N|^2) per time-frequency bin from the clean and noise signals.
+Beside them: what the estimator found in the first channel (trusted sub-bands, strength, tilt)
+and its level minus the true noise's in three octave regions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import denoise_eval as E  # noqa: E402
+
+from adaptive_argm.core import denoise as D, spectral  # noqa: E402
+
+REGIONS_HZ = ((125.0, 1000.0), (1000.0, 4000.0), (4000.0, 16000.0))
+
+
+def preset_settings() -> D.WienerSettings:
+    return D.WienerSettings(**next(s.params for s in E.preset_with().steps if s.kind == "wiener"))
+
+
+def _masked(x1: np.ndarray, s: D.WienerSettings, gain_of) -> np.ndarray:
+    spec, power = D._channel_power(x1, s)
+    spec *= gain_of(power).astype(np.float32)
+    return spectral.istft(spec, s.n_fft, s.hop, D._grid(x1.shape[0], s)[0], x1.shape[0])
+
+
+def case(args: tuple) -> dict:
+    clip, condition = args
+    s = preset_settings()
+    clean = clip.audio
+    noisy = E.degraded(clip, condition)
+    noise = (noisy - clean).astype(np.float32)
+    before = E.capped(E.fast_si_sdr_db(clean, noisy))
+
+    def change(out: np.ndarray) -> float:
+        return 0.0 if np.array_equal(out, noisy) else E.capped(E.fast_si_sdr_db(clean, out)) - before
+
+    true_psd = [D._channel_power(n, s)[1].mean(axis=0) for n in noise]
+    clean_pow = [D._channel_power(c, s)[1] for c in clean]
+    noise_pow = [D._channel_power(n, s)[1] for n in noise]
+    bias = np.float32(10 ** (s.bias_correction_db / 10))
+    rows = {"clip": clip.name, "estimator": change(D.wiener_denoise(noisy, E.SR, s))}
+    for key, scale in (("true", np.float32(1.0)), ("true_bias", bias)):
+        rows[key] = change(np.stack([_masked(x, s, lambda p, c=c: D._dd_wiener_gain(p, true_psd[c] * scale, s))
+                                     for c, x in enumerate(noisy)]))
+    rows["ideal"] = change(np.stack([_masked(x, s, lambda p, c=c: clean_pow[c] / np.maximum(
+        clean_pow[c] + noise_pow[c], 1e-30)) for c, x in enumerate(noisy)]))
+    est = D.estimate_noise(noisy[0], E.SR, s)
+    f = np.arange(est.psd.size) * E.SR / s.n_fft
+    rows["found"] = f"{est.trusted_bands}/{est.bands}, {est.strength:.2f}, {est.tilt_db_per_octave:+.2f}"
+    rows["regions"] = []
+    for lo, hi in REGIONS_HZ:
+        m = (f >= lo) & (f < hi)
+        ratio = float(np.mean(est.psd[m])) / float(np.mean(true_psd[0][m]))
+        rows["regions"].append(10 * np.log10(ratio) if ratio > 0 else -np.inf)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    E.corpus_arguments(ap)
+    ap.add_argument("--conditions", default="pink-45", help=f"comma-separated, of {', '.join(E.NOISE_CONDITIONS)}")
+    ap.add_argument("--half", default="A", choices=("A", "B", "all"))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", default="eval/results/denoise_oracle.md")
+    args = ap.parse_args()
+    a, b = E.halves(E.all_clips(args.real, args.midi, args.musicgen, args.max_s))
+    clips = {"A": a, "B": b, "all": a + b}[args.half]
+    conditions = [c for c in args.conditions.split(",") if c]
+    if not set(conditions) <= set(E.NOISE_CONDITIONS):
+        raise SystemExit(f"--conditions: choose from {', '.join(E.NOISE_CONDITIONS)}")
+    half_of = {c.name: "A" for c in a} | {c.name: "B" for c in b}
+    keys = ("estimator", "true", "true_bias", "ideal")
+    regions = " | ".join(f"{lo / 1000:g}-{hi / 1000:g} kHz" for lo, hi in REGIONS_HZ)
+    lines = [f"# Denoiser: estimate or filter? (half {args.half}, first {args.max_s:g} s of each clip)", "",
+             f"`python eval/denoise_oracle.py ... --max-s {args.max_s:g} --conditions {args.conditions} "
+             f"--half {args.half}`: SI-SDR change in dB of the `wiener` step alone (see the script's doc).", ""]
+    for condition in conditions:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            rows = list(pool.map(case, [(c, condition) for c in clips]))
+        lines += [f"## {condition}", "", "| clip | half | estimator | true PSD | true PSD + bias | ideal mask "
+                  f"| found (trusted, strength, tilt) | estimate minus true noise, dB: {regions} |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['clip']} | {half_of[r['clip']]} | " + " | ".join(f"{r[k]:+.2f}" for k in keys)
+                         + f" | {r['found']} | "
+                         + " / ".join("none" if not np.isfinite(v) else f"{v:+.1f}" for v in r["regions"]) + " |")
+        for h in sorted({half_of[r["clip"]] for r in rows}) + ["all"]:
+            sel = [r for r in rows if h == "all" or half_of[r["clip"]] == h]
+            for label, fn in (("mean", np.mean), ("worst", np.min)):
+                lines.append(f"| **{label}, {h}** | | " + " | ".join(f"**{fn([r[k] for r in sel]):+.2f}**" for k in keys)
+                             + " | | |")
+        lines.append("")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
