@@ -26,6 +26,8 @@ OVERHEAD_MAX = 0.10
 """Target: Ray's extra wall time per clip over the local pool's, as a share of the local pool's."""
 OTHER_MAX_CORES = 0.25
 """Other work (cores busy between runs) above which the scaling figures test nothing."""
+OTHER_SAMPLE_S = 3.0
+"""How long other work is sampled before each run (seconds)."""
 STORE_BYTES = 200 * 1024 ** 2
 CONFIGS = (("local", 1), ("ray", 1), ("local", 2), ("ray", 2))
 
@@ -89,7 +91,7 @@ def ray_worker(spec: dict) -> dict:
             "landed": landed}
 
 
-def busy_cores(seconds: float = 3.0) -> float | None:
+def busy_cores(seconds: float = OTHER_SAMPLE_S) -> float | None:
     """CPU cores kept busy by anything over `seconds` (from /proc/stat), measured between runs,
     when none of this bench's processes run: other work on the machine. The load average cannot
     tell it, as it still carries the previous run's own workers for a minute or more."""
@@ -165,8 +167,8 @@ def scaling(bench_script: str, synth_clip, repo: Path, model: str, preset: str, 
                   "are already busy); rerun on an idle machine", ""]
     elif other:
         lines += [f"- the machine was idle between runs (other work: at most {max(other):.2f} of "
-                  f"{os.cpu_count()} cores, sampled for 3 s before each run; the load average also counts the "
-                  "previous run's own workers)", ""]
+                  f"{os.cpu_count()} cores, sampled for {OTHER_SAMPLE_S:g} s before each run; the load average "
+                  "also counts the previous run's own workers)", ""]
     figures = {}
     if all(best.values()):
         ray1, ray2 = best[("ray", 1)], best[("ray", 2)]

@@ -37,12 +37,6 @@ def preset_settings() -> D.WienerSettings:
     return D.WienerSettings(**next(s.params for s in E.preset_with().steps if s.kind == "wiener"))
 
 
-def _masked(x1: np.ndarray, s: D.WienerSettings, gain_of) -> np.ndarray:
-    spec, power = D._channel_power(x1, s)
-    spec *= gain_of(power).astype(np.float32)
-    return spectral.istft(spec, s.n_fft, s.hop, D._grid(x1.shape[0], s)[0], x1.shape[0])
-
-
 def case(args: tuple) -> dict:
     clip, condition = args
     s = preset_settings()
@@ -54,16 +48,22 @@ def case(args: tuple) -> dict:
     def change(out: np.ndarray) -> float:
         return 0.0 if np.array_equal(out, noisy) else E.capped(E.fast_si_sdr_db(clean, out)) - before
 
-    true_psd = [D._channel_power(n, s)[1].mean(axis=0) for n in noise]
-    clean_pow = [D._channel_power(c, s)[1] for c in clean]
-    noise_pow = [D._channel_power(n, s)[1] for n in noise]
+    # Each channel's spectrogram once; every variant is a gain on the noisy one.
+    noisy_stft = [D._channel_power(x, s) for x in noisy]
+    clean_pow = [D._channel_power(x, s)[1] for x in clean]
+    noise_pow = [D._channel_power(x, s)[1] for x in noise]
+    true_psd = [p.mean(axis=0) for p in noise_pow]
+    n, frames = noisy.shape[1], D._grid(noisy.shape[1], s)[0]
+
+    def masked(gain_of) -> np.ndarray:
+        return np.stack([spectral.istft(spec * gain_of(c, power).astype(np.float32), s.n_fft, s.hop, frames, n)
+                         for c, (spec, power) in enumerate(noisy_stft)])
+
     bias = np.float32(10 ** (s.bias_correction_db / 10))
     rows = {"clip": clip.name, "estimator": change(D.wiener_denoise(noisy, E.SR, s))}
     for key, scale in (("true", np.float32(1.0)), ("true_bias", bias)):
-        rows[key] = change(np.stack([_masked(x, s, lambda p, c=c: D._dd_wiener_gain(p, true_psd[c] * scale, s))
-                                     for c, x in enumerate(noisy)]))
-    rows["ideal"] = change(np.stack([_masked(x, s, lambda p, c=c: clean_pow[c] / np.maximum(
-        clean_pow[c] + noise_pow[c], 1e-30)) for c, x in enumerate(noisy)]))
+        rows[key] = change(masked(lambda c, p: D._dd_wiener_gain(p, true_psd[c] * scale, s)))
+    rows["ideal"] = change(masked(lambda c, p: clean_pow[c] / np.maximum(clean_pow[c] + noise_pow[c], 1e-30)))
     est = D.estimate_noise(noisy[0], E.SR, s)
     f = np.arange(est.psd.size) * E.SR / s.n_fft
     rows["found"] = f"{est.trusted_bands}/{est.bands}, {est.strength:.2f}, {est.tilt_db_per_octave:+.2f}"
