@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Protocol, Sequence, get_args
 
 from ..config import Setting, SettingError, UserError, check_choice
-from . import results, workers
+from . import heap, results, workers
 
 BackendName = Literal["local", "ray"]
 BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
@@ -161,6 +161,7 @@ class _Worker:
     def __init__(self, cwd: str, initializer: Callable[..., None] | None, initargs: tuple):
         with contextlib.suppress(OSError):  # relative paths mean what they mean to the driver
             os.chdir(cwd)
+        heap.keep_freed_memory()
         if initializer is not None:
             initializer(*initargs)
         if "torch" in sys.modules:  # an initializer may size torch for a local pool: use this actor's CPUs

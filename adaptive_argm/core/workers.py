@@ -15,6 +15,8 @@ import signal
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Sequence
 
+from . import heap
+
 STOP_GRACE_S = 30.0
 """How long a stopped worker may take to clean up before it is killed."""
 
@@ -35,10 +37,11 @@ def run_tasks(fn: Callable[[Any], Any], tasks: Sequence, jobs: int, on_done: Cal
     and the exception raised again."""
     workers = worker_count(jobs, len(tasks))
     if workers == 1:
-        for i, task in enumerate(tasks):
-            done: Future = Future()
-            done.set_result(fn(task))
-            on_done(i, done)
+        with heap.freed_memory_kept():
+            for i, task in enumerate(tasks):
+                done: Future = Future()
+                done.set_result(fn(task))
+                on_done(i, done)
         return
     started_before = set(multiprocessing.active_children())
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
@@ -56,6 +59,7 @@ def run_tasks(fn: Callable[[Any], Any], tasks: Sequence, jobs: int, on_done: Cal
 def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
+    heap.keep_freed_memory()
     if initializer is not None:
         initializer(*initargs)
 

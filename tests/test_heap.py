@@ -1,0 +1,61 @@
+"""A worker keeps the memory it frees: a block of the same size allocated again is not faulted
+in from the kernel a second time (glibc only)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from adaptive_argm.core import heap
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+# In a fresh interpreter, so the test process keeps glibc's defaults: the page faults of
+# allocating, touching and freeing a 64 MiB block a second time, under glibc's defaults, while
+# memory is kept (after a nested block ended), after it is given back, and once a worker keeps it
+# for good (a block ending then gives nothing back).
+PROBE = """
+import json, resource
+import numpy as np
+from adaptive_argm.core import heap
+
+def refault():
+    for _ in range(2):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = np.ones(16 * 1024 * 1024, np.float32)
+        del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+out = {"default": refault()}
+with heap.freed_memory_kept() as kept:
+    with heap.freed_memory_kept():
+        pass
+    out["kept"], out["applied"] = refault(), kept  # the inner block ending gave nothing back
+out["given_back"] = refault()
+heap.keep_freed_memory()
+with heap.freed_memory_kept():
+    pass
+out["for_good"] = refault()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_kept_memory_is_not_faulted_in_again_until_the_last_block_ends():
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
+    faults = json.loads(done.stdout)
+    assert faults["applied"] is True
+    # The block is 16384 pages (32 with transparent huge pages); kept, it is reused as it is.
+    assert faults["default"] >= 32
+    assert faults["kept"] <= faults["default"] / 8
+    assert faults["given_back"] >= faults["default"] / 2
+    assert faults["for_good"] <= faults["default"] / 8
+
+
+@pytest.mark.skipif(GLIBC, reason="only where there is no glibc")
+def test_without_glibc_nothing_is_applied():
+    assert heap.keep_freed_memory() is False
