@@ -1,5 +1,5 @@
-"""Keep the memory a process frees for its next use of the same sizes, instead of handing it
-back to the kernel.
+"""Keep the memory a worker process frees for its next clip, instead of handing it back to the
+kernel.
 
 glibc's malloc returns every large block (above its mmap threshold, 128 KiB rising to 32 MiB)
 to the kernel when it is freed, and trims the top of its heap; the next segment's tensors, the
@@ -7,13 +7,15 @@ next clip's spectrograms, the same sizes again, are then faulted in and zeroed p
 Measured on 8 s stereo clips through a full-size HTDemucs on one CPU thread: 1.1 million page
 faults per clip and about 4 s of kernel time on 11 s of user time; in a Ray actor, whose two
 dozen threads contend for its page-table lock, more (eval/results/ray.md). Kept, a worker faults
-in its peak once, and one 30 s `compare` ran in 36.6 s instead of 42.7 s (its separation 28 s instead of 33 s)
-with a peak 65 MB higher (1.45 GB).
+in its peak once.
 
-Worker processes keep their memory for good (`keep_freed_memory`); `run` and `compare` keep it
-while they separate (`freed_memory_kept`) and give the heap's free top back after, so a long
-input streamed through direct mode keeps glibc's own behaviour. Linux with glibc
-only (`mallopt`); elsewhere nothing changes.
+The price is memory: the heap keeps its peak and fragments more (a 5-minute stereo stem-wise
+run peaked at 2163 MB instead of 2042 MB and separated in 127.5 s instead of 155.2 s; a 30 s
+routed run, memory kept while it separated, peaked at 1648 MB against 1315 MB). So only
+batch work keeps it: pool workers and Ray actors for good (`keep_freed_memory`), and a batch run
+in the command's own process while it runs (`freed_memory_kept`). A single `run` or `compare`
+keeps glibc's behaviour, and with it its measured peaks (a 10-minute separated file sits close
+to its 3 GB target). Linux with glibc only (`mallopt`); elsewhere nothing changes.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def _give_back() -> None:
 @contextlib.contextmanager
 def freed_memory_kept() -> Iterator[bool]:
     """Freed memory kept for the duration of a block run in a long-lived process (a command, a
-    notebook), then glibc's defaults again and the heap's free top given back when the last of
+    notebook: a batch run with one worker), then glibc's defaults again and the heap's free top given back when the last of
     the blocks running (nested, or in other threads) ends. In a process that keeps its memory
     for good nothing changes. Yields whether memory is kept."""
     with _lock:

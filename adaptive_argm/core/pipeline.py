@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..config import COMPARE_MODES, ClipMode, OutputRate
-from . import audio, change, dsp, heap, metrics, outputs, presets, recovery, results, steps
+from . import audio, change, dsp, metrics, outputs, presets, recovery, results, steps
 from . import figures as figs
 from .audio import WORK_SR
 from .dc import remove_dc
@@ -244,8 +244,7 @@ def _load_and_separate(input_path: str | Path, separator: Separator | None, cloc
         panel_in = loaded.panel
         if reference is not None:
             panel_in = metrics.with_scores_of(panel_in, mix, remove_dc(reference, sr, bypass=False), sr)
-    # A separation allocates the same tensors segment after segment: kept, they are faulted in once.
-    with clock.stage("separate"), heap.freed_memory_kept():
+    with clock.stage("separate"):
         if separator is None:
             separation, sep_info = None, dict(NO_SEPARATOR)
         else:
