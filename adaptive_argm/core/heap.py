@@ -6,8 +6,8 @@ to the kernel when it is freed, and trims the top of its heap; the next segment'
 next clip's spectrograms, the same sizes again, are then faulted in and zeroed page by page.
 Measured on 8 s stereo clips through a full-size HTDemucs on one CPU thread: 1.1 million page
 faults per clip and about 4 s of kernel time on 11 s of user time; in a Ray actor, whose two
-dozen threads contend for its page-table lock, more (eval/results/ray.md). Kept, a worker faults
-in its peak once.
+dozen threads contend for its page-table lock, more (README, "On a Ray cluster"; the runs are
+eval/results/ray.md). Kept, a worker faults in its peak once.
 
 The price is memory: the heap keeps its peak and fragments more (a 5-minute stereo stem-wise
 run peaked at 2163 MB instead of 2042 MB and separated in 127.5 s instead of 155.2 s; a 30 s
