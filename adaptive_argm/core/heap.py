@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import platform
 import threading
 from typing import Iterator
@@ -38,6 +39,7 @@ _TRIM_ABOVE = 2**31 - 1
 at the heap's top, the most that can be asked, before any of it goes back."""
 
 
+@functools.lru_cache(maxsize=1)
 def _libc() -> ctypes.CDLL | None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
@@ -84,9 +86,9 @@ def _give_back() -> None:
 @contextlib.contextmanager
 def freed_memory_kept() -> Iterator[bool]:
     """Freed memory kept for the duration of a block run in a long-lived process (a command, a
-    notebook: a batch run with one worker), then glibc's defaults again and the heap's free top given back when the last of
-    the blocks running (nested, or in other threads) ends. In a process that keeps its memory
-    for good nothing changes. Yields whether memory is kept."""
+    notebook: a batch run with one worker), then glibc's defaults again and the heap's free top
+    given back when the last of the blocks running (nested, or in other threads) ends. In a
+    process that keeps its memory for good nothing changes. Yields whether memory is kept."""
     with _lock:
         if _state["depth"] == 0 and not _state["for_good"]:
             _state["applied"] = _apply()
@@ -100,4 +102,3 @@ def freed_memory_kept() -> Iterator[bool]:
             if _state["depth"] == 0 and _state["applied"] and not _state["for_good"]:
                 _give_back()
                 _state["applied"] = False
-
