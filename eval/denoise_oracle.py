@@ -64,7 +64,7 @@ def case(args: tuple) -> dict:
     for key, scale in (("true", np.float32(1.0)), ("true_bias", bias)):
         rows[key] = change(masked(lambda c, p: D._dd_wiener_gain(p, true_psd[c] * scale, s)))
     rows["ideal"] = change(masked(lambda c, p: clean_pow[c] / np.maximum(clean_pow[c] + noise_pow[c], 1e-30)))
-    est = D.estimate_noise(noisy[0], E.SR, s)
+    est = D._estimate_from_power(noisy_stft[0][1][D._interior(n, s)], E.SR, s)  # estimate_noise on channel 0
     f = np.arange(est.psd.size) * E.SR / s.n_fft
     rows["found"] = f"{est.trusted_bands}/{est.bands}, {est.strength:.2f}, {est.tilt_db_per_octave:+.2f}"
     rows["regions"] = []
