@@ -207,10 +207,14 @@ def analyse_spectrum(power: np.ndarray, sr: int, settings: BandwidthSettings = B
                     _WALL_MIN_BINS * sr / s.n_fft / (2.0 ** s.wall_width_octaves - 1.0))
     half = below_n // 2
     wall = None
+    # The in-band level below every candidate edge j: the median of cells j - below_n .. j
+    # (element i is edge below_n + i), taken at once rather than once per candidate.
+    in_bands = (np.median(np.lib.stride_tricks.sliding_window_view(cells, below_n + 1), axis=1)
+                if n > below_n else np.empty(0))
     for j in range(n - width_n - 1, below_n - 1, -1):  # highest edge first
         if centres_hz[j] < lowest_hz:
             break
-        in_band = float(np.median(cells[j - below_n : j + 1]))
+        in_band = float(in_bands[j - below_n])
         if in_band < top_db - s.content_range_db or in_band - above[j + width_n] < s.wall_drop_db:
             continue
         # The median tolerates up to half its window inside the wall's transition, so the edge

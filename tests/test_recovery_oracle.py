@@ -1,0 +1,57 @@
+"""The recovery oracle (eval/recovery_oracle.py): its variants change only the band above the
+cutoff, and the ones told the truth give it back."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "eval"))
+_spec = importlib.util.spec_from_file_location("recovery_oracle", ROOT / "eval" / "recovery_oracle.py")
+oracle = importlib.util.module_from_spec(_spec)
+sys.modules["recovery_oracle"] = oracle
+_spec.loader.exec_module(oracle)
+import recovery_dev as rd  # noqa: E402  (on the path once the oracle has loaded)
+
+from adaptive_argm.core.recovery import recover  # noqa: E402
+
+SR = 44100
+
+
+def band_db(x: np.ndarray, lo_hz: float, hi_hz: float) -> float:
+    f = np.fft.rfftfreq(x.shape[1], 1.0 / SR)
+    p = np.abs(np.fft.rfft(x, axis=1)) ** 2
+    return float(10 * np.log10(p[:, (f >= lo_hz) & (f < hi_hz)].sum()))
+
+
+def test_oracle_variants_touch_only_the_band_above_the_cutoff_and_the_truth_gives_it_back():
+    rng = np.random.default_rng(3)
+    n = 4 * SR
+    t = np.arange(n) / SR
+    # Harmonics up to 20 kHz with a beat, plus a little noise: full-band "music".
+    x = sum(np.sin(2 * np.pi * 220.0 * k * t) / k for k in range(1, 90)) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))
+    x = (0.05 * np.stack([x, x]) + 1e-3 * rng.standard_normal((2, n))).astype(np.float32)
+    y = rd.degrade("r22", x, SR)
+    z, rep = recover(y, SR)
+    assert rep.acted and rep.cutoff_hz < 11100
+    out = oracle.variants(x, y, z, rep.cutoff_hz, SR)
+    assert list(out) == list(oracle.VARIANTS)
+    below = rep.cutoff_hz * 0.8
+    for name, v in out.items():
+        assert v.shape == x.shape and v.dtype == np.float32, name
+        # Below the cutoff every variant is the band-limited input (the step's own band starts there).
+        assert abs(band_db(v, 1000, below) - band_db(y, 1000, below)) < 0.05, name
+    lo, hi = rep.cutoff_hz * 1.05, 19000
+    truth = band_db(x, lo, hi)
+    assert abs(band_db(out["true band"], lo, hi) - truth) < 0.2
+    assert abs(band_db(out["ideal level"], lo, hi) - truth) < 1.0
+    assert abs(band_db(out["ideal frames"], lo, hi) - truth) < 1.0
+    assert rd.lsd_above(x, out["true band"], SR, lo) < 0.1 * rd.lsd_above(x, y, SR, lo)
+    # The no-oracle variants reshape the step's band in time only: its long-term level stays
+    # within their clamp of the step's.
+    for name in ("frames below", "tilt below"):
+        assert abs(band_db(out[name], lo, hi) - band_db(z, lo, hi)) < oracle.FRAME_CLAMP_DB, name
