@@ -1,5 +1,6 @@
-"""The recovery oracle (eval/recovery_oracle.py): its variants change only the band above the
-cutoff, and the ones told the truth give it back."""
+"""The recovery evaluation scripts: the oracle's variants (eval/recovery_oracle.py) change only
+the band above the cutoff and the ones told the truth give it back; the LSD of AudioSR's and
+NVSR's evaluation code (eval/recovery_lsd_ssr.py) reads known answers."""
 
 from __future__ import annotations
 
@@ -55,3 +56,15 @@ def test_oracle_variants_touch_only_the_band_above_the_cutoff_and_the_truth_give
     # within their clamp of the step's.
     for name in ("frames below", "tilt below"):
         assert abs(band_db(out[name], lo, hi) - band_db(z, lo, hi)) < oracle.FRAME_CLAMP_DB, name
+
+
+def test_ssr_lsd_reads_zero_for_a_copy_and_two_for_a_tenth_of_the_amplitude():
+    """The LSD of AudioSR's and NVSR's evaluation code is log10 of power ratios: a signal at a
+    tenth of the amplitude is 100x down in power in every bin, 2.0."""
+    spec = importlib.util.spec_from_file_location("recovery_lsd_ssr", ROOT / "eval" / "recovery_lsd_ssr.py")
+    ssr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ssr)
+    x = np.random.default_rng(5).standard_normal((2, SR)).astype(np.float32) * 0.1
+    assert ssr.lsd_ssr(x, x, SR) < 1e-6
+    assert abs(ssr.lsd_ssr(x, x * 0.1, SR) - 2.0) < 1e-3
+    assert abs(ssr.lsd_ssr(x * 0.1, x, SR) - 2.0) < 1e-3
