@@ -8,6 +8,7 @@ weights instead. Timings on a shared machine are noisy: the load average is prin
 
     python eval/bench.py --out eval/results/bench.md
     python eval/bench.py --lengths 30 --channels 2 --out /tmp/bench.md
+    python eval/bench.py --lengths 30 --channels 2 --commands run:routed,run:stemwise,compare --no-dsp-checks --repeats 3
     python eval/bench.py --long 600      # peak RSS of a 10-minute stereo file: run direct, stem-wise, compare, metrics
     python eval/bench.py --hour          # peak RSS of an hour of stereo (32 and 44.1 kHz): run direct, metrics
     python eval/bench.py --ray --out eval/results/ray.md   # the Ray backend: 1 vs 2 workers, overhead, projection
@@ -282,16 +283,25 @@ def table(rows: list[dict]) -> str:
 def targets(rows: list[dict], dsp: dict | None) -> list[str]:
     out = []
     ok = [r for r in rows if "error" not in r]
+    # Separation's own time varies by 1.5x between runs here: with repeats, the verdict is
+    # taken on the median run's share, every run's share beside it.
+    by_command: dict[str, list[dict]] = {}
     for r in ok:
+        if r["clip_s"] == 30 and r["channels"] == 2 and r["timings_s"].get("separate", 0) > 0.5:
+            by_command.setdefault(r["command"], []).append(r)
+    for command, runs in by_command.items():
+        fracs = [(sum(r["timings_s"].values()) - r["timings_s"]["separate"]) / r["timings_s"]["separate"]
+                 for r in runs]
+        mid = sorted(range(len(runs)), key=lambda i: fracs[i])[(len(runs) - 1) // 2]
+        r, frac = runs[mid], fracs[mid]
         ts = r["timings_s"]
-        if r["clip_s"] == 30 and r["channels"] == 2 and ts.get("separate", 0) > 0.5:
-            frac = (sum(ts.values()) - ts["separate"]) / ts["separate"]
-            verdict = "met" if frac <= NON_SEP_MAX_FRACTION else "NOT met"
-            figs = ts.get("figures")
-            without = f"; {frac - figs / ts['separate']:.0%} without the figures" if figs else ""
-            out.append(f"- non-separation time, 30 s stereo, {r['command']}: {frac:.0%} of separation "
-                       f"(target <= {NON_SEP_MAX_FRACTION:.0%}): {verdict} (in CPU seconds: {cpu_fraction(r):.0%}"
-                       f"{without})")
+        verdict = "met" if frac <= NON_SEP_MAX_FRACTION else "NOT met"
+        figs = ts.get("figures")
+        without = f"; {frac - figs / ts['separate']:.0%} without the figures" if figs else ""
+        each = f" (median of {len(runs)} runs: {', '.join(f'{f:.0%}' for f in fracs)})" if len(runs) > 1 else ""
+        out.append(f"- non-separation time, 30 s stereo, {command}: {frac:.0%} of separation{each} "
+                   f"(target <= {NON_SEP_MAX_FRACTION:.0%}): {verdict} (in CPU seconds: {cpu_fraction(r):.0%}"
+                   f"{without})")
     for r in ok:
         if r["command"] == "compare":
             same = [s for s in ok if s["command"] == "run:stemwise" and s["clip_s"] == r["clip_s"]
@@ -430,6 +440,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--preset", default=None, help="preset to time (default: the package default)")
     ap.add_argument("--no-dsp-checks", action="store_true", help="skip the stem-DSP overlap and routing checks")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="run every command this many times (interleaved); the targets take the median run")
+    ap.add_argument("--no-warm-up", action="store_true",
+                    help="measure the first command's first run too (it pays 1.3-1.7 s more in load and measure)")
     ap.add_argument("--long", type=float, default=0, help="also measure peak RSS on a stereo file this long (s)")
     ap.add_argument("--long-commands", default="run:direct,run:stemwise,compare,metrics",
                     help="commands measured on the --long file")
@@ -481,12 +495,20 @@ def main(argv=None) -> int:
               f"- machine at start: {machine_line()}", f"- preset: {preset}; times in seconds (wall) from each "
               "result's timings_s; CPU s from each process; peak RSS of each run's own process (its VmHWM)"]
     rows = []
+    warm_up = not args.no_warm_up and bool(commands)
+    if warm_up:
+        header.append("- one warm-up run of the first command discarded (whichever command ran first paid "
+                      "1.3-1.7 s more in load and measure)")
     for seconds in lengths:
         for ch in channels:
             clip = synth_clip(work / f"clip{seconds:.0f}s{ch}ch.wav", seconds, ch)
-            for command in commands:
-                spec = {"command": command, "input": str(clip), "out": str(work / f"out{seconds:.0f}{ch}{command}"),
+            for k, command in [(k, c) for k in range(args.repeats) for c in commands]:  # repeats interleaved
+                spec = {"command": command, "input": str(clip),
+                        "out": str(work / f"out{seconds:.0f}{ch}{command}{f'-{k}' if k else ''}"),
                         "model": model, "model_repo": str(repo), "device": args.device, "preset": preset}
+                if warm_up:
+                    measured({**spec, "out": spec["out"] + "-warm-up"})
+                    warm_up = False
                 r = {"clip_s": seconds, "channels": ch, "command": command, **measured(spec)}
                 rows.append(r)
                 print(f"{seconds:.0f} s x {ch} ch {command}: "
