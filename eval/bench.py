@@ -106,8 +106,11 @@ def own_peak_mb() -> float | None:
 
 
 def worker(spec: dict) -> dict:
-    """Runs inside the measured process: one `run` or `compare`, separations counted."""
-    from adaptive_argm.core import pipeline, separate
+    """Runs inside the measured process: one `run` or `compare`, separations counted, in a
+    process set up as the command sets up its own (`heap.no_huge_pages`)."""
+    from adaptive_argm.core import heap, pipeline, separate
+
+    heap.no_huge_pages()
 
     sep = None
     calls = {"n": 0}

@@ -59,3 +59,35 @@ def test_kept_memory_is_not_faulted_in_again_until_the_last_block_ends():
 @pytest.mark.skipif(GLIBC, reason="only where there is no glibc")
 def test_without_glibc_nothing_is_applied():
     assert heap.keep_freed_memory() is False
+
+
+# numpy's huge-page switch, in fresh interpreters: off once the process asks (as the command and
+# its workers do), left alone where the user set numpy's own variable.
+HUGE_PROBE = """
+import json
+import numpy as np
+from adaptive_argm.core import heap
+
+core = getattr(np, "_core", None) or np.core
+before = bool(core.multiarray._get_madvise_hugepage())
+switched = heap.no_huge_pages()
+print(json.dumps({"before": before, "switched": switched, "after": bool(core.multiarray._get_madvise_hugepage())}))
+"""
+
+
+def _huge_probe(env_value: str | None) -> dict:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if env_value is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = env_value
+    out = subprocess.run([sys.executable, "-c", HUGE_PROBE], capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="numpy uses madvise huge pages on Linux only")
+def test_numpy_huge_pages_are_switched_off_unless_the_user_chose():
+    default = _huge_probe(None)
+    assert default == {"before": True, "switched": True, "after": False}
+    chosen = _huge_probe("1")  # the user's choice stands
+    assert chosen == {"before": True, "switched": False, "after": True}

@@ -13,4 +13,7 @@ from .app import app
 
 
 def main() -> None:
+    from ..core import heap
+
+    heap.no_huge_pages()
     app()

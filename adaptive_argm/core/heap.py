@@ -16,6 +16,14 @@ batch work keeps it: pool workers and Ray actors for good (`keep_freed_memory`),
 in the command's own process while it runs (`freed_memory_kept`). A single `run` or `compare`
 keeps glibc's behaviour, and with it its measured peaks (a 10-minute separated file sits close
 to its 3 GB target). Linux with glibc only (`mallopt`); elsewhere nothing changes.
+
+Every process of the package's own (the command, pool workers, Ray actors) also serves numpy's
+large arrays without transparent huge pages (`no_huge_pages`). numpy asks the kernel for huge
+pages on every array of 4 MiB and more (madvise), and where the kernel then defragments memory on
+the first touch of such an array (THP "defrag" set to "madvise", a common default) that touch
+can stall: the metric panel's first pass over 30 s of stereo (an 82 MB level histogram) took
+1.4-2.0 s, 1.0-1.5 s of it in the kernel, instead of 0.36 s; the non-separation stages of three
+30 s runs varied by up to 1.7 s between identical runs (eval/results/bench_separated.md).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 import platform
 import threading
 from typing import Iterator
@@ -102,3 +111,19 @@ def freed_memory_kept() -> Iterator[bool]:
             if _state["depth"] == 0 and _state["applied"] and not _state["for_good"]:
                 _give_back()
                 _state["applied"] = False
+
+
+def no_huge_pages() -> bool:
+    """From now on numpy's new arrays get ordinary pages (module doc). Nothing changes where
+    the user set `NUMPY_MADVISE_HUGEPAGE` (numpy's own switch, read at its import) or numpy
+    offers no switch. True if switched off here."""
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        return False
+    import numpy as np
+
+    core = getattr(np, "_core", None) or getattr(np, "core", None)  # numpy 2, numpy 1
+    setter = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    if setter is None:
+        return False
+    setter(False)
+    return True
