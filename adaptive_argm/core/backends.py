@@ -162,7 +162,6 @@ class _Worker:
         with contextlib.suppress(OSError):  # relative paths mean what they mean to the driver
             os.chdir(cwd)
         heap.keep_freed_memory()
-        heap.no_huge_pages()
         if initializer is not None:
             initializer(*initargs)
         if "torch" in sys.modules:  # an initializer may size torch for a local pool: use this actor's CPUs

@@ -17,13 +17,16 @@ in the command's own process while it runs (`freed_memory_kept`). A single `run`
 keeps glibc's behaviour, and with it its measured peaks (a 10-minute separated file sits close
 to its 3 GB target). Linux with glibc only (`mallopt`); elsewhere nothing changes.
 
-Every process of the package's own (the command, pool workers, Ray actors) also serves numpy's
-large arrays without transparent huge pages (`no_huge_pages`). numpy asks the kernel for huge
+The command's own process also serves numpy's large arrays without transparent huge pages
+(`no_huge_pages`). numpy asks the kernel for huge
 pages on every array of 4 MiB and more (madvise), and where the kernel then defragments memory on
 the first touch of such an array (THP "defrag" set to "madvise", a common default) that touch
 can stall: the metric panel's first pass over 30 s of stereo (an 82 MB level histogram) took
 1.4-2.0 s, 1.0-1.5 s of it in the kernel, instead of 0.36 s; the non-separation stages of three
 30 s runs varied by up to 1.7 s between identical runs (eval/results/bench_separated.md).
+Pool workers and Ray actors, which keep their memory, keep numpy's default: with huge pages off
+in them too, 12 clips of 8 s took Ray 114.4 s with one worker and 74.7 s with two (1.53x), against
+116.0 s and 66.2 s (1.75x) at the default, one run each (`eval/bench.py --ray`).
 """
 
 from __future__ import annotations

@@ -60,7 +60,6 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> N
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
     heap.keep_freed_memory()
-    heap.no_huge_pages()
     if initializer is not None:
         initializer(*initargs)
 
