@@ -223,6 +223,24 @@ def halves(names: list[str], group) -> dict[str, str]:
     return {n: "AB"[i % 2] for members in by.values() for i, n in enumerate(members)}
 
 
+def real_clips(folder: str | Path) -> dict[str, tuple[str, str]]:
+    """The real-music corpus in `folder` (manifest.json + WAVs): clip name -> (path, half), the
+    halves alternating within each game's soundtrack."""
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    found = {e["track_id"]: (str(Path(folder) / e["file"]), e["source"]) for e in manifest["excerpts"]}
+    half = halves(list(found), lambda n: next(g for g in ("wesnoth", "nexuiz", "warzone2100", "")
+                                              if g in found[n][1]))
+    return {n: (path, half[n]) for n, (path, _) in found.items()}
+
+
+def write_report(out: str | Path, name: str, lines: list[str]) -> None:
+    """`lines` as `out/name` (the folder made if needed), and printed."""
+    text = "\n".join(lines)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / name).write_text(text + "\n")
+    print(text)
+
+
 def _cell(rows: list[dict], key: str) -> tuple[float, float, str]:
     vals = [r[key] for r in rows]
     worst = min(range(len(rows)), key=lambda i: vals[i])
@@ -330,21 +348,16 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.speed:
-        text = "\n".join(["# Spectral recovery: time per call", ""] + speed(args.speed, settings))
-        (out / "recovery_speed.md").write_text(text + "\n")
-        print(text)
+        write_report(out, "recovery_speed.md", ["# Spectral recovery: time per call", "", *speed(args.speed, settings)])
         return
     conds = [c for c in args.conditions.split(",") if c]
     md = ["# Spectral recovery on the development corpora", "",
           f"Settings: `RecoverySettings({', '.join(f'{k}={v!r}' for k, v in settings.items())})` "
           "(library defaults otherwise). Conditions and scores: see `eval/recovery_dev.py`.", ""]
     if args.real:
-        manifest = json.loads((Path(args.real) / "manifest.json").read_text())
-        clips = {e["track_id"]: (str(Path(args.real) / e["file"]), e["source"]) for e in manifest["excerpts"]}
-        half = halves(list(clips), lambda n: next(g for g in ("wesnoth", "nexuiz", "warzone2100", "")
-                                                   if g in clips[n][1]))
-        jobs = [(c, half[c], clips[c][0], cond, settings, args.as_run) for cond in conds for c in sorted(clips)
-                if args.half in ("all", half[c])]
+        clips = real_clips(args.real)
+        jobs = [(c, clips[c][1], clips[c][0], cond, settings, args.as_run) for cond in conds for c in sorted(clips)
+                if args.half in ("all", clips[c][1])]
         with Pool(args.workers) as pool:
             rows = pool.map(real_job, jobs, chunksize=1)
         write_csv(out / "recovery_dev_real.csv", rows)
@@ -361,8 +374,7 @@ def main() -> None:
         span = f"the middle {args.midi_excerpt_s:g} s of each song" if args.midi_excerpt_s else "whole songs"
         md += ["## Multitrack (oracle stems): direct vs stem-wise vs routed", "", f"Scored on {span}.", "",
                *midi_table(rows), ""]
-    (out / "recovery_dev.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(out, "recovery_dev.md", md)
 
 
 if __name__ == "__main__":

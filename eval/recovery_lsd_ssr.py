@@ -14,7 +14,6 @@ or 48 kHz) against the clean excerpt, for the input as band-limited and for the 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from multiprocessing import Pool
@@ -81,9 +80,8 @@ def main() -> None:
     ap.add_argument("--out", default="eval/results")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    manifest = json.loads((Path(args.real) / "manifest.json").read_text())
-    clips = {e["track_id"]: str(Path(args.real) / e["file"]) for e in manifest["excerpts"]}
-    jobs = [(c, clips[c], cond) for cond in CONDITIONS for c in sorted(clips)]
+    clips = rd.real_clips(args.real)
+    jobs = [(c, clips[c][0], cond) for cond in CONDITIONS for c in sorted(clips)]
     with Pool(args.workers) as pool:
         rows = pool.map(job, jobs, chunksize=1)
     rates = sorted({r["sr"] for r in rows})
@@ -98,10 +96,7 @@ def main() -> None:
           "inputs score 2-3.5, and the same step filling up to Nyquist instead of 20 kHz scores worse (3.0 "
           "instead of 2.0: the excerpts, decoded from Ogg Vorbis and Opus, hold little above 20 kHz, mostly "
           "25-40 dB under their 12-16 kHz level). Compare the changes, not the levels.", "", *table(rows), ""]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recovery_lsd_ssr.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    rd.write_report(args.out, "recovery_lsd_ssr.md", md)
 
 
 if __name__ == "__main__":

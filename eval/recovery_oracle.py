@@ -22,7 +22,6 @@ cutoff to 20 kHz); halves as there.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from multiprocessing import Pool
@@ -46,12 +45,13 @@ FRAME_CLAMP_DB = 12.0
 """The no-oracle variants move a frame's level at most this far from the step's."""
 
 
-def _stft(x: np.ndarray) -> tuple[np.ndarray, int, int]:
+def _stft(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """The spectrogram on the grid covering `x`, and the grid's first frame start."""
     first, count = spectral.covering_grid(x.shape[1], HOP, N_FFT)
-    return spectral.stft(x, N_FFT, HOP, first, count), first, count
+    return spectral.stft(x, N_FFT, HOP, first, count), first
 
 
-def _istft(spec: np.ndarray, first: int, count: int, n: int) -> np.ndarray:
+def _istft(spec: np.ndarray, first: int, n: int) -> np.ndarray:
     return spectral.istft(spec, N_FFT, HOP, first, n).astype(np.float32)
 
 
@@ -69,7 +69,7 @@ def _energy(spec: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def variants(x: np.ndarray, y: np.ndarray, z: np.ndarray, cutoff_hz: float, sr: int) -> dict[str, np.ndarray]:
     """Every variant's output for clean `x`, band-limited `y` and the step's output `z`."""
     n = x.shape[1]
-    (X, first, count), (Y, _, _), (Z, _, _) = _stft(x), _stft(y), _stft(z)
+    (X, first), (Y, _), (Z, _) = _stft(x), _stft(y), _stft(z)
     f_hz = np.fft.rfftfreq(N_FFT, 1.0 / sr)
     above = f_hz >= cutoff_hz
     out = {"step": z}
@@ -78,7 +78,7 @@ def variants(x: np.ndarray, y: np.ndarray, z: np.ndarray, cutoff_hz: float, sr: 
         spec = Y.copy()
         m = f_hz >= lo_hz
         spec[..., m] = X[..., m]
-        return _istft(spec, first, count, n)
+        return _istft(spec, first, n)
 
     out["true band"] = graft(cutoff_hz)
     out["true >16 kHz"] = graft(max(cutoff_hz, 16000.0))
@@ -88,14 +88,14 @@ def variants(x: np.ndarray, y: np.ndarray, z: np.ndarray, cutoff_hz: float, sr: 
             ex, ez = _energy(X, m), _energy(Z, m)
             g = np.sqrt(ex / ez) if per_frame else np.sqrt(ex.sum() / ez.sum())
             spec[..., m] *= np.reshape(g, (-1, 1)) if per_frame else g
-        out[name] = _istft(spec, first, count, n)
+        out[name] = _istft(spec, first, n)
     # The no-oracle variants reshape the added band only (z - y) by a per-frame gain in dB.
     D = Z - Y
     D[..., ~above] = 0
 
     def reshaped(gain_db: np.ndarray) -> np.ndarray:
         g = 10.0 ** (np.clip(gain_db, -FRAME_CLAMP_DB, FRAME_CLAMP_DB) / 20.0)
-        return y + _istft(D * g.astype(np.float32), first, count, n)
+        return y + _istft(D * g.astype(np.float32), first, n)
 
     src = _energy(Y, (f_hz >= cutoff_hz * 2.0 ** -0.3) & (f_hz < cutoff_hz))
     ref = _energy(Y, (f_hz >= cutoff_hz / 2.0) & (f_hz < cutoff_hz))
@@ -156,25 +156,19 @@ def main() -> None:
     ap.add_argument("--out", default="eval/results")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    manifest = json.loads((Path(args.real) / "manifest.json").read_text())
-    clips = {e["track_id"]: (str(Path(args.real) / e["file"]), e["source"]) for e in manifest["excerpts"]}
-    half = rd.halves(list(clips), lambda n: next(g for g in ("wesnoth", "nexuiz", "warzone2100", "")
-                                                 if g in clips[n][1]))
+    clips = rd.real_clips(args.real)
     conds = [c for c in args.conditions.split(",") if c]
     bad = [c for c in conds if c not in rd.LOW_RATES]
     if bad:
         sys.exit(f"error: unknown condition {bad[0]!r} (one of {', '.join(rd.LOW_RATES)})")
-    jobs = [(c, half[c], clips[c][0], cond) for cond in conds for c in sorted(clips)]
+    jobs = [(c, clips[c][1], clips[c][0], cond) for cond in conds for c in sorted(clips)]
     with Pool(args.workers) as pool:
         rows = [r for rs in pool.map(job, jobs, chunksize=1) for r in rs]
     md = ["# Spectral recovery against versions of it told part of the truth", "",
           "Real-music development corpus, direct; see `eval/recovery_oracle.py` for the variants.", ""]
     for cond in conds:
         md += table(rows, cond)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recovery_oracle.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    rd.write_report(args.out, "recovery_oracle.md", md)
 
 
 if __name__ == "__main__":
