@@ -107,10 +107,11 @@ def own_peak_mb() -> float | None:
 
 def worker(spec: dict) -> dict:
     """Runs inside the measured process: one `run` or `compare`, separations counted, in a
-    process set up as the command sets up its own (`heap.no_huge_pages`)."""
-    from adaptive_argm.core import heap, pipeline, separate
+    process set up as the command sets up its own (`heap.no_huge_pages`, `threads.one_blas_thread`)."""
+    from adaptive_argm.core import heap, pipeline, separate, threads
 
     heap.no_huge_pages()
+    threads.one_blas_thread()
 
     sep = None
     calls = {"n": 0}

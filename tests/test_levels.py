@@ -80,3 +80,16 @@ def test_every_dsp_stage_takes_channels_first_and_refuses_a_transposed_stereo_fi
             call(stereo.T)
         with pytest.raises(ValueError, match="got shape"):
             call(stereo[None])
+
+
+@pytest.mark.parametrize("gains_db", [[0.0], [14.4], [14.4, -0.37], [-6.02, 3.01, 0.5]])
+def test_the_peak_after_gains_is_the_peak_sample_scaled_exactly(gains_db):
+    # `finish` takes the peak of the gained result from the peak before the gain (no second
+    # pass over the result): it must be the sample peak a pass would find, bit for bit.
+    from adaptive_argm.core import finish
+
+    x = np.random.default_rng(len(gains_db)).standard_normal((2, 50_000)).astype(np.float32) * 0.3
+    y = x
+    for g in gains_db:
+        y = L.scaled(y, g)
+    assert finish._scaled_peak_dbfs(L.peak(x), gains_db) == L.peak_dbfs(y)

@@ -13,7 +13,8 @@ from .app import app
 
 
 def main() -> None:
-    from ..core import heap
+    from ..core import heap, threads
 
     heap.no_huge_pages()
+    threads.one_blas_thread()
     app()

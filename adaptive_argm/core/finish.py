@@ -85,12 +85,14 @@ class _Measured:
 
 
 def measured(x: Signal) -> _Measured:
-    """Loudness and peak of a signal: taken when it was kept (`keep_measured`), else in one pass."""
+    """Loudness and peak of a signal: taken when it was kept (`keep_measured`) or first asked
+    for, else in one pass (and kept with the signal: `finish` asks for its loudness, then its peak)."""
     m = getattr(x, "measured", None)
     if m is None:
         m = _Measured(x.sr, x.channels)
         for _ in m.through(x.blocks()):
             pass
+        x.measured = m
     return m
 
 
@@ -143,11 +145,11 @@ def finish(y: np.ndarray | Signal, mix: np.ndarray | Signal, mode: Mode, preset:
             gains.append(float(target - current))
     out, m, clip = _safe(ys, gains, clip_mode, store)
     for _ in range(LOUDNESS_LIMIT_PASSES if clip.action == "limited" and preset.match_loudness else 0):
-        shortfall_db = target - m.meter.lufs()
+        shortfall_db = target - (m or measured(out)).meter.lufs()
         if not np.isfinite(shortfall_db) or abs(shortfall_db) <= LOUDNESS_TOLERANCE_LU:
             break
         out_next, m_next, again = _safe(ys, gains + [float(shortfall_db)], clip_mode, store)
-        if not abs(target - m_next.meter.lufs()) < 0.5 * abs(shortfall_db):  # more gain gave nothing back
+        if not abs(target - (m_next or measured(out_next)).meter.lufs()) < 0.5 * abs(shortfall_db):  # gave nothing back
             store.drop(out_next)
             break
         gains.append(float(shortfall_db))
@@ -181,20 +183,33 @@ def unchanged(y: Signal, x: Signal, tolerance: float = UNCHANGED_TOLERANCE) -> b
 
 
 def _safe(ys: Signal, gains: list[float], clip_mode: ClipMode, store: Store):
-    """`ys` times `gains`, then clip safety: (kept result, its loudness and peak, ClipSafety)."""
+    """`ys` times `gains`, then clip safety: (kept result, its loudness and peak when a limiter
+    or normalising gain acted, else None; ClipSafety)."""
     scaled = Mapped(ys, dsp.gain_stage(list(gains))) if gains else ys
-    before = measured(scaled).peak_dbfs
+    before = _scaled_peak_dbfs(measured(ys).peak, gains)
     if before <= 0.0 or clip_mode == "none":
         action, result = ("none" if before <= 0.0 else "left-above-full-scale"), scaled
     elif clip_mode == "limit":
         action, result = "limited", Mapped(scaled, dsp.limiter_stage(ys.sr, ys.frames, ys.channels))
     else:
         action, result = "normalized", Mapped(scaled, dsp.gain_stage([dsp.LIMIT_CEILING_DBFS - before]))
+    if action in ("none", "left-above-full-scale"):
+        # Only a limiter's result has its loudness asked for again (the make-up gain's passes).
+        kept = ys if result is ys else store.keep(result.blocks(), ys.channels, ys.sr, ys.frames)
+        return kept, None, dsp.ClipSafety(clip_mode, action, before, before)
     m = _Measured(ys.sr, ys.channels)
-    # Nothing to do: the chain's result itself (its loudness is not needed: no limiter acted).
-    kept = ys if result is ys else store.keep(m.through(result.blocks()), ys.channels, ys.sr, ys.frames)
-    after = before if action in ("none", "left-above-full-scale") else m.peak_dbfs
-    return kept, m, dsp.ClipSafety(clip_mode, action, before, after)
+    kept = store.keep(m.through(result.blocks()), ys.channels, ys.sr, ys.frames)
+    return kept, m, dsp.ClipSafety(clip_mode, action, before, m.peak_dbfs)
+
+
+def _scaled_peak_dbfs(peak: float, gains_db: list[float]) -> float:
+    """The sample peak (dBFS) of a signal whose peak is `peak` after `dsp.gain_stage(gains_db)`,
+    without reading it again: each float32 product rounds monotonically, so the largest sample
+    scaled is the largest scaled sample, exactly."""
+    p = np.array([peak], np.float32)
+    for g in gains_db:
+        p = levels.scaled(p, g)
+    return 20.0 * math.log10(float(p[0])) if p[0] > 0 else -math.inf
 
 
 def _to_target(y: np.ndarray | Signal, mode: Mode, clip_mode: ClipMode, sr: int,

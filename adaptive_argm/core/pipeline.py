@@ -211,13 +211,13 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
                                             info=info)
         all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
     with clock.stage("write"):
-        delivered = {}
-        for m, r in outputs_.items():
+        def deliver(m: str, r: Restored) -> outputs.Delivered:
             y, out_sr = _output_audio(r.audio, info, settings.output_sr, sr)
-            delivered[m] = outputs.deliver_result(out, m, y, out_sr, source, container=settings.format,
-                                                  bits=settings.bits, target=r.loudness,
-                                                  residual=_residual(r, mix, settings.residual),
-                                                  residual_name=f"residual-{m}.wav", residual_sr=sr)
+            return outputs.deliver_result(out, m, y, out_sr, source, container=settings.format, bits=settings.bits,
+                                          target=r.loudness, residual=_residual(r, mix, settings.residual),
+                                          residual_name=f"residual-{m}.wav", residual_sr=sr)
+
+        delivered = dict(zip(outputs_, _each(lambda item: deliver(*item), outputs_.items())))
     result = CompareResult(info, sep_info, routed, outputs_, {m: d.written.path for m, d in delivered.items()},
                            all_panels, warnings, stem_names, views, preset, clock.timings_s, settings, mix, delivered, sr,
                            recovery_note=recovery_note, bandwidth=detected)
@@ -380,15 +380,28 @@ def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarra
     truncated file). With `ref` (at `sr`, DC-free) the intrusive scores are added."""
     band = panel_in.bandwidth_hz
     distinct = {id(y): y for y in outputs.values()}  # routed often IS stem-wise or direct: measured once
-    by_array = {}
-    for key, y in distinct.items():
+
+    def measure(y: np.ndarray | Signal) -> metrics.MetricPanel:
         signal = as_signal(y, sr)
         panel = metrics.measure_stream(signal.blocks(), sr, signal.channels, band)
-        by_array[key] = metrics.with_scores_of(panel, y, ref, sr) if ref is not None else panel
+        return metrics.with_scores_of(panel, y, ref, sr) if ref is not None else panel
+
+    # One after the other: the panel's passes hold the interpreter lock too much to gain from threads.
+    by_array = {key: measure(y) for key, y in distinct.items()}
     panels = {name: by_array[id(y)] for name, y in outputs.items()}
     about_input = [w for w in [info.truncation_warning() if info else None] if w]
     warnings = {name: about_input + metrics.warnings_for(panel_in, p) for name, p in panels.items()}
     return panels, warnings
+
+
+def _each(fn: Callable, items) -> list:
+    """`fn` of each item, side by side on the cores when there are several (writing the
+    compared outputs: independent passes over independent arrays)."""
+    items = list(items)
+    if len(items) < 2:
+        return [fn(it) for it in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
+        return list(pool.map(fn, items))
 
 
 def _output_audio(y: np.ndarray | Signal, info: audio.AudioInfo, output_sr: OutputRate,

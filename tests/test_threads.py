@@ -1,0 +1,45 @@
+"""numpy's BLAS on one thread in the command's process, in fresh interpreters: applied unless
+the user chose the number of threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from adaptive_argm.core import threads
+
+PROBE = """
+import json
+from threadpoolctl import threadpool_info
+from adaptive_argm.core import threads
+
+import numpy, scipy.linalg
+
+def counts():
+    return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+before = counts()
+applied = threads.one_blas_thread()
+blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+print(json.dumps({"applied": applied, "before": before, "threads": counts(), "libraries": len(blas)}))
+"""
+
+
+def _probe(**chosen: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in threads.USER_VARIABLES}
+    env.update(chosen)
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout)
+
+
+def test_blas_runs_on_one_thread_in_numpy_and_scipy():
+    found = _probe()
+    assert found["applied"] is True
+    assert found["libraries"] >= 1 and found["threads"] == [1]
+
+
+def test_the_users_choice_of_blas_threads_stands():
+    found = _probe(OPENBLAS_NUM_THREADS="2")
+    assert found["applied"] is False and found["threads"] == found["before"]
