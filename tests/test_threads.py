@@ -43,3 +43,19 @@ def test_blas_runs_on_one_thread_in_numpy_and_scipy():
 def test_the_users_choice_of_blas_threads_stands():
     found = _probe(OPENBLAS_NUM_THREADS="2")
     assert found["applied"] is False and found["threads"] == found["before"]
+
+
+def _blas_threads(_task) -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+
+def test_pool_workers_run_blas_on_one_thread(monkeypatch):
+    from adaptive_argm.core import workers
+
+    for name in threads.USER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    found = {}
+    workers.run_tasks(_blas_threads, [0, 1], 2, lambda i, f: found.setdefault(i, f.result()))
+    assert found == {0: [1], 1: [1]}

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Protocol, Sequence, get_args
 
 from ..config import Setting, SettingError, UserError, check_choice
-from . import heap, results, workers
+from . import heap, results, threads, workers
 
 BackendName = Literal["local", "ray"]
 BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
@@ -162,6 +162,7 @@ class _Worker:
         with contextlib.suppress(OSError):  # relative paths mean what they mean to the driver
             os.chdir(cwd)
         heap.keep_freed_memory()
+        threads.one_blas_thread()  # the actors themselves fill the cores
         if initializer is not None:
             initializer(*initargs)
         if "torch" in sys.modules:  # an initializer may size torch for a local pool: use this actor's CPUs

@@ -1,4 +1,4 @@
-"""numpy's and scipy's BLAS on one thread in the command's own process.
+"""numpy's and scipy's BLAS on one thread in the command's process, its pool workers and Ray actors.
 
 The command runs its work side by side itself: the stems' chains on a pool of one thread per
 core, `compare`'s outputs written side by side. OpenBLAS's threads (one per core, in numpy's copy
@@ -7,8 +7,10 @@ panel's mel projection, which gain little from a second thread, and its threads 
 on the core the other chain needs after each call. Measured on 30 s of stereo (the four stems of
 a random-weight separation through the `adaptive` chains, two threads): 1.04 s and 2.07 CPU s
 with OpenBLAS's two threads, 0.74 s and 1.40 CPU s with one; the whole routed run outside
-separation 2.62 s against 2.09 s, its output bit-identical. Torch (Demucs) keeps its own
-threads (OpenMP), which this leaves alone.
+separation 2.62 s against 2.09 s, its output bit-identical. Workers fill the cores by being
+several: six 8 s clips on two pool workers took 38.8 s against 39.4 s with OpenBLAS's threads
+(41.2 s against 47.8 s in a first pair), the same files. Torch (Demucs) keeps its own threads
+(OpenMP), which this leaves alone.
 """
 
 from __future__ import annotations

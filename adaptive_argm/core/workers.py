@@ -15,7 +15,7 @@ import signal
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Sequence
 
-from . import heap
+from . import heap, threads
 
 STOP_GRACE_S = 30.0
 """How long a stopped worker may take to clean up before it is killed."""
@@ -60,6 +60,7 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> N
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
     heap.keep_freed_memory()
+    threads.one_blas_thread()  # the workers themselves fill the cores
     if initializer is not None:
         initializer(*initargs)
 
