@@ -225,6 +225,23 @@ def test_peaks_at_two_are_brought_inside_full_scale(tmp_path, preset):
     assert rep["output"]["clip_action"] == ("limited" if preset == "passthrough" else "none")
 
 
+def test_a_dc_step_on_the_mix_does_not_high_pass_the_loaded_input_again(tmp_path):
+    # The input loses its DC offset and drift once, at load; a user preset's dc_remove on the
+    # mix would take the music's lowest octave down a second time (a 4 Hz swell: -6 dB, not -3).
+    t = np.arange(4 * SR) / SR
+    x = (0.2 + 0.3 * np.sin(2 * np.pi * 4 * t) + 0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    song = wav(tmp_path / "swell.wav", np.stack([x, x], axis=1))
+    (tmp_path / "pass.toml").write_text(PASSTHROUGH_PRESET)
+    out = tmp_path / "out"
+    y = assert_restored(cli("run", song, "--mode", "direct", "--preset-file", tmp_path / "pass.toml", "-o", out),
+                        out, 2, SR * 4)
+    once = remove_dc(np.stack([x, x]), SR)
+    assert np.max(np.abs(y - once)) < 1e-5
+    steps = json.loads((out / "report.json").read_text())["change"]["steps"]
+    dc = [s for s in steps if s["step"] == "dc_remove"]
+    assert len(dc) == 1 and dc[0]["acted"] is False and "when it was loaded" in dc[0]["reason"]
+
+
 def test_truncated_sample_data_is_read_as_far_as_it_goes_or_refused(tmp_path):
     full = wav(tmp_path / "full.wav", music(1.0), subtype="PCM_16").read_bytes()
     cut = tmp_path / "cut.wav"

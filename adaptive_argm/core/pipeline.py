@@ -305,13 +305,13 @@ def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, s
     if plan.mode_used == "direct":
         done: list[StepOutcome] = []
         found: dict[str, list] = {"mix": []}
-        chain = preset.chain_for(None)
+        chain, dc_done = _mix_chain(preset)
         if isinstance(mix, Signal):
             stage = dsp.chain_stage(chain, sr, mix.frames, mix.channels, done, reports=found["mix"])
             y = keep_measured(store, stage(mix.blocks()), mix.channels, sr, mix.frames)
         else:
             y = dsp.apply_chain(mix, sr, chain, outcomes=done, reports=found["mix"])
-        steps_done = tuple(replace(o, where="mix") for o in done)
+        steps_done = dc_done + tuple(replace(o, where="mix") for o in done)
     elif direct_kinds := plan.direct_kinds():
         found, partial_steps = {}, {}
         partial = process_stems(separation.stems, plan.processed(), without_kinds(preset, direct_kinds), sr,
@@ -345,6 +345,19 @@ def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, s
     # Each chain's recovery reports, one per segment it was run in (`steps.RECOVERY_BLOCK_S`).
     recovered = {n: recovery.merged(found_) for n, found_ in found.items() if found_}
     return replace(r, steps=steps_done, change=verdict, recovery=recovered), processed
+
+
+MIX_DC_DONE = "not run again: the input's DC offset and drift were removed when it was loaded"
+
+
+def _mix_chain(preset: presets.Preset) -> tuple[tuple[steps.Step, ...], tuple[StepOutcome, ...]]:
+    """The preset's chain for the mix without its DC steps, and what they did (nothing): the
+    input lost its DC offset and drift when it was loaded, and a second pass of the zero-phase
+    high-pass would take the music's lowest octave down again (-6 dB at 5 Hz instead of -3)."""
+    chain = preset.chain_for(None)
+    skipped = tuple(StepOutcome(s.kind, False, MIX_DC_DONE, dc_only=True, where="mix")
+                    for s in chain if s.kind in steps.DC_KINDS)
+    return tuple(s for s in chain if s.kind not in steps.DC_KINDS), skipped
 
 
 def _residual(r: Restored, mix: np.ndarray | Signal, asked: bool) -> tuple | None:
