@@ -177,3 +177,24 @@ def test_a_kind_routed_direct_runs_on_the_remix_of_the_stems_processed_without_i
 def test_per_kind_policies_are_checked():
     with pytest.raises(SettingError):
         RouterConfig(kind_modes=(("wiener", "sometimes"),))
+
+
+def test_compare_restores_routed_per_kind_from_unprocessed_copies_of_the_stems(tmp_path):
+    # compare restores stem-wise in place, then routed's split chain on its own copies (restored
+    # in place too, the stem-wise stems freed first): routed must be what `run` makes of the stems.
+    stems = harmonic_stems()
+    stems["other"] = stems["other"] + white(stems["other"].shape, -40.0)
+    mix = sum(stems.values())
+    (tmp_path / "split.toml").write_text('name = "split"\nmatch_loudness = false\n[[steps]]\nkind = "pedalboard.Gain"\n'
+                                         'gain_db = -6.0\n[[steps]]\nkind = "wiener"\n')
+    settings = pipeline.Settings(mode="routed", preset=str(tmp_path / "split.toml"), clip_mode="none",
+                                 router=RouterConfig(kind_modes=(("wiener", "direct"),)))
+    wav = tmp_path / "mix.wav"
+    audio.write(wav, mix, SR)
+    separate = lambda x, sr: Separation({k: v.copy() for k, v in stems.items()}, SeparatorInfo("oracle"))  # noqa: E731
+    result = pipeline.compare(str(wav), tmp_path / "out", separate, settings, figures=False)
+    assert result.plan.direct_kinds() == ("wiener",)
+    pipeline.run(str(wav), tmp_path / "run", separate, settings)
+    routed, _ = audio.read(tmp_path / "out" / "routed.wav", sr=None)
+    ran, _ = audio.read(tmp_path / "run" / "restored.wav", sr=None)
+    assert np.array_equal(routed, ran)
