@@ -59,3 +59,12 @@ def test_pool_workers_run_blas_on_one_thread(monkeypatch):
     found = {}
     workers.run_tasks(_blas_threads, [0, 1], 2, lambda i, f: found.setdefault(i, f.result()))
     assert found == {0: [1], 1: [1]}
+
+
+def test_a_batch_in_the_callers_process_runs_blas_on_one_thread_while_it_runs(monkeypatch):
+    for name in threads.USER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    before = _blas_threads(None)
+    with threads.one_blas_thread_while():
+        assert _blas_threads(None) == [1]
+    assert _blas_threads(None) == before

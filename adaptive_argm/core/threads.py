@@ -15,7 +15,9 @@ several: six 8 s clips on two pool workers took 38.8 s against 39.4 s with OpenB
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 USER_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 """Where the user set any of these, the BLAS threads are theirs to choose."""
@@ -33,3 +35,20 @@ def one_blas_thread() -> bool:
 
     threadpool_limits(1, user_api="blas")
     return True
+
+
+@contextlib.contextmanager
+def one_blas_thread_while() -> Iterator[None]:
+    """`one_blas_thread` for the duration of a block only: a batch run in the caller's own
+    process (one worker), whose numbers must be its workers' to the last bit (a sum over
+    several BLAS threads is added up in another order)."""
+    if any(v in os.environ for v in USER_VARIABLES):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401
+
+    with threadpool_limits(1, user_api="blas"):
+        yield

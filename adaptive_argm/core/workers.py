@@ -37,7 +37,7 @@ def run_tasks(fn: Callable[[Any], Any], tasks: Sequence, jobs: int, on_done: Cal
     and the exception raised again."""
     workers = worker_count(jobs, len(tasks))
     if workers == 1:
-        with heap.freed_memory_kept():
+        with heap.freed_memory_kept(), threads.one_blas_thread_while():
             for i, task in enumerate(tasks):
                 done: Future = Future()
                 done.set_result(fn(task))
