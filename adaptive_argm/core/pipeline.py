@@ -401,14 +401,12 @@ def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarra
     truncated file). With `ref` (at `sr`, DC-free) the intrusive scores are added."""
     band = panel_in.bandwidth_hz
     distinct = {id(y): y for y in outputs.values()}  # routed often IS stem-wise or direct: measured once
-
-    def measure(y: np.ndarray | Signal) -> metrics.MetricPanel:
+    by_array = {}
+    # One after the other: the panel's passes hold the interpreter lock too much to gain from threads.
+    for key, y in distinct.items():
         signal = as_signal(y, sr)
         panel = metrics.measure_stream(signal.blocks(), sr, signal.channels, band)
-        return metrics.with_scores_of(panel, y, ref, sr) if ref is not None else panel
-
-    # One after the other: the panel's passes hold the interpreter lock too much to gain from threads.
-    by_array = {key: measure(y) for key, y in distinct.items()}
+        by_array[key] = metrics.with_scores_of(panel, y, ref, sr) if ref is not None else panel
     panels = {name: by_array[id(y)] for name, y in outputs.items()}
     about_input = [w for w in [info.truncation_warning() if info else None] if w]
     warnings = {name: about_input + metrics.warnings_for(panel_in, p) for name, p in panels.items()}

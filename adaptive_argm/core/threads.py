@@ -26,15 +26,7 @@ USER_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 def one_blas_thread() -> bool:
     """From now on the BLAS libraries loaded in this process (numpy's and scipy's OpenBLAS) use
     one thread. Nothing changes where the user set one of `USER_VARIABLES`. True if applied."""
-    if any(v in os.environ for v in USER_VARIABLES):
-        return False
-    from threadpoolctl import threadpool_limits
-
-    import numpy  # noqa: F401  (their BLAS libraries must be loaded to be limited)
-    import scipy.linalg  # noqa: F401
-
-    threadpool_limits(1, user_api="blas")
-    return True
+    return _limited() is not None
 
 
 @contextlib.contextmanager
@@ -42,13 +34,21 @@ def one_blas_thread_while() -> Iterator[None]:
     """`one_blas_thread` for the duration of a block only: a batch run in the caller's own
     process (one worker), whose numbers must be its workers' to the last bit (a sum over
     several BLAS threads is added up in another order)."""
-    if any(v in os.environ for v in USER_VARIABLES):
+    limiter = _limited()
+    try:
         yield
-        return
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
+
+
+def _limited():
+    """threadpoolctl's limit of one BLAS thread, applied as it is made; None where the user chose."""
+    if any(v in os.environ for v in USER_VARIABLES):
+        return None
     from threadpoolctl import threadpool_limits
 
-    import numpy  # noqa: F401
+    import numpy  # noqa: F401  (their BLAS libraries must be loaded to be limited)
     import scipy.linalg  # noqa: F401
 
-    with threadpool_limits(1, user_api="blas"):
-        yield
+    return threadpool_limits(1, user_api="blas")
