@@ -5,6 +5,9 @@ Each variant changes only the band above the detected cutoff (STFT 2048, hop 512
 differences say which knowledge of the missing band buys how much ViSQOL:
 
   step            the step as `adaptive` runs it (library defaults)
+  no gap refill   the step without refilling the codec's gaps below the cutoff (`gaps.py`)
+  true below      the original's band from 4 kHz to the cutoff put back, then the step: what a
+                  perfect repair of the codec's damage below the wall would add
   true band       the original's own band above the cutoff: the ceiling for any recovery
   true >16 kHz    the original's band above 16 kHz only; the codec's band below it left as it is
   ideal level     the step's band, each 1/6 octave scaled to the original's long-term level
@@ -39,10 +42,13 @@ from adaptive_argm.core import spectral  # noqa: E402
 from adaptive_argm.core.recovery import RecoverySettings, recover  # noqa: E402
 
 N_FFT, HOP = 2048, 512
-VARIANTS = ("step", "true band", "true >16 kHz", "ideal level", "ideal frames", "frames below", "tilt below")
+VARIANTS = ("step", "no gap refill", "true below", "true band", "true >16 kHz", "ideal level", "ideal frames",
+            "frames below", "tilt below")
 BAND_OCTAVES = 1.0 / 6.0
 FRAME_CLAMP_DB = 12.0
 """The no-oracle variants move a frame's level at most this far from the step's."""
+TRUE_BELOW_FROM_HZ = 4000.0
+"""Bottom of the band "true below" puts back (the codec leaves the band under it within 0.5 dB)."""
 
 
 def _stft(x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -80,6 +86,11 @@ def variants(x: np.ndarray, y: np.ndarray, z: np.ndarray, cutoff_hz: float, sr: 
         spec[..., m] = X[..., m]
         return _istft(spec, first, n)
 
+    out["no gap refill"] = recover(y, sr, RecoverySettings(fill_codec_gaps=False))[0]
+    below = Y.copy()
+    m = (f_hz >= TRUE_BELOW_FROM_HZ) & (f_hz < cutoff_hz)
+    below[..., m] = X[..., m]
+    out["true below"] = recover(_istft(below, first, n), sr, RecoverySettings())[0]
     out["true band"] = graft(cutoff_hz)
     out["true >16 kHz"] = graft(max(cutoff_hz, 16000.0))
     for name, per_frame in (("ideal level", False), ("ideal frames", True)):

@@ -192,5 +192,12 @@ def test_settings_validate_and_name_their_keys():
         RecoverySettings(hop=3000)
     with pytest.raises(ValueError):
         RecoverySettings(max_slope_db_per_octave=3.0)
+    with pytest.raises(ValueError, match="fill_codec_gaps must be true or false"):
+        RecoverySettings(fill_codec_gaps="yes")
+    with pytest.raises(ValueError, match="gap_drop_db must be a number"):
+        RecoverySettings(gap_drop_db="x")
+    with pytest.raises(ValueError, match="gap_drop_db must be > 0"):
+        RecoverySettings(gap_drop_db=0.0)
+    assert RecoverySettings(n_fft=4096, hop=1024, level_db=-3).level_db == -3
     keys = RecoverySettings.keys()
-    assert "ceiling_hz" in keys and "level_db" in keys
+    assert "ceiling_hz" in keys and "level_db" in keys and "fill_codec_gaps" in keys

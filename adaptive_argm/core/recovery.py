@@ -11,7 +11,9 @@ the copies to a target envelope: the level at the cutoff, continued with the top
 in dB per octave (never rising) plus `extra_rolloff_db_per_octave`, offset by `level_db`. Within
 the wall's own transition (from the cutoff to where it has fallen `wall_drop_db`) the copy fades
 in, so what the input still holds there is not doubled. The input is kept as it is: the output
-is the input plus the added band, so below the cutoff it is the input sample for sample.
+is the input plus the added band, so below the cutoff it is the input sample for sample, except
+where a codec dropped the band below its wall frame by frame: those frames are refilled first
+(`gaps.py`), and the copy-up copies the refilled band.
 
 Nothing is done, and the input array itself is returned, when no brick wall is found (full-band,
 natural roll-off, silence), when the wall sits at or above the detector's `full_band_hz`, when
@@ -32,6 +34,7 @@ from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from . import spectral
 from .bandwidth import Bandwidth, BandwidthSettings, block_spectra, block_spectra_stream, decide, detect_cutoff
+from .gaps import GapSettings, fill_gaps
 from .levels import channels_first
 
 _TINY = 1e-30
@@ -83,8 +86,21 @@ class RecoverySettings:
     """Smallest partial spacing searched for (Hz)."""
     max_gain_db: float = 20.0
     """Largest gain applied to a copied bin (dB): a near-empty source is not blown up."""
+    fill_codec_gaps: bool = True
+    """Refill, first, the frames where a codec dropped the band below its wall (`gaps.py`):
+    nothing is refilled in a band that never lies `gap_drop_db` under its usual level."""
+    gap_drop_db: float = 30.0
+    """See `gaps.GapSettings.drop_db`."""
+    gap_level_db: float = -6.0
+    """See `gaps.GapSettings.level_db`."""
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(f.default, bool) and not isinstance(value, bool):
+                raise ValueError(f"{f.name} must be true or false, not {value!r}")
+            if not isinstance(f.default, bool) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{f.name} must be a number, not {value!r}")
         if self.n_fft < 64 or self.hop < 1 or self.n_fft % self.hop or self.n_fft // self.hop < 2:
             raise ValueError("need n_fft >= 64 and a hop that divides it at least twice")
         if self.ceiling_hz <= 0 or self.min_band_octaves < 0:
@@ -95,6 +111,8 @@ class RecoverySettings:
             raise ValueError("max_slope_db_per_octave must be <= 0, extra_rolloff_db_per_octave >= 0")
         if self.envelope_octaves <= 0:
             raise ValueError("envelope_octaves must be > 0")
+        if self.gap_drop_db <= 0:
+            raise ValueError("gap_drop_db must be > 0")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -129,6 +147,9 @@ class RecoveryReport:
     """Samples where the added band was turned down so that nothing new exceeds full scale."""
     sample_rate_hz: int
     bandwidth: Bandwidth
+    gaps_filled: float = 0.0
+    """Share of the (frame, 1/6-octave band) cells in the octave below the cutoff where a band a
+    codec dropped was refilled (0..1; `gaps.py`)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -263,7 +284,8 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     """Regenerate the band above a detected brick-wall cutoff of `x` at `sr` Hz.
 
     Returns `(audio, report)`. `audio` is `x` itself (same object, untouched) when nothing is
-    done; else float32 of `x`'s shape: the input plus the added band. The rate must be able to
+    done; else float32 of `x`'s shape: the input plus the added band (and plus the refilled codec
+    gaps below the cutoff, when `fill_codec_gaps` found any). The rate must be able to
     hold the band: resample a 16 or 32 kHz file to 44.1 or 48 kHz first."""
     s = settings
     x_in = np.asarray(x)
@@ -287,23 +309,33 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     if not np.all(np.isfinite(x2)):
         return unchanged("the input holds NaN or infinite samples")
     stop_ratio = (bw.stop_hz or bw.cutoff_hz) / bw.cutoff_hz
-    envelopes: dict[float, _Envelope | None] = {}
-    for c in sorted({v for v in bw.block_cutoffs_hz if v is not None}):
-        chosen = [b for b, v in enumerate(bw.block_cutoffs_hz) if v == c]
-        envelopes[c] = _envelope(c, c * stop_ratio, spectra[:, chosen].sum(axis=(0, 1)), sr,
-                                 detector.n_fft, s)
+
+    def envelopes_of(spectra: np.ndarray) -> dict[float, _Envelope | None]:
+        return {c: _envelope(c, c * stop_ratio, spectra[:, [b for b, v in enumerate(bw.block_cutoffs_hz) if v == c]]
+                             .sum(axis=(0, 1)), sr, detector.n_fft, s)
+                for c in sorted({v for v in bw.block_cutoffs_hz if v is not None})}
+
+    envelopes = envelopes_of(spectra)
     if not any(e is not None for e in envelopes.values()):
         return unchanged(f"the band from {bw.cutoff_hz:.0f} Hz to {min(s.ceiling_hz, sr / 2):.0f} Hz "
                          f"spans less than {s.min_band_octaves:g} octave")
 
     x2 = x2.astype(np.float32, copy=False)
+    source, gaps = x2, 0.0
+    if s.fill_codec_gaps:
+        filled, share = fill_gaps(x2, sr, bw.cutoff_hz, GapSettings(
+            n_fft=s.n_fft, hop=s.hop, drop_db=s.gap_drop_db, level_db=s.gap_level_db))
+        if filled is not x2:
+            # The copy-up's source and level come from the refilled band, as if the codec had
+            # kept it; the walls stay where the detector found them in the input.
+            source, gaps = filled, share
+            envelopes = envelopes_of(block_spectra(source, sr, detector)[0])
     n = x2.shape[1]
     first, count = spectral.covering_grid(n, s.hop, s.n_fft)
     centres = first + s.n_fft // 2 + s.hop * np.arange(count)
     n_blocks = len(bw.block_cutoffs_hz)
     frame_block = np.clip(centres // block, 0, n_blocks - 1)
-    win = spectral.hann(s.n_fft).astype(np.float32)
-    acc = np.zeros((x2.shape[0], (count - 1) * s.hop + s.n_fft), dtype=np.float32)
+    synthesis = spectral.Synthesis(x2.shape[0], n, s.n_fft, s.hop, first, count)
     flat: list[float] = []
     kinds: list[str] = []
     added_power, below_power = 0.0, 0.0
@@ -314,7 +346,7 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
         if env is None or rows.size == 0:
             continue
         t0, t1 = int(rows[0]), int(rows[-1]) + 1
-        spec = spectral.stft(x2, s.n_fft, s.hop, first + t0 * s.hop, t1 - t0)
+        spec = spectral.stft(source, s.n_fft, s.hop, first + t0 * s.hop, t1 - t0)
         nominal = int(round(env.k_lo * (1.0 - 2.0 ** -s.source_octaves)))
         shift, top, flatness = _patching(spec, env.k_lo, nominal, sr, s)
         flat.append(flatness)
@@ -336,21 +368,21 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
         out[..., env.k_lo:env.k_hi] = spec[..., src] * (phase * gain)
         added_power += float(spectral.power(out[..., env.k_lo:env.k_hi]).mean())
         below_power += float(spectral.power(spec[..., env.k_lo // 2:env.k_lo]).mean())
-        frames = scipy.fft.irfft(out, n=s.n_fft, axis=-1).astype(np.float32) * win
-        acc[:, t0 * s.hop : (t1 - 1) * s.hop + s.n_fft] += spectral.overlap_add(frames, s.hop, t1 - t0)
-    norm = spectral.overlap_add((win * win)[np.newaxis], s.hop, count)
-    added = acc[:, -first : -first + n]
-    added /= np.maximum(norm[-first : -first + n], np.float32(1e-6))
+        synthesis.add(t0, out)
+    added = synthesis.result()
+    if source is not x2:
+        added += source - x2
     y, limited = _limit_added(x2, added, sr)
     used = [e for e in envelopes.values() if e is not None]
     lo_hz = min(e.k_lo for e in used) * sr / s.n_fft
     hi_hz = max(e.k_hi - 1 for e in used) * sr / s.n_fft
     level = 10.0 * math.log10(max(added_power, _TINY) / max(below_power, _TINY))
     character = max(("harmonic", "tonal", "noisy"), key=kinds.count)
+    refilled = f"; refilled {gaps:.0%} of the octave below, where a codec dropped it frame by frame" if gaps else ""
     report = RecoveryReport(True, f"added {lo_hz:.0f}-{hi_hz:.0f} Hz above a brick wall at "
-                            f"{bw.cutoff_hz:.0f} Hz", bw.kind, bw.cutoff_hz, lo_hz, hi_hz, level,
+                            f"{bw.cutoff_hz:.0f} Hz{refilled}", bw.kind, bw.cutoff_hz, lo_hz, hi_hz, level,
                             float(np.mean([e.slope_db_per_octave for e in used])),
-                            float(np.median(flat)) if flat else math.nan, character, limited, sr, bw)
+                            float(np.median(flat)) if flat else math.nan, character, limited, sr, bw, gaps)
     return (y[0] if x_in.ndim == 1 else y), report
 
 
@@ -383,6 +415,7 @@ def merged(reports: list[RecoveryReport]) -> RecoveryReport:
     return replace(base, bandwidth=bw, band_lo_hz=lo, band_hi_hz=hi,
                    limited_samples=sum(r.limited_samples for r in reports),
                    level_re_below_db=float(np.mean([r.level_re_below_db for r in acted])),
+                   gaps_filled=float(np.mean([r.gaps_filled for r in acted])),
                    reason=f"added {lo:.0f}-{hi:.0f} Hz above a brick wall at {base.cutoff_hz:.0f} Hz "
                           f"in {len(acted)} of {len(reports)} segments")
 
@@ -402,7 +435,8 @@ def summary(reports: dict[str, RecoveryReport], in_preset: bool, note: str | Non
             "band_added_hz": [r.band_lo_hz, r.band_hi_hz] if r.acted else None,
             "level_re_below_db": r.level_re_below_db if r.acted else None,
             "slope_db_per_octave": r.slope_db_per_octave if r.acted else None,
-            "character": r.character or None, "limited_samples": r.limited_samples}
+            "character": r.character or None, "limited_samples": r.limited_samples,
+            "codec_gaps_refilled": r.gaps_filled if r.acted else None}
     acted = [n for n, r in reports.items() if r.acted]
     lo = [reports[n].band_lo_hz for n in acted]
     hi = [reports[n].band_hi_hz for n in acted]

@@ -121,6 +121,29 @@ def istft(spec: np.ndarray, n_fft: int, hop: int, first: int, n: int) -> np.ndar
     return out.astype(np.float32, copy=False)
 
 
+class Synthesis:
+    """The inverse of `stft` built up a run of frames at a time, so that only one run's spectra
+    are held: `add(t0, spec)` for the frames `t0..` of the grid, then `result()` is samples
+    `0..n`, float32 `(channels, n)` (frames never added count as silence)."""
+
+    def __init__(self, channels: int, n: int, n_fft: int, hop: int, first: int, count: int):
+        self.n, self.n_fft, self.hop, self.first, self.count = n, n_fft, hop, first, count
+        self.win = hann(n_fft).astype(np.float32)
+        self.acc = np.zeros((channels, (count - 1) * hop + n_fft), dtype=np.float32)
+
+    def add(self, t0: int, spec: np.ndarray) -> None:
+        m = spec.shape[-2]
+        frames = scipy.fft.irfft(spec, n=self.n_fft, axis=-1).astype(np.float32) * self.win
+        self.acc[:, t0 * self.hop : (t0 + m - 1) * self.hop + self.n_fft] += overlap_add(frames, self.hop, m)
+
+    def result(self) -> np.ndarray:
+        norm = overlap_add((self.win * self.win)[np.newaxis], self.hop, self.count)
+        lo = -self.first
+        out = self.acc[:, lo : lo + self.n]
+        out /= np.maximum(norm[lo : lo + self.n], np.float32(1e-6))
+        return out
+
+
 def power(spec: np.ndarray) -> np.ndarray:
     """|spec|^2 as float32."""
     p = np.square(spec.real, dtype=np.float32)

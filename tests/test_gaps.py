@@ -1,0 +1,90 @@
+"""Tests for adaptive_argm.core.gaps: the frames where a codec dropped the band below its wall are
+refilled near the band's usual level, frames it kept are left sample for sample, and a band that
+was never dropped is not touched at all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from adaptive_argm.core import spectral
+from adaptive_argm.core.gaps import GapSettings, fill_gaps
+from adaptive_argm.core.recovery import RecoverySettings, recover
+
+from test_recovery import SR, band_db, elliptic_lowpass, noise
+
+N_FFT, HOP = 2048, 512
+WALL_HZ = 14000.0
+DROP_HZ = 10500.0
+
+
+def codec_like(seconds: float = 6.0, period_s: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Pink-ish noise behind a 14 kHz wall whose 10.5-14 kHz band is dropped in every other
+    `period_s` (the STFT cells zeroed, as an encoder drops scale-factor bands), and the mask of
+    the samples inside a dropped stretch (away from its edges)."""
+    x = elliptic_lowpass(noise(seconds, seed=3), WALL_HZ)
+    first, count = spectral.covering_grid(x.shape[1], HOP, N_FFT)
+    spec = spectral.stft(x, N_FFT, HOP, first, count)
+    centres = first + N_FFT // 2 + HOP * np.arange(count)
+    dropped_frames = (centres // int(period_s * SR)) % 2 == 1
+    f_hz = np.fft.rfftfreq(N_FFT, 1.0 / SR)
+    band = (f_hz >= DROP_HZ) & (f_hz < WALL_HZ + 500.0)
+    spec[np.ix_(np.ones(2, bool), dropped_frames, band)] = 0
+    y = spectral.istft(spec, N_FFT, HOP, first, x.shape[1])
+    t = np.arange(x.shape[1])
+    inside = ((t // int(period_s * SR)) % 2 == 1) & ((t % int(period_s * SR)) > N_FFT) \
+        & ((t % int(period_s * SR)) < int(period_s * SR) - N_FFT)
+    return y.astype(np.float32), inside
+
+
+@pytest.mark.parametrize("level_db", [0.0, GapSettings().level_db])
+def test_dropped_frames_are_refilled_at_the_kept_frames_level_plus_the_offset(level_db):
+    y, inside = codec_like()
+    out, share = fill_gaps(y, SR, WALL_HZ, GapSettings(level_db=level_db))
+    assert 0.1 < share < 0.6
+    kept = ~inside
+    before = band_db(y[:, inside], 11000.0, 13500.0) - band_db(y[:, kept], 11000.0, 13500.0)
+    after = band_db(out[:, inside], 11000.0, 13500.0) - band_db(out[:, kept], 11000.0, 13500.0)
+    assert before < -30.0
+    assert abs(after - level_db) < 2.0
+    # Below the searched octave nothing moves.
+    assert abs(band_db(out, 500.0, 6000.0) - band_db(y, 500.0, 6000.0)) < 0.01
+
+
+def test_frames_far_from_a_drop_are_kept_sample_for_sample():
+    y, inside = codec_like(period_s=1.0)
+    out, _ = fill_gaps(y, SR, WALL_HZ)
+    # The first 1 s is kept; samples more than one frame before the first drop are not touched.
+    np.testing.assert_array_equal(out[:, : SR - 2 * N_FFT], y[:, : SR - 2 * N_FFT])
+    assert not np.array_equal(out[:, inside], y[:, inside])
+
+
+def test_a_band_never_dropped_is_returned_as_the_same_array():
+    x = elliptic_lowpass(noise(6.0, seed=4), WALL_HZ)
+    out, share = fill_gaps(x, SR, WALL_HZ)
+    assert out is x and share == 0.0
+
+
+def test_recover_refills_first_and_says_so_and_the_refill_can_be_switched_off():
+    y, inside = codec_like()
+    z, report = recover(y, SR)
+    assert report.acted and report.gaps_filled > 0.1 and "refilled" in report.reason
+    assert band_db(z[:, inside], 11000.0, 13500.0) > band_db(y[:, inside], 11000.0, 13500.0) + 25.0
+    z0, report0 = recover(y, SR, RecoverySettings(fill_codec_gaps=False))
+    assert report0.acted and report0.gaps_filled == 0.0 and "refilled" not in report0.reason
+    # Without the refill the band below the cutoff is the input's, dropped frames and all.
+    assert band_db(z0[:, inside], 11000.0, 13500.0) < band_db(y[:, inside], 11000.0, 13500.0) + 3.0
+
+
+def test_cli_run_on_codec_like_input_refills_and_says_so(tmp_path):
+    from adaptive_argm.core import audio
+
+    from test_cli_run import cli, report
+
+    y, _ = codec_like()
+    song = audio.write(tmp_path / "clip_mp3like.wav", y, SR)
+    r = cli("run", song, "--mode", "direct", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "codec gaps refilled below it" in r.stdout
+    chain = report(tmp_path / "out")["recovery"]["chains"]["mix"]
+    assert chain["acted"] and chain["codec_gaps_refilled"] > 0.1
