@@ -18,18 +18,24 @@ WALL_HZ = 14000.0
 DROP_HZ = 10500.0
 
 
-def codec_like(seconds: float = 6.0, period_s: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def codec_like(seconds: float = 6.0, period_s: float = 0.5, fade: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Pink-ish noise behind a 14 kHz wall whose 10.5-14 kHz band is dropped in every other
     `period_s` (the STFT cells zeroed, as an encoder drops scale-factor bands), and the mask of
-    the samples inside a dropped stretch (away from its edges)."""
+    the samples inside a dropped stretch (away from its edges). With `fade`, those stretches
+    lose their top gradually instead (12 dB per 1/6 octave above 9 kHz, 46 dB down at 14 kHz),
+    as a note whose partials die away: deep, but no wall."""
     x = elliptic_lowpass(noise(seconds, seed=3), WALL_HZ)
     first, count = spectral.covering_grid(x.shape[1], HOP, N_FFT)
     spec = spectral.stft(x, N_FFT, HOP, first, count)
     centres = first + N_FFT // 2 + HOP * np.arange(count)
     dropped_frames = (centres // int(period_s * SR)) % 2 == 1
     f_hz = np.fft.rfftfreq(N_FFT, 1.0 / SR)
-    band = (f_hz >= DROP_HZ) & (f_hz < WALL_HZ + 500.0)
-    spec[np.ix_(np.ones(2, bool), dropped_frames, band)] = 0
+    if fade:
+        gain_db = -72.0 * np.log2(np.maximum(f_hz, 9000.0) / 9000.0)
+        spec[:, dropped_frames] *= (10.0 ** (gain_db / 20.0)).astype(np.float32)
+    else:
+        band = (f_hz >= DROP_HZ) & (f_hz < WALL_HZ + 500.0)
+        spec[np.ix_(np.ones(2, bool), dropped_frames, band)] = 0
     y = spectral.istft(spec, N_FFT, HOP, first, x.shape[1])
     t = np.arange(x.shape[1])
     inside = ((t // int(period_s * SR)) % 2 == 1) & ((t % int(period_s * SR)) > N_FFT) \
@@ -57,6 +63,15 @@ def test_frames_far_from_a_drop_are_kept_sample_for_sample():
     # The first 1 s is kept; samples more than one frame before the first drop are not touched.
     np.testing.assert_array_equal(out[:, : SR - 2 * N_FFT], y[:, : SR - 2 * N_FFT])
     assert not np.array_equal(out[:, inside], y[:, inside])
+
+
+def test_a_top_that_fades_without_a_wall_is_not_refilled():
+    y, inside = codec_like(fade=True)
+    # As deep as a codec's gap where it ends...
+    assert band_db(y[:, inside], 13000.0, 13800.0) < band_db(y[:, ~inside], 13000.0, 13800.0) - 35.0
+    # ...but no band lies 30 dB under the one below it in the same frame: nothing is refilled.
+    out, share = fill_gaps(y, SR, WALL_HZ)
+    assert out is y and share == 0.0
 
 
 def test_a_band_never_dropped_is_returned_as_the_same_array():
