@@ -20,6 +20,7 @@ Scores as `eval/recovery_dev.py` (ViSQOL v3 audio mode against the clean excerpt
 cutoff to 20 kHz); halves as there.
 
     python eval/recovery_oracle.py --real CORPORA/real-dev --conditions cr32,r22 --out eval/results
+    python eval/recovery_oracle.py --midi CORPORA/midi-dev --conditions r22 --out eval/results
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ VARIANTS = ("step", "no gap refill", "true below", "true band", "true >16 kHz", 
 BAND_OCTAVES = 1.0 / 6.0
 FRAME_CLAMP_DB = 12.0
 """The no-oracle variants move a frame's level at most this far from the step's."""
+MIDI_EXCERPT_S = 10.0
+"""As `eval/recovery_dev.py --midi-excerpt-s 10`, the multitrack tables' excerpts."""
 TRUE_BELOW_FROM_HZ = 4000.0
 """Bottom of the band "true below" puts back (the codec leaves the band under it within 0.5 dB)."""
 
@@ -125,9 +128,10 @@ def variants(x: np.ndarray, y: np.ndarray, z: np.ndarray, cutoff_hz: float, sr: 
     return out
 
 
-def job(args: tuple[str, str, str, str]) -> list[dict]:
-    clip, half, path, cond = args
+def job(args: tuple[str, str, str, str, float | None]) -> list[dict]:
+    clip, half, path, cond, excerpt_s = args
     x, sr = rd.read(path)
+    x = rd.excerpt(x, sr, excerpt_s)
     y = rd.degrade(cond, x, sr)
     z, rep = recover(y, sr, RecoverySettings())
     if not rep.acted:
@@ -162,24 +166,34 @@ def table(rows: list[dict], cond: str) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real", required=True, help="real-music corpus folder (manifest.json + WAVs)")
+    ap.add_argument("--real", help="real-music corpus folder (manifest.json + WAVs)")
+    ap.add_argument("--midi", help="instead, the multitrack corpus folder: each song's mix, its middle 10 s")
     ap.add_argument("--conditions", default="cr32,r22", help="conditions of eval/recovery_dev.py")
     ap.add_argument("--out", default="eval/results")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    clips = rd.real_clips(args.real)
+    if bool(args.real) == bool(args.midi):
+        sys.exit("error: give one of --real DIR or --midi DIR")
     conds = [c for c in args.conditions.split(",") if c]
     bad = [c for c in conds if c not in rd.LOW_RATES]
     if bad:
         sys.exit(f"error: unknown condition {bad[0]!r} (one of {', '.join(rd.LOW_RATES)})")
-    jobs = [(c, clips[c][1], clips[c][0], cond) for cond in conds for c in sorted(clips)]
+    if args.real:
+        clips = {c: (path, half, None) for c, (path, half) in rd.real_clips(args.real).items()}
+    else:
+        songs = sorted(p.name for p in Path(args.midi).iterdir() if (p / "mixed.wav").exists())
+        half = rd.halves(songs, lambda n: "")
+        clips = {s: (str(Path(args.midi) / s / "mixed.wav"), half[s], MIDI_EXCERPT_S) for s in songs}
+    jobs = [(c, clips[c][1], clips[c][0], cond, clips[c][2]) for cond in conds for c in sorted(clips)]
     with Pool(args.workers) as pool:
         rows = [r for rs in pool.map(job, jobs, chunksize=1) for r in rs]
+    corpus = ("Real-music development corpus" if args.real else
+              f"Multitrack development corpus (each song's mix, its middle {MIDI_EXCERPT_S:g} s)")
     md = ["# Spectral recovery against versions of it told part of the truth", "",
-          "Real-music development corpus, direct; see `eval/recovery_oracle.py` for the variants.", ""]
+          f"{corpus}, direct; see `eval/recovery_oracle.py` for the variants.", ""]
     for cond in conds:
         md += table(rows, cond)
-    rd.write_report(args.out, "recovery_oracle.md", md)
+    rd.write_report(args.out, "recovery_oracle.md" if args.real else "recovery_oracle_midi.md", md)
 
 
 if __name__ == "__main__":
