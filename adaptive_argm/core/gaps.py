@@ -68,8 +68,6 @@ class GapCells:
     """The analysis behind `fill_gaps`, one row per 1/6-octave band of the searched octave (the
     anchor band below it left out), one column per STFT frame."""
 
-    edges_hz: np.ndarray
-    """Upper edge of each band (Hz), `(bands,)`."""
     deep: np.ndarray
     """`(bands, frames)` bool: the band lies `drop_db` under its usual ratio (active frames)."""
     step_db: np.ndarray
@@ -88,17 +86,16 @@ class _Band:
     lost: np.ndarray    # (frames,) bool
 
 
-def _grid(cutoff_hz: float, sr: int, s: GapSettings) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """The reference octave's bins, each band's bins (the anchor band below the searched octave
-    first) and the band edges above each."""
+def _grid(cutoff_hz: float, sr: int, s: GapSettings) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The reference octave's bins and each band's bins (the anchor band below the searched
+    octave first)."""
     f_hz = np.fft.rfftfreq(s.n_fft, 1.0 / sr)
     lo_hz = cutoff_hz * 2.0 ** -s.octaves
     edges = lo_hz * 2.0 ** np.arange(-s.band_octaves, s.octaves + 1e-9, s.band_octaves)
     edges[-1] = cutoff_hz
-    pairs = [(np.flatnonzero((f_hz >= lo) & (f_hz < hi)), hi) for lo, hi in zip(edges[:-1], edges[1:])]
-    pairs = [(b, hi) for b, hi in pairs if b.size]
+    bands = [np.flatnonzero((f_hz >= lo) & (f_hz < hi)) for lo, hi in zip(edges[:-1], edges[1:])]
     ref = np.flatnonzero((f_hz >= lo_hz / 2.0) & (f_hz < lo_hz))
-    return ref, [b for b, _ in pairs], np.array([hi for _, hi in pairs])
+    return ref, [b for b in bands if b.size]
 
 
 def _energies(x: np.ndarray, ref_bins: np.ndarray, bands: list[np.ndarray], first: int, count: int,
@@ -116,8 +113,7 @@ def _energies(x: np.ndarray, ref_bins: np.ndarray, bands: list[np.ndarray], firs
     return ref + _TINY, energy + _TINY
 
 
-def _analyse(ref: np.ndarray, energy: np.ndarray, bins: list[np.ndarray], edges_hz: np.ndarray,
-             s: GapSettings) -> tuple[list[_Band], GapCells] | None:
+def _analyse(ref: np.ndarray, energy: np.ndarray, bins: list[np.ndarray], s: GapSettings) -> tuple[list[_Band], GapCells] | None:
     """Bands (the anchor first) and cells from the reference's and the bands' energies per frame;
     None when too few frames are active to learn a band's usual level."""
     active = ref > ref.max() * 1e-5
@@ -143,7 +139,7 @@ def _analyse(ref: np.ndarray, energy: np.ndarray, bins: list[np.ndarray], edges_
         steps.append(step_db)
         lost.append(is_lost)
         below_level_db = level_db
-    return bands, GapCells(edges_hz[1:], np.array(deep), np.array(steps), np.array(lost), active)
+    return bands, GapCells(np.array(deep), np.array(steps), np.array(lost), active)
 
 
 def _measured(x: np.ndarray, sr: int, cutoff_hz: float, s: GapSettings
@@ -151,9 +147,9 @@ def _measured(x: np.ndarray, sr: int, cutoff_hz: float, s: GapSettings
     if x.shape[1] < s.n_fft:
         return None
     first, count = spectral.covering_grid(x.shape[1], s.hop, s.n_fft)
-    ref_bins, bins, edges_hz = _grid(cutoff_hz, sr, s)
+    ref_bins, bins = _grid(cutoff_hz, sr, s)
     ref, energy = _energies(x, ref_bins, bins, first, count, s)
-    found = _analyse(ref, energy, bins, edges_hz, s)
+    found = _analyse(ref, energy, bins, s)
     return None if found is None else (*found, ref, first, count)
 
 
@@ -168,9 +164,17 @@ def fill_gaps(x: np.ndarray, sr: int, cutoff_hz: float, s: GapSettings = GapSett
     """`(channels, samples)` float32 `x` with the bands a codec dropped below `cutoff_hz` refilled,
     and the share of the searched (frame, band) cells refilled (0..1). One decision per frame and
     band for all channels, so the stereo image does not wander."""
+    refill, share = refills(x, sr, cutoff_hz, s)
+    return (x, share) if refill is None else (x + refill, share)
+
+
+def refills(x: np.ndarray, sr: int, cutoff_hz: float, s: GapSettings = GapSettings()
+            ) -> tuple[np.ndarray | None, float]:
+    """What `fill_gaps` adds to `x` (float32 `(channels, samples)`; None when nothing was lost),
+    and the share of cells refilled: for a caller that keeps the input and the addition apart."""
     found = _measured(x, sr, cutoff_hz, s)
     if found is None or not found[1].lost.any():
-        return x, 0.0
+        return None, 0.0
     bands, cells, ref, first, count = found
     # Each lost cell's gain: the level the band below predicts (refilled or not) through the
     # usual ratio between the two, never above the reference's prediction.
@@ -193,17 +197,16 @@ def fill_gaps(x: np.ndarray, sr: int, cutoff_hz: float, s: GapSettings = GapSett
             rows = np.flatnonzero(band.lost[t0 : t0 + m])
             if rows.size == 0:
                 continue
-            # The band as wide from half its lower edge, moved up by whole bins with the phase
-            # rotation that makes the move an exact modulation (as recovery's copy-up): the
-            # frames overlap-add coherently (a bin-for-bin octave copy keeps phases that do
-            # not, and came out 8 dB low on steady noise).
+            # The band as wide from half its lower edge, moved up by whole bins as an exact
+            # modulation (as recovery's copy-up): the frames overlap-add coherently (a
+            # bin-for-bin octave copy keeps phases that do not, and came out 8 dB low on steady
+            # noise).
             shift = int(band.bins[0] - band.bins[0] // 2)
-            starts = (first + (t0 + rows) * s.hop) % s.n_fft
-            rotation = np.exp(2j * np.pi * shift * starts / s.n_fft).astype(np.complex64)
-            copy = spec[:, rows][..., band.bins - shift] * rotation[:, np.newaxis]
+            rotation = spectral.shift_phase((first + (t0 + rows) * s.hop) % s.n_fft, [shift], s.n_fft)
+            copy = spec[:, rows][..., band.bins - shift] * rotation
             copy_energy = spectral.power(copy).sum(axis=(0, 2), dtype=np.float64) + _TINY
             gain = np.sqrt(gains[i, t0 + rows] / copy_energy).astype(np.float32)
             out[:, rows[:, np.newaxis], band.bins[np.newaxis, :]] = copy * gain[np.newaxis, :, np.newaxis]
         synthesis.add(t0, out)
     share = cells.lost.sum() / max(int(cells.active.sum()) * cells.lost.shape[0], 1)
-    return x + synthesis.result(), float(share)
+    return synthesis.result(), float(share)

@@ -34,7 +34,7 @@ from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from . import spectral
 from .bandwidth import Bandwidth, BandwidthSettings, block_spectra, block_spectra_stream, decide, detect_cutoff
-from .gaps import GapSettings, fill_gaps
+from .gaps import GapSettings, refills
 from .levels import channels_first
 
 _TINY = 1e-30
@@ -321,14 +321,14 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
                          f"spans less than {s.min_band_octaves:g} octave")
 
     x2 = x2.astype(np.float32, copy=False)
-    source, gaps = x2, 0.0
+    source, refill, gaps = x2, None, 0.0
     if s.fill_codec_gaps:
-        filled, share = fill_gaps(x2, sr, bw.cutoff_hz, GapSettings(
+        refill, gaps = refills(x2, sr, bw.cutoff_hz, GapSettings(
             n_fft=s.n_fft, hop=s.hop, drop_db=s.gap_drop_db, level_db=s.gap_level_db))
-        if filled is not x2:
+        if refill is not None:
             # The copy-up's source and level come from the refilled band, as if the codec had
             # kept it; the walls stay where the detector found them in the input.
-            source, gaps = filled, share
+            source = x2 + refill
             envelopes = envelopes_of(block_spectra(source, sr, detector)[0])
     n = x2.shape[1]
     first, count = spectral.covering_grid(n, s.hop, s.n_fft)
@@ -360,18 +360,15 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
         gain_db = env.target_db - _smoothed_db(env.power, env.power_df_hz, src * sr / s.n_fft,
                                                s.envelope_octaves)
         gain = (10.0 ** (np.minimum(gain_db, s.max_gain_db) / 20.0) * env.fade).astype(np.float32)
-        # Shifting by d bins is a modulation by exp(2j pi d m / n_fft): the frame starting at
-        # sample m takes that phase factor (exact for any whole-bin shift).
-        starts = (first + np.arange(t0, t1) * s.hop) % s.n_fft
-        phase = np.exp(2j * np.pi * np.outer(starts, k - src) / s.n_fft).astype(np.complex64)
+        phase = spectral.shift_phase((first + np.arange(t0, t1) * s.hop) % s.n_fft, k - src, s.n_fft)
         out = np.zeros_like(spec)
         out[..., env.k_lo:env.k_hi] = spec[..., src] * (phase * gain)
         added_power += float(spectral.power(out[..., env.k_lo:env.k_hi]).mean())
         below_power += float(spectral.power(spec[..., env.k_lo // 2:env.k_lo]).mean())
         synthesis.add(t0, out)
     added = synthesis.result()
-    if source is not x2:
-        added += source - x2
+    if refill is not None:
+        added += refill
     y, limited = _limit_added(x2, added, sr)
     used = [e for e in envelopes.values() if e is not None]
     lo_hz = min(e.k_lo for e in used) * sr / s.n_fft

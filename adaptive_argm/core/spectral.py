@@ -121,6 +121,15 @@ def istft(spec: np.ndarray, n_fft: int, hop: int, first: int, n: int) -> np.ndar
     return out.astype(np.float32, copy=False)
 
 
+def shift_phase(starts: np.ndarray, shift_bins: np.ndarray, n_fft: int) -> np.ndarray:
+    """Phase factors that make moving STFT bins up by whole bins an exact modulation:
+    `(frames, bins)` complex64 for frames starting at samples `starts` (mod `n_fft` is enough)
+    and a shift of `shift_bins` (one per bin, or one for all). Shifting by d bins is a
+    modulation by exp(2j pi d m / n_fft): the frame starting at sample m takes that factor, so
+    the moved frames overlap-add coherently and keep their time envelope."""
+    return np.exp(2j * np.pi * np.outer(starts, shift_bins) / n_fft).astype(np.complex64)
+
+
 class Synthesis:
     """The inverse of `stft` built up a run of frames at a time, so that only one run's spectra
     are held: `add(t0, spec)` for the frames `t0..` of the grid, then `result()` is samples
