@@ -342,10 +342,9 @@ def recovery_bench(path: Path, seconds: float = 30.0, repeats: int = 5) -> list[
     `path` (stereo, at the working rate), full band (the detector only), cut as a 32, 22.05
     and 16 kHz file is (soxr down and back up), and through an MP3 encoder (LAME VBR 7) before the
     32 kHz cut (the codec gaps below the wall refilled too), median of `repeats`."""
-    import pedalboard
-
     from adaptive_argm.core import audio, dsp, presets
     from adaptive_argm.core.resample import resample
+    from adaptive_argm.evaluation.degrade import codec
 
     x, _ = audio.read(path, SR)
     x = audio.to_channels(x[:, :int(seconds * SR)], 2)
@@ -356,7 +355,7 @@ def recovery_bench(path: Path, seconds: float = 30.0, repeats: int = 5) -> list[
              f"| input | acted | median wall s (of {repeats}) | min wall s | median CPU s | wall / duration |",
              "|---|---|---|---|---|---|"]
     worst = 0.0
-    mp3 = pedalboard.MP3Compressor(vbr_quality=7.0)(np.ascontiguousarray(x), SR, reset=True)[:, :x.shape[1]]
+    mp3 = codec(x, SR)[0]
     for name, y, rate in (("full band", x, None), ("cut at 16 kHz (32 kHz file)", x, 32000),
                           ("cut at 11 kHz (22.05 kHz file)", x, 22050), ("cut at 8 kHz (16 kHz file)", x, 16000),
                           ("MP3 (LAME VBR 7), then cut at 16 kHz", mp3, 32000)):

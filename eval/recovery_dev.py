@@ -40,7 +40,6 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
-import pedalboard
 import pyloudnorm
 import soundfile as sf
 import soxr
@@ -48,11 +47,11 @@ import soxr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adaptive_argm.core.recovery import RecoverySettings, recover  # noqa: E402
+from adaptive_argm.evaluation.degrade import codec  # noqa: E402
 
 CONDITIONS = ("full", "r32", "r22", "r16", "cr32", "cr22")
 LOW_RATES = {"r32": 32000, "r22": 22050, "r16": 16000, "cr32": 32000, "cr22": 22050}
 GOALS = {"r22": 1.0, "r16": 0.8, "r32": 0.05, "cr32": 0.5, "cr22": 0.5}
-CODEC_VBR_QUALITY = 7.0
 VISQOL_SR = 48000
 LSD_TOP_HZ = 20000.0
 LSD_FLOOR_DB = 80.0
@@ -79,8 +78,7 @@ def degrade(name: str, x: np.ndarray, sr: int) -> np.ndarray:
         return x
     y = x
     if name.startswith("cr"):
-        enc = pedalboard.MP3Compressor(vbr_quality=CODEC_VBR_QUALITY)
-        y = fit(np.asarray(enc(np.ascontiguousarray(x), sr, reset=True), np.float32), x.shape[1])
+        y = codec(x, sr)[0]
     low = LOW_RATES[name]
     return fit(resample(resample(y, sr, low), low, sr), x.shape[1])
 
