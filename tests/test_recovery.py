@@ -4,6 +4,8 @@ odd input never raises."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -134,6 +136,19 @@ def test_a_cutoff_that_changes_halfway_is_filled_from_each_half_own_cutoff():
     gap = band_db(second - y_in[:, half + SR :], 10000, 13000)
     assert gap < band_db(second, 10000, 13000) - 40.0
     assert band_db(second, 15000, 18000) > band_db(y_in[:, half + SR :], 15000, 18000) + 40.0
+
+
+def test_a_wall_in_less_than_half_the_input_is_left_alone_and_the_report_says_so():
+    x = noise(8)
+    k = 4 * SR  # cut at 11 kHz for 4 s, full band for 4 s: the wall shows in 1 of 4 blocks
+    y_in = np.concatenate([elliptic_lowpass(x[:, :k], 11000.0), x[:, k:]], axis=1)
+    y, report = recover(y_in, SR)
+    assert y is y_in and not report.acted and report.kind == "full-band"
+    found = re.search(r"brick wall at (\d+) Hz in (\d+) of (\d+) blocks", report.reason)
+    assert found and 10500 < int(found[1]) < 11500 and int(found[3]) == 4
+    assert 0 < int(found[2]) < 2 and report.reason.endswith("left alone")
+    # A full-band input's report carries no such note.
+    assert recover(x, SR)[1].reason == "the input has its full band"
 
 
 def test_no_new_samples_over_full_scale():

@@ -4,6 +4,7 @@ run's output rate, `--no-recovery`, the report, stem-wise runs and the issue's b
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -156,6 +157,13 @@ def _changing(sr: int = SR) -> np.ndarray:
     return np.concatenate([lowpassed(x, sr, 11000.0)[:, :half], lowpassed(x, sr, 16000.0)[:, half:]], axis=1)
 
 
+def _partly_cut(sr: int = SR) -> np.ndarray:
+    """Cut at 11 kHz for 4 s, then full band for 4 s."""
+    x = harmonic(8.0, sr, f0=180.0)
+    half = x.shape[1] // 2
+    return np.concatenate([lowpassed(x, sr, 11000.0)[:, :half], x[:, half:]], axis=1)
+
+
 BAD = {
     "mono": (lambda: resample(harmonic(3.0, 32000, channels=1), 32000, SR), SR, True),
     "8 kHz file": (lambda: harmonic(3.0, 8000), 8000, True),
@@ -163,6 +171,7 @@ BAD = {
                       - lowpassed(harmonic(3.0, SR, f0=1000.0), SR, 12000.0), SR, False),
     "silence": (lambda: np.zeros((2, 3 * SR), np.float32), SR, False),
     "cutoff changes halfway": (_changing, SR, True),
+    "cut for less than half": (_partly_cut, SR, False),
 }
 
 
@@ -189,6 +198,9 @@ def test_bad_input_gives_a_correct_output_and_a_report(tmp_path, name):
         second, second_in = y[:, half + SR:], x[:, half + SR:]
         assert abs(band_db(second, SR, 12000, 15000) - band_db(second_in, SR, 12000, 15000)) < 1.5
         assert band_db(second, SR, 16500, 19500) > band_db(second_in, SR, 16500, 19500) + 30
+    if name == "cut for less than half":
+        assert re.search(r"brick wall at 1[01]\d{3} Hz in 1 of 4 blocks", chain["reason"]), chain["reason"]
+        assert chain["reason"].endswith("left alone")
     if name == "8 kHz file":
         assert chain["cutoff_hz"] is not None and chain["band_added_hz"][1] > 15000
 

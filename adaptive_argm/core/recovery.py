@@ -279,6 +279,19 @@ def _limit_added(x2: np.ndarray, added: np.ndarray, sr: int) -> tuple[np.ndarray
     return np.clip(y, -limit, limit), n_over
 
 
+def _minority_walls(bw: Bandwidth) -> str:
+    """What the decision overruled: walls found in fewer than half of the judged blocks (a
+    cutoff that lasts part of the input, or an encoder's short low-pass), so the report says they
+    were seen and left alone."""
+    walled = [b for b, k in enumerate(bw.block_kinds) if k == "brick-wall"]
+    if not walled:
+        return ""
+    judged = sum(1 for k in bw.block_kinds if k != "silent")
+    cutoffs = sorted(min(c for c in (row[b] for row in bw.cutoffs_hz) if c is not None) for b in walled)
+    return (f"; a brick wall at {cutoffs[(len(cutoffs) - 1) // 2]:.0f} Hz in {len(walled)} of {judged} "
+            f"blocks of {bw.block_s:g} s, less than half the input: left alone")
+
+
 def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySettings(),
             detector: BandwidthSettings = BandwidthSettings()) -> tuple[np.ndarray, RecoveryReport]:
     """Regenerate the band above a detected brick-wall cutoff of `x` at `sr` Hz.
@@ -303,7 +316,7 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
             "roll-off": "no brick wall: the band ends in a natural roll-off",
             "silent": "the input is silent",
             "nyquist": f"the band reaches the Nyquist limit of {sr} Hz: resample to 44.1 or "
-                       "48 kHz to make room for a recovered band"}[bw.kind])
+                       "48 kHz to make room for a recovered band"}[bw.kind] + _minority_walls(bw))
     if x2.shape[1] < s.n_fft:
         return unchanged("too short to recover")
     if not np.all(np.isfinite(x2)):
