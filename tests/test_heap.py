@@ -56,6 +56,52 @@ def test_kept_memory_is_not_faulted_in_again_until_the_last_block_ends():
     assert faults["for_good"] <= faults["default"] / 8
 
 
+# A chain's scratch freed in a thread's own malloc arena stays in the process's RSS until it is
+# given back; while memory is kept on purpose, giving back does nothing.
+GIVE_BACK_PROBE = """
+import json, os, threading
+import numpy as np
+from adaptive_argm.core import heap
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+held = []
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE / 2**20
+
+def scratch():  # 96 KiB blocks (under the mmap threshold), every 40th kept: the arena cannot shrink
+    blocks = [np.ones(12 * 1024, np.float64) for _ in range(4000)]
+    held.extend(blocks[1::40])
+
+def run_scratch():
+    t = threading.Thread(target=scratch)
+    t.start()
+    t.join()
+
+out = {"before": rss_mb()}
+run_scratch()
+out["freed"] = rss_mb()
+heap.give_back_freed()
+out["given_back"] = rss_mb()
+with heap.freed_memory_kept():
+    run_scratch()
+    out["kept_freed"] = rss_mb()
+    heap.give_back_freed()
+    out["kept_after"] = rss_mb()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
+def test_freed_scratch_in_a_thread_arena_is_given_back_unless_memory_is_kept():
+    done = subprocess.run([sys.executable, "-c", GIVE_BACK_PROBE], capture_output=True, text=True, check=True)
+    mb = json.loads(done.stdout)
+    assert mb["freed"] - mb["before"] > 250  # 375 MiB of scratch, 9 MiB of it still held
+    assert mb["given_back"] - mb["before"] < 60
+    assert mb["kept_after"] > mb["kept_freed"] - 20
+
+
 @pytest.mark.skipif(GLIBC, reason="only where there is no glibc")
 def test_without_glibc_nothing_is_applied():
     assert heap.keep_freed_memory() is False

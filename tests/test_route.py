@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import pytest
 
 from adaptive_argm.config import SettingError
-from adaptive_argm.core import audio, dsp, pipeline, presets
+from adaptive_argm.core import audio, dsp, pipeline, presets, signal
 from adaptive_argm.core.dc import remove_dc
 from adaptive_argm.core.route import RouterConfig, route
 from adaptive_argm.core.separate import Separation, SeparatorInfo, StemsFolder
@@ -179,9 +181,21 @@ def test_per_kind_policies_are_checked():
         RouterConfig(kind_modes=(("wiener", "sometimes"),))
 
 
-def test_compare_restores_routed_per_kind_from_unprocessed_copies_of_the_stems(tmp_path):
+@pytest.mark.parametrize("spilled", [False, True])
+def test_compare_restores_routed_per_kind_from_unprocessed_copies_of_the_stems(tmp_path, monkeypatch, spilled):
     # compare restores stem-wise in place, then routed's split chain on its own copies (restored
-    # in place too, the stem-wise stems freed first): routed must be what `run` makes of the stems.
+    # in place too, the stem-wise stems freed first): routed must be what `run` makes of the stems,
+    # whether the copies were held in memory or, as for a long file, in a spill file on disk.
+    disk_spaces = []
+
+    def workspace(on_disk):
+        disk_spaces.append(on_disk)
+        return signal.workspace(on_disk)
+
+    monkeypatch.setattr(pipeline, "workspace", workspace)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    if spilled:
+        monkeypatch.setattr(pipeline, "SPILL_COPIES_ABOVE", 0)
     stems = harmonic_stems()
     stems["other"] = stems["other"] + white(stems["other"].shape, -40.0)
     mix = sum(stems.values())
@@ -194,6 +208,8 @@ def test_compare_restores_routed_per_kind_from_unprocessed_copies_of_the_stems(t
     separate = lambda x, sr: Separation({k: v.copy() for k, v in stems.items()}, SeparatorInfo("oracle"))  # noqa: E731
     result = pipeline.compare(str(wav), tmp_path / "out", separate, settings, figures=False)
     assert result.plan.direct_kinds() == ("wiener",)
+    assert disk_spaces[0] is spilled  # 0.1 MB of copies: held in memory unless told otherwise
+    assert not list(tmp_path.glob(signal.SPILL_PREFIX + "*"))  # the spill file went with the stage
     pipeline.run(str(wav), tmp_path / "run", separate, settings)
     routed, _ = audio.read(tmp_path / "out" / "routed.wav", sr=None)
     ran, _ = audio.read(tmp_path / "run" / "restored.wav", sr=None)

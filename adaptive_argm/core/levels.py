@@ -93,8 +93,8 @@ def peak_dbfs(x: np.ndarray) -> float:
 
 
 def rms_dbfs(x: np.ndarray) -> float:
-    """RMS over all channels and samples in dBFS, summed in float64; -inf for silence."""
-    ms = float(np.mean(np.asarray(x, dtype=np.float64) ** 2)) if np.size(x) else 0.0
+    """RMS over all channels and samples in dBFS, summed in float64 piece by piece; -inf for silence."""
+    ms = energy(x) / np.size(x) if np.size(x) else 0.0
     return 10.0 * np.log10(ms) if ms > 0 else float("-inf")
 
 

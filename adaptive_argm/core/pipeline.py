@@ -29,7 +29,7 @@ from .remix import process_stems, remix, remixed, without_kinds
 from .resample import resample, resampled
 from .route import RoutePlan, route, route_modes
 from .separate import Separation, Separator, StemsFolder, high_band
-from .signal import MEMORY, Mapped, Signal, Store, as_signal, workspace
+from .signal import MEMORY, InMemory, Mapped, Signal, Store, as_signal, gather, workspace
 from .steps import StepOutcome
 
 __all__ = ["CompareResult", "Restored", "RunResult", "Settings", "compare", "finish", "process_stems", "remix",
@@ -149,9 +149,10 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
     after that removal too). `stem_views` (default: `figures`)
     keeps what the stems figure needs, for drawing it later with `figures.compare_figures`.
 
-    Memory: the stems are restored in place (copies only of the stems routed passes through
-    unprocessed) and freed before measuring, so a 10-minute stereo file holds the mix, four
-    stems and the results, not two sets of stems.
+    Memory: the stems are restored in place and freed before measuring; the unprocessed copies
+    routed still needs wait in a spill file on disk when they are large (`SPILL_COPIES_ABOVE`),
+    so a 10-minute stereo file holds the mix, four stems and the results, not two sets of stems
+    (2.8 GB at the peak, eval/results/bench_long600.md).
     """
     settings = settings or Settings()
     if not isinstance(out, results.Staged):
@@ -174,15 +175,17 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
     with clock.stage("route"):
         plans = route_modes(stems, mix, sr, COMPARE_MODES, settings.router, settings.skip_policy,
                             step_kinds(preset), step_probe(preset, sr))
-    with clock.stage("restore"):
+    routed = plans["routed"]
+    # The stems are restored in place: keep the unprocessed audio that routed passes through
+    # (and, when routed runs some kinds on the remix instead, every stem it processes).
+    keep = (remixed(routed)[1] + (routed.processed() if routed.direct_kinds() else [])
+            if routed.mode_used == "stemwise" else [])
+    with clock.stage("restore"), workspace(on_disk=sum(stems[n].nbytes for n in keep) > SPILL_COPIES_ABOVE) as spill:
         finishing = dict(clip_mode=settings.clip_mode, target_lufs=_target_lufs(mix, preset, sr), sr=sr,
                          loudness_target=settings.loudness_target, keep_pre_gain=settings.residual or keep_views)
-        routed = plans["routed"]
         views = {n: figs.StemView.of(x, sr) for n, x in stems.items()} if keep_views else {}
-        # The stems are restored in place: keep the unprocessed audio that routed passes through
-        # (and, when routed runs some kinds on the remix instead, every stem it processes).
-        keep = remixed(routed)[1] + (routed.processed() if routed.direct_kinds() else [])
-        passed = {n: stems[n].copy() for n in keep} if routed.mode_used == "stemwise" else {}
+        passed = {n: spill.keep(as_signal(stems[n], sr).blocks(), stems[n].shape[0], sr, stems[n].shape[1])
+                  for n in keep}
         stem_steps: dict[str, tuple[StepOutcome, ...]] = {}
         # The mix's chain and the stems' share one pool: every core busy, and no more chains (and
         # their scratch memory) at once than cores.
@@ -205,13 +208,16 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
             # Routed runs part of the chain on its own copies of the stems (`passed` holds every
             # stem it sums): the stems stem-wise restored in place are freed first, and the copies
             # are restored in place (0.85 GB each way on 10 minutes of stereo).
-            separation = Separation(passed, separation.info, separation.beyond)
-            stems = processed = None
+            sep_of, beyond = separation.info, separation.beyond
+            separation = stems = processed = None
+            separation = Separation({n: _held(p) for n, p in passed.items()}, sep_of, beyond)
+            passed = None
             outputs_["routed"], _ = restore(mix, routed, preset, separation, in_place=True, outcomes=stem_steps,
                                             reports=stem_reports, **finishing)
         else:
             outputs_["routed"], _ = restore(mix, routed, preset,
-                                            Separation({**stems, **passed}, separation.info, separation.beyond),
+                                            Separation({**stems, **{n: _held(p) for n, p in passed.items()}},
+                                                       separation.info, separation.beyond),
                                             processed, outcomes=stem_steps, reports=stem_reports, **finishing)
         separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
     with clock.stage("measure"):
@@ -233,6 +239,19 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
         with clock.stage("figures"):
             figs.compare_figures(result, out.staged_folder)
     return result
+
+
+SPILL_COPIES_ABOVE = 256 * 2**20
+"""`compare` keeps the unprocessed stems routed still needs, while stem-wise restores the stems
+in place, in a spill file on disk when they would take more memory than this (bytes): on 10
+minutes of stereo they are 0.85 GB, which sat beside the two chains running (spilled, the
+separated run's peak fell from 3.47 to 2.80 GB: eval/results/bench_long600.md); at 30 s they are
+42 MB and stay in memory."""
+
+
+def _held(x: Signal) -> np.ndarray:
+    """A kept signal as an array: the array itself when it is in memory, else read back."""
+    return x.array if isinstance(x, InMemory) else gather(x.blocks(), x.channels, x.frames)
 
 
 # --- the steps --------------------------------------------------------------------------------
