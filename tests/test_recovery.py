@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from adaptive_argm.core.recovery import RecoverySettings, recover
+from adaptive_argm.core.recovery import RecoverySettings, merged, recover
 
 SR = 44100
 
@@ -148,7 +148,12 @@ def test_a_wall_in_less_than_half_the_input_is_left_alone_and_the_report_says_so
     assert found and 10500 < int(found[1]) < 11500 and int(found[3]) == 4
     assert 0 < int(found[2]) < 2 and report.reason.endswith("left alone")
     # A full-band input's report carries no such note.
-    assert recover(x, SR)[1].reason == "the input has its full band"
+    full = recover(x, SR)[1]
+    assert full.reason == "the input has its full band"
+    # A long input's segments that stood aside for different reasons are each named.
+    assert merged([full, full]).reason == "the input has its full band (in each of 2 segments)"
+    assert merged([full, report, full]).reason == (f"the input has its full band (in 2 of 3 segments) | "
+                                                   f"{report.reason} (in 1 of 3 segments)")
 
 
 def test_no_new_samples_over_full_scale():

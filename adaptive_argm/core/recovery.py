@@ -26,6 +26,7 @@ Audio is `(channels, samples)` float (1-D mono accepted) at the rate the caller 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
@@ -420,7 +421,12 @@ def merged(reports: list[RecoveryReport]) -> RecoveryReport:
     kinds = tuple(k for r in reports for k in r.bandwidth.block_kinds)
     bw = replace(base.bandwidth, block_cutoffs_hz=blocks, block_kinds=kinds)
     if not acted:
-        return replace(base, bandwidth=bw, reason=f"{base.reason} (in each of {len(reports)} segments)")
+        # Segments may have stood aside for different reasons (one saw a minority wall): each is said.
+        why = Counter(r.reason for r in reports)
+        if len(why) == 1:
+            return replace(base, bandwidth=bw, reason=f"{base.reason} (in each of {len(reports)} segments)")
+        return replace(base, bandwidth=bw, reason=" | ".join(f"{reason} (in {k} of {len(reports)} segments)"
+                                                             for reason, k in why.items()))
     lo, hi = min(r.band_lo_hz for r in acted), max(r.band_hi_hz for r in acted)
     return replace(base, bandwidth=bw, band_lo_hz=lo, band_hi_hz=hi,
                    limited_samples=sum(r.limited_samples for r in reports),
