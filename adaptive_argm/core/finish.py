@@ -20,7 +20,7 @@ from . import change as change_
 from . import deliver, dsp, levels
 from .levels import LoudnessMeter
 from .presets import Preset
-from .signal import MEMORY, InMemory, Mapped, Signal, Store, as_signal, gather
+from .signal import MEMORY, InMemory, Mapped, Signal, Store, as_signal, held
 from .steps import StepOutcome
 
 LOUDNESS_TOLERANCE_LU = 0.2
@@ -218,7 +218,7 @@ def _to_target(y: np.ndarray | Signal, mode: Mode, clip_mode: ClipMode, sr: int,
     result is gathered into memory here, only when a target is asked for (the limiter's
     look-ahead envelope is taken over the whole signal)."""
     if isinstance(y, Signal):
-        y = gather(y.blocks(), y.channels, y.frames)
+        y = held(y)
     out, loudness = deliver.normalize_loudness(y, sr, *loudness_target)
     action = "true-peak limited" if loudness.limiter_reduction_db > 0 else "none"
     clip = dsp.ClipSafety(clip_mode, action, levels.peak_dbfs(y), levels.peak_dbfs(out))

@@ -29,7 +29,7 @@ from .remix import process_stems, remix, remixed, without_kinds
 from .resample import resample, resampled
 from .route import RoutePlan, route, route_modes
 from .separate import Separation, Separator, StemsFolder, high_band
-from .signal import MEMORY, InMemory, Mapped, Signal, Store, as_signal, gather, workspace
+from .signal import MEMORY, Mapped, Signal, Store, as_signal, held, workspace
 from .steps import StepOutcome
 
 __all__ = ["CompareResult", "Restored", "RunResult", "Settings", "compare", "finish", "process_stems", "remix",
@@ -210,13 +210,13 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
             # are restored in place (0.85 GB each way on 10 minutes of stereo).
             sep_of, beyond = separation.info, separation.beyond
             separation = stems = processed = None
-            separation = Separation({n: _held(p) for n, p in passed.items()}, sep_of, beyond)
+            separation = Separation({n: held(p) for n, p in passed.items()}, sep_of, beyond)
             passed = None
             outputs_["routed"], _ = restore(mix, routed, preset, separation, in_place=True, outcomes=stem_steps,
                                             reports=stem_reports, **finishing)
         else:
             outputs_["routed"], _ = restore(mix, routed, preset,
-                                            Separation({**stems, **{n: _held(p) for n, p in passed.items()}},
+                                            Separation({**stems, **{n: held(p) for n, p in passed.items()}},
                                                        separation.info, separation.beyond),
                                             processed, outcomes=stem_steps, reports=stem_reports, **finishing)
         separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
@@ -247,11 +247,6 @@ in place, in a spill file on disk when they would take more memory than this (by
 minutes of stereo they are 0.85 GB, which sat beside the two chains running (spilled, the
 separated run's peak fell from 3.47 to 2.80 GB: eval/results/bench_long600.md); at 30 s they are
 42 MB and stay in memory."""
-
-
-def _held(x: Signal) -> np.ndarray:
-    """A kept signal as an array: the array itself when it is in memory, else read back."""
-    return x.array if isinstance(x, InMemory) else gather(x.blocks(), x.channels, x.frames)
 
 
 # --- the steps --------------------------------------------------------------------------------

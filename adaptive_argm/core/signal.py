@@ -102,6 +102,11 @@ def gather(blocks: Iterable[np.ndarray], channels: int, expected_frames: int = 0
     return out[:, :pos] if pos < out.shape[1] else out
 
 
+def held(x: Signal) -> np.ndarray:
+    """A signal as one array: the array itself when it is in memory, else read back whole."""
+    return x.array if isinstance(x, InMemory) else gather(x.blocks(), x.channels, x.frames)
+
+
 class Store:
     """Where a run keeps its signals: in memory (`folder` None) or as spill files in `folder`."""
 
