@@ -103,15 +103,21 @@ def _give_back() -> None:
         libc.malloc_trim(0)
 
 
-def give_back_freed() -> None:
+def trim() -> None:
     """Hand the memory this process has freed back to the kernel now, in every malloc arena
-    (`malloc_trim`), unless it keeps its memory on purpose (a pool worker, a batch block).
-    Threads that ran a chain leave their arenas holding its freed scratch otherwise."""
+    (`malloc_trim`), whatever it keeps otherwise. A no-op without glibc."""
     libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def give_back_freed() -> None:
+    """`trim`, unless the process keeps its memory on purpose (a pool worker, a batch block).
+    Threads that ran a chain leave their arenas holding its freed scratch otherwise."""
     with _lock:
         keeping = _state["applied"]
-    if libc is not None and not keeping:
-        libc.malloc_trim(0)
+    if not keeping:
+        trim()
 
 
 @contextlib.contextmanager
