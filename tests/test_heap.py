@@ -44,10 +44,15 @@ print(json.dumps(out))
 """
 
 
+def _probe(code: str, env: dict | None = None) -> dict:
+    """What a probe printed as JSON, run in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return json.loads(done.stdout)
+
+
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_kept_memory_is_not_faulted_in_again_until_the_last_block_ends():
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
-    faults = json.loads(done.stdout)
+    faults = _probe(PROBE)
     assert faults["applied"] is True
     # The block is 16384 pages (32 with transparent huge pages); kept, it is reused as it is.
     assert faults["default"] >= 32
@@ -95,8 +100,7 @@ print(json.dumps(out))
 
 @pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
 def test_freed_scratch_in_a_thread_arena_is_given_back_unless_memory_is_kept():
-    done = subprocess.run([sys.executable, "-c", GIVE_BACK_PROBE], capture_output=True, text=True, check=True)
-    mb = json.loads(done.stdout)
+    mb = _probe(GIVE_BACK_PROBE)
     assert mb["freed"] - mb["before"] > 250  # 375 MiB of scratch, 9 MiB of it still held
     assert mb["given_back"] - mb["before"] < 60
     assert mb["kept_after"] > mb["kept_freed"] - 20
@@ -127,8 +131,7 @@ def _huge_probe(env_value: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
     if env_value is not None:
         env["NUMPY_MADVISE_HUGEPAGE"] = env_value
-    out = subprocess.run([sys.executable, "-c", HUGE_PROBE], capture_output=True, text=True, check=True, env=env)
-    return json.loads(out.stdout)
+    return _probe(HUGE_PROBE, env)
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="numpy uses madvise huge pages on Linux only")
