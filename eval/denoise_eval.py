@@ -144,6 +144,12 @@ def brown_noise(shape: tuple[int, int], rms_dbfs: float, rng: np.random.Generato
     return n * (10 ** (rms_dbfs / 20) / np.sqrt(np.mean(n**2)))
 
 
+def reference(clip: Clip) -> np.ndarray:
+    """The clean clip as restoration's outputs are scored against it: without its DC offset and
+    subsonic drift, which loading removes from every input (`core.dc`) before any step runs."""
+    return remove_dc(clip.audio, SR)
+
+
 def degraded(clip: Clip, condition: str) -> np.ndarray:
     """The clip under `condition`, float32, same shape; seeded per clip and condition."""
     x = clip.audio
@@ -166,11 +172,13 @@ def degraded(clip: Clip, condition: str) -> np.ndarray:
 
 
 def preset_with(wiener: dict | None = None, base: str = "adaptive") -> presets.Preset:
-    """The built-in preset, its mix chain's `wiener` settings overridden by `wiener`."""
+    """The built-in preset's mix chain without its spectral recovery, its `wiener` settings
+    overridden by `wiener`. Recovery is measured on its own (eval/results/recovery.md, ViSQOL
+    against full-band originals); here it would add a band above 16 kHz to the MusicGen clips,
+    whose clean references are cut there, and score that as damage to the denoiser's SI-SDR."""
     p = presets.load(base)
-    if not wiener:
-        return p
-    chain = tuple(steps.Step(s.kind, {**s.params, **wiener}) if s.kind == "wiener" else s for s in p.steps)
+    chain = tuple(steps.Step(s.kind, {**s.params, **(wiener or {})}) if s.kind == "wiener" else s
+                  for s in p.steps if s.kind != "spectral_recovery")
     return dataclasses.replace(p, steps=chain)
 
 

@@ -4,6 +4,7 @@ hiss-free audio bit for bit."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -12,7 +13,10 @@ import pytest
 
 from adaptive_argm.core import spectral
 from adaptive_argm.core.denoise import (
+    REF_HZ,
     WienerSettings,
+    _fit_tilt,
+    _prior_tilt,
     detect_noise_level_db,
     estimate_noise,
     estimate_noise_psd,
@@ -139,11 +143,102 @@ def test_estimate_reads_the_tilt_of_coloured_noise(colour, low, high):
     # the level follows the noise where it was measured (4-16 kHz), within 3 dB (a line under
     # brown noise's knee sits up to 2-3 dB low in the middle: on the safe side)
     freqs = np.arange(est.psd.size) * SR / WienerSettings().n_fft
-    frames = noise[: noise.size // 2048 * 2048].reshape(-1, 2048)
-    true = np.mean(np.abs(np.fft.rfft(frames * spectral.hann(2048), axis=1)) ** 2, axis=0)
-    true /= np.sum(spectral.hann(2048) ** 2)
+    true = noise_psd(noise)
     band = (freqs >= 4000) & (freqs <= 16000)
     assert abs(10 * np.log10(np.mean(est.psd[band]) / np.mean(true[band]))) < 3.0
+
+
+FIRST_DESIGN = {"tilt_prior_bands": 0, "hold_tilt_below_db_per_octave": 0.0,
+                "tilt_excess_correction": WienerSettings().excess_correction}
+"""The settings that give the estimator as first designed: a flat model whenever the trusted
+sub-bands cannot tell a tilt, every falling model held `extrapolate_db` up, one excess correction."""
+
+
+def noise_psd(noise: np.ndarray, n_fft: int = 2048) -> np.ndarray:
+    """The time average of a noise signal's periodogram, in the estimator's unit (module doc)."""
+    frames = noise[: noise.size // n_fft * n_fft].reshape(-1, n_fft)
+    true = np.mean(np.abs(np.fft.rfft(frames * spectral.hann(n_fft), axis=1)) ** 2, axis=0)
+    return true / np.sum(spectral.hann(n_fft) ** 2)
+
+
+def bright_melody(seconds: float, top_hz: float, seed: int = 0) -> np.ndarray:
+    """Harmonic notes as in `melody`, rich in harmonics up to `top_hz`: music in every sub-band
+    below it."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(0.25 * SR)) / SR
+    env = np.exp(-t / 0.12) * np.minimum(1.0, t / 0.005)
+    notes = []
+    for _ in range(int(seconds / 0.25)):
+        f0 = 220.0 * 2 ** (rng.integers(0, 24) / 12)
+        notes.append(env * sum(0.2 / k**0.7 * np.sin(2 * np.pi * k * f0 * t + k) for k in range(1, 80) if k * f0 < top_hz))
+    return np.concatenate(notes).astype(np.float32)
+
+
+def bass_error_db(x: np.ndarray, noise: np.ndarray, s: WienerSettings, lo: float = 100.0, hi: float = 500.0) -> float:
+    """The estimate of `noise` under `x` minus the noise's own spectrum, between lo and hi (dB)."""
+    psd, true = estimate_noise(x + noise, SR, s).psd, noise_psd(noise)
+    band = (np.arange(psd.size) * SR / s.n_fft >= lo) & (np.arange(psd.size) * SR / s.n_fft < hi)
+    return float(10 * np.log10(np.mean(psd[band]) / np.mean(true[band])))
+
+
+def test_a_pink_model_goes_on_into_the_bass():
+    """Notes up to 8 kHz hide pink hiss below that; the sub-bands above show a -2.25 dB/octave
+    floor. A model no steeper than pink continues into the bass (1/f hiss has no knee there);
+    the first design held it 9 dB over its lowest trusted sub-band, 5 dB under the hiss."""
+    x = melody(8, seed=0)
+    noise = coloured(x.size, "pink", -45.0, seed=31)
+    unbiased = WienerSettings(bias_correction_db=0.0)
+    first = dataclasses.replace(unbiased, **FIRST_DESIGN)
+    assert estimate_noise(x + noise, SR, unbiased).tilt_db_per_octave == pytest.approx(-2.5, abs=0.5)
+    assert bass_error_db(x, noise, first) < -4.5
+    assert bass_error_db(x, noise, unbiased) > bass_error_db(x, noise, first) + 0.4
+    # A brown (-6 dB/octave) model is still held: such hiss has its knee (here at 1 kHz).
+    brown = coloured(x.size, "brown", -45.0, seed=32)
+    assert bass_error_db(x, brown, unbiased) < 3.0
+
+
+def test_pink_hiss_seen_in_two_top_sub_bands_takes_their_raw_slope():
+    """Music up to 11 kHz leaves two sub-bands of pink hiss, too narrow a span to fit a tilt: the
+    first design drew a flat line 18 dB under the hiss in the bass; the raw slope of those two
+    sub-bands gives a pink-like tilt, and the filter takes out more of the hiss."""
+    x = bright_melody(8, 11000.0, seed=0)
+    noise = coloured(x.size, "pink", -45.0, seed=31)
+    unbiased = WienerSettings(bias_correction_db=0.0)
+    first = dataclasses.replace(unbiased, **FIRST_DESIGN)
+    est = estimate_noise(x + noise, SR, unbiased)
+    assert est.trusted_bands == 2 and -3.0 <= est.tilt_db_per_octave <= -1.75
+    assert estimate_noise(x + noise, SR, first).tilt_db_per_octave == 0.0
+    assert bass_error_db(x, noise, first) < -15.0
+    assert bass_error_db(x, noise, unbiased) > -8.0
+    y = x + noise
+    gain = si_sdr_db(x, wiener_denoise(y, SR)) - si_sdr_db(x, y)
+    gain_first = si_sdr_db(x, wiener_denoise(y, SR, WienerSettings(**FIRST_DESIGN))) - si_sdr_db(x, y)
+    assert gain > gain_first + 0.8
+
+
+def test_the_prior_is_the_raw_slope_of_the_top_trusted_sub_bands():
+    s = WienerSettings()
+    x = np.log2(np.array([4490.0, 5657.0, 7127.0, 8980.0, 11314.0]) / REF_HZ)
+    assert _prior_tilt(x, -50.0 - 3.5 * x + np.array([9.0, 5, 0, 0, 0]), s) == -2.75  # the top three only
+    assert _prior_tilt(x, -45.0 - 0.5 * x, s) == 0.25
+    assert _prior_tilt(x[:1], np.array([-50.0]), s) == 0.0  # one sub-band tells no slope
+    assert _prior_tilt(x, -50.0 - 3.5 * x, WienerSettings(tilt_prior_bands=0)) == 0.0
+
+
+def test_a_tilt_the_sub_bands_cannot_tell_is_the_prior_where_nothing_forbids_it():
+    s = WienerSettings()
+    no_bound = lambda tilt: 0.0  # every sub-band's minimum statistics far above the line
+    top = np.log2(np.array([14254.0, 17889.0]) / REF_HZ)  # two sub-bands: too narrow a span
+    assert _fit_tilt(top, -52.0 - 3.0 * top, s, no_bound, -3.0)[0] == -3.0
+    # A sub-band at 1 kHz whose own minimum statistics lie 8 dB under that line: flat.
+    assert _fit_tilt(top, -52.0 - 3.0 * top, s, lambda tilt: -60.0 + s.fit_margin_db, -3.0)[0] == 0.0
+    # Three sub-bands over 2/3 octave falling 1.2 dB per octave: every tilt from -2.5 to +0.5
+    # keeps all three within 1 dB; the prior takes the nearest, no prior the flattest.
+    span = np.log2(np.array([11314.0, 14254.0, 17889.0]) / REF_HZ)
+    y = np.array([-50.0, -50.4, -50.8])
+    assert _fit_tilt(span, y, s, no_bound, -3.0)[0] == -2.5
+    assert _fit_tilt(span, y, s, no_bound, -1.0)[0] == -1.0
+    assert _fit_tilt(span, y, s, no_bound, 0.0)[0] == 0.0
 
 
 def test_estimate_finds_nothing_in_clean_or_silent_audio():
@@ -294,7 +389,8 @@ def test_settings_are_plain_scalars_and_validated():
     s = WienerSettings()
     assert all(isinstance(getattr(s, k), (int, float)) for k in WienerSettings.keys())
     for bad in ({"dd_alpha": 1.0}, {"gain_floor_db": 3.0}, {"excess_min_db": 2.0}, {"flatness_min_db": 0.5},
-                {"tilt_min_db_per_octave": 2.0}, {"confident_bands": 0}, {"band_low_hz": 30000.0}):
+                {"tilt_min_db_per_octave": 2.0}, {"tilt_prior_bands": -1},
+                {"hold_tilt_below_db_per_octave": 1.0}, {"tilt_excess_correction": -1.0}, {"confident_bands": 0}, {"band_low_hz": 30000.0}):
         with pytest.raises(ValueError):
             WienerSettings(**bad)
 

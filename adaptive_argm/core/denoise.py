@@ -17,13 +17,19 @@ Here, per channel and block:
    square waves fluctuate less), and its spectrum is flat across its bins (`flatness_min_db`:
    harmonics are peaky, noise is not).
 3. The noise spectrum is modelled as a level and a tilt in dB per octave (white 0, pink -3,
-   brown -6): a lower envelope of the trusted sub-bands' levels, each first lowered by
-   `excess_correction` dB per dB of excess (music under the noise lifts both); flat when they
-   span less than `tilt_span_min_octaves`. The model never exceeds any sub-band's own
-   minimum-statistics level by more than `fit_margin_db` (music only adds power), rises by at
-   most `extrapolate_db` below the lowest trusted sub-band (hiss has a knee somewhere; past it
-   the tilt would cut the bass), is capped per bin by the bin's own minimum statistics, then
-   lowered by `bias_correction_db` (cutting music costs more than leaving a little hiss).
+   brown -6): a lower envelope of the trusted sub-bands' levels, each first lowered by its
+   excess (music under the noise lifts both; `tilt_excess_correction` dB per dB for the tilt,
+   `excess_correction` for the level). When the trusted sub-bands cannot tell a tilt (they span
+   less than `tilt_span_min_octaves`, or several tilts fit them equally well), the one nearest
+   the raw slope of the top trusted sub-bands is taken (`tilt_prior_bands`), if its line stays
+   under every sub-band's own minimum statistics; else the flattest, as first designed (a flat
+   model sat 10-20 dB under pink hiss in the bass: eval/results/denoise_cv.md). The model never
+   exceeds any sub-band's own minimum-statistics level by more than `fit_margin_db` (music only
+   adds power). A model falling faster than `hold_tilt_below_db_per_octave` rises by at most
+   `extrapolate_db` below the lowest trusted sub-band (such hiss has a knee; past it the tilt
+   would cut the bass); a pink or flatter one goes on to the lowest bin. It is capped per bin by
+   the bin's own minimum statistics, then lowered by `bias_correction_db` (cutting music costs
+   more than leaving a little hiss).
 4. Strength = trusted sub-bands / `confident_bands` (at most 1): the Wiener gain G becomes
    1 - strength * (1 - G), so weak evidence means a gentle filter.
 5. Bypass, returning the input bit for bit: no trusted sub-band, or the filter would remove less
@@ -92,6 +98,10 @@ class WienerSettings:
     """A trusted sub-band's level is lowered by this many dB per dB of positive excess (unitless):
     music under the noise lifts both (about 2.5-3 on the development songs' white noise; the
     `adaptive` preset uses 3.5, the cross-validated choice: eval/results/denoise_cv.md)."""
+    tilt_excess_correction: float = 2.5
+    """The same correction, for fitting the tilt only (the level then follows `excess_correction`).
+    The `adaptive` preset uses the same value for both: a smaller one read pink hiss better, but
+    it also tilted white hiss and cost ViSQOL on white noise (eval/results/denoise_cv.md)."""
     flatness_min_db: float = -0.5
     """A trusted sub-band's spectral flatness (geometric over arithmetic mean, over its bins, of
     the median power over time, dB) is at least this: noise reads about 0 dB, harmonics far less."""
@@ -100,12 +110,23 @@ class WienerSettings:
     tilt_max_db_per_octave: float = 1.5
     """Steepest rising one (dB per octave)."""
     tilt_span_min_octaves: float = 0.66
-    """Trusted sub-bands spanning less than this give a flat model (one sub-band cannot tell a tilt)."""
+    """Trusted sub-bands spanning less than this cannot tell a tilt: the model takes the prior
+    (`tilt_prior_bands`) if that line stays under every sub-band's own minimum statistics, else
+    it is flat."""
+    tilt_prior_bands: int = 3
+    """Where the trusted sub-bands cannot tell a tilt (too narrow a span, or several tilts that
+    fit them equally well), the model takes the slope of the raw levels of the highest this many
+    of them (`_prior_tilt`); 0 gives the flat model of the first design."""
+    tilt_prior_offset_db_per_octave: float = 0.75
+    """Added to that raw slope: music lifts the lower of those sub-bands a little more."""
     extrapolate_db: float = 9.0
-    """Below the lowest trusted sub-band a falling model may rise by at most this much over its
-    level there (dB), then is held flat: a tilt measured in the treble says little about the bass,
-    and no hiss keeps rising forever (a -6 dB/octave hiss has its knee within two octaves or so,
-    a pink one goes on for longer)."""
+    """Below the lowest trusted sub-band a model falling faster than `hold_tilt_below_db_per_octave`
+    may rise by at most this much over its level there (dB), then is held flat: a tilt measured
+    in the treble says little about the bass, and a -6 dB/octave hiss has its knee within two
+    octaves or so."""
+    hold_tilt_below_db_per_octave: float = -3.5
+    """A falling model at most this steep (pink hiss, whose 1/f spectrum has no knee in the audio
+    band) is extrapolated to the lowest bin instead of being held; 0 holds every falling model."""
     fit_tolerance_db: float = 1.0
     """Trusted sub-bands within this of the fitted floor (dB) count as lying on it."""
     fit_margin_db: float = 1.0
@@ -145,10 +166,14 @@ class WienerSettings:
             raise ValueError("need excess_min_db <= excess_max_db")
         if not self.tilt_min_db_per_octave <= self.tilt_max_db_per_octave:
             raise ValueError("need tilt_min_db_per_octave <= tilt_max_db_per_octave")
+        if self.tilt_prior_bands < 0:
+            raise ValueError("tilt_prior_bands must be >= 0")
+        if self.hold_tilt_below_db_per_octave > 0:
+            raise ValueError("hold_tilt_below_db_per_octave must be <= 0")
         if self.flatness_min_db > 0 or self.fit_margin_db < 0 or self.fit_tolerance_db < 0 or self.extrapolate_db < 0:
             raise ValueError("need flatness_min_db <= 0, fit_margin_db, fit_tolerance_db, extrapolate_db >= 0")
-        if self.excess_correction < 0:
-            raise ValueError("excess_correction must be >= 0")
+        if self.excess_correction < 0 or self.tilt_excess_correction < 0:
+            raise ValueError("excess_correction and tilt_excess_correction must be >= 0")
         if self.confident_bands < 1:
             raise ValueError("confident_bands must be >= 1")
         if self.gain_floor_db > 0:
@@ -284,20 +309,56 @@ def _flatness_db(v: np.ndarray) -> float:
     return float(10 * np.log10(np.exp(np.mean(np.log(v))) / np.mean(v)))
 
 
-def _fit_tilt(x: np.ndarray, y: np.ndarray, s: WienerSettings) -> tuple[float, np.ndarray]:
+def _stays_under(resid: np.ndarray, bound: float, s: WienerSettings) -> bool:
+    """Whether a line through sub-band levels (`resid`: each level minus the line's tilt part)
+    can sit at their median without exceeding `bound`, or lowered to it still passes within
+    `fit_tolerance_db` of every one of them."""
+    return float(np.median(resid)) <= bound + 1e-9 or bool(np.all(np.abs(resid - bound) <= s.fit_tolerance_db))
+
+
+def _prior_tilt(x: np.ndarray, level_db: np.ndarray, s: WienerSettings) -> float:
+    """The tilt to take where the fit cannot tell one (dB/octave, on the fit's grid): the
+    least-squares slope of the uncorrected levels of the highest `tilt_prior_bands` trusted
+    sub-bands (at `x` octaves, ascending), plus `tilt_prior_offset_db_per_octave`. The treble is
+    where music lifts the floor least, and its raw slope tells hiss apart where the corrected
+    levels cannot: about -1 to 0 dB/octave for white hiss under the development songs, -5 to -2.5
+    for pink. Flat from fewer than two sub-bands, or with `tilt_prior_bands` 0."""
+    k = min(s.tilt_prior_bands, x.size)
+    if k < 2:
+        return 0.0
+    slope = float(np.polyfit(x[-k:], level_db[-k:], 1)[0]) + s.tilt_prior_offset_db_per_octave
+    slope = min(max(slope, s.tilt_min_db_per_octave), s.tilt_max_db_per_octave)
+    return round(slope / TILT_STEP_DB_PER_OCTAVE) * TILT_STEP_DB_PER_OCTAVE
+
+
+def _fit_tilt(x: np.ndarray, y: np.ndarray, s: WienerSettings, bound, prior: float) -> tuple[float, np.ndarray]:
     """(tilt dB/octave, inlier mask) of the noise floor under the sub-band levels `y` (dB) at `x`
     octaves from REF_HZ: a lower envelope, not a least-squares line, because music only ever
     lifts a sub-band. Each candidate tilt puts its line through the lowest point; the tilt that
-    leaves the most sub-bands within `fit_tolerance_db` above its line wins (ties go to the
-    flatter one). A span narrower than `tilt_span_min_octaves` gives a flat line."""
-    tilts = np.array([0.0])
-    if x.max() - x.min() >= s.tilt_span_min_octaves:
-        tilts = np.arange(s.tilt_min_db_per_octave, s.tilt_max_db_per_octave + 1e-9, TILT_STEP_DB_PER_OCTAVE)
-        tilts = tilts[np.argsort(np.abs(tilts), kind="stable")]  # flatter first: argmax keeps the first tie
-    resid = y[np.newaxis, :] - tilts[:, np.newaxis] * x[np.newaxis, :]
-    above = resid - resid.min(axis=1, keepdims=True)
-    best = int(np.argmax(np.sum(above <= s.fit_tolerance_db, axis=1)))
-    return float(tilts[best]), above[best] <= s.fit_tolerance_db
+    leaves the most sub-bands within `fit_tolerance_db` above its line wins, ties going to the
+    one nearest `prior` (`_prior_tilt`). A span narrower than `tilt_span_min_octaves` takes the
+    prior alone. A prior-led choice (a tie, or a narrow span) stands only if the line stays
+    under `bound(tilt)`, the highest level every sub-band's own minimum statistics allow
+    (`_stays_under`); else the flattest of the best tilts, as without a prior (for a narrow span,
+    a flat line through the median of all of them)."""
+    narrow = x.max() - x.min() < s.tilt_span_min_octaves
+    tilts = (np.array([prior]) if narrow else
+             np.arange(s.tilt_min_db_per_octave, s.tilt_max_db_per_octave + 1e-9, TILT_STEP_DB_PER_OCTAVE))
+
+    def best(order: np.ndarray) -> tuple[float, np.ndarray, bool]:
+        t = tilts[order]
+        resid = y[np.newaxis, :] - t[:, np.newaxis] * x[np.newaxis, :]
+        above = resid - resid.min(axis=1, keepdims=True)
+        counts = np.sum(above <= s.fit_tolerance_db, axis=1)
+        i = int(np.argmax(counts))  # argmax keeps the first of a tie
+        return float(t[i]), above[i] <= s.fit_tolerance_db, int(np.sum(counts == counts[i])) > 1
+
+    tilt, inliers, tied = best(np.argsort(np.abs(tilts - prior), kind="stable"))
+    if (narrow or tied) and tilt != 0.0 and not _stays_under(y[inliers] - tilt * x[inliers], bound(tilt), s):
+        if narrow:
+            return 0.0, np.ones(x.size, dtype=bool)
+        tilt, inliers, _ = best(np.argsort(np.abs(tilts), kind="stable"))
+    return tilt, inliers
 
 
 def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> NoiseEstimate:
@@ -325,15 +386,20 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
     level_db = 10 * np.log10(np.maximum(levels, _TINY))
     # Music under the noise lifts a sub-band's minimum and its fluctuation together.
     x = octaves[trusted]
-    y = level_db[trusted] - s.excess_correction * np.maximum(excess_db[trusted], 0.0)
-    tilt, inliers = _fit_tilt(x, y, s)
-    level = float(np.median(y[inliers] - tilt * x[inliers]))
+    excess = np.maximum(excess_db[trusted], 0.0)
+    y = level_db[trusted] - s.excess_correction * excess
+
     # Music only adds power: no sub-band can hold less noise than its own minimum statistics.
-    level = min(level, float(np.min(level_db[used] - tilt * octaves[used])) + s.fit_margin_db)
+    def bound(tilt: float) -> float:
+        return float(np.min(level_db[used] - tilt * octaves[used])) + s.fit_margin_db
+
+    tilt, inliers = _fit_tilt(x, level_db[trusted] - s.tilt_excess_correction * excess, s, bound,
+                              _prior_tilt(x, level_db[trusted], s))
+    level = min(float(np.median(y[inliers] - tilt * x[inliers])), bound(tilt))
     freqs_hz = np.arange(per_bin.size) * (sr / s.n_fft)
-    # A falling model is held where it has risen `extrapolate_db` over its lowest trusted sub-band.
+    # A steeply falling model is held where it has risen `extrapolate_db` over its lowest trusted sub-band.
     hold_hz = sr / s.n_fft
-    if tilt < 0:
+    if tilt < min(0.0, s.hold_tilt_below_db_per_octave):
         hold_hz = max(hold_hz, REF_HZ * 2.0 ** (float(x.min()) + s.extrapolate_db / tilt))
     model_db = level + tilt * np.log2(np.maximum(freqs_hz, hold_hz) / REF_HZ)
     psd = np.minimum(per_bin, 10.0 ** (model_db / 10.0)) * 10.0 ** (s.bias_correction_db / 10.0)
