@@ -1,8 +1,11 @@
-"""The router on the multitrack songs: direct, stem-wise, the per-clip router and the per-kind
-router, per noise placement, from the cases `denoise_stems.py` measured.
+"""The router on the multitrack songs: direct, stem-wise, the router as `run` uses it and the
+per-kind decision alone at several margins, per noise placement, from the cases
+`denoise_stems.py` measured.
 
-`denoise_stems.py --rows` scores direct, stem-wise and the per-clip router (`routed` there, run
-before the per-kind decision existed) on every song, placement and noise. This script rebuilds
+`denoise_stems.py --rows` scores direct, stem-wise and the library's router (`routed` there: the
+per-kind router with its default margin, spectral recovery included, when the rows are recent; the
+per-clip router in rows measured before the per-kind decision existed) on every song, placement
+and noise. This script rebuilds
 each damaged case from the same seeds, asks `route.route` with the preset's step kinds and its
 probe (`pipeline.step_probe`) where `wiener` should run, for each `evidence_margin_db` in
 `--margins`, and scores that decision with the measured direct or stem-wise result (the
@@ -117,11 +120,12 @@ def main() -> None:
              "Placements: `one stem`: all of the noise in `other`; `shared by power`: spread among the stems by "
              "soft masks from their powers (an ideal mask-based separator); `on the mix`: all of it in the "
              "`vocals` stem (which carries music in this corpus; Demucs puts what it cannot place there).", "",
-             "`per-clip router`: the router before this change (it restores stem-wise whenever two or more "
-             "stems are informative, which they are in every song here). `per-kind router`: `wiener` runs "
-             "where its own noise estimate finds more to remove, the stems together against the mix, within "
+             "`run's router`: what `adaptive-argm run` does (`routed` in the rows: the per-kind router with its "
+             "default margin; rows from before it existed hold the per-clip router). `per-kind router`: the "
+             "`wiener` decision alone, scored with the measured direct or stem-wise result: `wiener` runs where "
+             "its own noise estimate finds more to remove, the stems together against the mix, within "
              "`evidence_margin_db`.", "",
-             f"| placement | noise | direct | stem-wise | per-clip router | per-kind router ({margins[0]:g} dB) | "
+             f"| placement | noise | direct | stem-wise | run's router | per-kind router ({margins[0]:g} dB) | "
              "stem-wise beats direct | per-kind chose stem-wise |", "|---|---|---|---|---|---|---|---|"]
     for placement, _ in S.PLACEMENTS:
         for degradation in S.DEGRADATIONS:
@@ -139,7 +143,7 @@ def main() -> None:
               "| router | cases | within 0.2 dB of the better mode | more than 0.5 dB below direct | mean | worst |",
               "|---|---|---|---|---|---|"]
     n = len(all_cases)
-    for label, key in [("direct only", "direct"), ("stem-wise only", "stemwise"), ("per-clip router", "per_clip")] + [
+    for label, key in [("direct only", "direct"), ("stem-wise only", "stemwise"), ("run's router", "per_clip")] + [
             (f"per-kind router, margin {m:g} dB", f"kind_{m:g}") for m in margins]:
         ok, bad = goal_counts(all_cases, key)
         w = min(all_cases, key=lambda c: c[key])
