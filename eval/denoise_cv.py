@@ -89,7 +89,7 @@ def case(clip: E.Clip, condition: str, overrides: dict | None, with_visqol: bool
            "loudness_change_lu": 0.0 if unchanged else E.loudness_change_lu(dc_free, out),
            "loudness_gain_db": gain_db, "visqol_in": math.nan, "visqol_change": 0.0 if unchanged else math.nan}
     if with_visqol and not unchanged:
-        row["visqol_in"] = _visqol_in(clip, condition, dc_free)
+        row["visqol_in"] = _visqol_in(clip, condition, ref, dc_free)
         row["visqol_change"] = E.visqol(ref, out) - row["visqol_in"]
     return row
 
@@ -97,14 +97,15 @@ def case(clip: E.Clip, condition: str, overrides: dict | None, with_visqol: bool
 VISQOL_CACHE: Path | None = None
 
 
-def _visqol_in(clip: E.Clip, condition: str, dc_free: np.ndarray) -> float:
-    """The DC-free degraded input's ViSQOL, cached on disk per clip, condition and seed when asked."""
+def _visqol_in(clip: E.Clip, condition: str, ref: np.ndarray, dc_free: np.ndarray) -> float:
+    """The DC-free degraded input's ViSQOL against `ref`, cached on disk per clip, condition and
+    seed when asked."""
     if VISQOL_CACHE is None:
-        return E.visqol(E.reference(clip), dc_free)
+        return E.visqol(ref, dc_free)
     f = VISQOL_CACHE / f"{E.seed_for(clip, condition)}-{clip.name.replace('/', '_')}-{condition}-dcfree.json"
     if f.is_file():
         return float(json.loads(f.read_text())["visqol"])
-    v = E.visqol(E.reference(clip), dc_free)
+    v = E.visqol(ref, dc_free)
     f.write_text(json.dumps({"visqol": v}))
     return v
 

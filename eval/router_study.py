@@ -5,12 +5,11 @@ per-kind decision alone at several margins, per noise placement, from the cases
 `denoise_stems.py --rows` scores direct, stem-wise and the library's router (`routed` there: the
 per-kind router with its default margin, spectral recovery included, when the rows are recent; the
 per-clip router in rows measured before the per-kind decision existed) on every song, placement
-and noise. This script rebuilds
-each damaged case from the same seeds, asks `route.route` with the preset's step kinds and its
-probe (`pipeline.step_probe`) where `wiener` should run, for each `evidence_margin_db` in
-`--margins`, and scores that decision with the measured direct or stem-wise result (the
-`adaptive` preset's kinds are `dc_remove` and `wiener` only, so a per-kind plan is one of the
-two). Goals (issue 14): routed >= max(direct, stem-wise) - 0.2 dB on >= 90 % of cases, and never
+and noise. This script rebuilds each damaged case from the same seeds, asks `route.route` with
+the preset's step kinds and its probe (`pipeline.step_probe`) where `wiener` should run, for each
+`evidence_margin_db` in `--margins`, and scores that decision with the measured direct or
+stem-wise result (as if a per-kind plan were one of the two: the preset's other kinds are
+`dc_remove`, linear, and spectral recovery, which leaves these full-band renders alone). Goals (issue 14): routed >= max(direct, stem-wise) - 0.2 dB on >= 90 % of cases, and never
 more than 0.5 dB below direct.
 
     PYTHONPATH=. python eval/router_study.py --midi DIR --rows ROWS.jsonl --max-s 8 \\

@@ -344,21 +344,17 @@ def _fit_tilt(x: np.ndarray, y: np.ndarray, s: WienerSettings, bound, prior: flo
     narrow = x.max() - x.min() < s.tilt_span_min_octaves
     tilts = (np.array([prior]) if narrow else
              np.arange(s.tilt_min_db_per_octave, s.tilt_max_db_per_octave + 1e-9, TILT_STEP_DB_PER_OCTAVE))
-
-    def best(order: np.ndarray) -> tuple[float, np.ndarray, bool]:
-        t = tilts[order]
-        resid = y[np.newaxis, :] - t[:, np.newaxis] * x[np.newaxis, :]
-        above = resid - resid.min(axis=1, keepdims=True)
-        counts = np.sum(above <= s.fit_tolerance_db, axis=1)
-        i = int(np.argmax(counts))  # argmax keeps the first of a tie
-        return float(t[i]), above[i] <= s.fit_tolerance_db, int(np.sum(counts == counts[i])) > 1
-
-    tilt, inliers, tied = best(np.argsort(np.abs(tilts - prior), kind="stable"))
-    if (narrow or tied) and tilt != 0.0 and not _stays_under(y[inliers] - tilt * x[inliers], bound(tilt), s):
+    resid = y[np.newaxis, :] - tilts[:, np.newaxis] * x[np.newaxis, :]
+    within = resid - resid.min(axis=1, keepdims=True) <= s.fit_tolerance_db
+    counts = within.sum(axis=1)
+    best = np.flatnonzero(counts == counts.max())  # tilts ascend: argmin keeps the lower of two as near
+    i = best[np.argmin(np.abs(tilts[best] - prior))]
+    if (narrow or best.size > 1) and tilts[i] != 0.0 and not _stays_under(y[within[i]] - tilts[i] * x[within[i]],
+                                                                          bound(float(tilts[i])), s):
         if narrow:
             return 0.0, np.ones(x.size, dtype=bool)
-        tilt, inliers, _ = best(np.argsort(np.abs(tilts), kind="stable"))
-    return tilt, inliers
+        i = best[np.argmin(np.abs(tilts[best]))]
+    return float(tilts[i]), within[i]
 
 
 def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> NoiseEstimate:
