@@ -265,16 +265,50 @@ def test_a_signal_pushed_in_blocks_of_any_size_gives_the_panel_of_the_whole():
     assert isinstance(stats, FrameStats)
 
 
-def test_the_noise_floor_histogram_is_within_half_a_step_of_the_exact_percentile():
+def _levels_and_exact(y: np.ndarray, first_bin: int):
     from adaptive_argm.core import spectral
+
+    power = np.concatenate([p for _, p in spectral.power_frames(y, dtype=np.float64)])
+    bins = np.arange(first_bin, power.shape[1])
+    return bins, np.percentile(M.power_db(power[:, bins]), M.NOISE_FLOOR_PERCENTILE, axis=0)
+
+
+def test_the_noise_floor_histogram_is_within_half_a_step_of_the_exact_percentile():
     from adaptive_argm.core.framestats import HIST_STEP_DB, FrameStats
+
+    y = np.stack([music_like(6.0, seed=4)]) * np.float32(0.3)
+    stats = FrameStats(SR, 1, histogram_from_hz=M.LOW_CUT_HZ, keep_levels_frames=0)  # a histogram from the start
+    stats.push(y)
+    summary = stats.summary()
+    assert summary.levels is None and summary.level_histogram is not None
+    bins, exact = _levels_and_exact(y, summary.first_bin)
+    estimate = summary.bin_percentile_db(M.NOISE_FLOOR_PERCENTILE, bins)
+    assert np.max(np.abs(estimate - exact)) <= HIST_STEP_DB / 2 + 1e-4  # float32 levels near a cell edge
+
+
+def test_a_short_signal_s_noise_floor_is_the_exact_percentile():
+    from adaptive_argm.core.framestats import FrameStats
 
     y = np.stack([music_like(6.0, seed=4)]) * np.float32(0.3)
     stats = FrameStats(SR, 1, histogram_from_hz=M.LOW_CUT_HZ)
     stats.push(y)
     summary = stats.summary()
-    power = np.concatenate([p for _, p in spectral.power_frames(y, dtype=np.float64)])
-    bins = np.arange(summary.first_bin, power.shape[1])
-    exact = np.percentile(M.power_db(power[:, bins]), M.NOISE_FLOOR_PERCENTILE, axis=0)
-    estimate = summary.bin_percentile_db(M.NOISE_FLOOR_PERCENTILE, bins)
-    assert np.max(np.abs(estimate - exact)) <= HIST_STEP_DB / 2 + 1e-4  # float32 levels near a cell edge
+    assert summary.level_histogram is None
+    bins, exact = _levels_and_exact(y, summary.first_bin)
+    np.testing.assert_allclose(summary.bin_percentile_db(M.NOISE_FLOOR_PERCENTILE, bins), exact, atol=1e-6)
+
+
+def test_levels_kept_so_far_go_into_the_histogram_when_the_signal_grows_too_long():
+    from adaptive_argm.core.framestats import CHUNK_FRAMES, HIST_STEP_DB, FrameStats
+
+    y = np.stack([music_like(26.0, seed=5)]) * np.float32(0.3)  # more than one chunk of frames
+    switched = FrameStats(SR, 1, histogram_from_hz=M.LOW_CUT_HZ, keep_levels_frames=CHUNK_FRAMES)
+    histogram_only = FrameStats(SR, 1, histogram_from_hz=M.LOW_CUT_HZ, keep_levels_frames=0)
+    for pos in range(0, y.shape[1], 44100):
+        switched.push(y[:, pos:pos + 44100])
+        histogram_only.push(y[:, pos:pos + 44100])
+    a, b = switched.summary(), histogram_only.summary()
+    assert a.levels is None
+    np.testing.assert_array_equal(a.level_histogram, b.level_histogram)  # no frame lost or counted twice
+    bins, exact = _levels_and_exact(y, a.first_bin)
+    assert np.max(np.abs(a.bin_percentile_db(M.NOISE_FLOOR_PERCENTILE, bins) - exact)) <= HIST_STEP_DB / 2 + 1e-4

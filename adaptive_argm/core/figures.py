@@ -67,6 +67,9 @@ MARGINS_IN = {"top": 0.5, "bottom": 0.5, "left": 0.75, "right": 1.1, "between_co
 """Fixed margins: a fixed layout renders in half the time of matplotlib's constrained layout."""
 COLOURBAR_IN = 0.9
 """Room for one more colour bar (with its ticks and label) in the right margin."""
+TITLE_Y = 1.0
+"""Panel titles sit on the top edge. Given explicitly, matplotlib does not measure every axis's
+tick labels to move titles clear of them (there are none on top): 0.12 s a figure."""
 TITLE_WRAP_CHARS = 78
 """A panel title in a two-column figure wraps at this many characters."""
 DIFF_CMAP = "viridis"
@@ -192,12 +195,11 @@ def _suptitle(fig: Figure, title: str, sr: int, per_column: int) -> None:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    """Render to a temporary PNG in the destination folder, then rename it into place."""
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
-    finally:
-        fig.clear()
+    """Render to a temporary PNG in the destination folder, then rename it into place. The figure
+    is not cleared afterwards: clearing rebuilt every axis (0.12 s a figure) only for the
+    garbage collector to drop it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     return path
 
 
@@ -278,7 +280,7 @@ def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path
     im = diff_im = None
     for row, n in zip(axes, names):
         im = _draw(row[0], images[n], sr, per_column, clim)
-        row[0].set_title(_panel_title(n, result), fontsize=8, loc="left")
+        row[0].set_title(_panel_title(n, result), fontsize=8, loc="left", y=TITLE_Y)
         row[0].set_ylabel("Hz (mel scale)", fontsize=8)
         cutoff, acted = cutoffs.get(n, (None, False))
         if n == "input" or acted:
@@ -289,7 +291,7 @@ def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path
                         "a colour scale of its own: see each title for its level)", fontsize=8, va="center",
                         transform=row[1].transAxes)
             continue
-        row[1].set_title(_difference_title(n, result.outputs[n]), fontsize=8, loc="left")
+        row[1].set_title(_difference_title(n, result.outputs[n]), fontsize=8, loc="left", y=TITLE_Y)
         if differences[n] is None:
             row[1].set_facecolor("0.92")
             row[1].text(0.5, 0.5, "unchanged: nothing to show", ha="center", va="center", fontsize=9,
@@ -372,18 +374,18 @@ def stems_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path | None
                  "\n".join(textwrap.wrap(router, ROUTER_WRAP_CHARS, max_lines=ROUTER_LINES, placeholder=" ...")),
                  ha="left", va="bottom", fontsize=9, fontweight="bold")
         level = f", {d.rms_dbfs:.1f} dBFS ({d.rel_db:+.1f} dB re mix)" if d else ""
-        row[0].set_title(f"before: {stem_source(result.separator)}{level}", fontsize=9, loc="left")
+        row[0].set_title(f"before: {stem_source(result.separator)}{level}", fontsize=9, loc="left", y=TITLE_Y)
         im = _draw(row[0], before[n], sr, per_column, clim)
         row[0].set_ylabel("Hz (mel scale)", fontsize=8)
         if n in after:
             _draw(row[1], after[n], sr, per_column, clim)
             row[1].set_title(_after_title(result.stem_views[n], decision, result.preset.name),
-                             fontsize=9, loc="left")
+                             fontsize=9, loc="left", y=TITLE_Y)
         else:
             row[1].set_facecolor("0.92")
             row[1].text(0.5, 0.5, "\n".join(textwrap.wrap(f"skipped: {d.reason if d else 'not processed'}", 60)),
                         ha="center", va="center", fontsize=9, transform=row[1].transAxes)
-            row[1].set_title("after", fontsize=9, loc="left")
+            row[1].set_title("after", fontsize=9, loc="left", y=TITLE_Y)
     for ax in axes[-1]:
         ax.set_xlabel("time (s)", fontsize=8)
     axes[-1, 0].set_xlim(0.0, result.mix.shape[-1] / sr)

@@ -5,10 +5,11 @@ The frames are librosa's (`center=True`: 2048 samples, 512 apart, zeros before t
 the last sample) on the mono downmix. Kept per frame: the 128-band mel power (the paper's number
 and the in-band percentiles need the whole mel image: 128 x frames float32, 160 MB for an hour)
 and the RMS over all channels (silent frames). Kept per STFT bin: the long-term mean power (of
-the frames wholly inside the signal) and a histogram of the bin's level over time at
-`HIST_STEP_DB` resolution (the noise floor is a per-bin percentile over time; the histogram
-gives it within half a step, 0.005 dB, however long the signal). Kept whole: the peak and the
-BS.1770 loudness (`levels.LoudnessMeter`).
+the frames wholly inside the signal) and the bin's level over time, for the noise floor (a
+per-bin percentile over time): every level itself up to `KEEP_LEVELS_FRAMES` frames (the
+percentile is then exact), beyond that a histogram at `HIST_STEP_DB` resolution (within half a
+step, 0.005 dB, however long the signal). Kept whole: the peak and the BS.1770 loudness
+(`levels.LoudnessMeter`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ HIST_CELLS = 20000
 """-100 to +100 dB in 0.01 dB steps (a full-scale sine reads about +53 dB in its bin; higher
 levels land in the top cell)."""
 CHUNK_FRAMES = spectral.CHUNK_FRAMES
+KEEP_LEVELS_FRAMES = 8192
+"""Levels kept as they are up to this many frames (95 s at 44.1 kHz, 33 MB of float32): a
+30 s clip's percentiles came from an 82 MB histogram whose filling and reading cost half of
+its panel's time (0.35 of 0.6 s); exact, and smaller, below this."""
 _PERCENTILE_ROWS = 64
 _HIST_ROWS = 32
 
@@ -45,17 +50,23 @@ class Summary:
     signal (all frames when none is)."""
     frame_rms_dbfs: np.ndarray
     """(analysis frames,) RMS over all channels of each frame, dBFS (-inf for silence)."""
-    level_histogram: np.ndarray
-    """(bins from `first_bin`, HIST_CELLS) uint32: how many frames had each bin at each level."""
+    levels: np.ndarray | None
+    """(analysis frames, bins from `first_bin`) float32: each bin's level in dB, frame by frame;
+    None when the signal had more than `KEEP_LEVELS_FRAMES` frames (then `level_histogram`)."""
+    level_histogram: np.ndarray | None
+    """(bins from `first_bin`, HIST_CELLS) uint32: how many frames had each bin at each level;
+    None while `levels` holds them."""
     first_bin: int
     peak: float
     loudness_lufs: float
 
     def bin_percentile_db(self, q: float, bins: np.ndarray) -> np.ndarray:
         """Per STFT bin in `bins` (all >= `first_bin`), the `q`-th percentile over time of its
-        level in dB, as `np.percentile` interpolates it, from the histogram: within
-        `HIST_STEP_DB / 2` of the exact value (within `HIST_STEP_DB` in the floor cell, which
-        reads as the floor itself)."""
+        level in dB, as `np.percentile` interpolates it: exact from the levels, within
+        `HIST_STEP_DB / 2` of it from the histogram (within `HIST_STEP_DB` in the floor cell,
+        which reads as the floor itself)."""
+        if self.levels is not None:
+            return np.percentile(self.levels[:, bins - self.first_bin], q, axis=0).astype(np.float64)
         centre = HIST_LOW_DB + (np.arange(HIST_CELLS) + 0.5) * HIST_STEP_DB
         centre[0] = HIST_LOW_DB  # the floor cell: digital silence reads exactly the floor
         out = np.empty(len(bins))
@@ -73,15 +84,21 @@ class Summary:
 
 class FrameStats:
     """Push `(channels, m)` float blocks of one signal at `sr`, then take its `summary`.
-    `histogram_from_hz`: the lowest frequency whose bins get a level histogram."""
+    `histogram_from_hz`: the lowest frequency whose bins' levels are kept; `keep_levels_frames`:
+    the most frames whose levels are kept as they are, before a histogram takes them."""
 
-    def __init__(self, sr: int, channels: int, histogram_from_hz: float = 0.0):
+    def __init__(self, sr: int, channels: int, histogram_from_hz: float = 0.0,
+                 keep_levels_frames: int = KEEP_LEVELS_FRAMES):
         self.sr, self.channels = sr, channels
         freqs_hz = np.fft.rfftfreq(N_FFT, 1.0 / sr)
         self.first_bin = int(np.flatnonzero(freqs_hz >= histogram_from_hz)[0]) if freqs_hz[-1] >= histogram_from_hz \
             else freqs_hz.size
         self._basis_t = spectral.mel_filterbank(sr, N_FFT, N_MELS).T
-        self._hist = np.zeros((freqs_hz.size - self.first_bin, HIST_CELLS), np.uint32)
+        self._level_bins = freqs_hz.size - self.first_bin
+        self._keep_levels_frames = keep_levels_frames
+        self._levels: list[np.ndarray] = []
+        self._kept_frames = 0
+        self._hist: np.ndarray | None = None
         self._mel: list[np.ndarray] = []
         self._inner = np.zeros(1 + N_FFT // 2)
         self._inner_count = 0
@@ -136,7 +153,12 @@ class FrameStats:
         frame_energy = cumulative[hops:] - cumulative[:-hops]
         with np.errstate(divide="ignore"):
             rms_dbfs = 10.0 * np.log10(np.maximum(frame_energy, 0.0) / (N_FFT * self.channels))
-        return Summary(self.sr, n, mel, long_term, rms_dbfs, self._hist, self.first_bin, self._peak,
+        levels = None
+        if self._hist is None:
+            levels = (np.concatenate(self._levels) if self._levels
+                      else np.zeros((0, self._level_bins), np.float32))
+            self._levels = []
+        return Summary(self.sr, n, mel, long_term, rms_dbfs, levels, self._hist, self.first_bin, self._peak,
                        self._loudness.lufs())
 
     # --- internals ---------------------------------------------------------------------------
@@ -187,17 +209,30 @@ class FrameStats:
         for row in power[inner]:  # frame after frame, as one mean over all of them sums
             self._inner += row
         self._inner_count += int(inner.sum())
-        if self._hist.shape[0]:
-            # float32, as the levels themselves: a level within 2e-5 dB of a cell edge may land in
-            # the neighbouring cell, which moves a percentile by that much at most.
-            cells = power_db(power[:, self.first_bin:])
-            cells -= np.float32(HIST_LOW_DB)
-            cells *= np.float32(1.0 / HIST_STEP_DB)
-            cells = np.clip(cells.astype(np.int32), 0, HIST_CELLS - 1)
-            offsets = np.arange(_HIST_ROWS, dtype=np.int32) * HIST_CELLS
-            for r0 in range(0, cells.shape[1], _HIST_ROWS):  # one bincount per few bins: small scratch
-                rows = min(_HIST_ROWS, cells.shape[1] - r0)
-                flat = (cells[:, r0:r0 + rows] + offsets[:rows]).ravel()
-                counts = np.bincount(flat, minlength=rows * HIST_CELLS).reshape(rows, HIST_CELLS)
-                self._hist[r0:r0 + rows] += counts.astype(np.uint32)
+        if self._level_bins:
+            levels = power_db(power[:, self.first_bin:])
+            if self._hist is None and self._kept_frames + count <= self._keep_levels_frames:
+                self._levels.append(levels)
+                self._kept_frames += count
+            else:
+                if self._hist is None:  # too long to keep: every level so far goes into the histogram
+                    self._hist = np.zeros((self._level_bins, HIST_CELLS), np.uint32)
+                    for kept in self._levels:
+                        self._count_levels(kept)
+                    self._levels = []
+                self._count_levels(levels)
         self._next_frame = k0 + count
+
+    def _count_levels(self, levels: np.ndarray) -> None:
+        """Add `(frames, bins)` float32 levels (dB) to the histogram."""
+        # float32, as the levels themselves: a level within 2e-5 dB of a cell edge may land in
+        # the neighbouring cell, which moves a percentile by that much at most.
+        cells = levels - np.float32(HIST_LOW_DB)
+        cells *= np.float32(1.0 / HIST_STEP_DB)
+        cells = np.clip(cells.astype(np.int32), 0, HIST_CELLS - 1)
+        offsets = np.arange(_HIST_ROWS, dtype=np.int32) * HIST_CELLS
+        for r0 in range(0, cells.shape[1], _HIST_ROWS):  # one bincount per few bins: small scratch
+            rows = min(_HIST_ROWS, cells.shape[1] - r0)
+            flat = (cells[:, r0:r0 + rows] + offsets[:rows]).ravel()
+            counts = np.bincount(flat, minlength=rows * HIST_CELLS).reshape(rows, HIST_CELLS)
+            self._hist[r0:r0 + rows] += counts.astype(np.uint32)

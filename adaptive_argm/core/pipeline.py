@@ -183,7 +183,6 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
     with clock.stage("restore"), workspace(on_disk=sum(stems[n].nbytes for n in keep) > SPILL_COPIES_ABOVE) as spill:
         finishing = dict(clip_mode=settings.clip_mode, target_lufs=_target_lufs(mix, preset, sr), sr=sr,
                          loudness_target=settings.loudness_target, keep_pre_gain=settings.residual or keep_views)
-        views = {n: figs.StemView.of(x, sr) for n, x in stems.items()} if keep_views else {}
         passed = {n: spill.keep(as_signal(stems[n], sr).blocks(), stems[n].shape[0], sr, stems[n].shape[1])
                   for n in keep}
         stem_steps: dict[str, tuple[StepOutcome, ...]] = {}
@@ -192,14 +191,16 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
         stem_reports: dict[str, list] = {}  # what each stem's chain found, shared by stem-wise and routed
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             direct = pool.submit(restore, mix, plans["direct"], preset, None, **finishing)
+            views = dict(zip(stems, pool.map(lambda x: figs.StemView.of(x, sr), stems.values()))) if keep_views else {}
             stemwise, processed = (restore(mix, plans["stemwise"], preset, separation, in_place=True, pool=pool,
                                            outcomes=stem_steps, reports=stem_reports, **finishing)
                                    if separation is not None else (None, {}))
+            views = dict(zip(views, pool.map(lambda n: views[n].restored(processed[n], sr) if n in processed
+                                             else views[n], views)))
             outputs_: dict[str, Restored] = {"direct": direct.result()[0]}
         if stemwise is not None:
             outputs_["stemwise"] = stemwise
         stem_names = tuple(stems)
-        views = {n: v.restored(processed[n], sr) if n in processed else v for n, v in views.items()}
         if routed.mode_used == "direct":
             outputs_["routed"] = outputs_["direct"]
         elif remixed(routed) == remixed(plans["stemwise"]) and not routed.direct_kinds():  # the same sum
