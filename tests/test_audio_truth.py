@@ -217,6 +217,20 @@ def test_dc_removal_is_the_same_in_blocks_as_on_the_whole_signal():
     np.testing.assert_allclose(dc.remove_dc(x, sr), one_block, atol=1e-6)
 
 
+def test_blockwise_hands_on_blocks_of_the_usual_size_whatever_its_segments():
+    from adaptive_argm.core import blocks
+
+    rng = np.random.default_rng(0)
+    n = 5 * blocks.SOURCE_FRAMES + 123
+    x = rng.standard_normal((2, n)).astype(np.float32)
+    gain = lambda seg, first: seg * np.float32(0.5)  # noqa: E731
+    for blocking in (blocks.Blocking(block=3 * blocks.SOURCE_FRAMES, context=1000, whole_up_to=0),  # segments
+                     blocks.Blocking(block=n, context=0, whole_up_to=n)):  # the whole signal at once
+        sizes = [b.shape[1] for b in blocks.blockwise(blocks.slices(x), n, 2, blocking, gain)]
+        assert max(sizes) <= blocks.SOURCE_FRAMES and sum(sizes) == n
+        np.testing.assert_array_equal(blocks.apply(lambda b: blocks.blockwise(b, n, 2, blocking, gain), x), x * 0.5)
+
+
 # --- no band lost: a 96 kHz input keeps what lies above 22 kHz, in every mode -------------------
 
 HI_SR = 96000
