@@ -416,12 +416,15 @@ def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarra
     truncated file). With `ref` (at `sr`, DC-free) the intrusive scores are added."""
     band = panel_in.bandwidth_hz
     distinct = {id(y): y for y in outputs.values()}  # routed often IS stem-wise or direct: measured once
-    by_array = {}
-    # One after the other: the panel's passes hold the interpreter lock too much to gain from threads.
-    for key, y in distinct.items():
+
+    def measured(y: np.ndarray | Signal) -> metrics.MetricPanel:
         signal = as_signal(y, sr)
         panel = metrics.measure_stream(signal.blocks(), sr, signal.channels, band)
-        by_array[key] = metrics.with_scores_of(panel, y, ref, sr) if ref is not None else panel
+        return metrics.with_scores_of(panel, y, ref, sr) if ref is not None else panel
+
+    # Side by side: a panel's passes are numpy and FFT work that lets go of the interpreter
+    # (two 30 s stereo panels 0.50 s one after the other, 0.28 s on two threads).
+    by_array = dict(zip(distinct, _each(measured, distinct.values())))
     panels = {name: by_array[id(y)] for name, y in outputs.items()}
     about_input = [w for w in [info.truncation_warning() if info else None] if w]
     warnings = {name: about_input + metrics.warnings_for(panel_in, p) for name, p in panels.items()}
@@ -429,8 +432,8 @@ def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarra
 
 
 def _each(fn: Callable, items) -> list:
-    """`fn` of each item, side by side on the cores when there are several (writing the
-    compared outputs: independent passes over independent arrays)."""
+    """`fn` of each item, side by side on the cores when there are several (measuring and
+    writing the compared outputs: independent passes over independent arrays)."""
     items = list(items)
     if len(items) < 2:
         return [fn(it) for it in items]
