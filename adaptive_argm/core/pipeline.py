@@ -191,12 +191,16 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
         stem_reports: dict[str, list] = {}  # what each stem's chain found, shared by stem-wise and routed
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             direct = pool.submit(restore, mix, plans["direct"], preset, None, **finishing)
+            # The stems figure's "before" images, taken before stem-wise restores the stems in place.
             views = dict(zip(stems, pool.map(lambda x: figs.StemView.of(x, sr), stems.values()))) if keep_views else {}
             stemwise, processed = (restore(mix, plans["stemwise"], preset, separation, in_place=True, pool=pool,
                                            outcomes=stem_steps, reports=stem_reports, **finishing)
                                    if separation is not None else (None, {}))
-            views = dict(zip(views, pool.map(lambda n: views[n].restored(processed[n], sr) if n in processed
-                                             else views[n], views)))
+
+            def after(n: str) -> figs.StemView:
+                return views[n].restored(processed[n], sr) if n in processed else views[n]
+
+            views = dict(zip(views, pool.map(after, views)))
             outputs_: dict[str, Restored] = {"direct": direct.result()[0]}
         if stemwise is not None:
             outputs_["stemwise"] = stemwise
