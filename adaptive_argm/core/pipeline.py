@@ -423,12 +423,15 @@ def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarra
 
     def measured(y: np.ndarray | Signal) -> metrics.MetricPanel:
         signal = as_signal(y, sr)
-        panel = metrics.measure_stream(signal.blocks(), sr, signal.channels, band)
-        return metrics.with_scores_of(panel, y, ref, sr) if ref is not None else panel
+        return metrics.measure_stream(signal.blocks(), sr, signal.channels, band)
 
     # Side by side: a panel's passes are numpy and FFT work that lets go of the interpreter
-    # (two 30 s stereo panels 0.50 s one after the other, 0.28 s on two threads).
+    # (two 30 s stereo panels 0.50 s one after the other, 0.28 s on two threads). The scores
+    # against a reference one after the other: ViSQOL's library aborts the process when two
+    # threads call it at once.
     by_array = dict(zip(distinct, _each(measured, distinct.values())))
+    if ref is not None:
+        by_array = {key: metrics.with_scores_of(panel, distinct[key], ref, sr) for key, panel in by_array.items()}
     panels = {name: by_array[id(y)] for name, y in outputs.items()}
     about_input = [w for w in [info.truncation_warning() if info else None] if w]
     warnings = {name: about_input + metrics.warnings_for(panel_in, p) for name, p in panels.items()}
