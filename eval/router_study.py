@@ -100,9 +100,7 @@ def main() -> None:
     for r in rows:
         c = cases.setdefault((r["clip"], r["placement"], r["degradation"]),
                              {"clip": r["clip"], "placement": r["placement"], "degradation": r["degradation"]})
-        c[r["mode"] if r["mode"] != "routed" else "per_clip"] = r["si_sdr_change_db"]
-        if r["mode"] == "routed":
-            c["per_clip_used"] = r["mode_used"]
+        c[r["mode"]] = r["si_sdr_change_db"]
     clips = [c for c in S.midi_clips(args.midi, args.max_s) if any(k[0] == c.name for k in cases)]
     found = [d for c in clips for d in decisions(c, margins)]
     for d in found:
@@ -134,7 +132,7 @@ def main() -> None:
             better = sum(c["stemwise"] > c["direct"] for c in cs)
             chose = sum(c.get(f"{chosen}_used") == "stemwise" for c in cs)
             lines.append(f"| {placement} | {degradation} | {summary(cs, 'direct')} | {summary(cs, 'stemwise')} | "
-                         f"{summary(cs, 'per_clip')} | {summary(cs, chosen)} | {better}/{len(cs)} | "
+                         f"{summary(cs, 'routed')} | {summary(cs, chosen)} | {better}/{len(cs)} | "
                          f"{chose}/{len(cs)} |")
     lines += ["", "## Goals, every case", "",
               f"routed >= max(direct, stem-wise) - {MARGIN_DB} dB on >= {SHARE_GOAL:.0%} of cases; never more than "
@@ -142,7 +140,7 @@ def main() -> None:
               "| router | cases | within 0.2 dB of the better mode | more than 0.5 dB below direct | mean | worst |",
               "|---|---|---|---|---|---|"]
     n = len(all_cases)
-    for label, key in [("direct only", "direct"), ("stem-wise only", "stemwise"), ("run's router", "per_clip")] + [
+    for label, key in [("direct only", "direct"), ("stem-wise only", "stemwise"), ("run's router", "routed")] + [
             (f"per-kind router, margin {m:g} dB", f"kind_{m:g}") for m in margins]:
         ok, bad = goal_counts(all_cases, key)
         w = min(all_cases, key=lambda c: c[key])

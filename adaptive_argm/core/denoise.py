@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
@@ -331,7 +332,8 @@ def _prior_tilt(x: np.ndarray, level_db: np.ndarray, s: WienerSettings) -> float
     return round(slope / TILT_STEP_DB_PER_OCTAVE) * TILT_STEP_DB_PER_OCTAVE
 
 
-def _fit_tilt(x: np.ndarray, y: np.ndarray, s: WienerSettings, bound, prior: float) -> tuple[float, np.ndarray]:
+def _fit_tilt(x: np.ndarray, y: np.ndarray, s: WienerSettings, bound: Callable[[float], float],
+              prior: float) -> tuple[float, np.ndarray]:
     """(tilt dB/octave, inlier mask) of the noise floor under the sub-band levels `y` (dB) at `x`
     octaves from REF_HZ: a lower envelope, not a least-squares line, because music only ever
     lifts a sub-band. Each candidate tilt puts its line through the lowest point; the tilt that
@@ -395,7 +397,7 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
     freqs_hz = np.arange(per_bin.size) * (sr / s.n_fft)
     # A steeply falling model is held where it has risen `extrapolate_db` over its lowest trusted sub-band.
     hold_hz = sr / s.n_fft
-    if tilt < min(0.0, s.hold_tilt_below_db_per_octave):
+    if tilt < s.hold_tilt_below_db_per_octave:  # <= 0 (validated): a flat or rising model is never held
         hold_hz = max(hold_hz, REF_HZ * 2.0 ** (float(x.min()) + s.extrapolate_db / tilt))
     model_db = level + tilt * np.log2(np.maximum(freqs_hz, hold_hz) / REF_HZ)
     psd = np.minimum(per_bin, 10.0 ** (model_db / 10.0)) * 10.0 ** (s.bias_correction_db / 10.0)
