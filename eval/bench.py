@@ -301,7 +301,8 @@ def targets(rows: list[dict], dsp: dict | None) -> list[str]:
         ts = r["timings_s"]
         verdict = "met" if frac <= NON_SEP_MAX_FRACTION else "NOT met"
         figs = ts.get("figures")
-        without = f"; {frac - figs / ts['separate']:.0%} without the figures" if figs else ""
+        without = (f"; {frac - figs / ts['separate']:.0%} without the figures stage (the stems figure is drawn "
+                   "during measure and write)") if figs else ""
         each = f" (median of {len(runs)} runs: {', '.join(f'{f:.0%}' for f in fracs)})" if len(runs) > 1 else ""
         out.append(f"- non-separation time, 30 s stereo, {command}: {frac:.0%} of separation{each} "
                    f"(target <= {NON_SEP_MAX_FRACTION:.0%}): {verdict} (in CPU seconds: {cpu_fraction(r):.0%}"

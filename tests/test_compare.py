@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 
 import librosa
 import numpy as np
@@ -99,6 +100,21 @@ def test_stemwise_differs_from_direct_and_routed_follows_the_router(compared):
     routed, _ = audio.read(out / "routed.wav")
     assert np.max(np.abs(direct - stemwise)) > 1e-3
     np.testing.assert_array_equal(routed, stemwise)  # all three stems informative: routed = stem-wise
+
+
+def test_a_routed_result_that_is_another_is_written_once_then_copied_with_its_residual(tmp_path):
+    song, folder = _song(tmp_path, synthetic_stems(seconds=SECONDS))
+    out = tmp_path / "out"
+    result = pipeline.compare(song, out, StemsFolder(folder), replace(PAPER, residual=True), figures=False)
+    assert result.outputs["routed"] is result.outputs["stemwise"]
+    assert (out / "routed.wav").read_bytes() == (out / "stemwise.wav").read_bytes()
+    assert (out / "residual-routed.wav").read_bytes() == (out / "residual-stemwise.wav").read_bytes()
+    assert (out / "residual-routed.wav").read_bytes() != (out / "residual-direct.wav").read_bytes()
+    routed, stemwise = result.delivered["routed"], result.delivered["stemwise"]
+    assert routed.written.path == str(out / "routed.wav") and routed.residual == str(out / "residual-routed.wav")
+    assert (routed.loudness_lufs, routed.true_peak_dbtp) == (stemwise.loudness_lufs, stemwise.true_peak_dbtp)
+    written = json.loads((out / "compare.json").read_text())["outputs"]["routed"]
+    assert written["path"] == str(out / "routed.wav") and written["residual"]["path"] == str(out / "residual-routed.wav")
 
 
 @pytest.mark.parametrize("skip_policy", ["passthrough", "drop"])

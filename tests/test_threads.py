@@ -7,6 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
+
+import pytest
 
 from adaptive_argm.core import threads
 
@@ -68,3 +71,19 @@ def test_a_batch_in_the_callers_process_runs_blas_on_one_thread_while_it_runs(mo
     with threads.one_blas_thread_while():
         assert _blas_threads(None) == [1]
     assert _blas_threads(None) == before
+
+
+def test_side_by_side_keeps_the_order_and_raises_what_an_item_raised():
+    seen = set()
+
+    def square(i: int) -> int:
+        seen.add(threading.get_ident())
+        if i == 7:
+            raise ValueError("seven")
+        return i * i
+
+    assert threads.side_by_side(square, range(6)) == [0, 1, 4, 9, 16, 25]
+    assert threads.side_by_side(square, [3]) == [9] and threads.side_by_side(square, []) == []
+    assert threading.get_ident() in seen  # a single item runs in the caller's thread
+    with pytest.raises(ValueError, match="seven"):
+        threads.side_by_side(square, [1, 7, 2])

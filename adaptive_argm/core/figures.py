@@ -70,8 +70,11 @@ COLOURBAR_IN = 0.9
 TITLE_Y = 1.0
 """Panel titles sit on the top edge. Given explicitly, matplotlib does not measure every axis's
 tick labels to move titles clear of them (there are none on top): 0.12 s a figure."""
-TITLE_WRAP_CHARS = 78
-"""A panel title in a two-column figure wraps at this many characters."""
+TITLE_WRAP_CHARS = 60
+"""A panel title in a two-column figure wraps at this many characters, so that it stays clear of
+the title of the panel beside it (a column holds about 64 characters at 8 or 9 points)."""
+TITLE_LINES = 4
+"""Lines of a spectrogram panel's title at most: what it is (two), its metrics (two)."""
 DIFF_CMAP = "viridis"
 
 
@@ -109,18 +112,21 @@ def _colour_limits(images: list[np.ndarray]) -> tuple[float, float]:
 
 
 def _draw(ax, image: np.ndarray, sr: int, per_column: int, clim: tuple[float, float], cmap: str = CMAP):
-    """Draw one `(columns, mels)` image with seconds on x and Hz (mel-spaced) on y."""
+    """Draw one `(columns, mels)` image with seconds on x and mel bands on y (`_grid`'s axes)."""
     col_s = per_column * HOP / sr
     left = -HOP / (2.0 * sr)
-    im = ax.imshow(image.T, origin="lower", aspect="auto", cmap=cmap, vmin=clim[0], vmax=clim[1],
-                   interpolation="nearest",
-                   extent=(left, left + image.shape[0] * col_s, -0.5, image.shape[1] - 0.5))
+    return ax.imshow(image.T, origin="lower", aspect="auto", cmap=cmap, vmin=clim[0], vmax=clim[1],
+                     interpolation="nearest",
+                     extent=(left, left + image.shape[0] * col_s, -0.5, image.shape[1] - 0.5))
+
+
+def _hz_ticks(ax, sr: int) -> None:
+    """Hz labels (`FREQ_TICKS_HZ`) on a mel-band y axis."""
     centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1])
     ticks = [t for t in FREQ_TICKS_HZ if t < sr / 2.0]
     ax.set_yticks(np.interp(spectral.hz_to_mel(np.array(ticks, dtype=float)), centres_mel,
                             np.arange(N_MELS)))
     ax.set_yticklabels([f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
-    return im
 
 
 def _mel_row(hz: float, sr: int) -> float:
@@ -153,8 +159,10 @@ def _recovery_cutoffs(result) -> dict[str, tuple[float | None, bool]]:
     return found
 
 
-def _grid(n_rows: int, n_cols: int, title_lines: int, extra_in: float = 0.0, colourbars: int = 1):
-    """A figure with an `n_rows` x `n_cols` grid of spectrogram axes (shared x and y), room
+def _grid(n_rows: int, n_cols: int, seconds: float, sr: int, title_lines: int, extra_in: float = 0.0,
+          colourbars: int = 1):
+    """A figure with an `n_rows` x `n_cols` grid of spectrogram axes (one time span of
+    `seconds`, one mel scale at `sr`, labelled on the bottom row and in the left column), room
     for `title_lines` of title (plus `extra_in` inches) above each row, and a colour-bar axis
     spanning the grid (`colourbars` > 1: a list of that many, side by side)."""
     m = dict(MARGINS_IN, right=MARGINS_IN["right"] + COLOURBAR_IN * (colourbars - 1))
@@ -168,9 +176,20 @@ def _grid(n_rows: int, n_cols: int, title_lines: int, extra_in: float = 0.0, col
     col_w_in = (right - left) * WIDTH_IN / n_cols
     gs = fig.add_gridspec(n_rows, n_cols, left=left, right=right, bottom=bottom, top=top,
                           hspace=title_in / PANEL_HEIGHT_IN, wspace=m["between_columns"] / col_w_in)
-    axes = gs.subplots(sharex=True, sharey=True, squeeze=False)
-    for ax in axes.ravel():
+    axes = gs.subplots(squeeze=False)
+    from matplotlib.ticker import NullLocator
+
+    # Ticks only where they are labelled: matplotlib builds and draws every tick of every axis,
+    # unlabelled ones too (shared axes hid their labels and kept them: 0.2 s a figure).
+    for (row, col), ax in np.ndenumerate(axes):
         ax.tick_params(labelsize=8)
+        ax.set_xlim(0.0, seconds)
+        if row < n_rows - 1:
+            ax.xaxis.set_major_locator(NullLocator())
+        if col == 0:
+            _hz_ticks(ax, sr)
+        else:
+            ax.yaxis.set_major_locator(NullLocator())
     caxes = [fig.add_axes((right + (0.12 + COLOURBAR_IN * i) / WIDTH_IN, bottom, 0.14 / WIDTH_IN, top - bottom))
              for i in range(colourbars)]
     return fig, axes, caxes[0] if colourbars == 1 else caxes
@@ -221,8 +240,9 @@ def _panel_title(name: str, result) -> str:
         return what
     saturated = (f" (saturated: {panel.floor_fraction:.0%} on the floor)"
                  if panel.floor_fraction >= metrics.FLOOR_SATURATION_FRACTION else "")
-    return (f"{what}\np25_paper {panel.p25_paper_db:.2f} dB{saturated}; {panel.loudness_lufs:.1f} LUFS; "
-            f"floor {panel.noise_floor_db:.1f} dB")
+    scores = (f"p25_paper {panel.p25_paper_db:.2f} dB{saturated}; {panel.loudness_lufs:.1f} LUFS; "
+              f"floor {panel.noise_floor_db:.1f} dB")
+    return "\n".join([what, *textwrap.wrap(scores, TITLE_WRAP_CHARS, max_lines=TITLE_LINES - 2, placeholder=" ...")])
 
 
 def difference_image_db(y: np.ndarray, x: np.ndarray, sr: int, per_column: int = 1) -> np.ndarray:
@@ -276,7 +296,8 @@ def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path
     diff_clim = _colour_limits(drawn) if drawn else clim
 
     cutoffs = _recovery_cutoffs(result)
-    fig, axes, (cax, diff_cax) = _grid(len(names), 2, title_lines=3, colourbars=2)
+    fig, axes, (cax, diff_cax) = _grid(len(names), 2, result.mix.shape[-1] / sr, sr, title_lines=TITLE_LINES,
+                                       colourbars=2)
     im = diff_im = None
     for row, n in zip(axes, names):
         im = _draw(row[0], images[n], sr, per_column, clim)
@@ -300,7 +321,6 @@ def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path
             diff_im = _draw(row[1], differences[n], sr, per_column, diff_clim, cmap=DIFF_CMAP)
     for ax in axes[-1]:
         ax.set_xlabel("time (s)", fontsize=8)
-    axes[-1, 0].set_xlim(0.0, result.mix.shape[-1] / sr)
     _colourbar(fig, im, cax)
     if diff_im is not None:
         _colourbar(fig, diff_im, diff_cax, "mel power of output - input, dB re 1.0 (own scale)")
@@ -351,19 +371,22 @@ def stem_source(separator: dict) -> str:
     return f"separated ({separator.get('name')}{' ' + model if model else ''})"
 
 
-def stems_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path | None:
-    """Each stem before and after restoration, a row per stem titled with the router's decision
-    and reason; None (nothing written) when the clip was not separated."""
-    if not result.stem_views:
+def stems_figure(views: dict[str, StemView], plan, separator: dict, preset_name: str, n_samples: int,
+                 out_path: str | Path, sr: int = WORK_SR) -> Path | None:
+    """Each stem before and after restoration (`views`, by stem), a row per stem titled with the
+    decision and reason of the router's `plan` (a `route.RoutePlan`); None (nothing written) when
+    the clip was not separated. `n_samples`: the clip's length. Needs nothing that measuring or
+    writing the results makes, so `compare` draws it while they run."""
+    if not views:
         return None
-    decisions = {s.name: s for s in result.plan.stems}
-    names = list(result.stem_views)
-    per_column = frames_per_column(result.mix.shape[-1])
-    before = {n: v.before for n, v in result.stem_views.items()}
-    after = {n: v.after for n, v in result.stem_views.items() if v.after is not None}
+    decisions = {s.name: s for s in plan.stems}
+    names = list(views)
+    per_column = frames_per_column(n_samples)
+    before = {n: v.before for n, v in views.items()}
+    after = {n: v.after for n, v in views.items() if v.after is not None}
     clim = _colour_limits(list(before.values()) + list(after.values()))
 
-    fig, axes, cax = _grid(len(names), 2, title_lines=2 + ROUTER_LINES, extra_in=0.2)
+    fig, axes, cax = _grid(len(names), 2, n_samples / sr, sr, title_lines=2 + ROUTER_LINES, extra_in=0.2)
     im = None
     for row, n in zip(axes, names):
         d = decisions.get(n)
@@ -373,13 +396,13 @@ def stems_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path | None
         fig.text(row[0].get_position().x0, top_in / fig.get_figheight(),
                  "\n".join(textwrap.wrap(router, ROUTER_WRAP_CHARS, max_lines=ROUTER_LINES, placeholder=" ...")),
                  ha="left", va="bottom", fontsize=9, fontweight="bold")
-        level = f", {d.rms_dbfs:.1f} dBFS ({d.rel_db:+.1f} dB re mix)" if d else ""
-        row[0].set_title(f"before: {stem_source(result.separator)}{level}", fontsize=9, loc="left", y=TITLE_Y)
+        level = f"\n{d.rms_dbfs:.1f} dBFS ({d.rel_db:+.1f} dB re mix)" if d else ""
+        row[0].set_title(f"before: {stem_source(separator)}{level}", fontsize=9, loc="left", y=TITLE_Y)
         im = _draw(row[0], before[n], sr, per_column, clim)
         row[0].set_ylabel("Hz (mel scale)", fontsize=8)
         if n in after:
             _draw(row[1], after[n], sr, per_column, clim)
-            row[1].set_title(_after_title(result.stem_views[n], decision, result.preset.name),
+            row[1].set_title(_after_title(views[n], decision, preset_name),
                              fontsize=9, loc="left", y=TITLE_Y)
         else:
             row[1].set_facecolor("0.92")
@@ -388,10 +411,9 @@ def stems_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path | None
             row[1].set_title("after", fontsize=9, loc="left", y=TITLE_Y)
     for ax in axes[-1]:
         ax.set_xlabel("time (s)", fontsize=8)
-    axes[-1, 0].set_xlim(0.0, result.mix.shape[-1] / sr)
     _colourbar(fig, im, cax)
-    _suptitle(fig, f"Stems before / after restoration, preset {result.preset.name} "
-                   f"(routed used {result.plan.mode_used})", sr, per_column)
+    _suptitle(fig, f"Stems before / after restoration, preset {preset_name} "
+                   f"(routed used {plan.mode_used})", sr, per_column)
     return _save(fig, Path(out_path))
 
 
@@ -409,7 +431,8 @@ def compare_figures(result, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     sr = getattr(result, "sr", WORK_SR)
     written = [spectrograms_figure(result, out_dir / SPECTROGRAMS_PNG, sr)]
-    stems = stems_figure(result, out_dir / STEMS_PNG, sr)
+    stems = stems_figure(result.stem_views, result.plan, result.separator, result.preset.name, result.mix.shape[-1],
+                         out_dir / STEMS_PNG, sr)
     if stems is not None:
         written.append(stems)
     else:

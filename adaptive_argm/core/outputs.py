@@ -8,6 +8,7 @@ set, with its residual on request; and the record of what was delivered.
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -153,5 +154,18 @@ def deliver_result(out, stem: str, y: np.ndarray | Signal, sr: int, source: Sour
     return Delivered(written, why, lufs, true_peak, target_dict, residual_path, residual_sr)
 
 
-__all__ = ["DeliveryError", "Delivered", "RESIDUAL_FORMAT", "choose_format", "deliver_result", "output_name",
-           "source_format"]
+def deliver_again(out, delivered: Delivered, stem: str, residual_name: str | None = None) -> Delivered:
+    """The same result delivered once more as `stem` (and its residual as `residual_name`) in the
+    same set: the files `delivered` wrote, copied byte for byte. Writing it again would give the
+    same bytes (the dither is seeded), after measuring it again."""
+    def copied(path: str, name: str) -> str:
+        shutil.copyfile(out.path(Path(path).name), out.path(name))
+        return str(out.final(name))
+
+    written = replace(delivered.written, path=copied(delivered.written.path, stem + delivered.written.format.suffix))
+    residual = copied(delivered.residual, residual_name) if delivered.residual and residual_name else None
+    return replace(delivered, written=written, residual=residual)
+
+
+__all__ = ["DeliveryError", "Delivered", "RESIDUAL_FORMAT", "choose_format", "deliver_again", "deliver_result",
+           "output_name", "source_format"]

@@ -16,6 +16,7 @@ import numpy as np
 from ..config import (FRAME, KIND_MODES, KIND_POLICIES, MIN_ACTIVE, MODE, MODES, SKIP_POLICIES, SKIP_POLICY, KindPolicy,
                       Mode, SettingError, SkipPolicy, check_choice)
 from .levels import power_db
+from .threads import side_by_side
 
 POWER_FLOOR = 1e-20
 """Floor of the router's power before dB: far below any level it compares."""
@@ -224,10 +225,10 @@ def _evidence(kind: str, stems: dict[str, np.ndarray], mix: np.ndarray, probe: P
     when it cannot say or finds nothing anywhere."""
     if probe is None:
         return None
-    on_mix = probe(kind, mix, None)
+    on_mix, *each = side_by_side(lambda item: probe(kind, item[1], item[0]), [(None, mix), *stems.items()])
     if on_mix is None:
         return None
-    on_stems = sum(probe(kind, x, name) or 0.0 for name, x in stems.items())
+    on_stems = sum(p or 0.0 for p in each)
     if on_mix <= 0.0 and on_stems <= 0.0:  # no evidence either way: the clip decides
         return None
     said = f"finds {_db(on_stems):.1f} dB to act on in the stems together, {_db(on_mix):.1f} dB in the mix"

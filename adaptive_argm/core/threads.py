@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator
 
 USER_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 """Where the user set any of these, the BLAS threads are theirs to choose."""
@@ -52,3 +53,14 @@ def _limited():
     import scipy.linalg  # noqa: F401
 
     return threadpool_limits(1, user_api="blas")
+
+
+def side_by_side(fn: Callable, items) -> list:
+    """`fn` of each item, in order, side by side on the cores when there are several: for
+    independent numpy passes over independent arrays (the router's probes of the mix and of each
+    stem; measuring and writing the compared outputs), which let go of the interpreter."""
+    items = list(items)
+    if len(items) < 2:
+        return [fn(it) for it in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
+        return list(pool.map(fn, items))
