@@ -214,6 +214,30 @@ def test_ctrl_c_stops_the_workers_and_writes_the_record(tmp_path):
             assert (track / "report.json").is_file() == (track / "restored.wav").is_file(), track
 
 
+STOPPED_WHILE_SETTING_UP = """
+import os, signal, time
+from adaptive_argm.core import workers
+
+def set_up():  # stopped as the parent's Ctrl-C stops it, while it still imports torch
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+
+if __name__ == "__main__":
+    failed = []
+    workers.run_tasks(abs, [-1, -2], 2, lambda i, f: failed.append(type(f.exception()).__name__), initializer=set_up)
+    print(sorted(failed))
+"""
+
+
+def test_a_worker_stopped_while_it_sets_up_ends_without_a_traceback(tmp_path):
+    # The pool logs an exception of a worker's initializer with its traceback.
+    script = tmp_path / "stopped.py"
+    script.write_text(STOPPED_WHILE_SETTING_UP)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "['BrokenProcessPool', 'BrokenProcessPool']"
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_recursive_finds_audio_in_subfolders_and_mirrors_the_tree(tmp_path):
     tree = tmp_path / "albums"
     files = ["intro.wav", "first/cd1/song.wav", "first/cd1/song.flac", "first/cd2/song.wav", "second/live/x.wav"]

@@ -62,7 +62,13 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> N
     heap.keep_freed_memory()
     threads.one_blas_thread()  # the workers themselves fill the cores
     if initializer is not None:
-        initializer(*initargs)
+        try:
+            initializer(*initargs)
+        except SystemExit as stop:
+            # Stopped while setting up (Ctrl-C while a worker still imports torch): the pool
+            # would log the exit as an initializer's failure, traceback and all. Nothing of the
+            # worker's is open yet, so it ends at once, quietly.
+            os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
 def _stop_worker(signum, frame):
