@@ -128,8 +128,10 @@ def worker(spec: dict) -> dict:
     current = {"stage": None, "t": 0.0}
 
     def cpu_now() -> float:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        return r.ru_utime + r.ru_stime
+        # With the processes it started and has waited for: `compare`'s figure-drawing process
+        # counts in the stage that ends it (figures), its start during the separation included.
+        r, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
 
     # The running peak RSS as each stage ends: the stage after which it last rose holds the peak.
     peak_after: list[tuple[str, float]] = []
@@ -301,8 +303,8 @@ def targets(rows: list[dict], dsp: dict | None) -> list[str]:
         ts = r["timings_s"]
         verdict = "met" if frac <= NON_SEP_MAX_FRACTION else "NOT met"
         figs = ts.get("figures")
-        without = (f"; {frac - figs / ts['separate']:.0%} without the figures stage (the stems figure is drawn "
-                   "during measure and write)") if figs else ""
+        without = (f"; {frac - figs / ts['separate']:.0%} without the figures stage (the figures are drawn by a "
+                   "process of their own during measure and write)") if figs else ""
         each = f" (median of {len(runs)} runs: {', '.join(f'{f:.0%}' for f in fracs)})" if len(runs) > 1 else ""
         out.append(f"- non-separation time, 30 s stereo, {command}: {frac:.0%} of separation{each} "
                    f"(target <= {NON_SEP_MAX_FRACTION:.0%}): {verdict} (in CPU seconds: {cpu_fraction(r):.0%}"
@@ -503,7 +505,8 @@ def main(argv=None) -> int:
     commands = [c for c in args.commands.split(",") if c]
     header = ["# adaptive-argm bench", "", f"- separator: {note} (device {args.device})",
               f"- machine at start: {machine_line()}", f"- preset: {preset}; times in seconds (wall) from each "
-              "result's timings_s; CPU s from each process; peak RSS of each run's own process (its VmHWM)"]
+              "result's timings_s; CPU s from each process, with the processes it waited for (compare's figure-drawing "
+              "process); peak RSS of each run's own process (its VmHWM)"]
     rows = []
     warm_up = not args.no_warm_up and bool(commands)
     if warm_up:

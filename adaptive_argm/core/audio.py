@@ -13,9 +13,6 @@ run never leaves a half-written file behind.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -25,7 +22,7 @@ import soundfile
 from pedalboard.io import AudioFile
 
 from ..config import UserError
-from .interrupts import signals_held
+from .interrupts import atomic_path
 from .levels import peak_dbfs
 from .resample import frames_at, resampled
 from .signal import Signal, gather
@@ -197,34 +194,6 @@ def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     if x.shape[0] == 1:
         return np.repeat(x, channels, axis=0)
     raise ValueError(f"cannot map {x.shape[0]} channels onto {channels}")
-
-
-@contextmanager
-def atomic_path(path: str | Path, suffix: str | None = None):
-    """Yield a temporary path beside `path`; on success it is renamed onto `path` with the
-    permissions a plain `open` would give (mkstemp's are owner-only), on any failure removed.
-    An interrupted write therefore never leaves a partial or half-replaced file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        with signals_held():  # Ctrl-C cannot fall between making the file and knowing its name
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix if suffix is None else suffix,
-                                       dir=path.parent)
-            os.close(fd)
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write(path: str | Path, x: np.ndarray | Signal, sr: int, *, protect: tuple[str | Path, ...] = ()) -> Path:

@@ -18,8 +18,9 @@ figure shares one absolute scale (mel power re 1.0), so a louder or quieter resu
 or quieter, and a bass boost shows as a brighter bottom rather than a darker everything else.
 Spectrograms use the metric panel's settings (n_fft 2048, hop 512, 128 mels, mono downmix at the
 working rate). Long clips are drawn with each image column the mean power of several frames, so
-neither memory nor the PNG grows with the clip. Figures are built with matplotlib's object API
-(no pyplot, no global state) and rendered by Agg; files are written atomically.
+neither memory nor the PNG grows with the clip. This module computes what the figures show
+(images and text, `plots.SpectrogramsFigure` and `plots.StemsFigure`); `plots` draws them, in this
+process or in a drawing process of its own (`drawing`, as `compare` does).
 """
 
 from __future__ import annotations
@@ -28,54 +29,25 @@ import math
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the pipeline
-    from matplotlib.figure import Figure
-
 from ..config import COMPARE_MODES, MODE_LABELS
 from . import metrics, spectral
-from .audio import WORK_SR, atomic_path
+from .audio import WORK_SR
 from .levels import power_db, rms_dbfs
+from .plots import TITLE_LINES, MelAxes, SpectrogramsFigure, StemsFigure
 from .spectral import HOP, N_FFT, N_MELS
 
 SPECTROGRAMS_PNG = "spectrograms.png"
 STEMS_PNG = "stems.png"
 
-CUTOFF_COLOUR = "cyan"
-"""The dashed line at the cutoff spectral recovery detected."""
-DISPLAY_RANGE_DB = 90.0
-"""Colour range below the loudest bin of the figure. Wider than the paper metric's 80 dB floor,
-so the bottom of that floor is visible, not painted as one flat colour."""
 MAX_COLUMNS = 1200
 """Image columns per spectrogram at most: about the pixel width of a panel."""
 FREQ_TICKS_HZ = (250, 500, 1000, 2000, 4000, 8000, 16000)
-CMAP = "magma"
-DPI = 110
-PNG_COMPRESS_LEVEL = 3
-"""zlib level: 3 encodes the two figures 0.2 s faster than PIL's default 6, files 6 % larger."""
-WIDTH_IN = 11.0
-PANEL_HEIGHT_IN = 1.75
-LINE_IN = 0.2
-"""Height of one line of a panel title."""
-ROUTER_LINES = 2
-ROUTER_WRAP_CHARS = 120
-"""The router's reason above each stem row: wrapped to the row's width, at most two lines."""
-MARGINS_IN = {"top": 0.5, "bottom": 0.5, "left": 0.75, "right": 1.1, "between_columns": 0.4}
-"""Fixed margins: a fixed layout renders in half the time of matplotlib's constrained layout."""
-COLOURBAR_IN = 0.9
-"""Room for one more colour bar (with its ticks and label) in the right margin."""
-TITLE_Y = 1.0
-"""Panel titles sit on the top edge. Given explicitly, matplotlib does not measure every axis's
-tick labels to move titles clear of them (there are none on top): 0.12 s a figure."""
 TITLE_WRAP_CHARS = 60
 """A panel title in a two-column figure wraps at this many characters, so that it stays clear of
 the title of the panel beside it (a column holds about 64 characters at 8 or 9 points)."""
-TITLE_LINES = 4
-"""Lines of a spectrogram panel's title at most: what it is (two), its metrics (two)."""
-DIFF_CMAP = "viridis"
 
 
 # --- spectrogram images ---------------------------------------------------------------------
@@ -105,46 +77,6 @@ def mel_image_db(y: np.ndarray, sr: int, per_column: int = 1) -> np.ndarray:
     return power_db(np.concatenate(columns)).astype(np.float32)
 
 
-def _colour_limits(images: list[np.ndarray]) -> tuple[float, float]:
-    top = max(float(im.max()) for im in images)
-    vmax = 5.0 * math.ceil(top / 5.0)
-    return vmax - DISPLAY_RANGE_DB, vmax
-
-
-def _draw(ax, image: np.ndarray, sr: int, per_column: int, clim: tuple[float, float], cmap: str = CMAP):
-    """Draw one `(columns, mels)` image with seconds on x and mel bands on y (`_grid`'s axes)."""
-    col_s = per_column * HOP / sr
-    left = -HOP / (2.0 * sr)
-    return ax.imshow(image.T, origin="lower", aspect="auto", cmap=cmap, vmin=clim[0], vmax=clim[1],
-                     interpolation="nearest",
-                     extent=(left, left + image.shape[0] * col_s, -0.5, image.shape[1] - 0.5))
-
-
-def _hz_ticks(ax, sr: int) -> None:
-    """Hz labels (`FREQ_TICKS_HZ`) on a mel-band y axis."""
-    centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1])
-    ticks = [t for t in FREQ_TICKS_HZ if t < sr / 2.0]
-    ax.set_yticks(np.interp(spectral.hz_to_mel(np.array(ticks, dtype=float)), centres_mel,
-                            np.arange(N_MELS)))
-    ax.set_yticklabels([f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
-
-
-def _mel_row(hz: float, sr: int) -> float:
-    """Where `hz` falls on `_draw`'s y axis (mel band index, fractional)."""
-    centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1])
-    return float(np.interp(spectral.hz_to_mel(np.array([hz], dtype=float))[0], centres_mel, np.arange(N_MELS)))
-
-
-def _cutoff_line(ax, cutoff_hz: float | None, sr: int, label: str) -> None:
-    """A dashed line at a detected cutoff, labelled at its right end."""
-    if cutoff_hz is None or not 0 < cutoff_hz < sr / 2:
-        return
-    y = _mel_row(cutoff_hz, sr)
-    ax.axhline(y, color=CUTOFF_COLOUR, lw=0.8, ls="--")
-    ax.text(0.995, y, f"{label} {cutoff_hz / 1000:.1f} kHz", transform=ax.get_yaxis_transform(), ha="right",
-            va="bottom", fontsize=7, color=CUTOFF_COLOUR)
-
-
 def _recovery_cutoffs(result) -> dict[str, tuple[float | None, bool]]:
     """By panel: the lowest cutoff spectral recovery detected in that result's chains, and
     whether it added a band there; the input panel takes the direct chain's detection."""
@@ -157,69 +89,6 @@ def _recovery_cutoffs(result) -> dict[str, tuple[float | None, bool]]:
     if "mix" in direct and direct["mix"].kind == "brick-wall":
         found["input"] = (direct["mix"].cutoff_hz, False)
     return found
-
-
-def _grid(n_rows: int, n_cols: int, seconds: float, sr: int, title_lines: int, extra_in: float = 0.0,
-          colourbars: int = 1):
-    """A figure with an `n_rows` x `n_cols` grid of spectrogram axes (one time span of
-    `seconds`, one mel scale at `sr`, labelled on the bottom row and in the left column), room
-    for `title_lines` of title (plus `extra_in` inches) above each row, and a colour-bar axis
-    spanning the grid (`colourbars` > 1: a list of that many, side by side)."""
-    m = dict(MARGINS_IN, right=MARGINS_IN["right"] + COLOURBAR_IN * (colourbars - 1))
-    title_in = LINE_IN * title_lines + 0.1 + extra_in
-    height_in = m["top"] + m["bottom"] + n_rows * (PANEL_HEIGHT_IN + title_in)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(WIDTH_IN, height_in))
-    left, right = m["left"] / WIDTH_IN, 1.0 - m["right"] / WIDTH_IN
-    bottom, top = m["bottom"] / height_in, 1.0 - (m["top"] + title_in) / height_in
-    col_w_in = (right - left) * WIDTH_IN / n_cols
-    gs = fig.add_gridspec(n_rows, n_cols, left=left, right=right, bottom=bottom, top=top,
-                          hspace=title_in / PANEL_HEIGHT_IN, wspace=m["between_columns"] / col_w_in)
-    axes = gs.subplots(squeeze=False)
-    from matplotlib.ticker import NullLocator
-
-    # Ticks only where they are labelled: matplotlib builds and draws every tick of every axis,
-    # unlabelled ones too (shared axes hid their labels and kept them: 0.2 s a figure).
-    for (row, col), ax in np.ndenumerate(axes):
-        ax.tick_params(labelsize=8)
-        ax.set_xlim(0.0, seconds)
-        if row < n_rows - 1:
-            ax.xaxis.set_major_locator(NullLocator())
-        if col == 0:
-            _hz_ticks(ax, sr)
-        else:
-            ax.yaxis.set_major_locator(NullLocator())
-    caxes = [fig.add_axes((right + (0.12 + COLOURBAR_IN * i) / WIDTH_IN, bottom, 0.14 / WIDTH_IN, top - bottom))
-             for i in range(colourbars)]
-    return fig, axes, caxes[0] if colourbars == 1 else caxes
-
-
-def _colourbar(fig, im, cax, label: str = "mel power, dB re 1.0 (absolute; one scale for every panel)"):
-    cb = fig.colorbar(im, cax=cax)
-    cb.set_label(label, fontsize=8)
-    cb.ax.tick_params(labelsize=8)
-    return cb
-
-
-def _suptitle(fig: Figure, title: str, sr: int, per_column: int) -> None:
-    """The figure's title, and under it how the spectrograms were computed."""
-    how = (f"n_fft {N_FFT}, hop {HOP}, {N_MELS} mels, "
-           f"{sr / 1000:g} kHz mono downmix")
-    if per_column > 1:
-        how += f"; each column = mean power of {per_column} frames ({per_column * HOP / sr:.2f} s)"
-    top = 1.0 - 0.1 / fig.get_figheight()
-    fig.text(0.5, top, title, ha="center", va="top", fontsize=10)
-    fig.text(0.5, top - 0.2 / fig.get_figheight(), how, ha="center", va="top", fontsize=8, color="0.3")
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    """Render to a temporary PNG in the destination folder, then rename it into place. The figure
-    is not cleared afterwards: clearing rebuilt every axis (0.12 s a figure) only for the
-    garbage collector to drop it."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
-    return path
 
 
 # --- the two figures ------------------------------------------------------------------------
@@ -269,12 +138,40 @@ def _difference_title(name: str, restored) -> str:
     return f"{what}\ndifference {c.difference_db:.1f} dB re input; max |difference| {c.max_abs_diff:.2g}"
 
 
-def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path:
+def mel_axes(sr: int, per_column: int, n_samples: int) -> MelAxes:
+    """The time and mel axes of a figure's spectrograms at `sr`, `per_column` frames a column."""
+    centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1])
+    ticks = [t for t in FREQ_TICKS_HZ if t < sr / 2.0]
+    rows = np.interp(spectral.hz_to_mel(np.array(ticks, dtype=float)), centres_mel, np.arange(N_MELS))
+    how = f"n_fft {N_FFT}, hop {HOP}, {N_MELS} mels, {sr / 1000:g} kHz mono downmix"
+    if per_column > 1:
+        how += f"; each column = mean power of {per_column} frames ({per_column * HOP / sr:.2f} s)"
+    return MelAxes(n_samples / sr, per_column * HOP / sr, -HOP / (2.0 * sr),
+                   tuple((float(r), f"{t // 1000}k" if t >= 1000 else str(t)) for r, t in zip(rows, ticks)), how)
+
+
+def _mel_row(hz: float, sr: int) -> float:
+    """Where `hz` falls on a spectrogram's y axis (mel band index, fractional)."""
+    centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1])
+    return float(np.interp(spectral.hz_to_mel(np.array([hz], dtype=float))[0], centres_mel, np.arange(N_MELS)))
+
+
+def _cutoff_lines(result, names: list[str], sr: int) -> dict[str, tuple[float, str]]:
+    """The dashed lines at the cutoff spectral recovery detected: "cut at" on the input,
+    "recovered above" on a result that got a band back."""
+    lines = {}
+    for n, (cutoff, acted) in _recovery_cutoffs(result).items():
+        if n in names and (n == "input" or acted) and cutoff is not None and 0 < cutoff < sr / 2:
+            lines[n] = (_mel_row(cutoff, sr), f"{'cut at' if n == 'input' else 'recovered above'} "
+                                              f"{cutoff / 1000:.1f} kHz")
+    return lines
+
+
+def spectrograms_of(result, sr: int = WORK_SR) -> SpectrogramsFigure:
     """Input / direct / stem-wise / routed mel spectrograms, one colour scale, one time axis
     (the stem-wise panel only when the clip was separated), each result beside the spectrogram
-    of what it changed (output minus input; see the module doc).
-    A dashed line marks the cutoff spectral recovery detected: "cut at" on the input, "recovered
-    above" on a result that got a band back."""
+    of what it changed (output minus input; see the module doc), for a `pipeline.CompareResult`
+    (its files need not be written yet)."""
     names = ["input"] + [m for m in COMPARE_MODES if m in result.outputs]
     signals = {"input": result.mix, **{m: result.outputs[m].audio for m in names[1:]}}
     per_column = frames_per_column(result.mix.shape[-1])
@@ -289,45 +186,16 @@ def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path
             unchanged = r.change is not None and not r.change.changed
             before = r.pre_gain if r.pre_gain is not None else y
             diffs[id(y)] = None if unchanged else difference_image_db(before, result.mix, sr, per_column)
-    images = {n: by_array[id(signals[n])] for n in names}
-    differences = {n: diffs[id(signals[n])] for n in names[1:]}
-    clim = _colour_limits(list(images.values()))
-    drawn = [d for d in differences.values() if d is not None]
-    diff_clim = _colour_limits(drawn) if drawn else clim
+    return SpectrogramsFigure(
+        tuple(names), {n: by_array[id(signals[n])] for n in names}, {n: diffs[id(signals[n])] for n in names[1:]},
+        {n: _panel_title(n, result) for n in names}, {n: _difference_title(n, result.outputs[n]) for n in names[1:]},
+        _cutoff_lines(result, names, sr), mel_axes(sr, per_column, result.mix.shape[-1]),
+        f"Mel spectrograms, preset {result.preset.name}; right: what each result changed")
 
-    cutoffs = _recovery_cutoffs(result)
-    fig, axes, (cax, diff_cax) = _grid(len(names), 2, result.mix.shape[-1] / sr, sr, title_lines=TITLE_LINES,
-                                       colourbars=2)
-    im = diff_im = None
-    for row, n in zip(axes, names):
-        im = _draw(row[0], images[n], sr, per_column, clim)
-        row[0].set_title(_panel_title(n, result), fontsize=8, loc="left", y=TITLE_Y)
-        row[0].set_ylabel("Hz (mel scale)", fontsize=8)
-        cutoff, acted = cutoffs.get(n, (None, False))
-        if n == "input" or acted:
-            _cutoff_line(row[0], cutoff, sr, "cut at" if n == "input" else "recovered above")
-        if n == "input":
-            row[1].set_axis_off()
-            row[1].text(0.0, 0.5, "right: each result minus the input\n(mel spectrogram of the difference signal,\n"
-                        "a colour scale of its own: see each title for its level)", fontsize=8, va="center",
-                        transform=row[1].transAxes)
-            continue
-        row[1].set_title(_difference_title(n, result.outputs[n]), fontsize=8, loc="left", y=TITLE_Y)
-        if differences[n] is None:
-            row[1].set_facecolor("0.92")
-            row[1].text(0.5, 0.5, "unchanged: nothing to show", ha="center", va="center", fontsize=9,
-                        transform=row[1].transAxes)
-        else:
-            diff_im = _draw(row[1], differences[n], sr, per_column, diff_clim, cmap=DIFF_CMAP)
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)", fontsize=8)
-    _colourbar(fig, im, cax)
-    if diff_im is not None:
-        _colourbar(fig, diff_im, diff_cax, "mel power of output - input, dB re 1.0 (own scale)")
-    else:
-        diff_cax.set_axis_off()
-    _suptitle(fig, f"Mel spectrograms, preset {result.preset.name}; right: what each result changed", sr, per_column)
-    return _save(fig, Path(out_path))
+
+def spectrograms_figure(result, out_path: str | Path, sr: int = WORK_SR) -> Path:
+    """`spectrograms_of(result)`, drawn into `out_path` (PNG)."""
+    return spectrograms_of(result, sr).draw(out_path)
 
 
 @dataclass(frozen=True)
@@ -371,50 +239,35 @@ def stem_source(separator: dict) -> str:
     return f"separated ({separator.get('name')}{' ' + model if model else ''})"
 
 
-def stems_figure(views: dict[str, StemView], plan, separator: dict, preset_name: str, n_samples: int,
-                 out_path: str | Path, sr: int = WORK_SR) -> Path | None:
+def stems_of(views: dict[str, StemView], plan, separator: dict, preset_name: str, n_samples: int,
+             sr: int = WORK_SR) -> StemsFigure | None:
     """Each stem before and after restoration (`views`, by stem), a row per stem titled with the
-    decision and reason of the router's `plan` (a `route.RoutePlan`); None (nothing written) when
-    the clip was not separated. `n_samples`: the clip's length. Needs nothing that measuring or
-    writing the results makes, so `compare` draws it while they run."""
+    decision and reason of the router's `plan` (a `route.RoutePlan`); None when the clip was not
+    separated. `n_samples`: the clip's length. Needs nothing that measuring or writing the
+    results makes."""
     if not views:
         return None
     decisions = {s.name: s for s in plan.stems}
-    names = list(views)
-    per_column = frames_per_column(n_samples)
-    before = {n: v.before for n, v in views.items()}
-    after = {n: v.after for n, v in views.items() if v.after is not None}
-    clim = _colour_limits(list(before.values()) + list(after.values()))
-
-    fig, axes, cax = _grid(len(names), 2, n_samples / sr, sr, title_lines=2 + ROUTER_LINES, extra_in=0.2)
-    im = None
-    for row, n in zip(axes, names):
+    router, before_titles, after_titles = {}, {}, {}
+    for n, view in views.items():
         d = decisions.get(n)
         decision = d.decision if d else "unknown"
-        router = f"{n}: router {decision}" + (f", {d.reason}" if d else "")
-        top_in = row[0].get_position().y1 * fig.get_figheight() + 2 * LINE_IN + 0.12
-        fig.text(row[0].get_position().x0, top_in / fig.get_figheight(),
-                 "\n".join(textwrap.wrap(router, ROUTER_WRAP_CHARS, max_lines=ROUTER_LINES, placeholder=" ...")),
-                 ha="left", va="bottom", fontsize=9, fontweight="bold")
+        router[n] = f"{n}: router {decision}" + (f", {d.reason}" if d else "")
         level = f"\n{d.rms_dbfs:.1f} dBFS ({d.rel_db:+.1f} dB re mix)" if d else ""
-        row[0].set_title(f"before: {stem_source(separator)}{level}", fontsize=9, loc="left", y=TITLE_Y)
-        im = _draw(row[0], before[n], sr, per_column, clim)
-        row[0].set_ylabel("Hz (mel scale)", fontsize=8)
-        if n in after:
-            _draw(row[1], after[n], sr, per_column, clim)
-            row[1].set_title(_after_title(views[n], decision, preset_name),
-                             fontsize=9, loc="left", y=TITLE_Y)
-        else:
-            row[1].set_facecolor("0.92")
-            row[1].text(0.5, 0.5, "\n".join(textwrap.wrap(f"skipped: {d.reason if d else 'not processed'}", 60)),
-                        ha="center", va="center", fontsize=9, transform=row[1].transAxes)
-            row[1].set_title("after", fontsize=9, loc="left", y=TITLE_Y)
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)", fontsize=8)
-    _colourbar(fig, im, cax)
-    _suptitle(fig, f"Stems before / after restoration, preset {preset_name} "
-                   f"(routed used {plan.mode_used})", sr, per_column)
-    return _save(fig, Path(out_path))
+        before_titles[n] = f"before: {stem_source(separator)}{level}"
+        after_titles[n] = (_after_title(view, decision, preset_name) if view.after is not None
+                           else f"skipped: {d.reason if d else 'not processed'}")
+    return StemsFigure(tuple(views), {n: v.before for n, v in views.items()},
+                       {n: v.after for n, v in views.items() if v.after is not None}, router, before_titles,
+                       after_titles, mel_axes(sr, frames_per_column(n_samples), n_samples),
+                       f"Stems before / after restoration, preset {preset_name} (routed used {plan.mode_used})")
+
+
+def stems_figure(views: dict[str, StemView], plan, separator: dict, preset_name: str, n_samples: int,
+                 out_path: str | Path, sr: int = WORK_SR) -> Path | None:
+    """`stems_of(...)`, drawn into `out_path` (PNG); None (nothing written) without stems."""
+    figure = stems_of(views, plan, separator, preset_name, n_samples, sr)
+    return figure.draw(out_path) if figure is not None else None
 
 
 def figure_paths(result, out_dir: str | Path) -> list[Path]:

@@ -1,10 +1,13 @@
 """Ctrl-C without damage: hold SIGINT and SIGTERM off for the few steps that must not be cut in
-half (a result set's commit, making a temporary file and naming it), and keep the record of
-what a command finished, so that the line printed after an interrupt is true."""
+half (a result set's commit, making a temporary file and naming it), write files through a
+temporary file renamed into place (`atomic_path`), and keep the record of what a command
+finished, so that the line printed after an interrupt is true."""
 
 from __future__ import annotations
 
+import os
 import signal
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +35,34 @@ def signals_held():
             signal.signal(s, handler)
         for s in dict.fromkeys(caught):
             signal.raise_signal(s)
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None):
+    """Yield a temporary path beside `path`; on success it is renamed onto `path` with the
+    permissions a plain `open` would give (mkstemp's are owner-only), on any failure removed.
+    An interrupted write therefore never leaves a partial or half-replaced file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = None
+    try:
+        with signals_held():  # Ctrl-C cannot fall between making the file and knowing its name
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix if suffix is None else suffix,
+                                       dir=path.parent)
+            os.close(fd)
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 _journals: list[list[Path]] = []

@@ -22,6 +22,7 @@ from . import audio, change, dsp, metrics, outputs, presets, recovery, results, 
 from . import figures as figs
 from .audio import WORK_SR
 from .dc import remove_dc
+from .drawing import Drawing
 from .finish import Restored, finish, keep_measured, loudness_lufs
 from .load import load
 from .outcome import CompareResult, RunResult, Settings
@@ -163,6 +164,17 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
                              figures=figures, stem_views=stem_views, on_stage=on_stage, on_progress=on_progress)
             staged.commit(result.to_dict())
         return result
+    # The figures are drawn in a process of their own, started now (`drawing`): it imports
+    # matplotlib while the clip is separated, and draws while the results are measured and written.
+    with Drawing(in_process=not figures) as drawing:
+        return _compare(input_path, out, separator, settings, reference, notice, figures, stem_views, on_stage,
+                        on_progress, drawing)
+
+
+def _compare(input_path: str | Path, out: results.Staged, separator: Separator | None, settings: Settings,
+             reference: np.ndarray | None, notice: str | None, figures: bool, stem_views: bool | None,
+             on_stage: Callable[[str], None] | None, on_progress: Callable[[float], None] | None,
+             drawing: Drawing) -> CompareResult:
     keep_views = figures if stem_views is None else stem_views
     preset = presets.load(settings.preset)
     source = outputs.source_format(input_path)
@@ -226,26 +238,26 @@ def compare(input_path: str | Path, out: str | Path | results.ResultSet | result
                                                        separation.info, separation.beyond),
                                             processed, outcomes=stem_steps, reports=stem_reports, **finishing)
         separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
-    # The stems figure needs nothing that measuring or writing makes: it is drawn on a thread of
-    # its own meanwhile (matplotlib's Python work beside their numpy and file work, 0.3 s less on
-    # 30 s of stereo). Leaving the block waits for it, also on an error.
-    with ThreadPoolExecutor(max_workers=1) as drawing:
-        stems_png = (drawing.submit(figs.stems_figure, views, routed, sep_info, preset.name, mix.shape[-1],
-                                    out.staged_folder / figs.STEMS_PNG, sr) if figures else None)
-        with clock.stage("measure"):
-            panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs_.items()}, reference,
-                                                sr=sr, info=info)
-            all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
-        with clock.stage("write"):
-            delivered = _deliver_outputs(out, outputs_, info, settings, source, mix, sr)
-        result = CompareResult(info, sep_info, routed, outputs_, {m: d.written.path for m, d in delivered.items()},
-                               all_panels, warnings, stem_names, views, preset, clock.timings_s, settings, mix,
-                               delivered, sr, recovery_note=recovery_note, bandwidth=detected)
-        if figures:
-            with clock.stage("figures"):
-                figs.spectrograms_figure(result, out.staged_folder / figs.SPECTROGRAMS_PNG, sr)
-                if stems_png.result() is None:
-                    (out.staged_folder / figs.STEMS_PNG).unlink(missing_ok=True)
+    stems_png = figs.stems_of(views, routed, sep_info, preset.name, mix.shape[-1], sr) if figures else None
+    if stems_png is not None:  # it needs nothing that measuring or writing makes
+        drawing.draw(stems_png, out.staged_folder / figs.STEMS_PNG)
+    with clock.stage("measure"):
+        panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs_.items()}, reference, sr=sr,
+                                            info=info)
+        all_panels = {"input": panel_in, **{m: panels.get(m) for m in COMPARE_MODES}}
+    result = CompareResult(info, sep_info, routed, outputs_, {}, all_panels, warnings, stem_names, views, preset,
+                           clock.timings_s, settings, mix, {}, sr, recovery_note=recovery_note, bandwidth=detected)
+    if figures:  # the spectrograms need the panels, not the files: drawn while the files are written
+        with clock.stage("figures"):
+            drawing.draw(figs.spectrograms_of(result, sr), out.staged_folder / figs.SPECTROGRAMS_PNG)
+    with clock.stage("write"):
+        delivered = _deliver_outputs(out, outputs_, info, settings, source, mix, sr)
+    result = replace(result, paths={m: d.written.path for m, d in delivered.items()}, delivered=delivered)
+    if figures:
+        with clock.stage("figures"):
+            drawing.finish()
+            if stems_png is None:  # none from an earlier comparison either
+                (out.staged_folder / figs.STEMS_PNG).unlink(missing_ok=True)
     return result
 
 
