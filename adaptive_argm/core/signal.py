@@ -51,8 +51,11 @@ class Spill(Signal):
         self.path, self.channels, self.sr, self.frames = Path(path), channels, sr, 0
         self._file = open(self.path, "wb")
 
+    # The file's own read and write, not numpy's `tofile`/`fromfile`: those turn a Ctrl-C that
+    # lands in them into a TypeError ("expected str, bytes or os.PathLike object, not
+    # BufferedWriter"), which a batch then recorded as a failed file instead of an interrupt.
     def append(self, block: np.ndarray) -> None:
-        np.ascontiguousarray(block.T, dtype="<f4").tofile(self._file)
+        self._file.write(np.ascontiguousarray(block.T, dtype="<f4").data)
         self.frames += block.shape[1]
 
     def close(self) -> None:
@@ -61,7 +64,7 @@ class Spill(Signal):
     def blocks(self, size: int = SOURCE_FRAMES) -> Iterator[np.ndarray]:
         with open(self.path, "rb") as f:
             for _ in range(0, self.frames, size):
-                data = np.fromfile(f, dtype="<f4", count=size * self.channels)
+                data = np.frombuffer(f.read(size * self.channels * 4), dtype="<f4")
                 yield np.ascontiguousarray(data.reshape(-1, self.channels).T, dtype=np.float32)
 
     def remove(self) -> None:
