@@ -59,16 +59,16 @@ def run_tasks(fn: Callable[[Any], Any], tasks: Sequence, jobs: int, on_done: Cal
 def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
-    heap.keep_freed_memory()
-    threads.one_blas_thread()  # the workers themselves fill the cores
-    if initializer is not None:
-        try:
+    try:
+        heap.keep_freed_memory()
+        threads.one_blas_thread()  # the workers themselves fill the cores
+        if initializer is not None:
             initializer(*initargs)
-        except SystemExit as stop:
-            # Stopped while setting up (Ctrl-C while a worker still imports torch): the pool
-            # would log the exit as an initializer's failure, traceback and all. Nothing of the
-            # worker's is open yet, so it ends at once, quietly.
-            os._exit(stop.code if isinstance(stop.code, int) else 1)
+    except SystemExit as stop:
+        # Stopped while setting up (Ctrl-C, or a sibling worker's failure, while this one still
+        # imports scipy or torch): the pool would log the exit as an initializer's failure,
+        # traceback and all. Nothing of the worker's is open yet, so it ends at once, quietly.
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
 def _stop_worker(signum, frame):
