@@ -140,9 +140,8 @@ def _difference_title(name: str, restored) -> str:
 
 def mel_axes(sr: int, per_column: int, n_samples: int) -> MelAxes:
     """The time and mel axes of a figure's spectrograms at `sr`, `per_column` frames a column."""
-    centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1])
     ticks = [t for t in FREQ_TICKS_HZ if t < sr / 2.0]
-    rows = np.interp(spectral.hz_to_mel(np.array(ticks, dtype=float)), centres_mel, np.arange(N_MELS))
+    rows = _mel_rows(ticks, sr)
     how = f"n_fft {N_FFT}, hop {HOP}, {N_MELS} mels, {sr / 1000:g} kHz mono downmix"
     if per_column > 1:
         how += f"; each column = mean power of {per_column} frames ({per_column * HOP / sr:.2f} s)"
@@ -150,10 +149,10 @@ def mel_axes(sr: int, per_column: int, n_samples: int) -> MelAxes:
                    tuple((float(r), f"{t // 1000}k" if t >= 1000 else str(t)) for r, t in zip(rows, ticks)), how)
 
 
-def _mel_row(hz: float, sr: int) -> float:
-    """Where `hz` falls on a spectrogram's y axis (mel band index, fractional)."""
+def _mel_rows(hz: list[float], sr: int) -> np.ndarray:
+    """Where each frequency in `hz` falls on a spectrogram's y axis (mel band index, fractional)."""
     centres_mel = spectral.hz_to_mel(spectral.mel_frequencies(N_MELS + 2, 0.0, sr / 2.0)[1:-1])
-    return float(np.interp(spectral.hz_to_mel(np.array([hz], dtype=float))[0], centres_mel, np.arange(N_MELS)))
+    return np.interp(spectral.hz_to_mel(np.array(hz, dtype=float)), centres_mel, np.arange(N_MELS))
 
 
 def _cutoff_lines(result, names: list[str], sr: int) -> dict[str, tuple[float, str]]:
@@ -162,8 +161,8 @@ def _cutoff_lines(result, names: list[str], sr: int) -> dict[str, tuple[float, s
     lines = {}
     for n, (cutoff, acted) in _recovery_cutoffs(result).items():
         if n in names and (n == "input" or acted) and cutoff is not None and 0 < cutoff < sr / 2:
-            lines[n] = (_mel_row(cutoff, sr), f"{'cut at' if n == 'input' else 'recovered above'} "
-                                              f"{cutoff / 1000:.1f} kHz")
+            label = f"{'cut at' if n == 'input' else 'recovered above'} {cutoff / 1000:.1f} kHz"
+            lines[n] = (float(_mel_rows([cutoff], sr)[0]), label)
     return lines
 
 

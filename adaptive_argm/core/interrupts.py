@@ -51,7 +51,7 @@ def atomic_path(path: str | Path, suffix: str | None = None):
                                        dir=path.parent)
             os.close(fd)
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         if tmp is not None:
@@ -59,7 +59,9 @@ def atomic_path(path: str | Path, suffix: str | None = None):
         raise
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-mode mask (read without changing it): what a file or folder made by
+    a rename gets instead of a plain `open`'s or `mkdir`'s permissions."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -104,7 +104,7 @@ def building(out: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~interrupts.umask())
         with interrupts.signals_held():  # the folder is in place and said to be kept, or neither
             if out.is_dir():
                 out.rmdir()  # empty, checked above; rename cannot replace a folder on every platform
@@ -113,12 +113,6 @@ def building(out: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_json(path: str | Path, data: dict) -> Path:
