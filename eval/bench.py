@@ -373,6 +373,7 @@ def recovery_bench(path: Path, seconds: float = 30.0, repeats: int = 5) -> list[
         med = float(np.median(walls))
         worst = max(worst, med / dur)
         gaps = f", codec gaps refilled in {found[0].gaps_filled:.0%}" if found[0].gaps_filled else ""
+        gaps += f", noise in {found[0].noise_filled:.0%} of the added cells" if found[0].noise_filled else ""
         lines.append(f"| {name} | {found[0].acted}{gaps} | {med:.3f} | {min(walls):.3f} | {float(np.median(cpus)):.3f} "
                      f"| {100 * med / dur:.1f}% |")
     verdict = "met" if worst <= RECOVERY_MAX_FRACTION else "NOT met"

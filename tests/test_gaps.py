@@ -52,7 +52,11 @@ def test_dropped_frames_are_refilled_at_the_kept_frames_level_plus_the_offset(le
     before = band_db(y[:, inside], 11000.0, 13500.0) - band_db(y[:, kept], 11000.0, 13500.0)
     after = band_db(out[:, inside], 11000.0, 13500.0) - band_db(out[:, kept], 11000.0, 13500.0)
     assert before < -30.0
-    assert abs(after - level_db) < 2.0
+    # Within 3 dB: the band straddling the drop's lower edge (9.9-11.1 kHz) loses part of its
+    # energy in the dropped frames without counting as lost, and the band above is predicted
+    # from it (about 2.8 dB low here; 1.4 dB with the step taken from the bands' usual ratios
+    # to the reference, which refilled sparse material far too loud: see gaps._step_db).
+    assert abs(after - level_db) < 3.0
     # Below the searched octave nothing moves.
     assert abs(band_db(out, 500.0, 6000.0) - band_db(y, 500.0, 6000.0)) < 0.01
 
@@ -103,3 +107,55 @@ def test_cli_run_on_codec_like_input_refills_and_says_so(tmp_path):
     assert "codec gaps refilled below it" in r.stdout
     chain = report(tmp_path / "out")["recovery"]["chains"]["mix"]
     assert chain["acted"] and chain["codec_gaps_refilled"] > 0.1
+    # The report also says how much of the added band got noise where the copy carried holes up.
+    assert 0.0 < chain["codec_holes_noise_filled"] < 0.5
+
+
+def holes_share(x: np.ndarray, lo_hz: float, hi_hz: float, depth_db: float = 20.0) -> float:
+    """Share of the STFT cells of `x`'s mono downmix between `lo_hz` and `hi_hz` that lie
+    `depth_db` under the mean power of the 1/6 octave and 3 frames around them."""
+    from scipy.ndimage import uniform_filter
+
+    first, count = spectral.covering_grid(x.shape[1], HOP, N_FFT)
+    p = spectral.power(spectral.stft(x.mean(axis=0), N_FFT, HOP, first, count))
+    f_hz = np.fft.rfftfreq(N_FFT, 1.0 / SR)
+    band = (f_hz >= lo_hz) & (f_hz < hi_hz)
+    local = uniform_filter(p, size=(3, 31), mode="nearest")
+    return float(np.mean((p < local * 10.0 ** (-depth_db / 10.0))[:, band]))
+
+
+def codec_with_holes() -> np.ndarray:
+    """`codec_like`, with a third of the groups of 6 lines of its top octave also zeroed in every
+    frame, as an encoder quantises weak lines to nothing."""
+    y, _ = codec_like()
+    first, count = spectral.covering_grid(y.shape[1], HOP, N_FFT)
+    spec = spectral.stft(y, N_FFT, HOP, first, count)
+    f_hz = np.fft.rfftfreq(N_FFT, 1.0 / SR)
+    group = np.random.default_rng(5).random(f_hz.size // 6 + 1) < 0.33
+    lines = (f_hz >= 7000.0) & (f_hz < WALL_HZ + 500.0) & group[np.arange(f_hz.size) // 6]
+    spec[..., lines] = 0
+    return spectral.istft(spec, N_FFT, HOP, first, y.shape[1]).astype(np.float32)
+
+
+def test_the_holes_a_codec_left_are_not_carried_up_into_the_added_band():
+    y = codec_with_holes()
+    z, report = recover(y, SR)
+    z_off, report_off = recover(y, SR, RecoverySettings(noise_fill_hole_db=-200.0))
+    assert report.gaps_filled > 0.1 and report_off.noise_filled == 0.0
+    assert 0.05 < report.noise_filled < 0.6 and "noise in" in report.reason
+    # Without the fill the copy carries the zeroed lines up; with it, hardly a cell is a hole.
+    assert holes_share(z_off, 15000.0, 19500.0) > 0.08
+    assert holes_share(z, 15000.0, 19500.0) < 0.03
+    # The fill changes the band's level by little and never touches the band below the cutoff.
+    assert abs(band_db(z, 15000.0, 19500.0) - band_db(z_off, 15000.0, 19500.0)) < 1.5
+    np.testing.assert_allclose(band_db(z, 500.0, 6000.0), band_db(y, 500.0, 6000.0), atol=0.01)
+    # The same input gives the same output: the noise's phases are seeded.
+    np.testing.assert_array_equal(recover(y, SR)[0], z)
+
+
+def test_input_that_only_went_through_a_resampler_gets_no_noise():
+    x = elliptic_lowpass(noise(6.0, seed=4), WALL_HZ)
+    z, report = recover(x, SR)
+    z_off, _ = recover(x, SR, RecoverySettings(noise_fill_hole_db=-200.0))
+    assert report.acted and report.gaps_filled == 0.0 and report.noise_filled == 0.0
+    np.testing.assert_array_equal(z, z_off)

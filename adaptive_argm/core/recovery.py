@@ -94,6 +94,21 @@ class RecoverySettings:
     """See `gaps.GapSettings.drop_db`."""
     gap_level_db: float = -6.0
     """See `gaps.GapSettings.level_db`."""
+    noise_fill_hole_db: float = -20.0
+    """On a codec's input (where the gap refill found bands the codec dropped), a cell of the added
+    band that lies this far under the mean power around it (`noise_fill_octaves` x
+    `noise_fill_frames`) is a hole, and is replaced by noise at `noise_fill_db` relative to that
+    mean. The copy-up carries the lines the codec quantised to nothing up with it, holes the
+    original does not have; AAC's noise filling and SBR's noise floor put noise in them. -20 dB
+    is a depth that noise itself reaches in 1% of its cells (its cell power is exponentially
+    distributed), so the natural dips of a noisy band are left alone. Resampled-only input is
+    never touched. Below -150 it is off."""
+    noise_fill_db: float = 0.0
+    """The fill's level relative to the mean around the hole (dB). On the tuning half (MP3, then
+    32 kHz) fills at -6, -3 and 0 dB took the LSD reduction above the cutoff from 33% to 40, 41
+    and 42%, ViSQOL unchanged (+0.362 without, +0.364 to +0.368)."""
+    noise_fill_octaves: float = 1.0 / 6.0
+    noise_fill_frames: int = 3
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -114,6 +129,10 @@ class RecoverySettings:
             raise ValueError("envelope_octaves must be > 0")
         if self.gap_drop_db <= 0:
             raise ValueError("gap_drop_db must be > 0")
+        if not self.noise_fill_hole_db <= self.noise_fill_db <= 0:
+            raise ValueError("need noise_fill_hole_db <= noise_fill_db <= 0")
+        if self.noise_fill_octaves <= 0 or self.noise_fill_frames < 1:
+            raise ValueError("need noise_fill_octaves > 0 and noise_fill_frames >= 1")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -151,6 +170,9 @@ class RecoveryReport:
     gaps_filled: float = 0.0
     """Share of the (frame, 1/6-octave band) cells in the octave below the cutoff where a band a
     codec dropped was refilled (0..1; `gaps.py`)."""
+    noise_filled: float = 0.0
+    """Share of the added band's (frame, bin) cells replaced by noise, where the copy carried a
+    codec's holes up (0..1; `noise_fill_hole_db`)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -257,6 +279,24 @@ def _patching(spec: np.ndarray, k_lo: int, width: int, sr: int, s: RecoverySetti
 # Synthesis
 
 
+def _noise_fill(band: np.ndarray, k_lo: int, seed: int, s: RecoverySettings) -> int:
+    """Replace, in place, the cells of `band` (`(channels, frames, bins)`, the added band from
+    bin `k_lo` up) that lie `noise_fill_hole_db` under the mean power around them by noise at
+    `noise_fill_db` relative to that mean, one random phase per cell for all channels (the fill
+    does not widen the image). Returns how many cells were filled."""
+    p = spectral.power(band)
+    width = max(3, int(round(k_lo * (2.0 ** s.noise_fill_octaves - 1.0))))
+    mean = uniform_filter1d(uniform_filter1d(p, width, axis=-1, mode="nearest"),
+                            int(s.noise_fill_frames), axis=-2, mode="nearest")
+    holes = p < mean * np.float32(10.0 ** (s.noise_fill_hole_db / 10.0))
+    floor = mean * np.float32(10.0 ** (s.noise_fill_db / 10.0))
+    if not holes.any():
+        return 0
+    phase = np.exp(2j * np.pi * np.random.default_rng(seed).random(band.shape[-2:])).astype(np.complex64)
+    band[holes] = np.sqrt(floor[holes]) * np.broadcast_to(phase, band.shape)[holes]
+    return int(holes.any(axis=0).sum())
+
+
 def _limit_added(x2: np.ndarray, added: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
     """x + g * added with a smooth gain g <= 1, common to all channels, so that no sample goes
     over full scale that was not over already (an over of the input keeps its own level)."""
@@ -353,6 +393,8 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     flat: list[float] = []
     kinds: list[str] = []
     added_power, below_power = 0.0, 0.0
+    noise_fill = refill is not None and s.noise_fill_hole_db > -150.0
+    filled, cells = 0, 0
     for b in range(n_blocks):
         cutoff = bw.block_cutoffs_hz[b]
         env = envelopes.get(cutoff) if cutoff is not None else None
@@ -377,6 +419,9 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
         phase = spectral.shift_phase((first + np.arange(t0, t1) * s.hop) % s.n_fft, k - src, s.n_fft)
         out = np.zeros_like(spec)
         out[..., env.k_lo:env.k_hi] = spec[..., src] * (phase * gain)
+        if noise_fill:
+            filled += _noise_fill(out[..., env.k_lo:env.k_hi], env.k_lo, b, s)
+            cells += (t1 - t0) * (env.k_hi - env.k_lo)
         added_power += float(spectral.power(out[..., env.k_lo:env.k_hi]).mean())
         below_power += float(spectral.power(spec[..., env.k_lo // 2:env.k_lo]).mean())
         synthesis.add(t0, out)
@@ -390,10 +435,13 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     level = 10.0 * math.log10(max(added_power, _TINY) / max(below_power, _TINY))
     character = max(("harmonic", "tonal", "noisy"), key=kinds.count)
     refilled = f"; refilled {gaps:.0%} of the octave below, where a codec dropped it frame by frame" if gaps else ""
+    noise = filled / cells if cells else 0.0
+    if noise:
+        refilled += f"; noise in {noise:.0%} of the added band's cells, holes the codec left"
     report = RecoveryReport(True, f"added {lo_hz:.0f}-{hi_hz:.0f} Hz above a brick wall at "
                             f"{bw.cutoff_hz:.0f} Hz{refilled}", bw.kind, bw.cutoff_hz, lo_hz, hi_hz, level,
                             float(np.mean([e.slope_db_per_octave for e in used])),
-                            float(np.median(flat)) if flat else math.nan, character, limited, sr, bw, gaps)
+                            float(np.median(flat)) if flat else math.nan, character, limited, sr, bw, gaps, noise)
     return (y[0] if x_in.ndim == 1 else y), report
 
 
@@ -432,6 +480,7 @@ def merged(reports: list[RecoveryReport]) -> RecoveryReport:
                    limited_samples=sum(r.limited_samples for r in reports),
                    level_re_below_db=float(np.mean([r.level_re_below_db for r in acted])),
                    gaps_filled=float(np.mean([r.gaps_filled for r in acted])),
+                   noise_filled=float(np.mean([r.noise_filled for r in acted])),
                    reason=f"added {lo:.0f}-{hi:.0f} Hz above a brick wall at {base.cutoff_hz:.0f} Hz "
                           f"in {len(acted)} of {len(reports)} segments")
 
@@ -452,7 +501,8 @@ def summary(reports: dict[str, RecoveryReport], in_preset: bool, note: str | Non
             "level_re_below_db": r.level_re_below_db if r.acted else None,
             "slope_db_per_octave": r.slope_db_per_octave if r.acted else None,
             "character": r.character or None, "limited_samples": r.limited_samples,
-            "codec_gaps_refilled": r.gaps_filled if r.acted else None}
+            "codec_gaps_refilled": r.gaps_filled if r.acted else None,
+            "codec_holes_noise_filled": r.noise_filled if r.acted else None}
     acted = [n for n, r in reports.items() if r.acted]
     lo = [reports[n].band_lo_hz for n in acted]
     hi = [reports[n].band_hi_hz for n in acted]
