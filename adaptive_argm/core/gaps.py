@@ -19,8 +19,9 @@ A lost band is refilled, in that frame only, with a copy of the band of the same
 at half its lower edge, moved up by whole bins (an exact modulation, as recovery's copy-up, so
 the copy keeps its time envelope), at the level the band below it in that frame predicts
 through the usual ratio between the two, taken over the frames where both are present (never
-above the reference's prediction), offset by `level_db`. The output is the input plus the filled bins: where nothing was lost it is the
-input sample for sample, and when nothing was lost at all the input array itself is returned.
+above the reference's prediction), offset by `level_db`. The output is the input plus the
+filled bins: where nothing was lost it is the input sample for sample, and when nothing was lost
+at all the input array itself is returned.
 """
 
 from __future__ import annotations

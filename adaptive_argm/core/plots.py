@@ -104,9 +104,7 @@ class SpectrogramsFigure:
                 continue
             row[1].set_title(self.difference_titles[n], fontsize=8, loc="left", y=TITLE_Y)
             if self.differences[n] is None:
-                row[1].set_facecolor("0.92")
-                row[1].text(0.5, 0.5, "unchanged: nothing to show", ha="center", va="center", fontsize=9,
-                            transform=row[1].transAxes)
+                _empty(row[1], "unchanged: nothing to show")
             else:
                 diff_im = _image(row[1], self.differences[n], self.axes, diff_clim, cmap=DIFF_CMAP)
         for ax in axes[-1]:
@@ -154,9 +152,7 @@ class StemsFigure:
                 _image(row[1], self.after[n], self.axes, clim)
                 row[1].set_title(self.after_titles[n], fontsize=9, loc="left", y=TITLE_Y)
             else:
-                row[1].set_facecolor("0.92")
-                row[1].text(0.5, 0.5, "\n".join(textwrap.wrap(self.after_titles[n], 60)),
-                            ha="center", va="center", fontsize=9, transform=row[1].transAxes)
+                _empty(row[1], "\n".join(textwrap.wrap(self.after_titles[n], 60)))
                 row[1].set_title("after", fontsize=9, loc="left", y=TITLE_Y)
         for ax in axes[-1]:
             ax.set_xlabel("time (s)", fontsize=8)
@@ -177,7 +173,7 @@ def warm_up() -> None:
     fig.text(0.1, 0.9, "warm-up", fontsize=9, fontweight="bold")
     _colourbar(fig, im, cax)
     _suptitle(fig, "warm-up", axes.how)
-    fig.savefig(io.BytesIO(), format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+    _png(fig, io.BytesIO())
 
 
 # --- pieces -------------------------------------------------------------------------------------
@@ -195,6 +191,12 @@ def _image(ax, image: np.ndarray, axes: MelAxes, clim: tuple[float, float], cmap
                      interpolation="nearest",
                      extent=(axes.first_s, axes.first_s + image.shape[0] * axes.column_s, -0.5,
                              image.shape[1] - 0.5))
+
+
+def _empty(ax, text: str) -> None:
+    """A panel with no image: grey, and why in its middle."""
+    ax.set_facecolor("0.92")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, transform=ax.transAxes)
 
 
 def _cutoff_line(ax, row: float, label: str) -> None:
@@ -258,5 +260,10 @@ def _save(fig: Figure, path: Path) -> Path:
     is not cleared afterwards: clearing rebuilt every axis (0.12 s a figure) only for the
     garbage collector to drop it."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+        _png(fig, tmp)
     return path
+
+
+def _png(fig: Figure, target) -> None:
+    """Render `fig` as PNG into `target` (a path or a binary file)."""
+    fig.savefig(target, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
