@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.signal
 
 from adaptive_argm.core import spectral
 from adaptive_argm.core.gaps import GapSettings, fill_gaps
@@ -18,13 +19,27 @@ WALL_HZ = 14000.0
 DROP_HZ = 10500.0
 
 
-def codec_like(seconds: float = 6.0, period_s: float = 0.5, fade: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def sparse_top(seconds: float) -> np.ndarray:
+    """Pink-ish noise up to 11 kHz, and above 9.5 kHz bursts whose level jumps every 0.25 s
+    over 30 dB: a top whose ratio to the band below it changes from frame to frame, as in
+    sparsely hit cymbals over steady instruments."""
+    steady = elliptic_lowpass(noise(seconds, seed=3), 11000.0)
+    bursts = noise(seconds, seed=5)
+    bursts = scipy.signal.sosfiltfilt(scipy.signal.butter(8, 9500.0, "highpass", output="sos", fs=SR), bursts, axis=-1)
+    segment = int(0.25 * SR)
+    levels = 10.0 ** (np.random.default_rng(7).uniform(-30.0, 0.0, bursts.shape[1] // segment + 1) / 20.0)
+    return steady + (bursts * np.repeat(levels, segment)[: bursts.shape[1]]).astype(np.float32)
+
+
+def codec_like(seconds: float = 6.0, period_s: float = 0.5, fade: bool = False,
+               sparse: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Pink-ish noise behind a 14 kHz wall whose 10.5-14 kHz band is dropped in every other
     `period_s` (the STFT cells zeroed, as an encoder drops scale-factor bands), and the mask of
     the samples inside a dropped stretch (away from its edges). With `fade`, those stretches
     lose their top gradually instead (12 dB per 1/6 octave above 9 kHz, 46 dB down at 14 kHz),
-    as a note whose partials die away: deep, but no wall."""
-    x = elliptic_lowpass(noise(seconds, seed=3), WALL_HZ)
+    as a note whose partials die away: deep, but no wall. With `sparse`, the music is
+    `sparse_top` instead of steady noise."""
+    x = elliptic_lowpass(sparse_top(seconds) if sparse else noise(seconds, seed=3), WALL_HZ)
     first, count = spectral.covering_grid(x.shape[1], HOP, N_FFT)
     spec = spectral.stft(x, N_FFT, HOP, first, count)
     centres = first + N_FFT // 2 + HOP * np.arange(count)
@@ -43,10 +58,10 @@ def codec_like(seconds: float = 6.0, period_s: float = 0.5, fade: bool = False) 
     return y.astype(np.float32), inside
 
 
-@pytest.mark.parametrize("level_db", [0.0, GapSettings().level_db])
+@pytest.mark.parametrize("level_db", [-6.0, 0.0])
 def test_dropped_frames_are_refilled_at_the_kept_frames_level_plus_the_offset(level_db):
     y, inside = codec_like()
-    out, share = fill_gaps(y, SR, WALL_HZ, GapSettings(level_db=level_db))
+    out, share = fill_gaps(y, SR, WALL_HZ, GapSettings(level_db=level_db, step_percentile=50.0))
     assert 0.1 < share < 0.6
     kept = ~inside
     before = band_db(y[:, inside], 11000.0, 13500.0) - band_db(y[:, kept], 11000.0, 13500.0)
@@ -59,6 +74,23 @@ def test_dropped_frames_are_refilled_at_the_kept_frames_level_plus_the_offset(le
     assert abs(after - level_db) < 3.0
     # Below the searched octave nothing moves.
     assert abs(band_db(out, 500.0, 6000.0) - band_db(y, 500.0, 6000.0)) < 0.01
+
+
+def _refill_db(y: np.ndarray, inside: np.ndarray, percentile: float) -> float:
+    out, _ = fill_gaps(y, SR, WALL_HZ, GapSettings(step_percentile=percentile))
+    return band_db(out[:, inside], 11200.0, 13500.0)
+
+
+def test_the_lower_quartile_step_lowers_a_sparse_top_refill_and_barely_a_steady_one():
+    # An encoder drops a band where it is weak, so the refill is predicted from the low side of
+    # the band's ratio to the band below: how far below the median depends on how that ratio
+    # spreads over time, a little for steady music, a lot for a sparse top.
+    y, inside = codec_like()
+    steady = _refill_db(y, inside, 50.0) - _refill_db(y, inside, 25.0)
+    y, inside = codec_like(sparse=True)
+    sparse = _refill_db(y, inside, 50.0) - _refill_db(y, inside, 25.0)
+    assert 0.0 <= steady < 1.5
+    assert sparse > 4.0
 
 
 def test_frames_far_from_a_drop_are_kept_sample_for_sample():

@@ -218,6 +218,8 @@ def test_settings_validate_and_name_their_keys():
         RecoverySettings(gap_drop_db="x")
     with pytest.raises(ValueError, match="gap_drop_db must be > 0"):
         RecoverySettings(gap_drop_db=0.0)
+    with pytest.raises(ValueError, match="gap_step_percentile must be in"):
+        RecoverySettings(gap_step_percentile=120.0)
     assert RecoverySettings(n_fft=4096, hop=1024, level_db=-3).level_db == -3
     keys = RecoverySettings.keys()
     assert "ceiling_hz" in keys and "level_db" in keys and "fill_codec_gaps" in keys

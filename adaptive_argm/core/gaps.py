@@ -18,8 +18,11 @@ gap is a cliff (30-45 dB); see eval/results/codec_gaps.md.
 A lost band is refilled, in that frame only, with a copy of the band of the same width starting
 at half its lower edge, moved up by whole bins (an exact modulation, as recovery's copy-up, so
 the copy keeps its time envelope), at the level the band below it in that frame predicts
-through the usual ratio between the two, taken over the frames where both are present (never
-above the reference's prediction), offset by `level_db`. The output is the input plus the
+through the lower quartile (`step_percentile`) of the ratio between the two over the frames
+where both are present (never above the reference's prediction), offset by `level_db`. A lower
+quartile, not the median, because an encoder drops a band where it is weak: the lost frames come
+from the low side of that ratio, and how far low depends on the music (dense recorded music
+spreads its ratio over a few dB, a sparse rendered top over tens of dB). The output is the input plus the
 filled bins: where nothing was lost it is the input sample for sample, and when nothing was lost
 at all the input array itself is returned.
 """
@@ -56,12 +59,16 @@ class GapSettings:
     (mean power per bin, dB): the encoder's low-pass of that frame."""
     present_db: float = 15.0
     """Frames within this of the band's 95th-percentile ratio count as the band present."""
-    level_db: float = -6.0
-    """Level of the refill relative to the predicted level (dB). On codec input (half A) the
-    mean gain grew up to -2 dB but one song lost ViSQOL from -4 dB up; -6 dB is the loudest
-    setting that harmed none (see eval/results/recovery.md). With the step between bands taken
-    over their common frames (`_step_db`), real music's half A would take up to 0 dB, but two
-    sparse MIDI-rendered songs lose 0.1-0.24 at -2 dB: -6 dB stays."""
+    level_db: float = 0.0
+    """Level of the refill relative to the predicted level (dB). With the median step a
+    global -6 dB was needed (two sparse MIDI-rendered songs lost 0.1-0.24 ViSQOL at -2 dB); the
+    lower-quartile step makes that offset music-dependent, and 0 dB harmed no song of the
+    tuning halves (eval/results/recovery.md)."""
+    step_percentile: float = 25.0
+    """Percentile of a band's per-frame ratio to the band below, over the frames where both are
+    present, that predicts a lost frame's level from the band below (50: the median). On the
+    tuning halves (MP3, then 32 kHz), 25 with `level_db` 0 beat the median at -6 dB on both
+    corpora and took a sparse MIDI-rendered song from -0.03 to +0.12 ViSQOL; 10 was weaker."""
     min_frames: int = 20
     """Bands with fewer active frames than this are left alone (no usual ratio to learn)."""
 
@@ -147,16 +154,17 @@ def _analyse(ref: np.ndarray, energy: np.ndarray, bins: list[np.ndarray], s: Gap
 
 
 def _step_db(below: _Band, band: _Band, s: GapSettings) -> float:
-    """How much louder `band` usually is than the band below it (dB): the median of their ratio
-    over the frames where both are present. The difference of their usual ratios to the
-    reference is the fallback, when they share too few such frames: on music whose top is sparse
-    in time (a band present only in the loud hits, the band below in quieter frames too) that
-    difference comes from different frames and overstates the step (on two MIDI-rendered songs
-    through the codec, refills 13.5 dB too loud in the median lost cell, against 8-10 dB)."""
+    """How much louder `band` is than the band below it in a frame that lost it (dB): the
+    `step_percentile` of their ratio over the frames where both are present. The difference of
+    their usual ratios to the reference is the fallback, when they share too few such frames: on
+    music whose top is sparse in time (a band present only in the loud hits, the band below in
+    quieter frames too) that difference comes from different frames and overstates the step (on
+    two MIDI-rendered songs through the codec, refills 13.5 dB too loud in the median lost cell,
+    against 8-10 dB with the median over common frames)."""
     both = below.present & band.present
     if both.sum() < s.min_frames:
         return band.usual_db - below.usual_db
-    return float(np.median(10.0 * np.log10(band.energy[both] / below.energy[both])))
+    return float(np.percentile(10.0 * np.log10(band.energy[both] / below.energy[both]), s.step_percentile))
 
 
 def _measured(x: np.ndarray, sr: int, cutoff_hz: float, s: GapSettings

@@ -92,8 +92,10 @@ class RecoverySettings:
     nothing is refilled in a band that never lies `gap_drop_db` under its usual level."""
     gap_drop_db: float = 30.0
     """See `gaps.GapSettings.drop_db`."""
-    gap_level_db: float = -6.0
+    gap_level_db: float = 0.0
     """See `gaps.GapSettings.level_db`."""
+    gap_step_percentile: float = 25.0
+    """See `gaps.GapSettings.step_percentile`."""
     noise_fill_hole_db: float = -20.0
     """On a codec's input (where the gap refill found bands the codec dropped), a cell of the added
     band that lies this far under the mean power around it (`noise_fill_octaves` x
@@ -129,6 +131,8 @@ class RecoverySettings:
             raise ValueError("envelope_octaves must be > 0")
         if self.gap_drop_db <= 0:
             raise ValueError("gap_drop_db must be > 0")
+        if not 0 <= self.gap_step_percentile <= 100:
+            raise ValueError("gap_step_percentile must be in [0, 100]")
         if not self.noise_fill_hole_db <= self.noise_fill_db <= 0:
             raise ValueError("need noise_fill_hole_db <= noise_fill_db <= 0")
         if self.noise_fill_octaves <= 0 or self.noise_fill_frames < 1:
@@ -378,7 +382,8 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     source, refill, gaps = x2, None, 0.0
     if s.fill_codec_gaps:
         refill, gaps = refills(x2, sr, bw.cutoff_hz, GapSettings(
-            n_fft=s.n_fft, hop=s.hop, drop_db=s.gap_drop_db, level_db=s.gap_level_db))
+            n_fft=s.n_fft, hop=s.hop, drop_db=s.gap_drop_db, level_db=s.gap_level_db,
+            step_percentile=s.gap_step_percentile))
         if refill is not None:
             # The copy-up's source and level come from the refilled band, as if the codec had
             # kept it; the walls stay where the detector found them in the input.
