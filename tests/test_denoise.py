@@ -148,6 +148,23 @@ def test_estimate_reads_the_tilt_of_coloured_noise(colour, low, high):
     assert abs(10 * np.log10(np.mean(est.psd[band]) / np.mean(true[band]))) < 3.0
 
 
+def test_a_steep_floor_needs_enough_trusted_sub_bands():
+    # Brown hiss on a tone: plenty of trusted sub-bands, so the default keeps its steep tilt...
+    noisy = tone(5) + coloured(5 * SR, "brown", -45.0, seed=11)
+    steep = estimate_noise(noisy, SR)
+    assert steep.trusted_bands >= WienerSettings().steep_tilt_min_bands
+    assert steep.tilt_db_per_octave < WienerSettings().hold_tilt_below_db_per_octave
+    # ...and asked for more evidence than that, it takes the pink-like tilt instead, so the model
+    # lies lower everywhere below the sub-bands it was measured in (the safe side).
+    guarded = estimate_noise(noisy, SR, WienerSettings(steep_tilt_min_bands=steep.trusted_bands + 1))
+    assert guarded.tilt_db_per_octave == WienerSettings().hold_tilt_below_db_per_octave
+    freqs = np.arange(steep.psd.size) * SR / WienerSettings().n_fft
+    bass = (freqs >= 200) & (freqs <= 1000)
+    assert np.mean(guarded.psd[bass]) < 0.7 * np.mean(steep.psd[bass])
+    unguarded = estimate_noise(noisy, SR, WienerSettings(steep_tilt_min_bands=0))
+    assert unguarded.tilt_db_per_octave == steep.tilt_db_per_octave
+
+
 FIRST_DESIGN = {"tilt_prior_bands": 0, "hold_tilt_below_db_per_octave": 0.0,
                 "tilt_excess_correction": WienerSettings().excess_correction}
 """The settings that give the estimator as first designed: a flat model whenever the trusted
@@ -392,7 +409,7 @@ def test_settings_are_plain_scalars_and_validated():
     assert all(isinstance(getattr(s, k), (int, float)) for k in WienerSettings.keys())
     for bad in ({"dd_alpha": 1.0}, {"gain_floor_db": 3.0}, {"excess_min_db": 2.0}, {"flatness_min_db": 0.5},
                 {"tilt_min_db_per_octave": 2.0}, {"tilt_prior_bands": -1},
-                {"hold_tilt_below_db_per_octave": 1.0}, {"tilt_excess_correction": -1.0}, {"confident_bands": 0}, {"band_low_hz": 30000.0}):
+                {"hold_tilt_below_db_per_octave": 1.0}, {"tilt_excess_correction": -1.0}, {"confident_bands": 0}, {"steep_tilt_min_bands": -1}, {"band_low_hz": 30000.0}):
         with pytest.raises(ValueError):
             WienerSettings(**bad)
 

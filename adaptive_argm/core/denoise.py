@@ -27,7 +27,8 @@ Here, per channel and block:
    exceeds any sub-band's own minimum-statistics level by more than `fit_margin_db` (music only
    adds power). A model falling faster than `hold_tilt_below_db_per_octave` rises by at most
    `extrapolate_db` below the lowest trusted sub-band (such hiss has a knee; past it the tilt
-   would cut the bass); a pink or flatter one goes on to the lowest bin. It is capped per bin by
+   would cut the bass); a pink or flatter one goes on to the lowest bin. A tilt that steep needs
+   `steep_tilt_min_bands` trusted sub-bands; weaker evidence gets the pink-like tilt. It is capped per bin by
    the bin's own minimum statistics, then lowered by `bias_correction_db` (cutting music costs
    more than leaving a little hiss).
 4. Strength = trusted sub-bands / `confident_bands` (at most 1): the Wiener gain G becomes
@@ -128,6 +129,12 @@ class WienerSettings:
     hold_tilt_below_db_per_octave: float = -3.5
     """A falling model at most this steep (pink hiss, whose 1/f spectrum has no knee in the audio
     band) is extrapolated to the lowest bin instead of being held; 0 holds every falling model."""
+    steep_tilt_min_bands: int = 5
+    """A model falling faster than `hold_tilt_below_db_per_octave` needs at least this many trusted
+    sub-bands; from fewer it takes that tilt instead. Two or three sub-bands far apart, one of
+    them a steady stretch of music that passed for noise, can read pink hiss as -6 dB/octave and
+    lift the model 6-9 dB into the music below them (a 3 s excerpt of a development song lost
+    2.1 dB SI-SDR under pink hiss that way: eval/results/denoise_cv.md). 0 turns the guard off."""
     fit_tolerance_db: float = 1.0
     """Trusted sub-bands within this of the fitted floor (dB) count as lying on it."""
     fit_margin_db: float = 1.0
@@ -175,8 +182,8 @@ class WienerSettings:
             raise ValueError("need flatness_min_db <= 0, fit_margin_db, fit_tolerance_db, extrapolate_db >= 0")
         if self.excess_correction < 0 or self.tilt_excess_correction < 0:
             raise ValueError("excess_correction and tilt_excess_correction must be >= 0")
-        if self.confident_bands < 1:
-            raise ValueError("confident_bands must be >= 1")
+        if self.confident_bands < 1 or self.steep_tilt_min_bands < 0:
+            raise ValueError("confident_bands must be >= 1 and steep_tilt_min_bands >= 0")
         if self.gain_floor_db > 0:
             raise ValueError("gain_floor_db must be <= 0")
         if self.block_s <= 0 or self.block_context_s < 0:
@@ -393,6 +400,8 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
 
     tilt, inliers = _fit_tilt(x, level_db[trusted] - s.tilt_excess_correction * excess, s, bound,
                               _prior_tilt(x, level_db[trusted], s))
+    if int(trusted.sum()) < s.steep_tilt_min_bands:  # weak evidence for a steep floor
+        tilt = max(tilt, s.hold_tilt_below_db_per_octave)
     level = min(float(np.median(y[inliers] - tilt * x[inliers])), bound(tilt))
     freqs_hz = np.arange(per_bin.size) * (sr / s.n_fft)
     # A steeply falling model is held where it has risen `extrapolate_db` over its lowest trusted sub-band.
