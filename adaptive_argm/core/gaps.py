@@ -22,9 +22,9 @@ through the lower quartile (`step_percentile`) of the ratio between the two over
 where both are present (never above the reference's prediction), offset by `level_db`. A lower
 quartile, not the median, because an encoder drops a band where it is weak: the lost frames come
 from the low side of that ratio, and how far low depends on the music (dense recorded music
-spreads its ratio over a few dB, a sparse rendered top over tens of dB). The output is the input plus the
-filled bins: where nothing was lost it is the input sample for sample, and when nothing was lost
-at all the input array itself is returned.
+spreads its ratio over a few dB, a sparse rendered top over tens of dB). The output is the input
+plus the filled bins: where nothing was lost it is the input sample for sample, and when nothing
+was lost at all the input array itself is returned.
 """
 
 from __future__ import annotations
