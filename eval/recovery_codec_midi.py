@@ -37,11 +37,14 @@ def job(args: tuple[str, str, str, str, float]) -> dict:
     x = dev.excerpt(x, sr, seconds)
     y = dev.degrade(cond, x, sr)
     row = {"clip": song, "half": half, "condition": cond, "visqol_in": dev.visqol(x, y, sr)}
+    lsd_in: dict[float, float] = {}  # the input's LSD, once per cutoff (the variants share theirs)
     for name, settings in VARIANTS.items():
         z, rep = recover(y, sr, RecoverySettings(**settings))
         lo = rep.cutoff_hz or dev.LOW_RATES[cond] / 2
+        if lo not in lsd_in:
+            lsd_in[lo] = dev.lsd_above(x, y, sr, lo)
         row[f"change {name}"] = dev.visqol(x, z, sr) - row["visqol_in"]
-        row[f"lsd {name}"] = 1 - dev.lsd_above(x, z, sr, lo) / dev.lsd_above(x, y, sr, lo)
+        row[f"lsd {name}"] = 1 - dev.lsd_above(x, z, sr, lo) / lsd_in[lo]
         if name == "defaults":
             row.update(cutoff_hz=rep.cutoff_hz, gaps_refilled=rep.gaps_filled, noise_filled=rep.noise_filled)
     return row

@@ -28,9 +28,9 @@ Here, per channel and block:
    adds power). A model falling faster than `hold_tilt_below_db_per_octave` rises by at most
    `extrapolate_db` below the lowest trusted sub-band (such hiss has a knee; past it the tilt
    would cut the bass); a pink or flatter one goes on to the lowest bin. A tilt that steep needs
-   `steep_tilt_min_bands` trusted sub-bands; weaker evidence gets the pink-like tilt. It is capped per bin by
-   the bin's own minimum statistics, then lowered by `bias_correction_db` (cutting music costs
-   more than leaving a little hiss).
+   `steep_tilt_min_bands` trusted sub-bands; weaker evidence gets the pink-like tilt. It is
+   capped per bin by the bin's own minimum statistics, then lowered by `bias_correction_db`
+   (cutting music costs more than leaving a little hiss).
 4. Strength = trusted sub-bands / `confident_bands` (at most 1): the Wiener gain G becomes
    1 - strength * (1 - G), so weak evidence means a gentle filter.
 5. Bypass, returning the input bit for bit: no trusted sub-band, or the filter would remove less

@@ -293,9 +293,9 @@ def _noise_fill(band: np.ndarray, k_lo: int, seed: int, s: RecoverySettings) -> 
     mean = uniform_filter1d(uniform_filter1d(p, width, axis=-1, mode="nearest"),
                             int(s.noise_fill_frames), axis=-2, mode="nearest")
     holes = p < mean * np.float32(10.0 ** (s.noise_fill_hole_db / 10.0))
-    floor = mean * np.float32(10.0 ** (s.noise_fill_db / 10.0))
     if not holes.any():
         return 0
+    floor = mean * np.float32(10.0 ** (s.noise_fill_db / 10.0))
     phase = np.exp(2j * np.pi * np.random.default_rng(seed).random(band.shape[-2:])).astype(np.complex64)
     band[holes] = np.sqrt(floor[holes]) * np.broadcast_to(phase, band.shape)[holes]
     return int(holes.any(axis=0).sum())
