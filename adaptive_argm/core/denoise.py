@@ -15,7 +15,12 @@ Here, per channel and block:
    it behaves like noise on two counts: its median-to-minimum ratio is within
    [`excess_min_db`, `excess_max_db`] of white noise's (music fluctuates more; held tones and
    square waves fluctuate less), and its spectrum is flat across its bins (`flatness_min_db`:
-   harmonics are peaky, noise is not).
+   harmonics are peaky, noise is not). Where fewer than `confident_bands` sub-bands pass, music
+   may cover the noise most of the time (so the sub-band fluctuates like music) but leave it
+   bare now and then: a sub-band is then also trusted by its minimum track alone, if that is flat
+   across the bins (`floor_flatness_min_db`) and as steady over time as white noise's
+   (`floor_spread_max_db`); its level is its minimum as it is. Only then, because those levels
+   sit 0-2 dB over the noise where the others sit under it: mixed, the two tell a false tilt.
 3. The noise spectrum is modelled as a level and a tilt in dB per octave (white 0, pink -3,
    brown -6): a lower envelope of the trusted sub-bands' levels, each first lowered by its
    excess (music under the noise lifts both; `tilt_excess_correction` dB per dB for the tilt,
@@ -107,6 +112,17 @@ class WienerSettings:
     flatness_min_db: float = -0.5
     """A trusted sub-band's spectral flatness (geometric over arithmetic mean, over its bins, of
     the median power over time, dB) is at least this: noise reads about 0 dB, harmonics far less."""
+    floor_flatness_min_db: float = -0.15
+    """Where fewer than `confident_bands` sub-bands pass those two tests, a sub-band that fails
+    them is still trusted if music leaves the noise bare now and then: its minimum track is flat
+    across its bins (this flatness, of the track's median over time, dB; harmonics and reverb
+    tails read far lower) ..."""
+    floor_spread_max_db: float = 1.2
+    """... and as steady over time as white noise's: its spread (90th minus 10th percentile over
+    time, dB, median over the sub-band's bins) exceeds white noise's by at most this (dB). Music's
+    own floor comes and goes with the notes. Such a sub-band's level is its minimum as it is (no
+    excess correction: the fluctuation is the music's, the minimum is the noise's). Chosen by
+    cross-validation (eval/results/denoise_cv.md); a negative value turns this evidence off."""
     tilt_min_db_per_octave: float = -6.0
     """Steepest falling noise spectrum the model may take (dB per octave)."""
     tilt_max_db_per_octave: float = 1.5
@@ -178,8 +194,10 @@ class WienerSettings:
             raise ValueError("tilt_prior_bands must be >= 0")
         if self.hold_tilt_below_db_per_octave > 0:
             raise ValueError("hold_tilt_below_db_per_octave must be <= 0")
-        if self.flatness_min_db > 0 or self.fit_margin_db < 0 or self.fit_tolerance_db < 0 or self.extrapolate_db < 0:
-            raise ValueError("need flatness_min_db <= 0, fit_margin_db, fit_tolerance_db, extrapolate_db >= 0")
+        if self.flatness_min_db > 0 or self.floor_flatness_min_db > 0:
+            raise ValueError("flatness_min_db and floor_flatness_min_db must be <= 0")
+        if self.fit_margin_db < 0 or self.fit_tolerance_db < 0 or self.extrapolate_db < 0:
+            raise ValueError("need fit_margin_db, fit_tolerance_db, extrapolate_db >= 0")
         if self.excess_correction < 0 or self.tilt_excess_correction < 0:
             raise ValueError("excess_correction and tilt_excess_correction must be >= 0")
         if self.confident_bands < 1 or self.steep_tilt_min_bands < 0:
@@ -241,10 +259,12 @@ def _channel_power(x1: np.ndarray, s: WienerSettings) -> tuple[np.ndarray, np.nd
     return spec, power
 
 
-def _track_stats(power: np.ndarray, sr: int, s: WienerSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _track_stats(power: np.ndarray, sr: int, s: WienerSettings
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per bin: median over time of the minimum track (sliding minimum of the smoothed
     periodogram, not bias-corrected), the median over time of the smoothed periodogram divided
-    by it (the "median-to-minimum ratio", linear), and that median itself."""
+    by it (the "median-to-minimum ratio", linear), that median itself, and the minimum track's
+    spread over time (90th minus 10th percentile, dB)."""
     # (bins, frames) in memory: filters and medians along contiguous rows run ~2x faster.
     p = np.ascontiguousarray(power.T)
     smooth = _frames(s.smoothing_s, sr, s.hop)
@@ -254,21 +274,25 @@ def _track_stats(power: np.ndarray, sr: int, s: WienerSettings) -> tuple[np.ndar
     track = minimum_filter1d(p, width, axis=1, mode="nearest")
     low = np.median(track, axis=1)
     med = np.median(p, axis=1)
-    return low, med / np.maximum(low, _TINY), med
+    q10, q90 = np.percentile(track, (10.0, 90.0), axis=1)
+    spread_db = 10 * np.log10(np.maximum(q90, _TINY) / np.maximum(q10, _TINY))
+    return low, med / np.maximum(low, _TINY), med, spread_db
 
 
 @lru_cache(maxsize=16)
 def _white_noise_calibration(
     n_fft: int, hop: int, sr: int, smoothing_s: float, min_window_s: float
-) -> tuple[float, float]:
-    """(bias, ratio_db) of steady white noise, measured once on a fixed-seed simulation:
-    bias = true PSD / median minimum track; ratio_db = its median-to-minimum ratio in dB."""
+) -> tuple[float, float, float]:
+    """(bias, ratio_db, spread_db) of steady white noise, measured once on a fixed-seed
+    simulation: bias = true PSD / median minimum track; ratio_db = its median-to-minimum ratio
+    and spread_db its minimum track's spread over time (`_track_stats`), in dB."""
     s = WienerSettings(n_fft=n_fft, hop=hop, smoothing_s=smoothing_s, min_window_s=min_window_s)
     n = max(int(20 * sr), int(8 * (min_window_s + smoothing_s) * sr), 8 * n_fft)
     noise = np.random.default_rng(12345).standard_normal(n).astype(np.float32)
     power = _channel_power(noise, s)[1][_interior(n, s), 1:-1]  # no DC/Nyquist bins
-    low, ratio, _ = _track_stats(power, sr, s)
-    return float(1.0 / max(float(np.median(low)), _TINY)), float(10 * np.log10(np.median(ratio)))
+    low, ratio, _, spread_db = _track_stats(power, sr, s)
+    return (float(1.0 / max(float(np.median(low)), _TINY)), float(10 * np.log10(np.median(ratio))),
+            float(np.median(spread_db)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,8 +392,9 @@ def _fit_tilt(x: np.ndarray, y: np.ndarray, s: WienerSettings, bound: Callable[[
 
 def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> NoiseEstimate:
     """The noise estimate from a normalised power spectrogram of one channel (interior frames)."""
-    bias, white_ratio_db = _white_noise_calibration(s.n_fft, s.hop, sr, s.smoothing_s, s.min_window_s)
-    low, ratio, med = _track_stats(power, sr, s)
+    bias, white_ratio_db, white_spread_db = _white_noise_calibration(s.n_fft, s.hop, sr, s.smoothing_s,
+                                                                     s.min_window_s)
+    low, ratio, med, spread_db = _track_stats(power, sr, s)
     per_bin = low * np.float32(bias)  # unbiased for steady white noise; an upper bound under music
     ratio_db = 10 * np.log10(np.maximum(ratio, _TINY))
     bands = _band_edges(sr, s.n_fft, s)
@@ -379,12 +404,19 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
     empty = max(10.0 ** (s.empty_band_below_db / 10.0), float(levels.max()) * 10.0 ** (-s.empty_band_drop_db / 10.0))
     used = levels >= empty
     trusted = np.zeros(len(bands), dtype=bool)
+    floor = np.zeros(len(bands), dtype=bool)
     excess_db = np.zeros(len(bands))
     for i, (lo, hi, _) in enumerate(bands):
         if used[i]:
             excess_db[i] = float(np.median(ratio_db[lo:hi])) - white_ratio_db
             trusted[i] = (s.excess_min_db <= excess_db[i] <= s.excess_max_db
                           and _flatness_db(med[lo:hi]) >= s.flatness_min_db)
+            floor[i] = (not trusted[i] and s.floor_spread_max_db >= 0
+                        and float(np.median(spread_db[lo:hi])) - white_spread_db <= s.floor_spread_max_db
+                        and _flatness_db(low[lo:hi]) >= s.floor_flatness_min_db)
+    if int(trusted.sum()) < s.confident_bands:  # weak evidence from the fluctuation test: look at the floor
+        trusted |= floor
+        excess_db[floor] = 0.0  # a bare noise floor: its minimum is the noise
     if not trusted.any():
         return _no_noise(per_bin.size, len(bands))
     octaves = np.log2(np.array([c for _, _, c in bands]) / REF_HZ)
