@@ -53,8 +53,11 @@ def decisions(clip: benchmark.CleanClip, margins: tuple[float, ...]) -> list[dic
             plan = route(stems, damaged.mix, benchmark.WORK_SR, "routed",
                          replace(RouterConfig(), evidence_margin_db=margins[0]), kinds=kinds, probe=probe)
             clip_plan = route(stems, damaged.mix, benchmark.WORK_SR)
-            on_mix = probe("wiener", damaged.mix, None)
-            on_stems = sum(probe("wiener", stems[n], n) or 0.0 for n in clip_plan.processed())
+            for weak in (False, True):  # the weak evidence only where the strong finds nothing anywhere
+                on_mix = probe("wiener", damaged.mix, None, weak)
+                on_stems = sum(probe("wiener", stems[n], n, weak) or 0.0 for n in clip_plan.processed())
+                if on_mix > 0 or on_stems > 0:
+                    break
             gap_db = 10 * np.log10(max(on_stems, 1e-20)) - 10 * np.log10(max(on_mix, 1e-20))
             for m in margins:
                 if clip_plan.mode_used == "direct":

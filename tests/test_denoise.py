@@ -20,6 +20,7 @@ from adaptive_argm.core.denoise import (
     detect_noise_level_db,
     estimate_noise,
     estimate_noise_psd,
+    found_noise_power,
     wiener_denoise,
 )
 from adaptive_argm.evaluation import degrade
@@ -291,6 +292,9 @@ def test_hiss_left_bare_between_phrases_is_found_by_its_floor():
     est = estimate_noise(noisy, SR)
     assert est.trusted_bands >= 1 and -3.75 <= est.tilt_db_per_octave <= -2.25
     assert si_sdr_db(music, wiener_denoise(noisy, SR)) > si_sdr_db(music, noisy) + 2.0
+    # the router's probe weighs the fluctuation test's evidence alone (found_noise_power's doc)
+    assert found_noise_power(noisy, SR) == 0.0
+    assert found_noise_power(tone(10) + noise, SR) > 0.0
     # the music's own floor (silence between reverb-free chords) is no noise: untouched
     assert estimate_noise(music, SR).trusted_bands == 0
     assert np.array_equal(wiener_denoise(music, SR), music)

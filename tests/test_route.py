@@ -14,6 +14,7 @@ from adaptive_argm.core.route import RouterConfig, route
 from adaptive_argm.core.separate import Separation, SeparatorInfo, StemsFolder
 from adaptive_argm.core.steps import Step
 from adaptive_argm.evaluation import degrade
+from test_denoise import coloured, phrases
 
 SR = audio.WORK_SR
 
@@ -130,6 +131,7 @@ def test_denoising_goes_to_the_stems_when_one_stem_carries_the_hiss():
     decided = {k.kind: k for k in plan.kinds}
     assert plan.mode_used == "stemwise" and plan.direct_kinds() == ()
     assert decided["wiener"].mode_used == "stemwise" and "exposes" in decided["wiener"].reason
+    assert "weaker" not in decided["wiener"].reason  # the fluctuation test sees this hiss
     # A linear kind goes wherever the others go: with the denoiser, to the stems.
     with_dc = route(stems, sum(stems.values()), SR, "routed", kinds=("dc_remove", *kinds), probe=probe)
     assert {k.kind: k.mode_used for k in with_dc.kinds}["dc_remove"] == "stemwise"
@@ -154,6 +156,20 @@ def test_denoising_stays_on_the_mix_when_separation_shares_the_hiss_by_power():
     # Forced modes run every kind as forced, whatever the evidence.
     forced = route(stems, mix + noise, SR, "stemwise", kinds=kinds, probe=probe)
     assert forced.mode_used == "stemwise" and {k.mode_used for k in forced.kinds} == {"stemwise"}
+
+
+def test_the_denoiser_is_routed_by_its_weak_evidence_only_where_the_strong_finds_nothing():
+    # Chords over pink hiss with short breaths: the fluctuation test finds nothing in the mix nor
+    # in a stem, the bare floor between the chords does.
+    music = phrases(10)
+    stems = {"bass": harmonic_stems(10.0)["bass"],
+             "other": np.stack([music + coloured(music.size, "pink", -45.0, seed=s) for s in (3, 4)])}
+    mix = sum(stems.values())
+    kinds, probe = adaptive_router_inputs()
+    assert all(probe("wiener", x, n, False) == 0.0 for n, x in [(None, mix), *stems.items()])
+    assert probe("wiener", mix, None, True) > 0.0 and probe("wiener", stems["other"], "other", True) > 0.0
+    wiener = next(k for k in route(stems, mix, SR, "routed", kinds=kinds, probe=probe).kinds if k.kind == "wiener")
+    assert "by its weaker evidence only" in wiener.reason
 
 
 def test_a_kind_routed_direct_runs_on_the_remix_of_the_stems_processed_without_it():

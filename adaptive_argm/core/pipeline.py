@@ -442,9 +442,9 @@ def step_kinds(preset: presets.Preset) -> tuple[str, ...]:
 def step_probe(preset: presets.Preset, sr: int = WORK_SR):
     """The router's `Probe` for `preset`: a kind's first step in the chain of that stem (or of
     the mix) says what it would find to act on (`steps.probe`)."""
-    def probe(kind: str, x: np.ndarray, stem: str | None) -> float | None:
+    def probe(kind: str, x: np.ndarray, stem: str | None, weak: bool = False) -> float | None:
         step = next((s for s in preset.chain_for(stem) if s.kind == kind), None)
-        return None if step is None else steps.probe(step, x, sr)
+        return None if step is None else steps.probe(step, x, sr, weak)
 
     return probe
 

@@ -86,9 +86,10 @@ class StemDecision:
         return asdict(self)
 
 
-Probe = Callable[[str, np.ndarray, "str | None"], "float | None"]
-"""`(kind, signal, stem name or None for the mix)`: what a step of that kind would find to act on
-in the signal (a power, linear), or None when the kind cannot say."""
+Probe = Callable[[str, np.ndarray, "str | None", bool], "float | None"]
+"""`(kind, signal, stem name or None for the mix, weak)`: what a step of that kind would find to
+act on in the signal (a power, linear), or None when the kind cannot say; `weak`: by the evidence
+the kind trusts less, asked for only where the strong finds nothing anywhere."""
 
 
 @dataclass(frozen=True)
@@ -221,17 +222,23 @@ def _db(p: float) -> float:
 def _evidence(kind: str, stems: dict[str, np.ndarray], mix: np.ndarray, probe: Probe | None,
               cfg: RouterConfig) -> KindDecision | None:
     """Where an `evidence` kind runs: on the stems (those the plan processes) when they together show at least as much for it
-    to act on as the mix (within `evidence_margin_db`), else on the mix. None (the clip decides)
-    when it cannot say or finds nothing anywhere."""
+    to act on as the mix (within `evidence_margin_db`), else on the mix, judged by the kind's
+    strong evidence, or by its weak where the strong finds nothing anywhere (a bare noise floor:
+    `denoise.found_noise_power`). None (the clip decides) when it cannot say or finds nothing
+    anywhere either way."""
     if probe is None:
         return None
-    on_mix, *each = side_by_side(lambda item: probe(kind, item[1], item[0]), [(None, mix), *stems.items()])
-    if on_mix is None:
+    for weak in (False, True):
+        on_mix, *each = side_by_side(lambda item: probe(kind, item[1], item[0], weak), [(None, mix), *stems.items()])
+        if on_mix is None:
+            return None
+        on_stems = sum(p or 0.0 for p in each)
+        if on_mix > 0.0 or on_stems > 0.0:
+            break
+    else:  # no evidence either way: the clip decides
         return None
-    on_stems = sum(p or 0.0 for p in each)
-    if on_mix <= 0.0 and on_stems <= 0.0:  # no evidence either way: the clip decides
-        return None
-    said = f"finds {_db(on_stems):.1f} dB to act on in the stems together, {_db(on_mix):.1f} dB in the mix"
+    said = (f"finds {_db(on_stems):.1f} dB to act on in the stems together, {_db(on_mix):.1f} dB in the mix"
+            + (" (by its weaker evidence only)" if weak else ""))
     if _db(on_stems) >= _db(on_mix) - cfg.evidence_margin_db:
         return KindDecision(kind, "stemwise", f"{said}: separation exposes it")
     return KindDecision(kind, "direct", f"{said}: separation hides it from the step (margin "

@@ -184,16 +184,17 @@ REPORTING_KINDS = frozenset({RECOVERY})
 """Step kinds that say what they found (`reports=`: a list their reports are appended to)."""
 
 PROBES: dict[str, Callable[..., float]] = {
-    "wiener": lambda x, sr, **params: found_noise_power(x, sr, WienerSettings(**params)),
+    "wiener": lambda x, sr, weak, **params: found_noise_power(x, sr, WienerSettings(**params), weak=weak),
 }
 """Step kinds that can say, before running, how much they would find to act on in a signal (a
-power, linear): the router compares the mix with the stems through these."""
+power, linear): the router compares the mix with the stems through these. `weak`: by evidence the
+kind trusts less, asked for where the strong finds nothing anywhere."""
 
 
-def probe(step: Step, x: np.ndarray, sr: int) -> float | None:
+def probe(step: Step, x: np.ndarray, sr: int, weak: bool = False) -> float | None:
     """What `step` would find to act on in `x` (`PROBES`); None for a kind that cannot say."""
     fn = PROBES.get(step.kind)
-    return None if fn is None else float(fn(x, sr, **step.params))
+    return None if fn is None else float(fn(x, sr, weak, **step.params))
 
 
 def plugin(step: Step) -> pedalboard.Plugin:
