@@ -263,8 +263,8 @@ def _track_stats(power: np.ndarray, sr: int, s: WienerSettings
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per bin: median over time of the minimum track (sliding minimum of the smoothed
     periodogram, not bias-corrected), the median over time of the smoothed periodogram divided
-    by it (the "median-to-minimum ratio", linear), that median itself, and the minimum track's
-    spread over time (90th minus 10th percentile, dB)."""
+    by it (the "median-to-minimum ratio", linear), and that median itself; and the minimum
+    track, `(bins, frames)`."""
     # (bins, frames) in memory: filters and medians along contiguous rows run ~2x faster.
     p = np.ascontiguousarray(power.T)
     smooth = _frames(s.smoothing_s, sr, s.hop)
@@ -274,9 +274,13 @@ def _track_stats(power: np.ndarray, sr: int, s: WienerSettings
     track = minimum_filter1d(p, width, axis=1, mode="nearest")
     low = np.median(track, axis=1)
     med = np.median(p, axis=1)
+    return low, med / np.maximum(low, _TINY), med, track
+
+
+def _spread_db(track: np.ndarray) -> np.ndarray:
+    """Per row of a minimum track: its spread over time, 90th over 10th percentile, in dB."""
     q10, q90 = np.percentile(track, (10.0, 90.0), axis=1)
-    spread_db = 10 * np.log10(np.maximum(q90, _TINY) / np.maximum(q10, _TINY))
-    return low, med / np.maximum(low, _TINY), med, spread_db
+    return 10 * np.log10(np.maximum(q90, _TINY) / np.maximum(q10, _TINY))
 
 
 @lru_cache(maxsize=16)
@@ -285,14 +289,14 @@ def _white_noise_calibration(
 ) -> tuple[float, float, float]:
     """(bias, ratio_db, spread_db) of steady white noise, measured once on a fixed-seed
     simulation: bias = true PSD / median minimum track; ratio_db = its median-to-minimum ratio
-    and spread_db its minimum track's spread over time (`_track_stats`), in dB."""
+    and spread_db its minimum track's spread over time (`_spread_db`), in dB."""
     s = WienerSettings(n_fft=n_fft, hop=hop, smoothing_s=smoothing_s, min_window_s=min_window_s)
     n = max(int(20 * sr), int(8 * (min_window_s + smoothing_s) * sr), 8 * n_fft)
     noise = np.random.default_rng(12345).standard_normal(n).astype(np.float32)
     power = _channel_power(noise, s)[1][_interior(n, s), 1:-1]  # no DC/Nyquist bins
-    low, ratio, _, spread_db = _track_stats(power, sr, s)
+    low, ratio, _, track = _track_stats(power, sr, s)
     return (float(1.0 / max(float(np.median(low)), _TINY)), float(10 * np.log10(np.median(ratio))),
-            float(np.median(spread_db)))
+            float(np.median(_spread_db(track))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,7 +398,7 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
     """The noise estimate from a normalised power spectrogram of one channel (interior frames)."""
     bias, white_ratio_db, white_spread_db = _white_noise_calibration(s.n_fft, s.hop, sr, s.smoothing_s,
                                                                      s.min_window_s)
-    low, ratio, med, spread_db = _track_stats(power, sr, s)
+    low, ratio, med, track = _track_stats(power, sr, s)
     per_bin = low * np.float32(bias)  # unbiased for steady white noise; an upper bound under music
     ratio_db = 10 * np.log10(np.maximum(ratio, _TINY))
     bands = _band_edges(sr, s.n_fft, s)
@@ -404,19 +408,21 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
     empty = max(10.0 ** (s.empty_band_below_db / 10.0), float(levels.max()) * 10.0 ** (-s.empty_band_drop_db / 10.0))
     used = levels >= empty
     trusted = np.zeros(len(bands), dtype=bool)
-    floor = np.zeros(len(bands), dtype=bool)
     excess_db = np.zeros(len(bands))
     for i, (lo, hi, _) in enumerate(bands):
         if used[i]:
             excess_db[i] = float(np.median(ratio_db[lo:hi])) - white_ratio_db
             trusted[i] = (s.excess_min_db <= excess_db[i] <= s.excess_max_db
                           and _flatness_db(med[lo:hi]) >= s.flatness_min_db)
-            floor[i] = (not trusted[i] and s.floor_spread_max_db >= 0
-                        and float(np.median(spread_db[lo:hi])) - white_spread_db <= s.floor_spread_max_db
-                        and _flatness_db(low[lo:hi]) >= s.floor_flatness_min_db)
-    if int(trusted.sum()) < s.confident_bands:  # weak evidence from the fluctuation test: look at the floor
-        trusted |= floor
-        excess_db[floor] = 0.0  # a bare noise floor: its minimum is the noise
+    if int(trusted.sum()) < s.confident_bands and s.floor_spread_max_db >= 0:
+        # Weak evidence from the fluctuation test: look for a bare noise floor, whose minimum is the noise.
+        first, last = bands[0][0], bands[-1][1]
+        spread_db = _spread_db(track[first:last])
+        for i, (lo, hi, _) in enumerate(bands):
+            if used[i] and not trusted[i] and (
+                    float(np.median(spread_db[lo - first:hi - first])) - white_spread_db <= s.floor_spread_max_db
+                    and _flatness_db(low[lo:hi]) >= s.floor_flatness_min_db):
+                trusted[i], excess_db[i] = True, 0.0
     if not trusted.any():
         return _no_noise(per_bin.size, len(bands))
     octaves = np.log2(np.array([c for _, _, c in bands]) / REF_HZ)
