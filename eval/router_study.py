@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import denoise_stems as S  # noqa: E402
 
 from adaptive_argm.core import pipeline, presets  # noqa: E402
-from adaptive_argm.core.route import RouterConfig, route  # noqa: E402
+from adaptive_argm.core.route import RouterConfig, kind_evidence, route  # noqa: E402
 from adaptive_argm.evaluation import benchmark  # noqa: E402
 
 MARGIN_DB = 0.2
@@ -53,11 +53,8 @@ def decisions(clip: benchmark.CleanClip, margins: tuple[float, ...]) -> list[dic
             plan = route(stems, damaged.mix, benchmark.WORK_SR, "routed",
                          replace(RouterConfig(), evidence_margin_db=margins[0]), kinds=kinds, probe=probe)
             clip_plan = route(stems, damaged.mix, benchmark.WORK_SR)
-            for weak in (False, True):  # the weak evidence only where the strong finds nothing anywhere
-                on_mix = probe("wiener", damaged.mix, None, weak)
-                on_stems = sum(probe("wiener", stems[n], n, weak) or 0.0 for n in clip_plan.processed())
-                if on_mix > 0 or on_stems > 0:
-                    break
+            found = kind_evidence("wiener", {n: stems[n] for n in clip_plan.processed()}, damaged.mix, probe)
+            on_stems, on_mix, _ = found or (0.0, 0.0, False)
             gap_db = 10 * np.log10(max(on_stems, 1e-20)) - 10 * np.log10(max(on_mix, 1e-20))
             for m in margins:
                 if clip_plan.mode_used == "direct":

@@ -219,24 +219,30 @@ def _db(p: float) -> float:
     return float(power_db(p, POWER_FLOOR))
 
 
-def _evidence(kind: str, stems: dict[str, np.ndarray], mix: np.ndarray, probe: Probe | None,
-              cfg: RouterConfig) -> KindDecision | None:
-    """Where an `evidence` kind runs: on the stems (those the plan processes) when they together show at least as much for it
-    to act on as the mix (within `evidence_margin_db`), else on the mix, judged by the kind's
-    strong evidence, or by its weak where the strong finds nothing anywhere (a bare noise floor:
-    `denoise.found_noise_power`). None (the clip decides) when it cannot say or finds nothing
-    anywhere either way."""
-    if probe is None:
-        return None
+def kind_evidence(kind: str, stems: dict[str, np.ndarray], mix: np.ndarray, probe: Probe
+                  ) -> tuple[float, float, bool] | None:
+    """(what `kind` finds to act on in `stems` together, in `mix`, whether by its weak evidence):
+    its strong evidence, or its weak where the strong finds nothing anywhere (a bare noise floor:
+    `denoise.found_noise_power`). None when it cannot say or finds nothing anywhere either way."""
     for weak in (False, True):
         on_mix, *each = side_by_side(lambda item: probe(kind, item[1], item[0], weak), [(None, mix), *stems.items()])
         if on_mix is None:
             return None
         on_stems = sum(p or 0.0 for p in each)
         if on_mix > 0.0 or on_stems > 0.0:
-            break
-    else:  # no evidence either way: the clip decides
+            return on_stems, on_mix, weak
+    return None
+
+
+def _evidence(kind: str, stems: dict[str, np.ndarray], mix: np.ndarray, probe: Probe | None,
+              cfg: RouterConfig) -> KindDecision | None:
+    """Where an `evidence` kind runs: on the stems (those the plan processes) when they together show at least as much for it
+    to act on as the mix (within `evidence_margin_db`), else on the mix (`kind_evidence`). None
+    (the clip decides) when it cannot say or finds nothing anywhere."""
+    found = None if probe is None else kind_evidence(kind, stems, mix, probe)
+    if found is None:
         return None
+    on_stems, on_mix, weak = found
     said = (f"finds {_db(on_stems):.1f} dB to act on in the stems together, {_db(on_mix):.1f} dB in the mix"
             + (" (by its weaker evidence only)" if weak else ""))
     if _db(on_stems) >= _db(on_mix) - cfg.evidence_margin_db:
