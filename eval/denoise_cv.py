@@ -43,8 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import denoise_eval as E  # noqa: E402
 
-from adaptive_argm.core import dsp
-from adaptive_argm.core.denoise import WienerSettings  # noqa: E402
+from adaptive_argm.core import dsp, steps  # noqa: E402
 from adaptive_argm.core.dc import remove_dc  # noqa: E402
 
 GRID: tuple[dict, ...] = (
@@ -235,24 +234,23 @@ def sweep_line(rows: list[dict]) -> str:
 
 
 def sweep_grid(values: list[str]) -> tuple[dict, ...]:
-    """`--sweep HALF CANDIDATE...` checked: the candidates as overrides (`{}` when none given)."""
+    """`--sweep HALF CANDIDATE...` checked: the candidates as overrides (`{}` when none given),
+    each refused as a preset step would be (`steps.check`)."""
     if values[0] not in ("A", "B"):
         raise SystemExit(f"--sweep: the first value is the half, A or B, not {values[0]!r}")
     grid = []
     for g in values[1:]:
         try:
-            grid.append(json.loads(g))
+            overrides = json.loads(g)
         except json.JSONDecodeError as e:
             raise SystemExit(f"--sweep: {g!r} is not a JSON object of overrides ({e.msg})") from None
-        if not isinstance(grid[-1], dict):
+        if not isinstance(overrides, dict):
             raise SystemExit(f"--sweep: {g!r} is not a JSON object of overrides")
-        unknown = sorted(set(grid[-1]) - set(WienerSettings.keys()))
-        if unknown:
-            raise SystemExit(f"--sweep: no wiener setting named {', '.join(unknown)}")
         try:
-            WienerSettings(**grid[-1])
-        except (TypeError, ValueError) as e:
-            raise SystemExit(f"--sweep: {g!r}: {e}") from None
+            steps.check(steps.Step("wiener", overrides), "--sweep")
+        except steps.PresetError as e:
+            raise SystemExit(str(e)) from None
+        grid.append(overrides)
     return tuple(grid) or ({},)
 
 
@@ -266,8 +264,7 @@ def main() -> None:
     ap.add_argument("--sweep", nargs="+", metavar=("HALF", "CANDIDATE"),
                     help="only score these candidates (JSON overrides of the shipped preset) on half A or B")
     args = ap.parse_args()
-    if args.sweep:
-        sweep_grid(args.sweep)  # bad values fail before the corpora are read
+    grid = sweep_grid(args.sweep) if args.sweep else None  # bad values fail before the corpora are read
     global VISQOL_CACHE
     if args.visqol_cache:
         VISQOL_CACHE = Path(args.visqol_cache)
@@ -275,8 +272,7 @@ def main() -> None:
     t0 = time.time()
     clips = E.all_clips(args.real, args.midi, args.musicgen, args.max_s)
     halves = dict(zip("AB", E.halves(clips)))
-    if args.sweep:
-        grid = sweep_grid(args.sweep)
+    if grid is not None:
         rows = [r for rs in run_cases([(c, cond, grid) for c in halves[args.sweep[0]] for cond in E.CONDITIONS],
                                       args.jobs, _tuning) for r in rs]
         for i, g in enumerate(grid):
