@@ -30,6 +30,7 @@ from .report import digest, to_json
 from .separate import DemucsSeparator, Separator
 
 BATCH_FILE = "batch.json"
+BATCH_SCHEMA = "adaptive-argm/batch/1"
 REPORT_FILE = "report.json"
 GLOB_CHARS = "*?["
 STATUSES = ("done", "skipped", "failed")
@@ -86,7 +87,7 @@ class BatchResult:
                 "unchanged": sum(f.changed is False for f in self.files)}
 
     def to_dict(self) -> dict:
-        return {"schema": "adaptive-argm/batch/1", "out": self.out_root, "fingerprint": self.fingerprint,
+        return {"schema": BATCH_SCHEMA, "out": self.out_root, "fingerprint": self.fingerprint,
                 "settings": self.settings, "counts": self.counts(), "interrupted": self.interrupted,
                 "files": [f.to_dict() for f in self.files], "pending": list(self.pending)}
 
@@ -342,6 +343,7 @@ def run_batch(inputs: list[str | Path], out_root: str | Path, separator: Separat
     out_root = Path(out_root)
     if out_root.exists() and not out_root.is_dir():
         raise OSError(f"{out_root}: exists and is not a folder, cannot write output there")
+    check_record(out_root)
     trees = [i for i in inputs if recursive and not is_pattern(i) and Path(i).is_dir()]
     all_jobs = plan_jobs(collect_inputs(inputs, exclude_under=out_root, recursive=recursive), out_root, settings,
                          trees)
@@ -401,6 +403,21 @@ def _run_pool(todo: list[Job], jobs: int, separator, settings, fp, notice, recor
     gpu = isinstance(separator, DemucsSeparator) and separator.device != "cpu"
     backend.run_tasks(_work, todo, jobs, done, initializer=_init_worker,
                       initargs=(separator, settings, fp, notice, threads), gpu=gpu)
+
+
+def check_record(out_root: str | Path) -> None:
+    """Refuse, before any work, an `out_root/batch.json` this tool did not write: it is replaced
+    after every file."""
+    path = Path(out_root) / BATCH_FILE
+    if not (path.exists() or path.is_symlink()):
+        return
+    try:
+        ours = not path.is_symlink() and str(json.loads(path.read_text(encoding="utf-8")).get("schema", "")
+                                                 ).startswith(BATCH_SCHEMA.rsplit("/", 1)[0] + "/")
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise results.ResultError(f"{path}: exists and was not written by adaptive-argm; refusing to replace it")
 
 
 def write_record(all_jobs: list[Job], done: dict[Job, FileResult], out_root: Path, fp: str,

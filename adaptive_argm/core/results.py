@@ -55,23 +55,28 @@ class ResultError(UserError):
 class Kind:
     """What makes a set of one kind: its manifest's name, the files every such set writes
     (checked before any work), and, for folders written before sets recorded their files, the
-    names (glob patterns) of an earlier set and the file whose presence marks one."""
+    names (glob patterns) of an earlier set and the file whose presence marks one, with the text
+    that file begins with when this tool wrote it."""
 
     manifest: str
     outputs: tuple[str, ...] = ()
     legacy: tuple[str, ...] = ()
     legacy_marker: str | None = None
+    legacy_marker_text: str = ""
 
 
 @dataclass(frozen=True)
 class Holding:
     """What a folder holds of a kind: the set's files (relative names) and the input it was
     made from (resolved path; None when unknown or not tied to one input). `foreign`: a file
-    with the manifest's name that this tool did not write."""
+    with the manifest's name that this tool did not write. `legacy`: an earlier version's set,
+    whose files are known by their names only: they may be replaced by files of the same name,
+    but none is removed, since a user's file can carry such a name too."""
 
     files: frozenset[str] = frozenset()
     input: str | None = None
     foreign: bool = False
+    legacy: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,8 @@ def holding(folder: str | Path, kind: Kind) -> Holding:
         if path.exists() or path.is_symlink():
             return Holding(foreign=True)
         marker = kind.legacy_marker
-        if marker and marker != kind.manifest and (folder / marker).is_file():
-            return Holding(_legacy_files(folder, kind))
+        if marker and marker != kind.manifest and _begins_with(folder / marker, kind.legacy_marker_text):
+            return Holding(_legacy_files(folder, kind), legacy=True)
         return Holding()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -111,7 +116,18 @@ def holding(folder: str | Path, kind: Kind) -> Holding:
     record = data.get(RECORD_KEY)
     if isinstance(record, dict) and isinstance(record.get("files"), list):
         return Holding(frozenset(str(f) for f in record["files"]), record.get("input"))
-    return Holding(_legacy_files(folder, kind), _legacy_input(data))  # written before sets recorded their files
+    return Holding(_legacy_files(folder, kind), _legacy_input(data), legacy=True)  # before sets recorded their files
+
+
+def _begins_with(path: Path, text: str) -> bool:
+    """`path` is a regular file whose text begins with `text`."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(len(text)) == text
+    except (OSError, ValueError):
+        return False
 
 
 def _legacy_files(folder: Path, kind: Kind) -> frozenset[str]:
@@ -301,7 +317,7 @@ class ResultSet:
                 target = self.folder / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self.staging / name, target)
-            for name in sorted(previous.files - set(names) - {self.kind.manifest}):
+            for name in sorted(set() if previous.legacy else previous.files - set(names) - {self.kind.manifest}):
                 self._remove_previous(name)
             os.replace(staged_manifest, self.folder / self.kind.manifest)
             shutil.rmtree(self.staging, ignore_errors=True)

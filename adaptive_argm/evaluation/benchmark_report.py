@@ -15,6 +15,8 @@ from .benchmark import BenchmarkResult, BenchmarkSettings, run_benchmark
 from .benchmark_tables import all_means, goals, goals_table, headline_table, means, means_table
 from .clips import HALF_ROLES, MUSICGEN_STEM_SCALE, CleanClip
 
+REPORT_TITLE = "# Paired benchmark\n"
+"""The first line of `<stem>.md`: what marks tables an earlier version wrote (`tables_set`)."""
 SOURCE_TEXT = {
     "musicgen": f"MusicGen mixtures with their true stems (oracle stems: stem x {MUSICGEN_STEM_SCALE}, harmony + "
                 "melody -> other, no vocals); direct, stem-wise and routed",
@@ -74,7 +76,7 @@ def _corpus_section(result: BenchmarkResult, source: str) -> list[str]:
 def report_markdown(result: BenchmarkResult) -> str:
     s = result.settings
     sources = list(dict.fromkeys(c.source for c in result.clips))
-    parts = ["# Paired benchmark\n",
+    parts = [REPORT_TITLE,
              "Clean clip -> seeded degradation at the clip's own rate -> the pipeline's read at 44.1 kHz -> "
              "restoration (library path: route + pipeline.restore) -> back to the clip's rate, as "
              "`--output-sr original` writes it. Intrusive scores (SI-SDR, LSD, quiet-frame SNR, ViSQOL v3 audio mode, "
@@ -111,9 +113,10 @@ def report_markdown(result: BenchmarkResult) -> str:
 
 def tables_set(stem: str = "paired") -> results.Kind:
     """The benchmark's files as a result set; tables written before it had a manifest count as
-    its earlier set when `<stem>.md` is there."""
+    its earlier set when `<stem>.md` is there and begins as the benchmark's own does."""
     names = (f"{stem}.md", f"{stem}.csv", f"{stem}_means.csv")
-    return results.Kind(f"{stem}.json", outputs=names, legacy=names, legacy_marker=names[0])
+    return results.Kind(f"{stem}.json", outputs=names, legacy=names, legacy_marker=names[0],
+                        legacy_marker_text=REPORT_TITLE)
 
 
 def write_outputs(result: BenchmarkResult, out_dir: str | Path, stem: str = "paired") -> list[Path]:

@@ -55,7 +55,8 @@ OUTPUT_FILES = tuple(f"{m}.wav" for m in COMPARE_MODES) + (COMPARE_JSON, CLIP_RE
 RESULT_FILES = ("results.csv", "results.json", "summary.md", "report.html")
 CLIP_SET = results.Kind(CLIP_RECORD, legacy=tuple(n for n in OUTPUT_FILES if n != CLIP_RECORD) + FIGURES)
 GENERATED_SET = results.Kind(GENERATED_RECORD, legacy=(GENERATED,))
-RESULTS_SET = results.Kind("results.json", legacy=RESULT_FILES[:1] + RESULT_FILES[2:])
+RESULTS_SET = results.Kind("results.json", outputs=RESULT_FILES[:1] + RESULT_FILES[2:],
+                            legacy=RESULT_FILES[:1] + RESULT_FILES[2:])
 
 
 class EvalError(UserError, ValueError):
