@@ -497,6 +497,69 @@ def test_files_the_tool_did_not_write_are_never_replaced(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("channels", [2, 6])
+def test_a_clip_with_as_many_samples_as_channels_is_written(tmp_path, channels):
+    """pedalboard cannot tell the layout of a square block; the writer must not ask it to."""
+    x = np.linspace(-0.5, 0.5, channels * channels, dtype=np.float32).reshape(channels, channels)
+    song = wav(tmp_path / "square.wav", x.T)
+    result = cli("run", song, "--mode", "direct", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    y, info = audio.read(tmp_path / "out" / "restored.wav", sr=None)
+    assert y.shape == (channels, channels) and info.sample_rate == SR
+    np.testing.assert_allclose(y, x - x.mean(axis=1, keepdims=True), atol=1e-6)
+
+
+@pytest.mark.parametrize("mine", [b'{"mine": true}', b"RIFF not json"])
+def test_a_batch_refuses_a_batch_json_it_did_not_write(tmp_path, mine):
+    songs = [wav(tmp_path / f"{n}.wav", music(0.3)) for n in ("a", "b")]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "batch.json").write_bytes(mine)
+    before = snapshot(tmp_path)
+    line = one_line(cli("run", *songs, "--mode", "direct", "-o", out), 2)
+    assert "batch.json" in line and "not written by adaptive-argm" in line
+    assert snapshot(tmp_path) == before
+    (out / "batch.json").unlink()
+    assert cli("run", *songs, "--mode", "direct", "-o", out).exit_code == 0
+    assert cli("run", *songs, "--mode", "direct", "-o", out).exit_code == 0  # its own record is replaced
+
+
+def test_a_result_of_an_earlier_version_loses_no_file_it_may_not_have_written(tmp_path):
+    """An earlier version's report.json lists no files: its set is known by names only
+    (restored.wav, stems/*.wav), which a user's file can carry too. The new set replaces the
+    names it writes and removes none."""
+    song = wav(tmp_path / "song.wav", music(0.5))
+    out = tmp_path / "out"
+    (out / "stems").mkdir(parents=True)
+    (out / "report.json").write_text(json.dumps({"schema": "adaptive-argm/report/1", "input": {"path": str(song)}}))
+    (out / "restored.wav").write_bytes(b"the earlier version's output")
+    (out / "stems" / "my_vocals_take.wav").write_bytes(b"the user's own take")
+    assert cli("run", song, "--mode", "direct", "-o", out).exit_code == 0
+    assert (out / "stems" / "my_vocals_take.wav").read_bytes() == b"the user's own take"
+    assert audio.read(out / "restored.wav", sr=None)[0].shape[1] == int(0.5 * SR)
+    assert set_files(out, "report.json") == {"restored.wav"}
+
+
+def test_benchmark_takes_paired_md_for_its_earlier_tables_only_when_it_wrote_it(tmp_path):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    wav(clean / "song.wav", music(1.0))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "paired.md").write_text("my notes on pairing\n")
+    (out / "paired.csv").write_text("a,b\n")
+    before = snapshot(out)
+    args = ("benchmark", "--no-corpus", "--clean", clean, "--degrade", "white-50", "--presets", "adaptive",
+            "--modes", "direct", "--jobs", "1", "--no-visqol", "--out", out)
+    result = cli(*args)
+    assert result.exit_code != 0 and "Traceback" not in result.stderr + result.stdout
+    assert "paired" in result.stderr and "refusing" in result.stderr
+    assert snapshot(out) == before
+    (out / "paired.md").write_text("# Paired benchmark\n\nan earlier version's tables\n")
+    assert cli(*args).exit_code == 0
+    assert (out / "paired.csv").read_text() != "a,b\n" and (out / "paired.json").is_file()
+
+
 def test_batches_into_one_folder_never_replace_another_inputs_result(tmp_path):
     for song in ("folk", "lofi"):
         (tmp_path / song).mkdir()
@@ -543,6 +606,9 @@ BAD_TOML = "kind = = dc_remove\n"
     (["eval", "{tmp}/set.toml", "-o", "{tmp}/ev", "--preset", "nosuch"], "--preset"),
     (["benchmark", "--no-corpus", "--clean", "{tmp}", "--presets", "nosuch", "-o", "{tmp}/b"], "unknown preset"),
     (["demo", "--seconds", "0", "-o", "{tmp}/d"], "--seconds"),
+    (["demo", "--seconds", "0.001", "-o", "{tmp}/d"], "between 1 and 600"),
+    (["demo", "--seconds", "nan", "-o", "{tmp}/d"], "between 1 and 600"),
+    (["demo", "--seconds", "1e9", "-o", "{tmp}/d"], "between 1 and 600"),
     (["metrics", "{tmp}/missing.wav"], "no such file"),
     (["corpus", "real", "{song}", "-o", "{tmp}"], "not empty"),
     (["run", "{song}", "--device", "tpu"], "--device"),
@@ -553,6 +619,9 @@ BAD_TOML = "kind = = dc_remove\n"
     (["run", "{song}", "--model-repo", "{tmp}/no-such-folder"], "--model-repo"),
     (["models", "--model-repo", "{tmp}/no-such-folder"], "--model-repo"),
     (["demo", "-o", "{song}"], "not a folder"),
+    (["run", "{song}", "--min-rel-db", "nan"], "min_rel_db must be a finite number"),
+    (["benchmark", "--no-corpus", "--clean", "{tmp}", "-j", "-1", "-o", "{tmp}/b"], "--jobs must be 0"),
+    (["eval", "{tmp}/set.toml", "-o", "{tmp}/ev", "--generate", "--duration", "-5"], "--duration must be"),
 ], ids=lambda v: " ".join(v).replace("{song}", "song").replace("{tmp}/", "") if isinstance(v, list) else None)
 def test_usage_errors_exit_2_with_one_line_and_write_nothing(tmp_path, args, words):
     """Issue case 9: a bad --preset or a malformed preset file exited 1."""
@@ -671,13 +740,35 @@ def test_a_32k_round_trip_through_a_transparent_chain_keeps_the_waveform(tmp_pat
     noise[np.fft.rfftfreq(2 * sr, 1 / sr) > 14000] = 0
     x = music(2.0, sr=sr)[:, 0] + 0.05 * np.fft.irfft(noise, 2 * sr)
     song = wav(tmp_path / "x32.wav", x[:, None], sr)
-    (tmp_path / "pass.toml").write_text(PASSTHROUGH_PRESET)
-    out = tmp_path / "out"
-    result = cli("run", song, "--mode", "direct", "--preset-file", tmp_path / "pass.toml", "--output-sr", "original",
-                 "-o", out)
-    assert result.exit_code == 0, result.stderr
-    y, _ = audio.read(out / "restored.wav", sr=None)
+    y, _, _ = at_own_rate(song, PASSTHROUGH_PRESET, tmp_path / "out")
     assert si_sdr_db(y, (x - x.mean())[None].astype(np.float32)) >= 35.0
+
+
+def at_own_rate(song: Path, preset: str, out: Path) -> tuple[np.ndarray, dict, str]:
+    """`run --output-sr original` of `song` with the preset file holding `preset`: the output
+    as written, its report and stdout."""
+    (out.parent / f"{out.name}.toml").write_text(preset)
+    result = cli("run", song, "--mode", "direct", "--preset-file", out.parent / f"{out.name}.toml",
+                 "--output-sr", "original", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    return audio.read(out / "restored.wav", sr=None)[0], json.loads((out / "report.json").read_text()), result.stdout
+
+
+def test_an_unchanged_32k_result_at_its_own_rate_keeps_its_whole_band_and_says_how(tmp_path):
+    """A round trip through 44.1 kHz loses 15.1-16 kHz of a 32 kHz file; a result that changed
+    nothing beyond DC is the input itself, and the report says which of the two was written."""
+    sr = 32000
+    x = 0.05 * np.random.default_rng(4).standard_normal((2 * sr, 2)).astype(np.float32)  # up to 16 kHz
+    song = wav(tmp_path / "x32.wav", x, sr)
+    y, report, stdout = at_own_rate(song, PASSTHROUGH_PRESET, tmp_path / "out")
+    assert report["output"]["sample_rate"] == sr and report["changed"] is False
+    np.testing.assert_allclose(y, remove_dc(x.T, sr), atol=1e-7)
+    assert "the input itself" in report["output"]["rate_note"] and "the input itself" in stdout
+    y, report, _ = at_own_rate(song, 'name = "gain"\n[[steps]]\nkind = "pedalboard.Gain"\ngain_db = -6.0\n',
+                               tmp_path / "gain")
+    assert "band above 15.1 kHz is lost" in report["output"]["rate_note"]
+    top = np.fft.rfftfreq(y.shape[1], 1 / sr) > 15600
+    assert np.sum(np.abs(np.fft.rfft(y[0])[top]) ** 2) < 1e-3 * np.sum(np.abs(np.fft.rfft(x[:, 0])[top]) ** 2)
 
 
 # --- two runs at once, and Ctrl-C in every command ----------------------------------------------
@@ -725,9 +816,9 @@ def test_two_runs_of_different_inputs_into_one_folder_never_mix(tmp_path):
     assert set_files(out, "report.json") == {"restored.wav"}
 
 
-def interrupt(proc: subprocess.Popen, ready, timeout_s: float = 240) -> tuple[int, str]:
-    """Ctrl-C (SIGINT to the process group) once `ready()` says the command is producing its
-    outputs; the exit code and stderr."""
+def interrupt(proc: subprocess.Popen, ready, timeout_s: float = 240, signum: int = signal.SIGINT) -> tuple[int, str]:
+    """Ctrl-C (SIGINT to the process group; or `signum`) once `ready()` says the command is
+    producing its outputs; the exit code and stderr."""
     deadline = time.monotonic() + timeout_s
     while not ready():
         if proc.poll() is not None:
@@ -736,7 +827,7 @@ def interrupt(proc: subprocess.Popen, ready, timeout_s: float = 240) -> tuple[in
             proc.kill()
             pytest.fail("never became ready to interrupt")
         time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signum)
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err
 
@@ -745,13 +836,15 @@ def new_paths(root: Path, before: dict) -> bool:
     return any(str(p.relative_to(root)) not in before for p in root.rglob("*"))
 
 
-def assert_interrupt_told_the_truth(code: int, stderr: str, root: Path, before: dict) -> list[Path]:
-    """Exit 130, one line saying what was kept, and nothing else of the run under `root`:
-    everything that was there before is byte-identical; what is new lies in what the line names."""
-    assert code == 130, stderr
+def assert_interrupt_told_the_truth(code: int, stderr: str, root: Path, before: dict,
+                                    how: str = "interrupted") -> list[Path]:
+    """Exit 130 (143 when terminated), one line saying what was kept, and nothing else of the run
+    under `root`: everything that was there before is byte-identical; what is new lies in what
+    the line names."""
+    assert code == (143 if how == "terminated" else 130), stderr
     assert "Traceback" not in stderr
     line = [x for x in stderr.splitlines() if x.strip()][-1]
-    prefix = "interrupted: kept what was finished before it ("
+    prefix = f"{how}: kept what was finished before it ("
     kept = [Path(p) for p in line[len(prefix):].rsplit(")", 1)[0].split(", ")] if line.startswith(prefix) else []
     after = snapshot(root)
     left = [name for name in set(after) - set(before)
@@ -761,7 +854,7 @@ def assert_interrupt_told_the_truth(code: int, stderr: str, root: Path, before: 
     for name, content in before.items():
         assert name in after, name
         assert after[name] == content or content is not None and kept, name  # only a kept result replaces
-    assert line == "interrupted: nothing was written" or kept, line
+    assert line == f"{how}: nothing was written" or kept, line
     return kept
 
 
@@ -773,6 +866,17 @@ def test_ctrl_c_in_run_leaves_no_file_of_the_run_and_the_earlier_result_intact(t
     before = snapshot(tmp_path)
     code, err = interrupt(start(["run", song, "--mode", "direct", "-o", out]), lambda: new_paths(tmp_path, before))
     assert assert_interrupt_told_the_truth(code, err, tmp_path, before) == []
+
+
+def test_sigterm_in_run_cleans_up_as_ctrl_c_does(tmp_path):
+    """`kill` and `timeout` send SIGTERM: it used to end the run at once, leaving its staging
+    folder and the output folder it had made."""
+    song = wav(tmp_path / "song.wav", music(30.0, channels=2))
+    before = snapshot(tmp_path)
+    code, err = interrupt(start(["run", song, "--mode", "direct", "-o", tmp_path / "out"]),
+                          lambda: new_paths(tmp_path, before), signum=signal.SIGTERM)
+    assert assert_interrupt_told_the_truth(code, err, tmp_path, before, how="terminated") == []
+    assert snapshot(tmp_path) == before
 
 
 def test_ctrl_c_in_compare_while_its_files_are_written_leaves_none_of_them(tmp_path):
@@ -899,3 +1003,36 @@ def test_ctrl_c_in_models_fetch_while_downloading_leaves_no_file(tmp_path):
         for c in connections:
             c.close()
     assert assert_interrupt_told_the_truth(code, err, work, before) == []
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "--bogus"], "No such option: --bogus"),
+    (["run", "x.wav", "--target-lufs", "abc"], "--target-lufs"),
+    (["nosuchcommand"], "No such command"),
+    (["models", "fetch"], "Missing argument"),
+])
+def test_the_command_lines_own_usage_errors_are_one_line_too(tmp_path, args, words):
+    """click's parser errors, before any command runs, as the program itself prints them."""
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())
+
+
+def test_a_reference_of_another_length_is_refused_not_cropped(tmp_path):
+    x = music(2.0)
+    song, half = wav(tmp_path / "song.wav", x), wav(tmp_path / "half.wav", x[: len(x) // 2])
+    line = one_line(cli("metrics", song, "--ref", half, "--json"), 1)
+    assert "--ref lasts 1.00 s and the input 2.00 s" in line
+    line = one_line(cli("compare", song, "--ref", half, "--no-figures", "-o", tmp_path / "out"), 1)
+    assert "--ref lasts" in line and not (tmp_path / "out").exists()
+    scored = cli("metrics", song, "--ref", song, "--json")  # the same clip is scored
+    assert scored.exit_code == 0 and json.loads(scored.stdout)["si_sdr_db"] is None  # identical: +inf
+
+
+def test_flac_asked_of_more_channels_than_it_holds_is_refused_before_any_work(tmp_path):
+    song = wav(tmp_path / "ten.wav", np.tile(music(0.5), (1, 10)))
+    line = one_line(cli("run", song, "--mode", "direct", "--format", "flac", "-o", tmp_path / "out"), 1)
+    assert "FLAC holds at most 8 channels and the input has 10" in line and not (tmp_path / "out").exists()
+    assert cli("run", song, "--mode", "direct", "-o", tmp_path / "out").exit_code == 0  # its own WAV holds them

@@ -281,3 +281,20 @@ def test_missing_fluidsynth_program_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(rc.CorpusError, match="fluidsynth program is not installed"):
         mt.build_midi_corpus([good], tmp_path / "midi", SMALL_SF2 if SMALL_SF2.is_file() else good)
     assert not (tmp_path / "midi").exists()
+
+
+def test_a_file_that_is_not_a_soundfont_is_refused_not_replaced_by_fluidsynths_default(tmp_path, monkeypatch):
+    """FluidSynth renders with its default SoundFont when it cannot load the one given, and the
+    corpus would record the file given."""
+    good = tiny_midi(tmp_path / "good.mid")
+    fake = tmp_path / "text.sf2"
+    fake.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt not a soundfont")
+    (tmp_path / "bin").mkdir()
+    fluidsynth = tmp_path / "bin" / mt.FLUIDSYNTH  # the check comes before any rendering
+    fluidsynth.write_text("#!/bin/sh\nexit 1\n")
+    fluidsynth.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with pytest.raises(rc.CorpusError, match="not a SoundFont"):
+        mt.build_midi_corpus([good], tmp_path / "midi", fake)
+    line = one_line_failure(cli("corpus", "midi", good, "--out", tmp_path / "midi", "--soundfont", fake))
+    assert "not a SoundFont" in line and not (tmp_path / "midi").exists()

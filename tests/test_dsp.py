@@ -67,12 +67,32 @@ def test_a_user_preset_file_loads_and_runs(tmp_path):
     ('[[steps]]\nkind = "magic"\n', "unknown step kind"),
     ('[[steps]]\nkind = "pedalboard.Gain"\nnot_a_param = 1\n', "pedalboard.Gain"),
     ('[[steps]\n', "not valid TOML"),
+    ('[[steps]]\nkind = "pedalboard.Gain"\ngain_db = nan\n', "gain_db must be a finite number"),
+    ('[[steps]]\nkind = "pedalboard.Gain"\ngain_db = inf\n', "gain_db must be a finite number"),
+    ('[[steps]]\nkind = "noisereduce"\nprop_decrease = -3.0\n', r"prop_decrease must be a number in \[0, 1\]"),
+    ('steps = 5\n', "steps must be a list of tables"),
+    ('[[steps]]\nkind = "pedalboard.Gain"\ngain_db = "loud"\n', r"wrong type: it takes .*Gain\(gain_db: float"),
+    ('[[steps]]\nkind = "pedalboard.Convolution"\nimpulse_response_filename = "/no/such/ir.wav"\n',
+     "Unable to load impulse response"),
+    ('[[steps]]\nkind = "wiener"\nn_fft = "big"\n', "n_fft must be a number, not 'big'"),
+    ('[[steps]]\nkind = "noisereduce"\nprop_decrease = "x"\n', "prop_decrease must be a number"),
+    ('bogus_top = 1\n[[steps]]\nkind = "dc_remove"\n', "unknown key 'bogus_top'"),
+    ('match_loudness = "yes"\n[[steps]]\nkind = "dc_remove"\n', "match_loudness must be true or false"),
+    ('[[steps]]\nkind = "dc_remove"\n[stem_steps]\ndrums = 5\n', "unknown key 'stem_steps'"),
+    ('[[steps]]\nkind = "dc_remove"\n[stems]\ndrums = 5\n', r"\[stems.drums\] must be a table"),
+    ('[[steps]]\nkind = "dc_remove"\n[stems.drums]\nstep = []\n', r"\[stems.drums\] must be a table holding only steps"),
 ])
 def test_broken_presets_fail_with_one_clear_line(tmp_path, text, message):
     f = tmp_path / "bad.toml"
     f.write_text(text)
     with pytest.raises(PresetError, match=message):
         presets.load(f)
+
+
+def test_an_unknown_noisereduce_parameter_is_refused_before_any_audio_is_processed():
+    step = presets.load("paper").steps[0]
+    with pytest.raises(PresetError, match="unknown parameter 'bogus'"):
+        dsp.apply_chain(np.zeros((1, 4096), np.float32), SR, (type(step)(step.kind, {**step.params, "bogus": 1}),))
 
 
 def test_unknown_builtin_preset_names_the_known_ones():

@@ -326,3 +326,12 @@ def test_the_default_separator_uses_a_prompt_sets_own_stems_and_restores_the_oth
     assert notes and result.notices
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "`a`: no stems" not in summary and "notice: restored the mix directly" in summary
+
+def test_a_folder_holding_a_users_own_results_csv_is_refused_before_any_clip_runs(tmp_path):
+    ps = records.load_prompts(two_stem_clips(tmp_path))
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "results.csv").write_text("my,own\n")
+    with pytest.raises(records.EvalError, match="results.csv: exists and is not part of an earlier result"):
+        runner.run(ps, out, FAST)
+    assert [p.name for p in out.iterdir()] == ["results.csv"]

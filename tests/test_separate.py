@@ -75,6 +75,15 @@ def test_user_stems_that_do_not_add_up_are_refused_unless_forced(tmp_path):
     assert sep.info.residual_db > -20
 
 
+def test_two_files_for_one_stem_are_refused_not_one_of_them_dropped(tmp_path):
+    stems = synthetic_stems(seconds=1.0)
+    for name, x in stems.items():
+        audio.write(tmp_path / f"{name}.wav", x, SR)
+    audio.write(tmp_path / "drums.flac", stems["drums"], SR)
+    with pytest.raises(SeparationError, match=r"two files for the stem 'drums' \(drums.flac, drums.wav\)"):
+        separate.StemsFolder(tmp_path)(sum(stems.values()), SR)
+
+
 def test_user_stems_fit_one_gain_and_match_the_mix_channels(tmp_path):
     stems = synthetic_stems(seconds=1.0, channels=1)
     for name, x in stems.items():

@@ -9,12 +9,38 @@ from . import demo  # noqa: F401  (registers the command)
 from . import eval  # noqa: F401  (registers the command)
 from . import benchmark  # noqa: F401  (registers the command)
 from . import corpus  # noqa: F401  (registers the command group)
+from rich.markup import escape
+
 from .app import app
 
 
 def main() -> None:
-    from ..core import heap, threads
+    import sys
+
+    import typer
+
+    from ..core import heap, interrupts, threads
+    from .app import err_console, interrupted_text
 
     heap.no_huge_pages()
     threads.one_blas_thread()
-    app()
+    interrupts.terminate_as_interrupt()
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:  # Ctrl-C before a command started
+        err_console.print(interrupted_text([]), highlight=False)
+        code = 130
+    except Exception as exc:
+        # click's usage errors (typer vendors click: known by their shape, not their class). One
+        # line, as every other error: click's own is a usage line, a hint and a boxed message.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code") and hasattr(exc, "ctx")):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.ctx.get_help())
+            code = 0
+        else:
+            command = exc.ctx.command_path if exc.ctx is not None else "adaptive-argm"
+            err_console.print(f"[bold red]error:[/] {escape(exc.format_message())} (see '{command} --help')",
+                              highlight=False, soft_wrap=True)
+            code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

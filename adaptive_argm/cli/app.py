@@ -1,5 +1,5 @@
 """The typer application, its console, and the one place where errors become one-line messages
-and exit codes (2: usage, 1: processing, 130: interrupted)."""
+and exit codes (2: usage, 1: processing, 130: interrupted, 143: terminated)."""
 
 from __future__ import annotations
 
@@ -39,13 +39,13 @@ def fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
-def interrupted_text(kept: list) -> str:
-    """What an interrupted command leaves: nothing, or the results it finished before."""
+def interrupted_text(kept: list, how: str = "interrupted") -> str:
+    """What an interrupted (or terminated) command leaves: nothing, or the results it finished before."""
     if not kept:
-        return "interrupted: nothing was written"
+        return f"{how}: nothing was written"
     names = [str(p) for p in dict.fromkeys(kept)]
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-    return f"interrupted: kept what was finished before it ({shown}); nothing else was written"
+    return f"{how}: kept what was finished before it ({shown}); nothing else was written"
 
 
 @contextmanager
@@ -57,9 +57,11 @@ def friendly_errors():
             yield
         except typer.Exit:
             raise
-        except KeyboardInterrupt:
-            err_console.print(interrupted_text(kept), highlight=False, soft_wrap=True)
-            raise typer.Exit(130)
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, interrupts.Terminated)
+            err_console.print(interrupted_text(kept, "terminated" if terminated else "interrupted"), highlight=False,
+                              soft_wrap=True)
+            raise typer.Exit(143 if terminated else 130)
         except UsageError as exc:
             fail(str(exc), 2)
         except Exception as exc:

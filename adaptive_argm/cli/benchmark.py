@@ -68,12 +68,14 @@ def benchmark(
     """Degrade clean clips in controlled, seeded ways at their own rate, restore them with each
     preset and mode, and score every result against the clean original."""
     with friendly_errors(), ExitStack() as ctx:
+        if jobs < 0:
+            raise UsageError(f"--jobs must be 0 (one per CPU core) or more, not {jobs}")
         chosen = backends.make(backend, address)
         settings = bench.BenchmarkSettings(
             degradations=_list(degradations, "--degrade"), presets=_list(preset_list, "--presets"),
             modes=_list(modes, "--modes"), seed=seed,
             split=split, skip_policy=skip_policy or bench.BenchmarkSettings.skip_policy, clip_mode=clip_mode,
-            jobs=max(0, jobs), with_visqol=not no_visqol, excerpt_s=excerpt_s,
+            jobs=jobs, with_visqol=not no_visqol, excerpt_s=excerpt_s,
             router=o.router_config(min_rel_db, min_active, active_rel_db, active_floor_dbfs))
         try:
             bench.check(settings)

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..config import COMPARE_MODES, MODE_LABELS
-from ..core import audio, figures, pipeline, ranking
+from ..core import audio, figures, intrusive, pipeline, ranking
 from ..core.load import work_rate
 from . import options as o
 from .app import app, console, err_console, friendly_errors
@@ -93,7 +93,11 @@ def compare(
                             overwrite=overwrite,
                             protect=(*others, *shared.inputs()))
         # At the run's rate: the working rate, or the input's own when higher.
-        reference = (audio.read(ref, work_rate(audio.Reader(input).sample_rate))[0] if ref is not None else None)
+        reader = audio.Reader(input)
+        reference = audio.read(ref, work_rate(reader.sample_rate))[0] if ref is not None else None
+        if reference is not None:
+            intrusive.check_lengths(reader.expected_frames(work_rate(reader.sample_rate)), reference.shape[1],
+                                    work_rate(reader.sample_rate))
         progress, on_stage, on_progress = stage_progress()
         with progress:
             result = pipeline.compare(input, folder, sep, settings, reference=reference, notice=notice,

@@ -19,6 +19,10 @@ from .progress import stage_progress
 SEPARATOR_TEXT = {"stems": "with its true stems", "demucs": f"with Demucs {DEFAULT_MODEL}"}
 
 
+MIN_SECONDS, MAX_SECONDS = 1.0, 600.0
+"""Each song holds at least a bar of its beat; ten minutes is what a long run takes."""
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for the songs and results."),
@@ -30,8 +34,8 @@ def demo(
     neither), write each mix with its true stems, and compare direct, stem-wise and routed
     restoration on them. Runs Demucs too when its weights are already here."""
     with friendly_errors():
-        if seconds <= 0:
-            raise UsageError("--seconds must be positive")
+        if not MIN_SECONDS <= seconds <= MAX_SECONDS:  # NaN too
+            raise UsageError(f"--seconds must be between {MIN_SECONDS:g} and {MAX_SECONDS:g}, not {seconds:g}")
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a folder")
         progress, on_stage, _ = stage_progress()

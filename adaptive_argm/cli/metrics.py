@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..core import audio, metrics
+from ..core import audio, intrusive, metrics
 from ..core.report import jsonable
 from .app import app, console, err_console, friendly_errors
 from .run import check_input
@@ -33,7 +33,9 @@ def metrics_command(
         info = reader.info()
         reference = audio.read(ref, metrics.METRIC_SR)[0] if ref is not None else None
         if reference is not None:
-            panel = metrics.with_scores_of(panel, audio.read(file, metrics.METRIC_SR)[0], reference, metrics.METRIC_SR)
+            y = audio.read(file, metrics.METRIC_SR)[0]
+            intrusive.check_lengths(y.shape[1], reference.shape[1], metrics.METRIC_SR)
+            panel = metrics.with_scores_of(panel, y, reference, metrics.METRIC_SR)
         if info.truncated:
             err_console.print(f"[yellow]warning:[/] {info.truncation_warning()}", soft_wrap=True)
         if as_json:

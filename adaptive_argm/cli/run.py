@@ -54,8 +54,9 @@ def delivery_line(output: dict) -> str:
     aim = ""
     if target:
         aim = f" (target {fmt(target['target_lufs'], 1)} LUFS under {fmt(target['ceiling_dbtp'], 1)} dBTP: {target['status']})"
+    rate = f" ({output['rate_note']})" if output.get("rate_note") else ""
     return (f"wrote {output['path']}: {output['format_text']} ({output['format_reason']}), "
-            f"{output['sample_rate'] / 1000:g} kHz; {fmt(output['loudness_lufs'])} LUFS{aim}, "
+            f"{output['sample_rate'] / 1000:g} kHz{rate}; {fmt(output['loudness_lufs'])} LUFS{aim}, "
             f"true peak {fmt(output['true_peak_dbtp'])} dBTP")
 
 
@@ -165,6 +166,10 @@ def run(
                 raise UsageError(str(exc)) from None
             if out is not None and out.exists() and not out.is_dir():
                 raise UsageError(f"--out {out}: exists and is not a folder")
+            try:
+                batch.check_record(out if out is not None else Path("restored"))
+            except results.ResultError as exc:
+                raise UsageError(f"--out: {exc}") from None
             return run_many(inputs, out, sep, settings, notice, jobs, recursive, chosen)
         folder = choose_out(out, input, pipeline.run_kind(input, settings), default_root="restored", overwrite=overwrite,
                             protect=shared.inputs())

@@ -196,6 +196,16 @@ def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     raise ValueError(f"cannot map {x.shape[0]} channels onto {channels}")
 
 
+def write_frames(f: AudioFile, block: np.ndarray) -> None:
+    """Write a `(channels, samples)` block to an open `AudioFile`. pedalboard tells a block's layout
+    from its shape, and cannot when it is square (as many samples as channels: a 2-sample stereo
+    clip, or the last block of a longer one): such a block goes in as two."""
+    if block.ndim == 2 and block.shape[0] == block.shape[1] > 1:
+        f.write(np.ascontiguousarray(block[:, :1]))
+        block = block[:, 1:]
+    f.write(np.ascontiguousarray(block))
+
+
 def write(path: str | Path, x: np.ndarray | Signal, sr: int, *, protect: tuple[str | Path, ...] = ()) -> Path:
     """Write `(channels, samples)` float32 audio, an array or a `Signal` (written block by
     block), atomically (temp file + rename).
@@ -212,7 +222,7 @@ def write(path: str | Path, x: np.ndarray | Signal, sr: int, *, protect: tuple[s
         with AudioFile(tmp, "w", samplerate=sr, num_channels=channels,
                        **({"bit_depth": 32} if path.suffix.lower() == ".wav" else {})) as f:
             for block in (x.blocks() if isinstance(x, Signal) else [x]):
-                f.write(np.ascontiguousarray(block, dtype=np.float32))
+                write_frames(f, np.asarray(block, dtype=np.float32))
     return path
 
 

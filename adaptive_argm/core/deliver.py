@@ -24,7 +24,7 @@ from pedalboard.io import AudioFile
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from ..config import UserError
-from .audio import atomic_path
+from .audio import atomic_path, write_frames
 from .dsp import LIMITER_WINDOW_MS
 from .levels import loudness_lufs, peak_dbfs, scaled
 from .signal import Signal
@@ -127,14 +127,16 @@ class SourceFormat:
 
     container: str
     sample_type: str
+    channels: int = 0
+    """0: unknown (a header that could not be read)."""
 
 
 def probe(path: str | Path) -> SourceFormat:
     """The container and stored sample type of an audio file (header only)."""
     with AudioFile(str(path)) as f:
-        sample_type = str(f.file_dtype)
+        sample_type, channels = str(f.file_dtype), int(f.num_channels)
     container = Path(path).suffix.lower().lstrip(".")
-    return SourceFormat("aiff" if container == "aif" else container, sample_type)
+    return SourceFormat("aiff" if container == "aif" else container, sample_type, channels)
 
 
 def default_format(source: SourceFormat, peak_dbfs: float) -> tuple[OutputFormat, str]:
@@ -252,11 +254,11 @@ def write(path: str | Path, x: np.ndarray | Signal, sr: int, fmt: OutputFormat, 
                 for s in range(0, part.shape[1], _QUANTIZE_BLOCK):
                     block = part[:, s:s + _QUANTIZE_BLOCK]
                     if q is None:
-                        f.write(np.ascontiguousarray(block, dtype=np.float32))
+                        write_frames(f, np.asarray(block, dtype=np.float32))
                     elif bits == 16:
-                        f.write(q(block).astype(np.int16))
+                        write_frames(f, q(block).astype(np.int16))
                     else:  # pedalboard takes 24-bit samples left-justified in int32
-                        f.write(q(block) << 8)
+                        write_frames(f, q(block) << 8)
     return Written(str(path), fmt, int(sr), channels, frames, peak,
                    0 if q is None else q.clipped, seed if fmt.dither else None)
 

@@ -37,6 +37,22 @@ def signals_held():
             signal.raise_signal(s)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `kill` and `timeout` send), raised where Ctrl-C raises KeyboardInterrupt:
+    a terminated command cleans up as an interrupted one does."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def terminate_as_interrupt() -> None:
+    """From now on SIGTERM raises `Terminated` in the main thread (a command-line program's
+    start; spawned workers set their own handler)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None):
     """Yield a temporary path beside `path`; on success it is renamed onto `path` with the

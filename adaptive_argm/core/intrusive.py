@@ -69,6 +69,18 @@ def capped(score_db: float) -> float:
 # --- alignment ----------------------------------------------------------------------------------
 
 
+LENGTH_TOLERANCE_S = 0.1
+"""A reference may differ in length from what it scores by this much, or 1% of the longer
+(a decoder's padding), not more: the scores cover only the part the two share."""
+
+
+def check_lengths(frames: int, ref_frames: int, sr: int) -> None:
+    """Refuse, with a one-line `ValueError`, a reference too unlike in length to be the same clip."""
+    if abs(frames - ref_frames) > max(LENGTH_TOLERANCE_S * sr, 0.01 * max(frames, ref_frames)):
+        raise ValueError(f"--ref lasts {ref_frames / sr:.2f} s and the input {frames / sr:.2f} s: the scores would "
+                         "cover only the part they share; give the clean reference of the same clip")
+
+
 def _2d(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     return x[np.newaxis] if x.ndim == 1 else x

@@ -19,7 +19,7 @@ from . import audio, dc, metrics
 from .audio import WORK_SR
 from .finish import keep_measured
 from .resample import Stream
-from .signal import InMemory, Signal, Store
+from .signal import InMemory, Mapped, Signal, Store
 
 
 def work_rate(input_sr: int) -> int:
@@ -71,3 +71,25 @@ def load(path: str | Path, store: Store) -> Loaded:
     store.drop(raw)
     del raw
     return Loaded(mix.array if isinstance(mix, InMemory) else mix, info, panel, sr)
+
+
+class _Native(Signal):
+    """An input file at its own rate, decoded again each time it is read, `frames` long."""
+
+    def __init__(self, path: str | Path, info: audio.AudioInfo):
+        self.path, self.sr, self.channels, self.frames = Path(path), info.sample_rate, info.channels, info.frames
+
+    def blocks(self, size: int = audio.BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        left = self.frames
+        for block in audio.Reader(self.path).native_blocks(size):
+            if left <= 0:
+                break
+            yield block[:, :left]
+            left -= block.shape[1]
+
+
+def native_dc_free(path: str | Path, info: audio.AudioInfo) -> Signal:
+    """The input `path` (as `info` describes it) at its own rate without its DC offset and drift,
+    block by block: what a result that changed nothing else is, written at that rate."""
+    source = _Native(path, info)
+    return Mapped(source, dc.stage(info.sample_rate, info.frames, info.channels))

@@ -271,8 +271,9 @@ def measure(
     - bandwidth_hz: the cutoff detector's brick wall in the long-term spectrum
       (`bandwidth.analyse_spectrum`: a resampler's or a codec's low-pass, told apart from a
       natural roll-off) when it finds one; else the upper edge of the occupied band of the
-      long-term spectrum (rule at BANDWIDTH_RANGE_DB). A resampled 32 kHz file reads about
-      16 kHz (real MusicGen mixes 15.4-15.6 kHz), full-band noise 22 kHz; a steep low-pass
+      long-term spectrum (rule at BANDWIDTH_RANGE_DB). A 32 kHz file reads the edge of the
+      resampler's passband on the way to 44.1 kHz (white noise 15.3 kHz; the real MusicGen
+      mixes of the development corpus 14.9-15.1 kHz), full-band noise 22 kHz; a steep low-pass
       pulls it down, a gentle one (a tilt) or a bass shelf barely moves it. Dull stems read
       their content's roll-off.
     """

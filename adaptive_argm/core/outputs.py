@@ -37,11 +37,23 @@ def source_format(path: str | Path) -> SourceFormat:
         return SourceFormat(Path(path).suffix.lower().lstrip("."), "unknown")
 
 
+FLAC_MAX_CHANNELS = 8
+
+
 def choose_format(source: SourceFormat, peak: float, container: str | None = None,
                   bits: str | None = None) -> tuple[OutputFormat, str]:
     """The format a result is written in, and why: what was asked (`container`, `bits`), the
     rest from the input's own (`deliver.default_format`, which also knows that only float holds
-    a result above full scale)."""
+    a result above full scale). `DeliveryError` for FLAC asked of an input with more channels
+    than it holds (known from the header, before any work)."""
+    fmt, why = _chosen(source, peak, container, bits)
+    if fmt.container == "flac" and source.channels > FLAC_MAX_CHANNELS:
+        raise DeliveryError(f"FLAC holds at most {FLAC_MAX_CHANNELS} channels and the input has {source.channels}: "
+                            "write WAV (--format wav)")
+    return fmt, why
+
+
+def _chosen(source: SourceFormat, peak: float, container: str | None, bits: str | None) -> tuple[OutputFormat, str]:
     default, why = deliver.default_format(source, peak)
     if container is None and bits is None:
         return default, why
@@ -77,11 +89,13 @@ class Delivered:
     target: dict | None = None
     residual: str | None = None
     residual_sr: int = WORK_SR
+    rate_note: str | None = None
+    """How the output came to the input's own (lower) rate, with `--output-sr original`."""
 
     def to_dict(self) -> dict:
         return {**self.written.to_dict(), "format_reason": self.format_reason, "format_text": self.written.format.describe(),
                 "loudness_lufs": self.loudness_lufs, "true_peak_dbtp": self.true_peak_dbtp,
-                "loudness_target": self.target}
+                "loudness_target": self.target, "rate_note": self.rate_note}
 
     def residual_dict(self) -> dict | None:
         if self.residual is None:
@@ -125,7 +139,8 @@ def deliver_result(out, stem: str, y: np.ndarray | Signal, sr: int, source: Sour
                    container: str | None = None, bits: str | None = None,
                    target: deliver.LoudnessResult | None = None,
                    residual: tuple[np.ndarray | Signal, np.ndarray | Signal] | None = None,
-                   residual_name: str | None = None, residual_sr: int = WORK_SR) -> Delivered:
+                   residual_name: str | None = None, residual_sr: int = WORK_SR,
+                   rate_note: str | None = None) -> Delivered:
     """Write `y` (`(channels, samples)` float32 at `sr`, the output rate; an array or a signal
     read block by block) as `stem` + the format's suffix into `out` (a result set or a view of
     one, `core.results`), and `residual` (output and input at `residual_sr`, the run's rate:
@@ -151,7 +166,7 @@ def deliver_result(out, stem: str, y: np.ndarray | Signal, sr: int, source: Sour
         diff = Difference(as_signal(residual[0], residual_sr), as_signal(residual[1], residual_sr))
         deliver.write(out.path(residual_name), diff, residual_sr, RESIDUAL_FORMAT)
         residual_path = str(out.final(residual_name))
-    return Delivered(written, why, lufs, true_peak, target_dict, residual_path, residual_sr)
+    return Delivered(written, why, lufs, true_peak, target_dict, residual_path, residual_sr, rate_note)
 
 
 def deliver_again(out, delivered: Delivered, stem: str, residual_name: str | None = None) -> Delivered:

@@ -24,10 +24,10 @@ from .audio import WORK_SR
 from .dc import remove_dc
 from .drawing import Drawing
 from .finish import Restored, finish, keep_measured, loudness_lufs
-from .load import load
+from .load import load, native_dc_free
 from .outcome import CompareResult, RunResult, Settings
 from .remix import process_stems, remix, remixed, without_kinds
-from .resample import resample, resampled
+from .resample import ROUND_TRIP_BAND, resample, resampled
 from .route import RoutePlan, route, route_modes
 from .separate import Separation, Separator, StemsFolder, high_band
 from .signal import MEMORY, Mapped, Signal, Store, as_signal, held, workspace
@@ -115,11 +115,11 @@ def _run(input_path: str | Path, out: results.Staged, separator: Separator | Non
     with clock.stage("measure"):
         panels, warnings = _measure_outputs(panel_in, {"output": restored.audio}, sr=sr, info=info)
     with clock.stage("write"):
-        y, out_sr = _output_audio(restored.audio, info, settings.output_sr, sr)
+        y, out_sr, rate_note = _output_audio(restored, input_path, info, settings.output_sr, sr)
         delivered = outputs.deliver_result(out, RESTORED_STEM, y, out_sr, source, container=settings.format,
                                            bits=settings.bits, target=restored.loudness,
                                            residual=_residual(restored, mix, settings.residual),
-                                           residual_name=RESIDUAL, residual_sr=sr)
+                                           residual_name=RESIDUAL, residual_sr=sr, rate_note=rate_note)
         if settings.keep_stems and separation is not None:
             for name, stem in separation.stems.items():
                 audio.write(out.path(f"stems/{name}.wav"), stem, sr)
@@ -251,7 +251,7 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
         with clock.stage("figures"):
             drawing.draw(figs.spectrograms_of(result, sr), out.staged_folder / figs.SPECTROGRAMS_PNG)
     with clock.stage("write"):
-        delivered = _deliver_outputs(out, outputs_, info, settings, source, mix, sr)
+        delivered = _deliver_outputs(out, outputs_, input_path, info, settings, source, mix, sr)
     result = replace(result, paths={m: d.written.path for m, d in delivered.items()}, delivered=delivered)
     if figures:
         with clock.stage("figures"):
@@ -261,7 +261,7 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
     return result
 
 
-def _deliver_outputs(out, outputs_: dict[str, Restored], info: audio.AudioInfo, settings: Settings,
+def _deliver_outputs(out, outputs_: dict[str, Restored], input_path: str | Path, info: audio.AudioInfo, settings: Settings,
                      source: outputs.SourceFormat, mix: np.ndarray, sr: int) -> dict[str, outputs.Delivered]:
     """Each compared result written under its mode's name, side by side. Routed often IS the
     stem-wise or direct result: that one is measured and written once, then copied."""
@@ -271,10 +271,10 @@ def _deliver_outputs(out, outputs_: dict[str, Restored], info: audio.AudioInfo, 
 
     def deliver(m: str) -> outputs.Delivered:
         r = outputs_[m]
-        y, out_sr = _output_audio(r.audio, info, settings.output_sr, sr)
+        y, out_sr, rate_note = _output_audio(r, input_path, info, settings.output_sr, sr)
         return outputs.deliver_result(out, m, y, out_sr, source, container=settings.format, bits=settings.bits,
                                       target=r.loudness, residual=_residual(r, mix, settings.residual),
-                                      residual_name=f"residual-{m}.wav", residual_sr=sr)
+                                      residual_name=f"residual-{m}.wav", residual_sr=sr, rate_note=rate_note)
 
     written = dict(zip(first.values(), side_by_side(deliver, first.values())))
     return {m: written[m] if m in written else
@@ -474,16 +474,24 @@ def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarra
     return panels, warnings
 
 
-def _output_audio(y: np.ndarray | Signal, info: audio.AudioInfo, output_sr: OutputRate,
-                  sr: int = WORK_SR) -> tuple[np.ndarray | Signal, int]:
+def _output_audio(r: Restored, input_path: str | Path, info: audio.AudioInfo, output_sr: OutputRate,
+                  sr: int = WORK_SR) -> tuple[np.ndarray | Signal, int, str | None]:
     """The result as written: at the run's rate, or back at the input's (`original`; its own
-    length)."""
-    if output_sr != "original" or info.sample_rate == sr:
-        return y, sr
+    length), with a note on how it got there. A result that changed nothing beyond DC is the
+    input itself, read again at its own rate and DC-free there: converted back, it would lose
+    the top of its band to the resampler's passband, twice (`resample.ROUND_TRIP_BAND`)."""
+    y, native = r.audio, info.sample_rate
+    if output_sr != "original" or native == sr:
+        return y, sr, None
+    if r.change is not None and not r.change.changed:
+        return (native_dc_free(input_path, info),
+                native, f"the input itself at its own {native / 1000:g} kHz, DC removed there: nothing else changed")
+    note = (f"converted back from {sr / 1000:g} to the input's {native / 1000:g} kHz: its band above "
+            f"{ROUND_TRIP_BAND * native / 2000:.1f} kHz is lost to the resampler's passband, there and back")
     if isinstance(y, Signal):
-        return Mapped(y, lambda blocks: resampled(blocks, sr, info.sample_rate, y.channels, info.frames),
-                      frames=info.frames, sr=info.sample_rate), info.sample_rate
-    return resample(y, sr, info.sample_rate, frames=info.frames), info.sample_rate
+        return Mapped(y, lambda blocks: resampled(blocks, sr, native, y.channels, info.frames),
+                      frames=info.frames, sr=native), native, note
+    return resample(y, sr, native, frames=info.frames), native, note
 
 
 class Stopwatch:

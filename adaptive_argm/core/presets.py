@@ -94,7 +94,13 @@ def builtin_names() -> list[str]:
                   if p.name.endswith(".toml"))
 
 
+KEYS = ("name", "description", "match_loudness", "steps", "stems")
+"""A preset file's top-level keys: any other is a typo, refused rather than ignored."""
+
+
 def _steps(tables: list, where: str) -> tuple[Step, ...]:
+    if not isinstance(tables, list):
+        raise PresetError(f"{where}: steps must be a list of tables ([[steps]]), not {tables!r}")
     steps = []
     for t in tables:
         if not isinstance(t, dict) or "kind" not in t:
@@ -104,6 +110,9 @@ def _steps(tables: list, where: str) -> tuple[Step, ...]:
     return tuple(steps)
 
 
+_KIND_TEXT = {str: "a string", bool: "true or false", dict: "a table ([stems.<name>])"}
+
+
 def parse(text: str, source: str) -> Preset:
     try:
         data = tomllib.loads(text)
@@ -111,14 +120,23 @@ def parse(text: str, source: str) -> Preset:
         raise PresetError(f"{source}: not valid TOML ({exc})") from None
     if "steps" not in data:
         raise PresetError(f"{source}: a preset needs at least one [[steps]] table")
+    unknown = [k for k in data if k not in KEYS]
+    if unknown:
+        raise PresetError(f"{source}: unknown key {unknown[0]!r} (a preset has {', '.join(KEYS)})")
+    for key, kind in (("name", str), ("description", str), ("match_loudness", bool), ("stems", dict)):
+        if key in data and not isinstance(data[key], kind):
+            raise PresetError(f"{source}: {key} must be {_KIND_TEXT[kind]}, not {data[key]!r}")
+    for name, t in data.get("stems", {}).items():
+        if not isinstance(t, dict) or set(t) - {"steps"}:
+            raise PresetError(f"{source}: [stems.{name}] must be a table holding only steps, not {t!r}")
     stems = {name: _steps(t.get("steps", []), f"{source} [stems.{name}]")
              for name, t in data.get("stems", {}).items()}
     preset = Preset(
-        name=str(data.get("name", Path(source).stem)),
-        description=str(data.get("description", "")),
+        name=data.get("name", Path(source).stem),
+        description=data.get("description", ""),
         steps=_steps(data["steps"], source),
         stem_steps=stems,
-        match_loudness=bool(data.get("match_loudness", False)),
+        match_loudness=data.get("match_loudness", False),
         source=source,
     )
     validate(preset)

@@ -337,6 +337,13 @@ def _minority_walls(bw: Bandwidth) -> str:
             f"blocks of {bw.block_s:g} s, less than half the input: left alone")
 
 
+def _walls(cutoffs_hz: list[float]) -> str:
+    """The brick wall(s) a band was added above, as the report says it."""
+    if len(cutoffs_hz) == 1:
+        return f"a brick wall at {cutoffs_hz[0]:.0f} Hz"
+    return f"brick walls from {cutoffs_hz[0]:.0f} to {cutoffs_hz[-1]:.0f} Hz, block by block"
+
+
 def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySettings(),
             detector: BandwidthSettings = BandwidthSettings()) -> tuple[np.ndarray, RecoveryReport]:
     """Regenerate the band above a detected brick-wall cutoff of `x` at `sr` Hz.
@@ -443,8 +450,8 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     noise = filled / cells if cells else 0.0
     if noise:
         refilled += f"; noise in {noise:.0%} of the added band's cells, holes the codec left"
-    report = RecoveryReport(True, f"added {lo_hz:.0f}-{hi_hz:.0f} Hz above a brick wall at "
-                            f"{bw.cutoff_hz:.0f} Hz{refilled}", bw.kind, bw.cutoff_hz, lo_hz, hi_hz, level,
+    where = _walls(sorted(c for c, e in envelopes.items() if e is not None))
+    report = RecoveryReport(True, f"added {lo_hz:.0f}-{hi_hz:.0f} Hz above {where}{refilled}", bw.kind, bw.cutoff_hz, lo_hz, hi_hz, level,
                             float(np.mean([e.slope_db_per_octave for e in used])),
                             float(np.median(flat)) if flat else math.nan, character, limited, sr, bw, gaps, noise)
     return (y[0] if x_in.ndim == 1 else y), report
@@ -486,7 +493,7 @@ def merged(reports: list[RecoveryReport]) -> RecoveryReport:
                    level_re_below_db=float(np.mean([r.level_re_below_db for r in acted])),
                    gaps_filled=float(np.mean([r.gaps_filled for r in acted])),
                    noise_filled=float(np.mean([r.noise_filled for r in acted])),
-                   reason=f"added {lo:.0f}-{hi:.0f} Hz above a brick wall at {base.cutoff_hz:.0f} Hz "
+                   reason=f"added {lo:.0f}-{hi:.0f} Hz above {_walls(sorted({r.cutoff_hz for r in acted}))} "
                           f"in {len(acted)} of {len(reports)} segments")
 
 

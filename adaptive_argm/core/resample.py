@@ -23,6 +23,10 @@ import soxr
 
 QUALITY = "HQ"
 """soxr's quality recipe: librosa's default (`soxr_hq`)."""
+ROUND_TRIP_BAND = 0.945
+"""A lower rate -> 44.1 kHz -> back round trip is 3 dB down at this share of the lower rate's
+Nyquist frequency (0.9450 at 8, 16, 22.05 and 32 kHz; white noise, measured); its band above
+is lost."""
 HOLD_FRAMES = 16
 """Output frames held back until the end, so that the total can still be cut to its length
 (soxr's own total is the proportional length rounded, which can exceed the length asked for by

@@ -8,6 +8,7 @@ decision carries the measurements and thresholds that made it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
@@ -68,6 +69,11 @@ class RouterConfig:
             check_choice(policy, KIND_POLICIES, KIND_MODES)
         if not 0 <= self.min_active_fraction <= 1:
             raise SettingError(MIN_ACTIVE, f" must be between 0 and 1, not {self.min_active_fraction}")
+        for name in ("frame_s", "min_rel_db", "active_rel_db", "active_floor_dbfs", "evidence_margin_db"):
+            if not math.isfinite(getattr(self, name)):  # NaN compares false with everything: no stem would be skipped
+                raise SettingError(f"router {name} must be a finite number, not {getattr(self, name)}")
+        if self.frame_s <= 0:
+            raise SettingError(f"router frame_s must be positive, not {self.frame_s}")
         if not self.frame_s > 0:
             raise SettingError(FRAME, f" must be positive, not {self.frame_s}")
 

@@ -283,9 +283,12 @@ def stem_files(folder: str | Path, exclude: tuple[str | Path, ...] = ()) -> dict
     if not folder.is_dir():
         raise SeparationError(STEMS, f" {folder}: not a folder")
     skip = {Path(p).resolve() for p in exclude}
-    files = {}
+    files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in audio.AUDIO_SUFFIXES and p.stem.lower() not in MIX_NAMES and p.resolve() not in skip:
+            if p.stem.lower() in files:
+                raise SeparationError(STEMS, f" {folder}: two files for the stem {p.stem.lower()!r} "
+                                             f"({files[p.stem.lower()].name}, {p.name}): keep one")
             files[p.stem.lower()] = p
     if not files:
         raise SeparationError(STEMS, f" {folder}: no stem files (<name>.wav|flac|mp3|ogg|aiff) found")

@@ -17,8 +17,10 @@ energy it removed, so that a result can say honestly that nothing was changed an
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Iterator
 
 import numpy as np
@@ -95,6 +97,9 @@ def _noisereduce(sr: int, frames: int, channels: int, **params) -> Stage:
     file as one block)."""
     import noisereduce
 
+    unknown = sorted(set(params) - set(inspect.signature(noisereduce.reduce_noise).parameters) - {"y", "sr"})
+    if unknown:
+        raise PresetError(f"noisereduce: unknown parameter {unknown[0]!r} (see noisereduce.reduce_noise)")
     chunk = int(params.pop("chunk_size", NOISEREDUCE_CHUNK_SIZE))
     padding = int(params.pop("padding", NOISEREDUCE_PADDING))
     min_frames = max(int(params.get("n_fft", NOISEREDUCE_N_FFT)), int(params.get("win_length") or 0))
@@ -197,28 +202,54 @@ def probe(step: Step, x: np.ndarray, sr: int, weak: bool = False) -> float | Non
     return None if fn is None else float(fn(x, sr, weak, **step.params))
 
 
-def plugin(step: Step) -> pedalboard.Plugin:
-    """The pedalboard plugin a `pedalboard.<Plugin>` step names, built with its parameters."""
+def plugin(step: Step, source: str | None = None) -> pedalboard.Plugin:
+    """The pedalboard plugin a `pedalboard.<Plugin>` step names, built with its parameters
+    (`source`: the preset, named in errors)."""
     name = step.kind[len(PEDALBOARD_PREFIX):]
+    where = f"{source}: " if source else ""
     cls = getattr(pedalboard, name, None)
     if not (isinstance(cls, type) and issubclass(cls, pedalboard.Plugin)):
-        raise PresetError(f"unknown pedalboard plugin {name!r}")
+        raise PresetError(f"{where}unknown pedalboard plugin {name!r}")
     try:
         return cls(**step.params)
-    except TypeError as exc:
-        raise PresetError(f"{step.kind}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
+        # pybind11 lists the constructor's signatures over several lines: the first one says it.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        signature = next((line[3:] for line in lines if line.startswith("1. ")), None)
+        said = f"a parameter has the wrong type: it takes {signature}" if signature else \
+            (lines[0] if lines else type(exc).__name__)
+        raise PresetError(f"{where}{step.kind}: {said}") from None
+
+
+def _numbers_where_numbers_go(step: Step, settings: type, source: str) -> None:
+    """A settings dataclass's number given as anything else (a string, true/false) is refused by name."""
+    defaults = {f.name: f.default for f in fields(settings)}
+    for key, value in step.params.items():
+        default = defaults.get(key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise PresetError(f"{source}: {step.kind}: {key} must be a number, not {value!r}")
 
 
 def check(step: Step, source: str) -> None:
     """Refuse, with a one-line `PresetError` naming `source`, a step kind or parameter that
     cannot run."""
+    for key, value in step.params.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PresetError(f"{source}: {step.kind}: {key} must be a finite number, not {value!r}")
+    if step.kind == "noisereduce" and "prop_decrease" in step.params:
+        value = step.params["prop_decrease"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise PresetError(f"{source}: noisereduce: prop_decrease must be a number in [0, 1] (the share of the "
+                              f"noise taken out), not {value!r}")
     if step.is_plugin:
-        plugin(step)
+        plugin(step, source)
     elif step.kind not in KINDS:
         raise PresetError(f"{source}: unknown step kind {step.kind!r} "
                           f"(known: {', '.join(KINDS)}, {PEDALBOARD_PREFIX}<Plugin>)")
     elif step.kind in ("wiener", RECOVERY):
         settings = WienerSettings if step.kind == "wiener" else RecoverySettings
+        _numbers_where_numbers_go(step, settings, source)
         try:
             settings(**step.params)
         except (TypeError, ValueError) as exc:

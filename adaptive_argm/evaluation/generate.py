@@ -10,6 +10,7 @@ tests drive it with a tiny random-config MusicGen.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +41,10 @@ class GenerationSettings:
     seed: int = DEFAULT_SEED
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.duration_s < math.inf:  # NaN too; the model says how long it can go (`tokens_for`)
+            raise SettingError(DURATION, f" must be a positive number of seconds, not {self.duration_s:g}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -158,12 +158,19 @@ def split_families(mid, max_duration_s: float | None = None):
 
 
 def check_renderer(soundfont: str | Path) -> Path:
-    """The SoundFont path; CorpusError when it or the fluidsynth program is missing."""
+    """The SoundFont path; CorpusError when it or the fluidsynth program is missing, or it is not a
+    SoundFont."""
     soundfont = Path(soundfont)
     if not soundfont.is_file():
         raise CorpusError(f"{soundfont}: SoundFont not found (Debian: fluid-soundfont-gm or timgm6mb-soundfont)")
     if shutil.which(FLUIDSYNTH) is None:
         raise CorpusError("the fluidsynth program is not installed (Debian/Ubuntu: apt-get install fluidsynth)")
+    with open(soundfont, "rb") as f:
+        head = f.read(12)
+    # FluidSynth falls back on its default SoundFont, silently, when it cannot load the one given.
+    if head[:4] != b"RIFF" or head[8:12] not in (b"sfbk", b"DLS "):
+        raise CorpusError(f"{soundfont}: not a SoundFont (an SF2/SF3 file begins with RIFF....sfbk, a DLS file with "
+                          "RIFF....DLS)")
     return soundfont
 
 
