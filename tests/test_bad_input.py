@@ -618,6 +618,7 @@ BAD_TOML = "kind = = dc_remove\n"
     (["run", "{song}", "--preset-file", "{song}"], "not a text file"),
     (["run", "{song}", "--model-repo", "{tmp}/no-such-folder"], "--model-repo"),
     (["models", "--model-repo", "{tmp}/no-such-folder"], "--model-repo"),
+    (["demo", "--model-repo", "{tmp}/no-such-folder", "-o", "{tmp}/d"], "--model-repo"),
     (["demo", "-o", "{song}"], "not a folder"),
     (["run", "{song}", "--min-rel-db", "nan"], "min_rel_db must be a finite number"),
     (["benchmark", "--no-corpus", "--clean", "{tmp}", "-j", "-1", "-o", "{tmp}/b"], "--jobs must be 0"),
@@ -1036,3 +1037,12 @@ def test_flac_asked_of_more_channels_than_it_holds_is_refused_before_any_work(tm
     line = one_line(cli("run", song, "--mode", "direct", "--format", "flac", "-o", tmp_path / "out"), 1)
     assert "FLAC holds at most 8 channels and the input has 10" in line and not (tmp_path / "out").exists()
     assert cli("run", song, "--mode", "direct", "-o", tmp_path / "out").exit_code == 0  # its own WAV holds them
+
+
+def test_stems_given_to_a_direct_run_are_said_to_be_unused(tmp_path):
+    song = wav(tmp_path / "song.wav", music(0.5))
+    (tmp_path / "stems").mkdir()
+    result = cli("run", song, "--mode", "direct", "--stems", tmp_path / "stems", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    assert "mode direct restores the mix itself" in result.stderr and "not used" in result.stderr
+    assert "not used" in json.loads((tmp_path / "out" / "report.json").read_text())["separator"]["notice"]

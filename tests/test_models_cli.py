@@ -77,6 +77,14 @@ def test_models_fetch_offline_fails_fast_with_one_line_saying_how_to_bring_files
     assert not to.exists()  # nothing half-done left behind
 
 
+def test_models_fetch_of_a_name_demucs_does_not_know_says_so_not_how_to_download_it(offline, tmp_path):
+    result, _ = invoke("models", "fetch", "htdemuc", "--to", tmp_path / "weights")
+    assert result.exit_code == 1
+    line = one_line(result.stderr)
+    assert "unknown Demucs model 'htdemuc'" in line and "htdemucs" in line and "no network" not in line
+    assert not (tmp_path / "weights").exists()
+
+
 def test_models_check_accepts_a_good_folder_and_rejects_weights_without_their_yaml(tmp_path):
     good = tiny_model_repo(tmp_path / "good", name="tiny")
     result, _ = invoke("models", "check", good)

@@ -38,6 +38,8 @@ def demo(
             raise UsageError(f"--seconds must be between {MIN_SECONDS:g} and {MAX_SECONDS:g}, not {seconds:g}")
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a folder")
+        if model_repo is not None and not model_repo.is_dir():
+            raise UsageError(f"--model-repo {model_repo}: not a folder")
         progress, on_stage, _ = stage_progress()
         with progress:
             result = demo_lib.demo(out, duration_s=seconds, figures=figures, model_repo=model_repo,

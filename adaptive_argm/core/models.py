@@ -427,6 +427,10 @@ def fetch(name: str, to: str | Path | None = None) -> list[Path]:
     `model_dir()`), so `--model-repo to` works offline afterwards. Without network it raises
     `ModelUnavailable` within the probe's timeout, saying how to bring the files in by hand."""
     to = Path(to).expanduser() if to is not None else model_dir()
+    if (name not in (*KNOWN_NAMES, TEST_MODEL) and not (_remote_root() / f"{name}.yaml").is_file()
+            and name not in _legacy_files()):
+        raise ValueError(f"unknown Demucs model {name!r}: demucs names no such bag or signature "
+                         f"(models: {', '.join(KNOWN_NAMES)})")
     if not network_available():
         raise ModelUnavailable(f"no network: cannot download Demucs model {name!r}; "
                                f"to bring it in by hand: {by_hand(name, to)}")

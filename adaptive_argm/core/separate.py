@@ -370,7 +370,8 @@ def resolve(options: SeparatorOptions = SeparatorOptions(), *, mode: Mode = "rou
     """
     o = options
     if mode == "direct":
-        return None, None
+        return None, (None if o.stems is None else f"mode direct restores the mix itself: the stems in {o.stems} are "
+                                                   "not used")
     if o.separator == "stems" or (o.separator == "auto" and o.stems is not None):
         if o.stems is None:
             raise SeparationError(SEPARATOR, " stems needs ", Setting(STEMS.name, "a stems folder"))
