@@ -1046,3 +1046,19 @@ def test_stems_given_to_a_direct_run_are_said_to_be_unused(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "mode direct restores the mix itself" in result.stderr and "not used" in result.stderr
     assert "not used" in json.loads((tmp_path / "out" / "report.json").read_text())["separator"]["notice"]
+
+
+def test_a_batch_over_a_folder_leaves_out_what_earlier_runs_wrote_there_and_says_so(tmp_path):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for name in ("a", "b"):
+        wav(songs / f"{name}.wav", music(0.4))
+    assert cli("run", songs, "--mode", "direct", "-o", songs).exit_code == 0  # results beside the songs
+    assert (songs / "a" / "restored.wav").is_file()
+    result = cli("run", songs, "--recursive", "--mode", "direct", "-o", tmp_path / "elsewhere")
+    assert result.exit_code == 0, result.stderr
+    assert "left out 2 file(s) that earlier runs wrote" in result.stderr
+    files = json.loads((tmp_path / "elsewhere" / "batch.json").read_text())["files"]
+    assert sorted(Path(f["input"]).name for f in files) == ["a.wav", "b.wav"]
+    again = cli("run", songs / "a" / "restored.wav", songs / "b.wav", "--mode", "direct", "-o", tmp_path / "named")
+    assert again.exit_code == 0 and "left out" not in again.stderr  # a file named itself is restored

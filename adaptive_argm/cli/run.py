@@ -160,10 +160,15 @@ def run(
         settings = shared.settings(mode, keep_stems)
         sep, notice = shared.resolve_separator(mode=settings.mode, exclude=(input,))
         if many:
+            left_out: list[Path] = []
             try:
-                batch.collect_inputs(inputs, recursive=recursive)
+                batch.collect_inputs(inputs, recursive=recursive, left_out=left_out)
             except (FileNotFoundError, ValueError) as exc:
                 raise UsageError(str(exc)) from None
+            if left_out:
+                err_console.print(f"[yellow]notice:[/] left out {len(left_out)} file(s) that earlier runs wrote "
+                                  f"(the first: {left_out[0]}); name a file itself to restore it again",
+                                  highlight=False, soft_wrap=True)
             if out is not None and out.exists() and not out.is_dir():
                 raise UsageError(f"--out {out}: exists and is not a folder")
             try:

@@ -116,6 +116,16 @@ def _is_output(path: Path, out_root: Path) -> bool:
     return path.is_relative_to(out_root) and (folder / REPORT_FILE).is_file()
 
 
+def _earlier_result(path: Path) -> bool:
+    """A file an earlier run or comparison wrote: its folder's manifest lists it as its own."""
+    folder = path.parent.parent if path.parent.name == "stems" else path.parent
+    for kind in (pipeline.REPORT_SET, pipeline.COMPARE_SET):
+        held = results.holding(folder, kind)
+        if not held.legacy and path.relative_to(folder).as_posix() in held.files:
+            return True
+    return False
+
+
 def _tree_files(folder: Path) -> list[Path]:
     """The audio files in `folder` and its subfolders, folder by folder in name order; hidden
     folders (a result set's staging folder among them) and links to folders are not entered."""
@@ -126,13 +136,16 @@ def _tree_files(folder: Path) -> list[Path]:
     return files
 
 
-def collect_inputs(specs: list[str | Path], exclude_under: Path | None = None, recursive: bool = False) -> list[Path]:
+def collect_inputs(specs: list[str | Path], exclude_under: Path | None = None, recursive: bool = False,
+                   left_out: list[Path] | None = None) -> list[Path]:
     """The audio files named by `specs`: files as given, a folder's audio files (with
     `recursive`, also those in its subfolders), a glob pattern's audio files (`**` recurses).
     Duplicates are dropped, order kept; results of earlier runs under `exclude_under` (the
-    output folder) are left out. Raises `FileNotFoundError` or `ValueError` for a spec that
-    names nothing."""
+    output folder) are left out, and so are the files a folder or pattern finds that an earlier
+    run wrote anywhere (its manifest lists them; appended to `left_out`). Raises
+    `FileNotFoundError` or `ValueError` for a spec that names nothing."""
     found: list[Path] = []
+    given: set[Path] = set()
     for spec in specs:
         path = Path(spec)
         if is_pattern(spec):
@@ -146,6 +159,7 @@ def collect_inputs(specs: list[str | Path], exclude_under: Path | None = None, r
                 raise ValueError(f"{spec}: no audio files in {where} ({', '.join(audio.AUDIO_SUFFIXES)})")
         elif path.exists():
             files = [path]
+            given.add(path.resolve())
         else:
             raise FileNotFoundError(f"{spec}: no such file")
         found.extend(files)
@@ -155,6 +169,10 @@ def collect_inputs(specs: list[str | Path], exclude_under: Path | None = None, r
     for p in found:
         r = p.resolve()
         if r in seen or (skip is not None and _is_output(r, skip)):
+            continue
+        if r not in given and _earlier_result(r):
+            if left_out is not None and p not in left_out:
+                left_out.append(p)
             continue
         seen.add(r)
         out.append(p)
