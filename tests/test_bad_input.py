@@ -621,6 +621,9 @@ BAD_TOML = "kind = = dc_remove\n"
     (["demo", "--model-repo", "{tmp}/no-such-folder", "-o", "{tmp}/d"], "--model-repo"),
     (["demo", "-o", "{song}"], "not a folder"),
     (["run", "{song}", "--min-rel-db", "nan"], "min_rel_db must be a finite number"),
+    (["run", "{song}", "-o", "{tmp}/dangling"], "which does not exist"),
+    (["run", "{song}", "{song}", "-o", "{tmp}/dangling"], "which does not exist"),
+    (["eval", "{tmp}", "-o", "{tmp}/ev"], "is a folder; give a prompt-set TOML file"),
     (["benchmark", "--no-corpus", "--clean", "{tmp}", "-j", "-1", "-o", "{tmp}/b"], "--jobs must be 0"),
     (["eval", "{tmp}/set.toml", "-o", "{tmp}/ev", "--generate", "--duration", "-5"], "--duration must be"),
 ], ids=lambda v: " ".join(v).replace("{song}", "song").replace("{tmp}/", "") if isinstance(v, list) else None)
@@ -630,6 +633,7 @@ def test_usage_errors_exit_2_with_one_line_and_write_nothing(tmp_path, args, wor
     (tmp_path / "bad.toml").write_text(BAD_TOML)
     (tmp_path / "empty.toml").write_text(PRESET_WITHOUT_STEPS)
     (tmp_path / "set.toml").write_text(f'[[clip]]\nid = "a"\nprompt = "p"\ntags = []\naudio = "{song}"\n')
+    (tmp_path / "dangling").symlink_to(tmp_path / "no-such-target")
     before = snapshot(tmp_path)
     argv = [a.replace("{song}", str(song)).replace("{tmp}", str(tmp_path)) for a in args]
     line = one_line(cli(*argv), 2)

@@ -298,3 +298,15 @@ def test_a_file_that_is_not_a_soundfont_is_refused_not_replaced_by_fluidsynths_d
         mt.build_midi_corpus([good], tmp_path / "midi", fake)
     line = one_line_failure(cli("corpus", "midi", good, "--out", tmp_path / "midi", "--soundfont", fake))
     assert "not a SoundFont" in line and not (tmp_path / "midi").exists()
+
+
+def test_sources_sharing_a_name_get_distinct_excerpt_names_and_one_file_given_twice_is_refused(tmp_path):
+    from adaptive_argm.evaluation.corpus import track_ids
+
+    x, y = tmp_path / "x" / "a" / "song.wav", tmp_path / "y" / "a" / "song.wav"
+    assert track_ids([x, y]) == ["x-a-song", "y-a-song"]
+    assert track_ids([x, x.with_suffix(".flac")])[0].endswith("a-song-wav")
+    assert track_ids([tmp_path / "a" / "one.ogg", tmp_path / "b" / "one.ogg", tmp_path / "two.ogg"]) == \
+        ["a-one", "b-one", "two"]
+    with pytest.raises(rc.CorpusError, match="given twice"):
+        track_ids([x, tmp_path / "x" / "a" / ".." / "a" / "song.wav"])

@@ -171,6 +171,8 @@ def run(
                                   highlight=False, soft_wrap=True)
             if out is not None and out.exists() and not out.is_dir():
                 raise UsageError(f"--out {out}: exists and is not a folder")
+            if out is not None and out.is_symlink() and not out.exists():
+                raise UsageError(f"--out {out}: is a link to {out.readlink()}, which does not exist")
             try:
                 batch.check_record(out if out is not None else Path("restored"))
             except results.ResultError as exc:

@@ -171,6 +171,8 @@ def conflict(folder: str | Path, kind: Kind, input: str | Path | None = None, na
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         return Conflict("not-a-folder", f"{folder}: exists and is not a folder")
+    if folder.is_symlink() and not folder.exists():
+        return Conflict("not-a-folder", f"{folder}: is a link to {os.readlink(folder)}, which does not exist")
     if not folder.is_dir():
         return None
     held = holding(folder, kind)

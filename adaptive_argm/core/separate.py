@@ -285,7 +285,8 @@ def stem_files(folder: str | Path, exclude: tuple[str | Path, ...] = ()) -> dict
     skip = {Path(p).resolve() for p in exclude}
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in audio.AUDIO_SUFFIXES and p.stem.lower() not in MIX_NAMES and p.resolve() not in skip:
+        if (p.is_file() and p.suffix.lower() in audio.AUDIO_SUFFIXES and p.stem.lower() not in MIX_NAMES
+                and p.resolve() not in skip):
             if p.stem.lower() in files:
                 raise SeparationError(STEMS, f" {folder}: two files for the stem {p.stem.lower()!r} "
                                              f"({files[p.stem.lower()].name}, {p.name}): keep one")

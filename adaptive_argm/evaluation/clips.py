@@ -169,7 +169,7 @@ def folder_clips(folder: str | Path, seconds: float | None = None) -> list[Clean
     folder = Path(folder)
     if not folder.is_dir():
         raise SettingError(CLEAN, f" {folder}: not a folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in audio.AUDIO_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in audio.AUDIO_SUFFIXES)
     if not files:
         raise SettingError(CLEAN, f" {folder}: no audio files ({', '.join(audio.AUDIO_SUFFIXES)})")
     clips = []

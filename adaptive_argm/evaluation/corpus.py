@@ -26,6 +26,7 @@ import numpy as np
 import scipy.signal
 
 from ..core import audio, interrupts
+from ..core.batch import track_names
 from ..core import levels
 from ..core.levels import loudness_lufs
 
@@ -235,14 +236,15 @@ def bandwidth_hz(x: np.ndarray, sr: int, range_db: float = BANDWIDTH_RANGE_DB) -
 
 
 def track_ids(sources: Sequence[str | Path]) -> list[str]:
-    """File stems; stems shared by several sources become `parent-stem` for each of them."""
+    """File stems; stems shared by several sources take their parent folders' names in front
+    (`parent-stem`, then further up), then their suffix, as a batch names its folders. The same
+    file given twice is refused."""
     paths = [Path(s) for s in sources]
-    stems = [p.stem for p in paths]
-    ids = [f"{p.parent.name}-{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
-    if len(set(ids)) != len(ids):
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        raise CorpusError(f"two sources would share the excerpt name {dupes[0]}; give each source once")
-    return ids
+    resolved = [p.resolve() for p in paths]
+    twice = next((p for p, r in zip(paths, resolved) if resolved.count(r) > 1), None)
+    if twice is not None:
+        raise CorpusError(f"{twice} is given twice; give each source once")
+    return track_names(paths)
 
 
 def cut_excerpt(x: np.ndarray, sr: int, duration_s: float = EXCERPT_S, target_lufs: float = TARGET_LUFS,

@@ -104,6 +104,8 @@ def _str(p: Path | None) -> str | None:
 def load_prompts(path: str | Path) -> PromptSet:
     """Parse a prompt-set TOML (`[[clip]]` tables); paths are relative to the file."""
     path = Path(path)
+    if path.is_dir():
+        raise EvalError(f"{path}: is a folder; give a prompt-set TOML file ([[clip]] tables)")
     if not path.is_file():
         raise EvalError(f"{path}: no such prompt set")
     try:
