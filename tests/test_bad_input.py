@@ -1066,3 +1066,21 @@ def test_a_batch_over_a_folder_leaves_out_what_earlier_runs_wrote_there_and_says
     assert sorted(Path(f["input"]).name for f in files) == ["a.wav", "b.wav"]
     again = cli("run", songs / "a" / "restored.wav", songs / "b.wav", "--mode", "direct", "-o", tmp_path / "named")
     assert again.exit_code == 0 and "left out" not in again.stderr  # a file named itself is restored
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line_and_exit_130(tmp_path):
+    """The program loads its commands (numpy, scipy, pedalboard, torch) for a second or two; a
+    Ctrl-C landing then printed the import chain's traceback. Here it lands in that import."""
+    code = ("import builtins, sys\n"
+            "real = builtins.__import__\n"
+            "def slow(name, globals=None, locals=None, fromlist=(), level=0):\n"
+            "    if name == 'cli' and level == 1:\n"
+            "        raise KeyboardInterrupt\n"
+            "    return real(name, globals, locals, fromlist, level)\n"
+            "builtins.__import__ = slow\n"
+            "sys.argv = ['adaptive-argm', 'run', 'song.wav']\n"
+            "from adaptive_argm.launch import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 130
+    assert done.stderr.strip() == "interrupted: nothing was written" and not list(tmp_path.iterdir())
