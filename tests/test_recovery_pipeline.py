@@ -203,6 +203,9 @@ def test_bad_input_gives_a_correct_output_and_a_report(tmp_path, name):
         assert chain["reason"].endswith("left alone")
     if name == "8 kHz file":
         assert chain["cutoff_hz"] is not None and chain["band_added_hz"][1] > 15000
+        assert chain["cutoff_is"] == "the 8 kHz file's 4 kHz Nyquist limit, through the resampler's passband"
+    elif sr == SR:  # a 44.1 kHz file's walls lie inside its band: they are what they are
+        assert chain["cutoff_is"] is None
 
 
 # --- the CLI --------------------------------------------------------------------------------------
@@ -218,6 +221,10 @@ def test_cli_run_on_a_32k_clip_adds_the_band_and_says_so(tmp_path):
     assert rep["recovery"]["band_added_hz"][0] < 16500 and rep["recovery"]["band_added_hz"][1] > 19500
     assert rep["metrics"]["input"]["bandwidth_hz"] < 16500 < rep["metrics"]["output"]["bandwidth_hz"]
     assert rep["bandwidth"]["kind"] == "brick-wall" and 15000 < rep["bandwidth"]["cutoff_hz"] < 16500
+    # The wall is the file's own Nyquist limit, and the report says so (not a cut inside its band).
+    assert rep["recovery"]["chains"]["mix"]["cutoff_is"] == ("the 32 kHz file's 16 kHz Nyquist limit, through the "
+                                                             "resampler's passband")
+    assert "16 kHz Nyquist limit" in r.stdout
     y, info = audio.read(tmp_path / "out" / "restored.wav", sr=None)
     assert info.sample_rate == 44100
     assert band_db(y, 44100, 16500, 19500) > band_db(resample(harmonic(3.0, 32000), 32000, SR),

@@ -220,7 +220,8 @@ def recovery_line(summary: dict) -> str | None:
     for name in summary["acted_on"]:
         c = chains[name]
         gaps, holes = c.get("codec_gaps_refilled"), c.get("codec_holes_noise_filled")
-        parts.append(f"{name}: cutoff {c['cutoff_hz'] / 1000:.1f} kHz ({c['kind']}), "
+        kind = f"{c['kind']}: {c['cutoff_is']}" if c.get("cutoff_is") else c["kind"]
+        parts.append(f"{name}: cutoff {c['cutoff_hz'] / 1000:.1f} kHz ({kind}), "
                      f"{fmt(c['level_re_below_db'], 1)} dB re the octave below, {c['character']}"
                      + (f", codec gaps refilled below it in {gaps:.0%} of the octave" if gaps else "")
                      + (f", noise in {holes:.0%} of the band's cells where the codec left holes" if holes else ""))

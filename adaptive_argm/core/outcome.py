@@ -133,7 +133,8 @@ class RunResult:
             "stems": [s.to_dict() for s in self.plan.stems],
             "metrics": {"input": self.metrics_input.to_dict(), "output": self.metrics_output.to_dict()},
             "bandwidth": self.bandwidth,
-            "recovery": recovery.summary(self.restored.recovery, self.preset.has(RECOVERY), self.recovery_note),
+            "recovery": recovery.summary(self.restored.recovery, self.preset.has(RECOVERY), self.recovery_note,
+                                         self.input.sample_rate),
             "warnings": self.warnings,
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
             "settings": self.settings.to_dict(),
@@ -186,7 +187,8 @@ class CompareResult:
             "outputs": {m: {"path": self.paths.get(m), "peak_dbfs": r.clip.peak_after_dbfs,
                             **(self.delivered[m].to_dict() if m in self.delivered else {}), **r.record(),
                             "residual": self.delivered[m].residual_dict() if m in self.delivered else None,
-                            "recovery": recovery.summary(r.recovery, self.preset.has(RECOVERY), self.recovery_note)}
+                            "recovery": recovery.summary(r.recovery, self.preset.has(RECOVERY), self.recovery_note,
+                                                         self.input.sample_rate)}
                         for m, r in self.outputs.items()},
             "identical_to_reference": {m: self.identical_to_reference(m) for m in ("input", *self.outputs)},
             "metrics": {k: (p.to_dict() if p is not None else None) for k, p in self.metrics.items()},

@@ -497,16 +497,33 @@ def merged(reports: list[RecoveryReport]) -> RecoveryReport:
                           f"in {len(acted)} of {len(reports)} segments")
 
 
-def summary(reports: dict[str, RecoveryReport], in_preset: bool, note: str | None = None) -> dict:
+INPUT_NYQUIST_SHARE = 0.9
+"""A wall at or above this share of a lower-rate input file's Nyquist frequency is that limit, seen
+through the resampler to the working rate (its passband ends near 95% of it)."""
+
+
+def _cutoff_is(r: RecoveryReport, input_sr: int | None) -> str | None:
+    """What a wall is when the input file's own rate explains it: its Nyquist limit."""
+    if input_sr is None or input_sr >= r.sample_rate_hz or r.cutoff_hz is None \
+            or r.cutoff_hz < INPUT_NYQUIST_SHARE * input_sr / 2:
+        return None
+    return (f"the {input_sr / 1000:g} kHz file's {input_sr / 2000:g} kHz Nyquist limit, through the resampler's "
+            f"passband")
+
+
+def summary(reports: dict[str, RecoveryReport], in_preset: bool, note: str | None = None,
+            input_sr: int | None = None) -> dict:
     """What a result's report says about spectral recovery: whether the preset has the step,
     why it did not run (`note`), and for each chain it ran on ("mix", or a stem's name) the
-    detected cutoff and its kind, each channel's own cutoff, the cutoff block by block, the band
-    added and its level relative to the octave below."""
+    detected cutoff and its kind (and what it is, when the input file's own rate `input_sr`
+    explains it), each channel's own cutoff, the cutoff block by block, the band added and its
+    level relative to the octave below."""
     chains = {}
     for name, r in reports.items():
         bw = r.bandwidth
         chains[name] = {
             "acted": r.acted, "reason": r.reason, "kind": r.kind, "cutoff_hz": r.cutoff_hz,
+            "cutoff_is": _cutoff_is(r, input_sr),
             "confidence": bw.confidence, "channel_cutoffs_hz": list(bw.channel_cutoffs_hz),
             "block_s": bw.block_s, "block_cutoffs_hz": list(bw.block_cutoffs_hz),
             "band_added_hz": [r.band_lo_hz, r.band_hi_hz] if r.acted else None,
