@@ -507,6 +507,11 @@ def test_a_clip_with_as_many_samples_as_channels_is_written(tmp_path, channels):
     y, info = audio.read(tmp_path / "out" / "restored.wav", sr=None)
     assert y.shape == (channels, channels) and info.sample_rate == SR
     np.testing.assert_allclose(y, x - x.mean(axis=1, keepdims=True), atol=1e-6)
+    (tmp_path / "gain.toml").write_text('name = "gain"\n[[steps]]\nkind = "pedalboard.Gain"\ngain_db = -6.0\n')
+    result = cli("run", song, "--mode", "direct", "--preset-file", tmp_path / "gain.toml", "-o", tmp_path / "gain")
+    assert result.exit_code == 0, result.stderr  # and through a pedalboard step
+    y, _ = audio.read(tmp_path / "gain" / "restored.wav", sr=None)
+    np.testing.assert_allclose(y, (x - x.mean(axis=1, keepdims=True)) * 10 ** (-6 / 20), atol=1e-6)
 
 
 @pytest.mark.parametrize("mine", [b'{"mine": true}', b"RIFF not json"])
@@ -620,7 +625,7 @@ BAD_TOML = "kind = = dc_remove\n"
     (["models", "--model-repo", "{tmp}/no-such-folder"], "--model-repo"),
     (["demo", "--model-repo", "{tmp}/no-such-folder", "-o", "{tmp}/d"], "--model-repo"),
     (["demo", "-o", "{song}"], "not a folder"),
-    (["run", "{song}", "--min-rel-db", "nan"], "min_rel_db must be a finite number"),
+    (["run", "{song}", "--min-rel-db", "nan"], "--min-rel-db must be a finite number"),
     (["run", "{song}", "-o", "{tmp}/dangling"], "which does not exist"),
     (["run", "{song}", "{song}", "-o", "{tmp}/dangling"], "which does not exist"),
     (["eval", "{tmp}", "-o", "{tmp}/ev"], "is a folder; give a prompt-set TOML file"),
@@ -1038,9 +1043,14 @@ def test_a_reference_of_another_length_is_refused_not_cropped(tmp_path):
 
 def test_flac_asked_of_more_channels_than_it_holds_is_refused_before_any_work(tmp_path):
     song = wav(tmp_path / "ten.wav", np.tile(music(0.5), (1, 10)))
-    line = one_line(cli("run", song, "--mode", "direct", "--format", "flac", "-o", tmp_path / "out"), 1)
-    assert "FLAC holds at most 8 channels and the input has 10" in line and not (tmp_path / "out").exists()
+    line = one_line(cli("run", song, "--mode", "direct", "--format", "flac", "-o", tmp_path / "out"), 2)
+    assert "ten.wav: FLAC holds at most 8 channels and it has 10" in line and not (tmp_path / "out").exists()
     assert cli("run", song, "--mode", "direct", "-o", tmp_path / "out").exit_code == 0  # its own WAV holds them
+    stereo = wav(tmp_path / "stereo.wav", np.tile(music(0.5), (1, 2)))
+    result = cli("run", song, stereo, "--mode", "direct", "--format", "flac", "-o", tmp_path / "batch")
+    assert result.exit_code == 1  # a batch fails that file alone
+    files = {Path(f["input"]).name: f for f in json.loads((tmp_path / "batch" / "batch.json").read_text())["files"]}
+    assert files["stereo.wav"]["status"] == "done" and "FLAC holds at most 8" in files["ten.wav"]["error"]
 
 
 def test_stems_given_to_a_direct_run_are_said_to_be_unused(tmp_path):
@@ -1066,6 +1076,9 @@ def test_a_batch_over_a_folder_leaves_out_what_earlier_runs_wrote_there_and_says
     assert sorted(Path(f["input"]).name for f in files) == ["a.wav", "b.wav"]
     again = cli("run", songs / "a" / "restored.wav", songs / "b.wav", "--mode", "direct", "-o", tmp_path / "named")
     assert again.exit_code == 0 and "left out" not in again.stderr  # a file named itself is restored
+    line = one_line(cli("run", songs / "a", songs / "b", "--mode", "direct", "-o", tmp_path / "none"), 2)
+    assert "nothing to restore: the 2 audio file(s) found are results of earlier runs" in line
+    assert not (tmp_path / "none").exists()
 
 
 def test_ctrl_c_while_the_commands_load_is_one_line_and_exit_130(tmp_path):

@@ -310,3 +310,7 @@ def test_sources_sharing_a_name_get_distinct_excerpt_names_and_one_file_given_tw
         ["a-one", "b-one", "two"]
     with pytest.raises(rc.CorpusError, match="given twice"):
         track_ids([x, tmp_path / "x" / "a" / ".." / "a" / "song.wav"])
+    x.parent.mkdir(parents=True)
+    x.write_bytes(b"")
+    (tmp_path / "my_favourite.wav").symlink_to(x)
+    assert track_ids([tmp_path / "my_favourite.wav"]) == ["my_favourite"]  # named as given, not after its target

@@ -24,7 +24,8 @@ FLAGS = {"mode": "--mode", "preset": "--preset", "clip_mode": "--clip-mode", "sk
          "device": "--device", "model_repo": "--model-repo", "jobs": "--jobs", "missing": "--missing",
          "duration_s": "--duration", "clean": "--clean", "split": "--split", "corpus": "--corpus",
          "excerpt_s": "--excerpt-s", "segment": "--segment", "overlap": "--overlap", "shifts": "--shifts",
-         "min_active_fraction": "--min-active", "format": "--format", "bits": "--bits",
+         "min_active_fraction": "--min-active", "min_rel_db": "--min-rel-db", "active_rel_db": "--active-rel-db",
+         "active_floor_dbfs": "--active-floor-dbfs", "format": "--format", "bits": "--bits",
          "target_lufs": "--target-lufs", "true_peak_db": "--true-peak-db", "backend": "--backend",
          "address": "--address"}
 """The flag of each library setting that errors name (`config.Setting.name`): how the CLI says them."""

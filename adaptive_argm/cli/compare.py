@@ -14,7 +14,7 @@ from ..core.load import work_rate
 from . import options as o
 from .app import app, console, err_console, friendly_errors
 from .progress import stage_progress
-from .run import check_input, choose_out, delivery_line
+from .run import check_holds, check_input, choose_out, delivery_line
 from .tables import metrics_table, recovery_line, stems_table
 
 def _columns(metric_dicts: dict[str, dict | None], identical: dict[str, bool] | None = None
@@ -89,6 +89,7 @@ def compare(
         settings = shared.settings()
         sep, notice = shared.resolve_separator(exclude=(input,) + ((ref,) if ref else ()))
         others = (ref,) if ref is not None else ()
+        check_holds(input, settings)
         folder = choose_out(out, input, pipeline.compare_kind(input, settings), default_root="compared",
                             overwrite=overwrite,
                             protect=(*others, *shared.inputs()))

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from ..core import backends, batch, pipeline, results
+from ..core import backends, batch, outputs, pipeline, results
 from ..core.table import fmt
 from . import options as o
 from .app import UsageError, app, console, err_console, friendly_errors
@@ -23,6 +23,14 @@ def check_input(path: Path, flag: str = "") -> Path:
     if path.is_dir():
         raise UsageError(f"{prefix}{path}: is a folder, not an audio file")
     return path
+
+
+def check_holds(input_path: Path, settings: pipeline.Settings) -> None:
+    """The asked --format can hold the input (FLAC: at most eight channels), or exit 2 before any work."""
+    try:
+        outputs.check_holds(input_path, outputs.source_format(input_path), settings.format)
+    except outputs.DeliveryError as exc:
+        raise UsageError(f"--format {settings.format}: {exc}") from None
 
 
 def choose_out(out: Optional[Path], input_path: Path, kind: results.Kind, *, default_root: str,
@@ -162,9 +170,12 @@ def run(
         if many:
             left_out: list[Path] = []
             try:
-                batch.collect_inputs(inputs, recursive=recursive, left_out=left_out)
+                found = batch.collect_inputs(inputs, recursive=recursive, left_out=left_out)
             except (FileNotFoundError, ValueError) as exc:
                 raise UsageError(str(exc)) from None
+            if left_out and not found:
+                raise UsageError(f"nothing to restore: the {len(left_out)} audio file(s) found are results of earlier "
+                                 f"runs (the first: {left_out[0]}); name a file itself to restore it again")
             if left_out:
                 err_console.print(f"[yellow]notice:[/] left out {len(left_out)} file(s) that earlier runs wrote "
                                   f"(the first: {left_out[0]}); name a file itself to restore it again",
@@ -178,6 +189,7 @@ def run(
             except results.ResultError as exc:
                 raise UsageError(f"--out: {exc}") from None
             return run_many(inputs, out, sep, settings, notice, jobs, recursive, chosen)
+        check_holds(input, settings)
         folder = choose_out(out, input, pipeline.run_kind(input, settings), default_root="restored", overwrite=overwrite,
                             protect=shared.inputs())
         progress, on_stage, on_progress = stage_progress()

@@ -179,13 +179,14 @@ def collect_inputs(specs: list[str | Path], exclude_under: Path | None = None, r
     return out
 
 
-def track_names(inputs: list[Path], trees: Iterable[str | Path] = ()) -> list[str]:
+def track_names(inputs: list[Path], trees: Iterable[str | Path] = (), follow_links: bool = True) -> list[str]:
     """A folder name per input: its file stem, made unique by prefixing parent folder names
     (`a/mixed.wav`, `b/mixed.wav` -> `a-mixed`, `b-mixed`), then the suffix, then a number.
     An input inside one of the folders `trees` (a recursive batch's folders) keeps its place in
     that tree: `album/cd1/song.wav` under `album` -> `cd1/song`, made unique by the tree's own
-    name in front, then the suffix, then a number."""
-    resolved = [p.resolve() for p in inputs]
+    name in front, then the suffix, then a number. Without `follow_links` a link is named as
+    given, not after the file it points to."""
+    resolved = [p.resolve() if follow_links else Path(os.path.abspath(p)) for p in inputs]
     roots = sorted((Path(t).resolve() for t in trees), key=lambda r: len(r.parts), reverse=True)
     under = [next((r for r in roots if p.is_relative_to(r)), None) for p in resolved]
     if any(under):
@@ -434,6 +435,8 @@ def check_record(out_root: str | Path) -> None:
                                                  ).startswith(BATCH_SCHEMA.rsplit("/", 1)[0] + "/")
     except (OSError, ValueError, AttributeError):
         ours = False
+    if path.is_symlink():
+        raise results.ResultError(f"{path}: is a link; a batch writes its own record there, so refusing to replace it")
     if not ours:
         raise results.ResultError(f"{path}: exists and was not written by adaptive-argm; refusing to replace it")
 

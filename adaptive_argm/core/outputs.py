@@ -44,16 +44,7 @@ def choose_format(source: SourceFormat, peak: float, container: str | None = Non
                   bits: str | None = None) -> tuple[OutputFormat, str]:
     """The format a result is written in, and why: what was asked (`container`, `bits`), the
     rest from the input's own (`deliver.default_format`, which also knows that only float holds
-    a result above full scale). `DeliveryError` for FLAC asked of an input with more channels
-    than it holds (known from the header, before any work)."""
-    fmt, why = _chosen(source, peak, container, bits)
-    if fmt.container == "flac" and source.channels > FLAC_MAX_CHANNELS:
-        raise DeliveryError(f"FLAC holds at most {FLAC_MAX_CHANNELS} channels and the input has {source.channels}: "
-                            "write WAV (--format wav)")
-    return fmt, why
-
-
-def _chosen(source: SourceFormat, peak: float, container: str | None, bits: str | None) -> tuple[OutputFormat, str]:
+    a result above full scale)."""
     default, why = deliver.default_format(source, peak)
     if container is None and bits is None:
         return default, why
@@ -68,6 +59,14 @@ def _chosen(source: SourceFormat, peak: float, container: str | None, bits: str 
     fmt = OutputFormat(container, bits)
     return fmt, f"{container} as asked, {fmt.describe().split(', ', 1)[1]} " + (
         "from the input" if bits == default.bits else "(FLAC holds no float)")
+
+
+def check_holds(path: str | Path, source: SourceFormat, container: str | None) -> None:
+    """Refuse, before any work, a container asked of an input it cannot hold: FLAC holds at most
+    eight channels."""
+    if container == "flac" and source.channels > FLAC_MAX_CHANNELS:
+        raise DeliveryError(f"{path}: FLAC holds at most {FLAC_MAX_CHANNELS} channels and it has {source.channels}: "
+                            "write WAV (--format wav)")
 
 
 def output_name(stem: str, source: SourceFormat, container: str | None, bits: str | None) -> str:
@@ -182,5 +181,5 @@ def deliver_again(out, delivered: Delivered, stem: str, residual_name: str | Non
     return replace(delivered, written=written, residual=residual)
 
 
-__all__ = ["DeliveryError", "Delivered", "RESIDUAL_FORMAT", "choose_format", "deliver_again", "deliver_result",
-           "output_name", "source_format"]
+__all__ = ["DeliveryError", "Delivered", "RESIDUAL_FORMAT", "check_holds", "choose_format", "deliver_again",
+           "deliver_result", "output_name", "source_format"]

@@ -98,6 +98,7 @@ def _run(input_path: str | Path, out: results.Staged, separator: Separator | Non
          store: Store, notice: str | None, on_progress: Callable[[float], None] | None) -> RunResult:
     preset = presets.load(settings.preset)
     source = outputs.source_format(input_path)
+    outputs.check_holds(input_path, source, settings.format)
     mix, info, panel_in, separation, sep_info, sr = _load_and_separate(input_path, separator, clock, notice=notice,
                                                                        store=store, on_progress=on_progress)
     preset, recovery_note = _recovery_preset(preset, settings, info)
@@ -178,6 +179,7 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
     keep_views = figures if stem_views is None else stem_views
     preset = presets.load(settings.preset)
     source = outputs.source_format(input_path)
+    outputs.check_holds(input_path, source, settings.format)
     clock = Stopwatch(on_stage)
     mix, info, panel_in, separation, sep_info, sr = _load_and_separate(input_path, separator, clock, notice=notice,
                                                                        reference=reference, on_progress=on_progress)

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..config import (FRAME, KIND_MODES, KIND_POLICIES, MIN_ACTIVE, MODE, MODES, SKIP_POLICIES, SKIP_POLICY, KindPolicy,
-                      Mode, SettingError, SkipPolicy, check_choice)
+                      Mode, Setting, SettingError, SkipPolicy, check_choice)
 from .levels import power_db
 from .threads import side_by_side
 
@@ -71,9 +71,9 @@ class RouterConfig:
             raise SettingError(MIN_ACTIVE, f" must be between 0 and 1, not {self.min_active_fraction}")
         for name in ("frame_s", "min_rel_db", "active_rel_db", "active_floor_dbfs", "evidence_margin_db"):
             if not math.isfinite(getattr(self, name)):  # NaN compares false with everything: no stem would be skipped
-                raise SettingError(f"router {name} must be a finite number, not {getattr(self, name)}")
+                raise SettingError(Setting(name, f"router {name}"), f" must be a finite number, not {getattr(self, name)}")
         if self.frame_s <= 0:
-            raise SettingError(f"router frame_s must be positive, not {self.frame_s}")
+            raise SettingError(FRAME, f" must be positive, not {self.frame_s}")
         if not self.frame_s > 0:
             raise SettingError(FRAME, f" must be positive, not {self.frame_s}")
 

@@ -97,9 +97,6 @@ def _noisereduce(sr: int, frames: int, channels: int, **params) -> Stage:
     file as one block)."""
     import noisereduce
 
-    unknown = sorted(set(params) - set(inspect.signature(noisereduce.reduce_noise).parameters) - {"y", "sr"})
-    if unknown:
-        raise PresetError(f"noisereduce: unknown parameter {unknown[0]!r} (see noisereduce.reduce_noise)")
     chunk = int(params.pop("chunk_size", NOISEREDUCE_CHUNK_SIZE))
     padding = int(params.pop("padding", NOISEREDUCE_PADDING))
     min_frames = max(int(params.get("n_fft", NOISEREDUCE_N_FFT)), int(params.get("win_length") or 0))
@@ -216,7 +213,7 @@ def plugin(step: Step, source: str | None = None) -> pedalboard.Plugin:
         # pybind11 lists the constructor's signatures over several lines: the first one says it.
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         signature = next((line[3:] for line in lines if line.startswith("1. ")), None)
-        said = f"a parameter has the wrong type: it takes {signature}" if signature else \
+        said = f"a parameter's name or type does not fit: it takes {signature}" if signature else \
             (lines[0] if lines else type(exc).__name__)
         raise PresetError(f"{where}{step.kind}: {said}") from None
 
@@ -231,6 +228,30 @@ def _numbers_where_numbers_go(step: Step, settings: type, source: str) -> None:
             raise PresetError(f"{source}: {step.kind}: {key} must be a number, not {value!r}")
 
 
+NOISEREDUCE_FIXED = ("y", "sr", "y_noise", "tmp_folder", "use_tqdm", "n_jobs", "use_torch", "device")
+"""noisereduce's parameters a preset does not set: the signal, its noise profile (taken from the
+signal), and how and where it runs (here: numpy, in this process)."""
+
+
+def _noisereduce_params(params: dict, source: str) -> None:
+    """A noisereduce step's parameters: known to `noisereduce.reduce_noise` (`chunk_size` and
+    `padding` are this stage's own), not fixed here, and of the type of its default."""
+    import noisereduce  # a preset with the step runs it: the import is paid once either way
+
+    defaults = {k: p.default for k, p in inspect.signature(noisereduce.reduce_noise).parameters.items()}
+    for key, value in params.items():
+        if key not in defaults:
+            raise PresetError(f"{source}: noisereduce: unknown parameter {key!r} (see noisereduce.reduce_noise)")
+        if key in NOISEREDUCE_FIXED:
+            raise PresetError(f"{source}: noisereduce: {key} is not set by a preset")
+        default = defaults[key]
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise PresetError(f"{source}: noisereduce: {key} must be true or false, not {value!r}")
+        if (isinstance(default, (int, float)) and not isinstance(default, bool)
+                and (isinstance(value, bool) or not isinstance(value, (int, float)))):
+            raise PresetError(f"{source}: noisereduce: {key} must be a number, not {value!r}")
+
+
 def check(step: Step, source: str) -> None:
     """Refuse, with a one-line `PresetError` naming `source`, a step kind or parameter that
     cannot run."""
@@ -242,6 +263,8 @@ def check(step: Step, source: str) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
             raise PresetError(f"{source}: noisereduce: prop_decrease must be a number in [0, 1] (the share of the "
                               f"noise taken out), not {value!r}")
+    if step.kind == "noisereduce":
+        _noisereduce_params(step.params, source)
     if step.is_plugin:
         plugin(step, source)
     elif step.kind not in KINDS:
@@ -349,4 +372,13 @@ def plugins_stage(steps: tuple[Step, ...], sr: int) -> Stage:
     """Consecutive `pedalboard.<Plugin>` steps as one `Pedalboard`, run block after block with
     its state carried across (the same samples as one call on the whole signal)."""
     board = pedalboard.Pedalboard([plugin(s) for s in steps])
-    return lambda blocks: sequential(blocks, lambda block, first: board(block, sr, reset=first))
+
+    def run(block: np.ndarray, first: bool) -> np.ndarray:
+        # pedalboard tells a block's layout from its shape, and cannot when it is square (as
+        # many samples as channels): such a block goes through as two, the state carried on.
+        if block.shape[0] == block.shape[1] > 1:
+            head = board(np.ascontiguousarray(block[:, :1]), sr, reset=first)
+            return np.concatenate([head, board(np.ascontiguousarray(block[:, 1:]), sr, reset=False)], axis=1)
+        return board(block, sr, reset=first)
+
+    return lambda blocks: sequential(blocks, run)

@@ -244,7 +244,7 @@ def track_ids(sources: Sequence[str | Path]) -> list[str]:
     twice = next((p for p, r in zip(paths, resolved) if resolved.count(r) > 1), None)
     if twice is not None:
         raise CorpusError(f"{twice} is given twice; give each source once")
-    return track_names(paths)
+    return track_names(paths, follow_links=False)  # a link to a source is named as the user named it
 
 
 def cut_excerpt(x: np.ndarray, sr: int, duration_s: float = EXCERPT_S, target_lufs: float = TARGET_LUFS,
