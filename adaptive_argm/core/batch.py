@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..config import JOBS, VERSION, SettingError, describe_error
-from . import audio, backends, interrupts, pipeline, presets, results
+from . import audio, backends, interrupts, pipeline, presets, results, workers
 from .report import digest, to_json
 from .separate import DemucsSeparator, Separator
 
@@ -308,6 +308,7 @@ def run_one(job: Job, separator: Separator | None, settings: pipeline.Settings, 
             result = pipeline.run(job.input, staged, separator, settings, notice=notice, on_stage=on_stage)
             staged.commit({**result.to_dict(), "fingerprint": {"settings": fp, "input": identity}})
     except Exception as exc:
+        workers.stop_if_stopping(exc)  # a stopped worker's file did not fail: it was interrupted
         return FileResult(str(job.input), str(job.out_dir), "failed", time_s=time.perf_counter() - t0,
                           error=describe_error(exc))
     return FileResult(str(job.input), str(job.out_dir), "done", result.plan.mode_used,

@@ -71,8 +71,26 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> N
         os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
+_stopping = False
+
+
 def _stop_worker(signum, frame):
+    global _stopping
+    _stopping = True
     raise SystemExit(128 + signum)
+
+
+def stopping() -> bool:
+    """This worker has been told to stop. The `SystemExit` its handler raises can come out as
+    another exception (numba turns one raised inside compiled code into a `SystemError`): a
+    handler that records a task's failure asks this first, and stops instead."""
+    return _stopping
+
+
+def stop_if_stopping(exc: BaseException) -> None:
+    """Raise `SystemExit` in place of `exc` when this worker is stopping (see `stopping`)."""
+    if _stopping:
+        raise SystemExit(143) from exc
 
 
 def _stop(pool: ProcessPoolExecutor, started_before: set) -> None:

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..core import audio, backends, figures, interrupts, pipeline, presets, results, separate
+from ..core import audio, backends, figures, interrupts, pipeline, presets, results, separate, workers
 from ..core.audio import WORK_SR
 from ..core.report import to_json
 from . import generate as musicgen
@@ -125,6 +125,7 @@ def run_job(job: ClipJob) -> ClipOutcome:
                         notes.append(f"figures not written ({_one_line(exc)})")
                 outcome = ClipOutcome(job.clip.id, "ok", folder=str(clip_dir), notes=tuple(notes))
             except Exception as exc:
+                workers.stop_if_stopping(exc)  # a stopped worker's clip did not fail: it was interrupted
                 staged.discard()  # the record of the failure replaces the earlier attempt whole
                 outcome = ClipOutcome(job.clip.id, "failed", error=_one_line(exc), folder=str(clip_dir))
             staged.commit({"schema": "adaptive-argm/eval-clip/1", **outcome.to_dict(), "fingerprint": job.fingerprint,
@@ -362,7 +363,15 @@ def run(prompt_set: PromptSet, out_dir: str | Path, settings: EvalSettings = Eva
             on_clip(outcome)
 
     gpu = settings.separation.device != "cpu" and any(j.separator.kind == "demucs" for j in jobs)
-    backend.run_tasks(run_job, jobs, settings.jobs, done, gpu=gpu)
+    try:
+        backend.run_tasks(run_job, jobs, settings.jobs, done, gpu=gpu)
+    except KeyboardInterrupt:
+        # A worker may have committed its clip between the interrupt and its stop: that clip is
+        # kept, and said to be.
+        for job in jobs:
+            if job.clip.id not in outcomes and is_done(job.clip_dir, job.fingerprint, settings.figures):
+                interrupts.note_kept(job.clip_dir)
+        raise
     ordered = tuple(outcomes[c.id] for c in clips)
     return collect(prompt_set, out_dir, settings, ordered, tuple(dict.fromkeys(notices)))
 
