@@ -1097,3 +1097,17 @@ def test_ctrl_c_while_the_commands_load_is_one_line_and_exit_130(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 130
     assert done.stderr.strip() == "interrupted: nothing was written" and not list(tmp_path.iterdir())
+
+
+def test_keep_stems_into_a_folder_holding_a_stem_file_that_is_not_its_own_is_refused_before_any_work(tmp_path):
+    stems = synthetic_stems(seconds=1.0)
+    song = audio.write(tmp_path / "song.wav", sum(stems.values()), SR)
+    folder = write_stems(tmp_path / "stems", stems)
+    out = tmp_path / "out"
+    assert cli("run", song, "--stems", folder, "--mode", "direct", "-o", out).exit_code == 0
+    (out / "stems").mkdir()
+    (out / "stems" / "bass.restored.wav").write_bytes(b"left by something else")
+    before = snapshot(tmp_path)
+    line = one_line(cli("run", song, "--stems", folder, "--mode", "stemwise", "--keep-stems", "-o", out), 2)
+    assert "stems/bass.restored.wav" in line and "not part of an earlier result" in line
+    assert snapshot(tmp_path) == before

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import COMPARE_MODES, ClipMode, OutputRate
+from ..config import COMPARE_MODES, STEM_NAMES, ClipMode, OutputRate
 from . import audio, change, dsp, metrics, outputs, presets, recovery, results, steps
 from . import figures as figs
 from .audio import WORK_SR
@@ -51,9 +51,12 @@ compare.json its manifest."""
 
 
 def run_kind(input_path: str | Path, settings: Settings) -> results.Kind:
-    """`run`'s result set for this input and these settings: the file names it will write."""
+    """`run`'s result set for this input and these settings: the file names it will write (with
+    `keep_stems`, those of the four usual stems, which a file in the way then stops before any work)."""
     name = outputs.output_name(RESTORED_STEM, outputs.source_format(input_path), settings.format, settings.bits)
-    return replace(REPORT_SET, outputs=(name,) + ((RESIDUAL,) if settings.residual else ()))
+    stems = tuple(f"stems/{n}{suffix}.wav" for n in STEM_NAMES for suffix in ("", ".restored")) \
+        if settings.keep_stems else ()
+    return replace(REPORT_SET, outputs=(name,) + ((RESIDUAL,) if settings.residual else ()) + stems)
 
 
 def compare_kind(input_path: str | Path, settings: Settings) -> results.Kind:
