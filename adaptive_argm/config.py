@@ -9,6 +9,7 @@ that name a setting are `Setting`s, so the CLI can say the same with its flag na
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal, Mapping, get_args
 
@@ -100,6 +101,25 @@ class UserError(Exception):
 
 class SettingError(UserError, ValueError):
     """A setting outside its choices or range."""
+
+
+def check_types(values: Mapping[str, object], defaults: Mapping[str, object]) -> None:
+    """Each value of its default's type, a `ValueError` naming the first that is not: true or
+    false where the default is, a number (not true or false) where the default is one. A preset
+    writes these as TOML, where `"1024"` or `1` for a flag is a slip, not a value."""
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{key} must be true or false, not {value!r}")
+        elif isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{key} must be a number, not {value!r}")
+
+
+def check_field_types(settings) -> None:
+    """`check_types` over a settings dataclass's fields, against their own defaults."""
+    fs = dataclasses.fields(settings)
+    check_types({f.name: getattr(settings, f.name) for f in fs}, {f.name: f.default for f in fs})
 
 
 def check_choice(value, choices: tuple, setting: Setting):

@@ -95,10 +95,10 @@ def compare(
                             protect=(*others, *shared.inputs()))
         # At the run's rate: the working rate, or the input's own when higher.
         reader = audio.Reader(input)
-        reference = audio.read(ref, work_rate(reader.sample_rate))[0] if ref is not None else None
+        sr = work_rate(reader.sample_rate)
+        reference = audio.read(ref, sr)[0] if ref is not None else None
         if reference is not None:
-            intrusive.check_lengths(reader.expected_frames(work_rate(reader.sample_rate)), reference.shape[1],
-                                    work_rate(reader.sample_rate))
+            intrusive.check_lengths(reader.expected_frames(sr), reference.shape[1], sr)
         progress, on_stage, on_progress = stage_progress()
         with progress:
             result = pipeline.compare(input, folder, sep, settings, reference=reference, notice=notice,

@@ -110,15 +110,19 @@ def _audio_files(paths: Iterable[Path]) -> list[Path]:
                   and not p.name.startswith("."))
 
 
+def _result_folder(path: Path) -> Path:
+    """The folder whose manifest would own `path`: a kept stem's lies one level up."""
+    return path.parent.parent if path.parent.name == "stems" else path.parent
+
+
 def _is_output(path: Path, out_root: Path) -> bool:
     """A result of an earlier run under `out_root` (a track folder holds a report.json)."""
-    folder = path.parent.parent if path.parent.name == "stems" else path.parent
-    return path.is_relative_to(out_root) and (folder / REPORT_FILE).is_file()
+    return path.is_relative_to(out_root) and (_result_folder(path) / REPORT_FILE).is_file()
 
 
 def _earlier_result(path: Path) -> bool:
     """A file an earlier run or comparison wrote: its folder's manifest lists it as its own."""
-    folder = path.parent.parent if path.parent.name == "stems" else path.parent
+    folder = _result_folder(path)
     for kind in (pipeline.REPORT_SET, pipeline.COMPARE_SET):
         held = results.holding(folder, kind)
         if not held.legacy and path.relative_to(folder).as_posix() in held.files:
@@ -429,15 +433,15 @@ def check_record(out_root: str | Path) -> None:
     """Refuse, before any work, an `out_root/batch.json` this tool did not write: it is replaced
     after every file."""
     path = Path(out_root) / BATCH_FILE
-    if not (path.exists() or path.is_symlink()):
-        return
-    try:
-        ours = not path.is_symlink() and str(json.loads(path.read_text(encoding="utf-8")).get("schema", "")
-                                                 ).startswith(BATCH_SCHEMA.rsplit("/", 1)[0] + "/")
-    except (OSError, ValueError, AttributeError):
-        ours = False
     if path.is_symlink():
         raise results.ResultError(f"{path}: is a link; a batch writes its own record there, so refusing to replace it")
+    if not path.exists():
+        return
+    try:
+        ours = str(json.loads(path.read_text(encoding="utf-8")).get("schema", "")).startswith(
+            BATCH_SCHEMA.rsplit("/", 1)[0] + "/")
+    except (OSError, ValueError, AttributeError):
+        ours = False
     if not ours:
         raise results.ResultError(f"{path}: exists and was not written by adaptive-argm; refusing to replace it")
 

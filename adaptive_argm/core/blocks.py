@@ -162,6 +162,16 @@ def chained(stages: Iterable[Stage]) -> Stage:
     return run
 
 
+def cut_to(blocks: Iterable[np.ndarray], frames: int) -> Iterator[np.ndarray]:
+    """`blocks` up to `frames` frames in all, the rest dropped."""
+    pos = 0
+    for block in blocks:
+        take = min(block.shape[1], frames - pos)
+        if take > 0:
+            yield block[:, :take]
+        pos += block.shape[1]
+
+
 def slices(x: np.ndarray, size: int = SOURCE_FRAMES) -> Iterator[np.ndarray]:
     """`(channels, n)` array as consecutive views of `size` frames (one empty block for n = 0)."""
     if x.shape[1] == 0:

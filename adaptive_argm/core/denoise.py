@@ -61,6 +61,7 @@ from typing import Callable
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
+from ..config import check_field_types
 from . import spectral
 from .blocks import Blocking, Stage, apply, blockwise
 from .levels import channels_first
@@ -178,6 +179,7 @@ class WienerSettings:
     longer than `min_window_s` so block edges see a full minimum window."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.n_fft < 16 or self.hop < 1 or self.hop > self.n_fft // 2:
             raise ValueError("need n_fft >= 16 and 1 <= hop <= n_fft / 2")
         if not 0.0 <= self.dd_alpha < 1.0:

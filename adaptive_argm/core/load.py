@@ -17,6 +17,7 @@ import numpy as np
 
 from . import audio, dc, metrics
 from .audio import WORK_SR
+from .blocks import cut_to
 from .finish import keep_measured
 from .resample import Stream
 from .signal import InMemory, Mapped, Signal, Store
@@ -80,12 +81,7 @@ class _Native(Signal):
         self.path, self.sr, self.channels, self.frames = Path(path), info.sample_rate, info.channels, info.frames
 
     def blocks(self, size: int = audio.BLOCK_FRAMES) -> Iterator[np.ndarray]:
-        left = self.frames
-        for block in audio.Reader(self.path).native_blocks(size):
-            if left <= 0:
-                break
-            yield block[:, :left]
-            left -= block.shape[1]
+        return cut_to(audio.Reader(self.path).native_blocks(size), self.frames)
 
 
 def native_dc_free(path: str | Path, info: audio.AudioInfo) -> Signal:

@@ -266,8 +266,9 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
     return result
 
 
-def _deliver_outputs(out, outputs_: dict[str, Restored], input_path: str | Path, info: audio.AudioInfo, settings: Settings,
-                     source: outputs.SourceFormat, mix: np.ndarray, sr: int) -> dict[str, outputs.Delivered]:
+def _deliver_outputs(out, outputs_: dict[str, Restored], input_path: str | Path, info: audio.AudioInfo,
+                     settings: Settings, source: outputs.SourceFormat, mix: np.ndarray,
+                     sr: int) -> dict[str, outputs.Delivered]:
     """Each compared result written under its mode's name, side by side. Routed often IS the
     stem-wise or direct result: that one is measured and written once, then copied."""
     first: dict[int, str] = {}

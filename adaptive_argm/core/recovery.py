@@ -33,6 +33,7 @@ import numpy as np
 import scipy.fft
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
+from ..config import check_field_types
 from . import spectral
 from .bandwidth import Bandwidth, BandwidthSettings, block_spectra, block_spectra_stream, decide, detect_cutoff
 from .gaps import GapSettings, refills
@@ -113,12 +114,7 @@ class RecoverySettings:
     noise_fill_frames: int = 3
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(f.default, bool) and not isinstance(value, bool):
-                raise ValueError(f"{f.name} must be true or false, not {value!r}")
-            if not isinstance(f.default, bool) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ValueError(f"{f.name} must be a number, not {value!r}")
+        check_field_types(self)
         if self.n_fft < 64 or self.hop < 1 or self.n_fft % self.hop or self.n_fft // self.hop < 2:
             raise ValueError("need n_fft >= 64 and a hop that divides it at least twice")
         if self.ceiling_hz <= 0 or self.min_band_octaves < 0:
@@ -451,7 +447,8 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     if noise:
         refilled += f"; noise in {noise:.0%} of the added band's cells, holes the codec left"
     where = _walls(sorted(c for c, e in envelopes.items() if e is not None))
-    report = RecoveryReport(True, f"added {lo_hz:.0f}-{hi_hz:.0f} Hz above {where}{refilled}", bw.kind, bw.cutoff_hz, lo_hz, hi_hz, level,
+    report = RecoveryReport(True, f"added {lo_hz:.0f}-{hi_hz:.0f} Hz above {where}{refilled}", bw.kind,
+                            bw.cutoff_hz, lo_hz, hi_hz, level,
                             float(np.mean([e.slope_db_per_octave for e in used])),
                             float(np.median(flat)) if flat else math.nan, character, limited, sr, bw, gaps, noise)
     return (y[0] if x_in.ndim == 1 else y), report

@@ -71,9 +71,8 @@ class RouterConfig:
             raise SettingError(MIN_ACTIVE, f" must be between 0 and 1, not {self.min_active_fraction}")
         for name in ("frame_s", "min_rel_db", "active_rel_db", "active_floor_dbfs", "evidence_margin_db"):
             if not math.isfinite(getattr(self, name)):  # NaN compares false with everything: no stem would be skipped
-                raise SettingError(Setting(name, f"router {name}"), f" must be a finite number, not {getattr(self, name)}")
-        if self.frame_s <= 0:
-            raise SettingError(FRAME, f" must be positive, not {self.frame_s}")
+                raise SettingError(Setting(name, f"router {name}"),
+                                   f" must be a finite number, not {getattr(self, name)}")
         if not self.frame_s > 0:
             raise SettingError(FRAME, f" must be positive, not {self.frame_s}")
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 import inspect
 import math
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
 import pedalboard
 
-from ..config import UserError
-from .blocks import Blocking, Stage, apply, blockwise, sequential
+from ..config import UserError, check_types
+from .blocks import Blocking, Stage, apply, blockwise, cut_to, sequential
 from .dc import stage as dc_stage
 from .denoise import DenoiseTrace, WienerSettings, found_noise_power
 from .denoise import stage as wiener_stage
@@ -122,7 +122,7 @@ def _noisereduce(sr: int, frames: int, channels: int, **params) -> Stage:
 
     def run(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         padded = _padded_to(blocks, frames, n, channels)
-        return _cut_to(blockwise(padded, n, channels, blocking, one), frames)
+        return cut_to(blockwise(padded, n, channels, blocking, one), frames)
 
     return run
 
@@ -131,15 +131,6 @@ def _padded_to(blocks: Iterator[np.ndarray], frames: int, n: int, channels: int)
     yield from blocks
     if n > frames:
         yield np.zeros((channels, n - frames), np.float32)
-
-
-def _cut_to(blocks: Iterator[np.ndarray], frames: int) -> Iterator[np.ndarray]:
-    pos = 0
-    for block in blocks:
-        take = min(block.shape[1], frames - pos)
-        if take > 0:
-            yield block[:, :take]
-        pos += block.shape[1]
 
 
 def _wiener(sr: int, frames: int, channels: int, *, trace: DenoiseTrace | None = None, **params) -> Stage:
@@ -218,16 +209,6 @@ def plugin(step: Step, source: str | None = None) -> pedalboard.Plugin:
         raise PresetError(f"{where}{step.kind}: {said}") from None
 
 
-def _numbers_where_numbers_go(step: Step, settings: type, source: str) -> None:
-    """A settings dataclass's number given as anything else (a string, true/false) is refused by name."""
-    defaults = {f.name: f.default for f in fields(settings)}
-    for key, value in step.params.items():
-        default = defaults.get(key)
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise PresetError(f"{source}: {step.kind}: {key} must be a number, not {value!r}")
-
-
 NOISEREDUCE_FIXED = ("y", "sr", "y_noise", "tmp_folder", "use_tqdm", "n_jobs", "use_torch", "device")
 """noisereduce's parameters a preset does not set: the signal, its noise profile (taken from the
 signal), and how and where it runs (here: numpy, in this process)."""
@@ -235,21 +216,23 @@ signal), and how and where it runs (here: numpy, in this process)."""
 
 def _noisereduce_params(params: dict, source: str) -> None:
     """A noisereduce step's parameters: known to `noisereduce.reduce_noise` (`chunk_size` and
-    `padding` are this stage's own), not fixed here, and of the type of its default."""
+    `padding` are this stage's own), not fixed here, of the type of its default, and
+    `prop_decrease` a share."""
     import noisereduce  # a preset with the step runs it: the import is paid once either way
 
     defaults = {k: p.default for k, p in inspect.signature(noisereduce.reduce_noise).parameters.items()}
-    for key, value in params.items():
+    for key in params:
         if key not in defaults:
             raise PresetError(f"{source}: noisereduce: unknown parameter {key!r} (see noisereduce.reduce_noise)")
         if key in NOISEREDUCE_FIXED:
             raise PresetError(f"{source}: noisereduce: {key} is not set by a preset")
-        default = defaults[key]
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise PresetError(f"{source}: noisereduce: {key} must be true or false, not {value!r}")
-        if (isinstance(default, (int, float)) and not isinstance(default, bool)
-                and (isinstance(value, bool) or not isinstance(value, (int, float)))):
-            raise PresetError(f"{source}: noisereduce: {key} must be a number, not {value!r}")
+    try:
+        check_types(params, defaults)
+    except ValueError as exc:
+        raise PresetError(f"{source}: noisereduce: {exc}") from None
+    if not 0.0 <= params.get("prop_decrease", 1.0) <= 1.0:
+        raise PresetError(f"{source}: noisereduce: prop_decrease must be a number in [0, 1] (the share of the "
+                          f"noise taken out), not {params['prop_decrease']!r}")
 
 
 def check(step: Step, source: str) -> None:
@@ -258,11 +241,6 @@ def check(step: Step, source: str) -> None:
     for key, value in step.params.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise PresetError(f"{source}: {step.kind}: {key} must be a finite number, not {value!r}")
-    if step.kind == "noisereduce" and "prop_decrease" in step.params:
-        value = step.params["prop_decrease"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise PresetError(f"{source}: noisereduce: prop_decrease must be a number in [0, 1] (the share of the "
-                              f"noise taken out), not {value!r}")
     if step.kind == "noisereduce":
         _noisereduce_params(step.params, source)
     if step.is_plugin:
@@ -272,7 +250,6 @@ def check(step: Step, source: str) -> None:
                           f"(known: {', '.join(KINDS)}, {PEDALBOARD_PREFIX}<Plugin>)")
     elif step.kind in ("wiener", RECOVERY):
         settings = WienerSettings if step.kind == "wiener" else RecoverySettings
-        _numbers_where_numbers_go(step, settings, source)
         try:
             settings(**step.params)
         except (TypeError, ValueError) as exc:

@@ -80,15 +80,11 @@ def _stop_worker(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def stopping() -> bool:
-    """This worker has been told to stop. The `SystemExit` its handler raises can come out as
-    another exception (numba turns one raised inside compiled code into a `SystemError`): a
-    handler that records a task's failure asks this first, and stops instead."""
-    return _stopping
-
-
 def stop_if_stopping(exc: BaseException) -> None:
-    """Raise `SystemExit` in place of `exc` when this worker is stopping (see `stopping`)."""
+    """Raise `SystemExit` in place of `exc` when this worker has been told to stop. The
+    `SystemExit` its handler raises can come out as another exception (numba turns one raised
+    inside compiled code into a `SystemError`): a handler that records a task's failure calls
+    this first, and stops instead."""
     if _stopping:
         raise SystemExit(143) from exc
 

@@ -26,8 +26,8 @@ import numpy as np
 import scipy.signal
 
 from ..core import audio, interrupts
-from ..core.batch import track_names
 from ..core import levels
+from ..core.batch import track_names
 from ..core.levels import loudness_lufs
 
 EXCERPT_S = 20.0
