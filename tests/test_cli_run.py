@@ -209,3 +209,14 @@ def test_the_stage_display_shows_the_separation_share_then_the_next_stage():
     on_stage("restore")
     shown = [t for t in progress.tasks if t.visible]
     assert [(t.description, t.total) for t in shown] == [("restoring", None)]
+
+
+def test_the_command_list_wraps_each_summary_as_one_paragraph():
+    r = cli("--help", env={"COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    # Before, the list kept the docstrings' line breaks: "(one with │ │ neither)" on two rows.
+    assert "(one with drums and bass, one with neither), write each mix" in text
+    assert "compare them; writes direct/stemwise/routed.wav" in text
+    corpus = " ".join(cli("corpus", "--help", env={"COLUMNS": "250"}).stdout.split())
+    assert "at its own sample rate and channels, into OUT/<track>.wav" in corpus
