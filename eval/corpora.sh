@@ -14,26 +14,10 @@
 #   SOUNDFONT=/usr/share/sounds/sf2/FluidR3_GM.sf2
 set -euo pipefail
 
-CACHE="${ADAPTIVE_ARGM_CACHE:-$HOME/.cache/adaptive-argm}"
-OUT="$CACHE/corpora"
+source "$(dirname "$0")/corpus_env.sh"
 MIDI_MAX_S="${MIDI_MAX_S:-30}"
 SOUNDFONT="${SOUNDFONT:-/usr/share/sounds/sf2/FluidR3_GM.sf2}"
-if [[ -z "${ADAPTIVE_ARGM:-}" ]]; then
-    if command -v adaptive-argm >/dev/null; then ADAPTIVE_ARGM=adaptive-argm; else ADAPTIVE_ARGM="python3 -m adaptive_argm"; fi
-fi
-read -r -a CLI <<<"$ADAPTIVE_ARGM"
-
-PACKAGES=(wesnoth-1.16-music nexuiz-music warzone2100-music fluidsynth fluid-soundfont-gm openttd-openmsx)
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "installing: ${missing[*]}" >&2
-    SUDO=(); [[ $(id -u) -ne 0 ]] && SUDO=(sudo)
-    "${SUDO[@]}" apt-get update
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y "${missing[@]}"
-fi
+need_packages wesnoth-1.16-music nexuiz-music warzone2100-music fluidsynth fluid-soundfont-gm openttd-openmsx
 
 WESNOTH=/usr/share/games/wesnoth/1.16/data/core/music
 NEXUIZ=/usr/share/games/nexuiz/data/music.pk3/sound/cdtracks   # members of the zip

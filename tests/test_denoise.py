@@ -15,8 +15,12 @@ from adaptive_argm.core import spectral
 from adaptive_argm.core.denoise import (
     REF_HZ,
     WienerSettings,
+    _channel_power,
     _fit_tilt,
+    _interior,
     _prior_tilt,
+    _track_stats,
+    _white_noise_calibration,
     detect_noise_level_db,
     estimate_noise,
     estimate_noise_psd,
@@ -216,6 +220,53 @@ def test_a_pink_model_goes_on_into_the_bass():
     # A brown (-6 dB/octave) model is still held: such hiss has its knee (here at 1 kHz).
     brown = coloured(x.size, "brown", -45.0, seed=32)
     assert bass_error_db(x, brown, unbiased) < 3.0
+
+
+def own_floor(y: np.ndarray, s: WienerSettings) -> np.ndarray:
+    """Each bin's own minimum statistics, bias-corrected for white noise (the estimator's cap)."""
+    power = _channel_power(y, s)[1][_interior(y.size, s)]
+    return _track_stats(power, SR, s)[0] * _white_noise_calibration(s.n_fft, s.hop, SR, s.smoothing_s, s.min_window_s)[0]
+
+
+def test_on_weak_evidence_the_extrapolated_model_keeps_clear_of_each_bins_own_floor():
+    """Below the lowest trusted sub-band the model rests on no evidence of its own. Where fewer
+    than `steep_tilt_min_bands` sub-bands are trusted, it may not claim a bin's whole floor (the
+    music's quietest moments) as noise there: it stays `extrapolate_margin_db` under that floor
+    where it would have come closer, and nothing changes above the lowest trusted sub-band or
+    where the model lies lower anyway. With enough trusted sub-bands the margin does nothing."""
+    x = melody(8, seed=0)
+    y = x + coloured(x.size, "pink", -45.0, seed=31)
+    plain = WienerSettings(bias_correction_db=0.0)
+    found = estimate_noise(y, SR, plain)
+    weak = dataclasses.replace(plain, steep_tilt_min_bands=found.trusted_bands + 1)  # the same evidence, counted as weak
+    e0 = estimate_noise(y, SR, weak)
+    e3 = estimate_noise(y, SR, dataclasses.replace(weak, extrapolate_margin_db=3.0))
+    floor = own_floor(y, plain)
+    assert (e0.tilt_db_per_octave, e0.trusted_bands) == (e3.tilt_db_per_octave, e3.trusted_bands)
+    changed = np.flatnonzero(~np.isclose(e3.psd, e0.psd, rtol=1e-5))
+    assert changed.size >= 5  # the pink model came near the floor in the bass
+    freqs = np.arange(e0.psd.size) * SR / plain.n_fft
+    assert freqs[changed].max() < 8000  # only under the sub-bands the hiss shows in
+    # There the model had come within 3 dB of the floor (or reached it), and now keeps 3 dB clear.
+    assert np.all(e0.psd[changed] > floor[changed] * 10 ** -0.3)
+    assert np.all(e0.psd[changed] <= floor[changed] * (1 + 1e-5))
+    np.testing.assert_allclose(e3.psd[changed], floor[changed] * 10 ** -0.3, rtol=1e-5)
+    assert np.all(e3.psd <= e0.psd * (1 + 1e-6))
+    # Counted as enough evidence (the default five sub-bands; here eight), the margin is not used.
+    assert found.trusted_bands >= plain.steep_tilt_min_bands
+    np.testing.assert_array_equal(estimate_noise(y, SR, dataclasses.replace(plain, extrapolate_margin_db=3.0)).psd,
+                                  found.psd)
+
+
+def test_the_routers_noise_evidence_ignores_the_filters_margin():
+    """The router compares what the filter would act on, mix against stems; the margin is the
+    filter's caution on weak evidence, not evidence, and must not move that comparison."""
+    x = melody(8, seed=0)
+    y = x + coloured(x.size, "pink", -45.0, seed=31)
+    weak = WienerSettings(steep_tilt_min_bands=16, floor_spread_max_db=-1.0)  # every estimate counts as weak
+    cautious = dataclasses.replace(weak, extrapolate_margin_db=3.0)
+    assert np.mean(estimate_noise(y, SR, cautious).psd) < np.mean(estimate_noise(y, SR, weak).psd)  # the filter's own estimate differs
+    assert found_noise_power(y, SR, cautious) == found_noise_power(y, SR, weak) > 0
 
 
 def test_pink_hiss_seen_in_two_top_sub_bands_takes_their_raw_slope():

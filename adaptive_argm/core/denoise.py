@@ -34,7 +34,8 @@ Here, per channel and block:
    `extrapolate_db` below the lowest trusted sub-band (such hiss has a knee; past it the tilt
    would cut the bass); a pink or flatter one goes on to the lowest bin. A tilt that steep needs
    `steep_tilt_min_bands` trusted sub-bands; weaker evidence gets the pink-like tilt. It is
-   capped per bin by the bin's own minimum statistics, then lowered by `bias_correction_db`
+   capped per bin by the bin's own minimum statistics (on such weak evidence, below the lowest
+   trusted sub-band, `extrapolate_margin_db` under them), then lowered by `bias_correction_db`
    (cutting music costs more than leaving a little hiss).
 4. Strength = trusted sub-bands / `confident_bands` (at most 1): the Wiener gain G becomes
    1 - strength * (1 - G), so weak evidence means a gentle filter.
@@ -152,6 +153,13 @@ class WienerSettings:
     them a steady stretch of music that passed for noise, can read pink hiss as -6 dB/octave and
     lift the model 6-9 dB into the music below them (a 3 s excerpt of a development song lost
     2.1 dB SI-SDR under pink hiss that way: eval/results/denoise_cv.md). 0 turns the guard off."""
+    extrapolate_margin_db: float = 0.0
+    """Where fewer than `steep_tilt_min_bands` sub-bands are trusted, the model stays at least this
+    far (dB) under each bin's own minimum statistics below the lowest trusted sub-band, where it is
+    extrapolated (elsewhere the cap is the minimum statistics themselves). A model that reaches a
+    bin's floor there claims that the music's quietest moments are all noise, on little evidence:
+    steady music in one of three trusted sub-bands, read as a steep tilt, lifted a model 9-18 dB
+    over white hiss below 2 kHz (the `adaptive` preset uses 3: eval/results/denoise_cv.md)."""
     fit_tolerance_db: float = 1.0
     """Trusted sub-bands within this of the fitted floor (dB) count as lying on it."""
     fit_margin_db: float = 1.0
@@ -198,8 +206,8 @@ class WienerSettings:
             raise ValueError("hold_tilt_below_db_per_octave must be <= 0")
         if self.flatness_min_db > 0 or self.floor_flatness_min_db > 0:
             raise ValueError("flatness_min_db and floor_flatness_min_db must be <= 0")
-        if self.fit_margin_db < 0 or self.fit_tolerance_db < 0 or self.extrapolate_db < 0:
-            raise ValueError("need fit_margin_db, fit_tolerance_db, extrapolate_db >= 0")
+        if min(self.fit_margin_db, self.fit_tolerance_db, self.extrapolate_db, self.extrapolate_margin_db) < 0:
+            raise ValueError("need fit_margin_db, fit_tolerance_db, extrapolate_db, extrapolate_margin_db >= 0")
         if self.excess_correction < 0 or self.tilt_excess_correction < 0:
             raise ValueError("excess_correction and tilt_excess_correction must be >= 0")
         if self.confident_bands < 1 or self.steep_tilt_min_bands < 0:
@@ -449,7 +457,10 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
     if tilt < s.hold_tilt_below_db_per_octave:  # <= 0 (validated): a flat or rising model is never held
         hold_hz = max(hold_hz, REF_HZ * 2.0 ** (float(x.min()) + s.extrapolate_db / tilt))
     model_db = level + tilt * np.log2(np.maximum(freqs_hz, hold_hz) / REF_HZ)
-    psd = np.minimum(per_bin, 10.0 ** (model_db / 10.0)) * 10.0 ** (s.bias_correction_db / 10.0)
+    cap = per_bin.copy()
+    if int(trusted.sum()) < s.steep_tilt_min_bands:  # weak evidence: keep clear of the music's floor
+        cap[:bands[int(np.argmax(trusted))][0]] *= np.float32(10.0 ** (-s.extrapolate_margin_db / 10.0))
+    psd = np.minimum(cap, 10.0 ** (model_db / 10.0)) * 10.0 ** (s.bias_correction_db / 10.0)
     n_trusted = int(trusted.sum())
     return NoiseEstimate(psd.astype(np.float32), level, tilt, n_trusted, len(bands),
                          min(1.0, n_trusted / s.confident_bands))
@@ -490,7 +501,11 @@ def found_noise_power(x: np.ndarray, sr: int, settings: WienerSettings = WienerS
     the stems together in five more cases of the router study, each one where stem-wise was
     better by 0.9 to 8.9 dB (eval/results/router.md: white hiss on the_hobo_redfarn's mix, direct
     +2.2 dB against stem-wise +11.1). `weak`: the whole estimate, floor included, which the
-    router asks for only where the fluctuation test finds nothing in the mix nor in any stem."""
+    router asks for only where the fluctuation test finds nothing in the mix nor in any stem.
+    Without `extrapolate_margin_db` either: the filter's caution, not evidence, and the router was
+    studied without it (with it, the denoiser of one MusicGen clip under white hiss went to the mix
+    and lost 1.9 dB against the stems, eval/results/paired.md)."""
+    settings = replace(settings, extrapolate_margin_db=0.0)
     if not weak:
         settings = replace(settings, floor_spread_max_db=-1.0)
     x2 = channels_first(x)
