@@ -39,17 +39,6 @@ for t in 5432gone_redfarn boogi_marabi_redfarn busy_schedule careless_perc_redfa
     MIDI_DEV+=("$OPENMSX/$t.mid")
 done
 
-build() {  # build NAME CMD...: skip when built, time it otherwise
-    local name=$1; shift
-    if [[ -f "$OUT/$name/manifest.json" ]]; then
-        echo "$name: already built in $OUT/$name" >&2
-        return
-    fi
-    local start=$SECONDS
-    "$@"
-    echo "$name: built in $((SECONDS - start)) s -> $OUT/$name" >&2
-}
-
 mkdir -p "$OUT"
 build real-dev "${CLI[@]}" corpus real "${REAL_DEV[@]}" --out "$OUT/real-dev"
 build midi-dev "${CLI[@]}" corpus midi "${MIDI_DEV[@]}" --out "$OUT/midi-dev" --soundfont "$SOUNDFONT" \

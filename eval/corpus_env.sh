@@ -1,5 +1,6 @@
 # Sourced by eval/corpora.sh and eval/outside.sh: where corpora go ($OUT), how to run the CLI
-# (${CLI[@]}), and `need_packages PKG...`, which installs the Debian packages that are missing.
+# (${CLI[@]}), `need_packages PKG...`, which installs the Debian packages that are missing, and
+# `build NAME CMD...`, which runs CMD unless $OUT/NAME is built.
 CACHE="${ADAPTIVE_ARGM_CACHE:-$HOME/.cache/adaptive-argm}"
 OUT="$CACHE/corpora"
 if [[ -z "${ADAPTIVE_ARGM:-}" ]]; then
@@ -18,4 +19,15 @@ need_packages() {
         "${SUDO[@]}" apt-get update
         DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y "${missing[@]}"
     fi
+}
+
+build() {  # build NAME CMD...: skip when built, time it otherwise
+    local name=$1; shift
+    if [[ -f "$OUT/$name/manifest.json" ]]; then
+        echo "$name: already built in $OUT/$name" >&2
+        return
+    fi
+    local start=$SECONDS
+    "$@"
+    echo "$name: built in $((SECONDS - start)) s -> $OUT/$name" >&2
 }

@@ -28,14 +28,6 @@ for t in title track1 track2 track3 track4 track5 track6; do FULL+=("$NEVERBALL/
 # Content only to 16.9, 17.2 and 17.9 kHz: scored by the denoiser's check, not by recovery's.
 NARROW=("$ETR/spunkyrace-ks.ogg" "$LINCITY/02 - Robert van Herk - City Blues.ogg" "$NEVERBALL/inter.ogg")
 
-build() {  # build NAME FILES...: skip when built
-    local name=$1; shift
-    if [[ -f "$OUT/$name/manifest.json" ]]; then
-        echo "$name: already built ($OUT/$name)" >&2
-        return
-    fi
-    "${CLI[@]}" corpus real "$@" -o "$OUT/$name"
-}
 mkdir -p "$OUT"
-build outside "${FULL[@]}" "${NARROW[@]}"
-build outside-full "${FULL[@]}"
+build outside "${CLI[@]}" corpus real "${FULL[@]}" "${NARROW[@]}" -o "$OUT/outside"
+build outside-full "${CLI[@]}" corpus real "${FULL[@]}" -o "$OUT/outside-full"

@@ -9,31 +9,30 @@ from . import demo  # noqa: F401  (registers the command)
 from . import eval  # noqa: F401  (registers the command)
 from . import benchmark  # noqa: F401  (registers the command)
 from . import corpus  # noqa: F401  (registers the command group)
+
 import inspect
 
+import typer
 from rich.markup import escape
 
 from .app import app
-from .corpus import corpus_app
-from .models import models_app
 
 
-def _one_line_summaries(*apps) -> None:
+def _one_line_summaries(a: typer.Typer) -> None:
     """A command list shows each command's first docstring paragraph with its source line breaks;
-    joined, it wraps to the terminal like the rest of the help."""
-    for a in apps:
-        for info in a.registered_commands:
-            if info.short_help is None and info.callback is not None and info.callback.__doc__:
-                info.short_help = " ".join(inspect.cleandoc(info.callback.__doc__).split("\n\n")[0].split())
+    joined, it wraps to the terminal like the rest of the help. Command groups too."""
+    for info in a.registered_commands:
+        if info.short_help is None and info.callback is not None and info.callback.__doc__:
+            info.short_help = " ".join(inspect.cleandoc(info.callback.__doc__).split("\n\n")[0].split())
+    for group in a.registered_groups:
+        _one_line_summaries(group.typer_instance)
 
 
-_one_line_summaries(app, corpus_app, models_app)
+_one_line_summaries(app)
 
 
 def main() -> None:
     import sys
-
-    import typer
 
     from ..core import heap, interrupts, threads
     from .app import err_console, interrupted_text

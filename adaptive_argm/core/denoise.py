@@ -448,7 +448,9 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
 
     tilt, inliers = _fit_tilt(x, level_db[trusted] - s.tilt_excess_correction * excess, s, bound,
                               _prior_tilt(x, level_db[trusted], s))
-    if int(trusted.sum()) < s.steep_tilt_min_bands:  # weak evidence for a steep floor
+    n_trusted = int(trusted.sum())
+    weak = n_trusted < s.steep_tilt_min_bands
+    if weak:  # too little evidence for a steep floor
         tilt = max(tilt, s.hold_tilt_below_db_per_octave)
     level = min(float(np.median(y[inliers] - tilt * x[inliers])), bound(tilt))
     freqs_hz = np.arange(per_bin.size) * (sr / s.n_fft)
@@ -457,11 +459,11 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
     if tilt < s.hold_tilt_below_db_per_octave:  # <= 0 (validated): a flat or rising model is never held
         hold_hz = max(hold_hz, REF_HZ * 2.0 ** (float(x.min()) + s.extrapolate_db / tilt))
     model_db = level + tilt * np.log2(np.maximum(freqs_hz, hold_hz) / REF_HZ)
-    cap = per_bin.copy()
-    if int(trusted.sum()) < s.steep_tilt_min_bands:  # weak evidence: keep clear of the music's floor
+    cap = per_bin
+    if weak and s.extrapolate_margin_db > 0:  # keep clear of the music's floor where the model is extrapolated
+        cap = per_bin.copy()
         cap[:bands[int(np.argmax(trusted))][0]] *= np.float32(10.0 ** (-s.extrapolate_margin_db / 10.0))
     psd = np.minimum(cap, 10.0 ** (model_db / 10.0)) * 10.0 ** (s.bias_correction_db / 10.0)
-    n_trusted = int(trusted.sum())
     return NoiseEstimate(psd.astype(np.float32), level, tilt, n_trusted, len(bands),
                          min(1.0, n_trusted / s.confident_bands))
 
