@@ -68,3 +68,19 @@ def test_ssr_lsd_reads_zero_for_a_copy_and_two_for_a_tenth_of_the_amplitude():
     assert ssr.lsd_ssr(x, x, SR) < 1e-6
     assert abs(ssr.lsd_ssr(x, x * 0.1, SR) - 2.0) < 1e-3
     assert abs(ssr.lsd_ssr(x * 0.1, x, SR) - 2.0) < 1e-3
+
+
+def test_the_backtest_reads_the_envelope_rules_own_error():
+    """eval/recovery_backtest.py: a spectrum that falls 10 dB/octave everywhere is continued 4
+    dB/octave steeper above the cutoff (and 6 more above 10 kHz), so the rule's error there is
+    known; below half the cutoff the same rule makes the same kind of error over one octave."""
+    spec = importlib.util.spec_from_file_location("recovery_backtest", ROOT / "eval" / "recovery_backtest.py")
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    f = np.arange(bt.N_ANALYSIS // 2 + 1) * (SR / bt.N_ANALYSIS)
+    power = 10 ** (-np.log2(np.maximum(f, 20.0) / 1000.0))  # -10 dB per octave
+    up = f[(f >= 11025.0) & (f < 20000.0)]
+    expected = np.mean(-4 * np.log2(up / 11025.0) - 6 * np.log2(up / 10000.0))
+    assert abs(bt.envelope_error_db(power, SR, 11025.0, 20000.0) - expected) < 0.5
+    down = f[(f >= 4000.0) & (f < 8000.0)]
+    assert abs(bt.envelope_error_db(power, SR, 4000.0, 8000.0) - np.mean(-4 * np.log2(down / 4000.0))) < 0.5
