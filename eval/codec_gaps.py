@@ -126,7 +126,7 @@ def main() -> None:
         real = pool.map(real_job, [(c, clips[c][1], clips[c][0]) for c in sorted(clips)], chunksize=1)
         midi = []
         if args.midi:
-            songs = sorted(str(p) for p in Path(args.midi).iterdir() if (p / "mixed.wav").exists())
+            songs = [str(Path(args.midi) / s) for s in rd.midi_songs(args.midi)]
             midi = [r for rs in pool.map(midi_job, songs, chunksize=1) for r in rs]
     md = ["# Codec gaps below the wall: what the encoder drops, and what the detector refills", "",
           "See `eval/codec_gaps.py`. Cells: (STFT frame, 1/6-octave band) in the octave below the "

@@ -49,8 +49,7 @@ def envelope_error_db(power: np.ndarray, sr: int, cutoff_hz: float, top_hz: floa
 def clip_paths(real: str | None, midi: str | None) -> list[tuple[str, str]]:
     clips = [(f"real/{n}", p) for n, (p, _) in sorted(rd.real_clips(real).items())] if real else []
     if midi:
-        clips += [(f"midi/{d.name}", str(d / "mixed.wav")) for d in sorted(Path(midi).iterdir())
-                  if (d / "mixed.wav").is_file()]
+        clips += [(f"midi/{s}", str(Path(midi) / s / "mixed.wav")) for s in rd.midi_songs(midi)]
     return clips
 
 
@@ -62,7 +61,8 @@ def main() -> None:
     rows = []
     for name, path in clip_paths(args.real, args.midi):
         x, sr = rd.read(path)
-        _, power = welch(x.mean(axis=0, dtype=np.float64), sr, window="hann", nperseg=N_ANALYSIS, noverlap=3 * N_ANALYSIS // 4)
+        _, power = welch(x.mean(axis=0, dtype=np.float64), sr, window="hann", nperseg=N_ANALYSIS,
+                         noverlap=3 * N_ANALYSIS // 4)
         rows.append([envelope_error_db(power, sr, fc, TOP_HZ) for fc in CUTOFFS_HZ]
                     + [envelope_error_db(power, sr, fc / 2, fc) for fc in CUTOFFS_HZ])
     a = np.array(rows)

@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--out", default="eval/results")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    songs = sorted(p.name for p in Path(args.midi).iterdir() if (p / "mixed.wav").exists())
+    songs = dev.midi_songs(args.midi)
     half = dev.halves(songs, lambda n: "")
     jobs = [(s, half[s], str(Path(args.midi) / s), c, args.excerpt_s) for c in args.conditions.split(",") for s in songs]
     with Pool(args.workers) as pool:

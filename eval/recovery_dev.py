@@ -231,6 +231,12 @@ def real_clips(folder: str | Path) -> dict[str, tuple[str, str]]:
     return {n: (path, half[n]) for n, (path, _) in found.items()}
 
 
+def midi_songs(folder: str | Path) -> list[str]:
+    """The multitrack corpus in `folder`: the names of its song folders (those holding a
+    `mixed.wav`), sorted."""
+    return sorted(p.name for p in Path(folder).iterdir() if (p / "mixed.wav").exists())
+
+
 def write_report(out: str | Path, name: str, lines: list[str]) -> None:
     """`lines` as `out/name` (the folder made if needed), and printed."""
     text = "\n".join(lines)
@@ -361,7 +367,7 @@ def main() -> None:
         write_csv(out / "recovery_dev_real.csv", rows)
         md += ["## Real music (direct)", "", *real_table(rows), ""]
     if args.midi:
-        songs = sorted(p.name for p in Path(args.midi).iterdir() if (p / "mixed.wav").exists())
+        songs = midi_songs(args.midi)
         half = halves(songs, lambda n: "")
         midi_conds = [c for c in args.midi_conditions.split(",") if c in ("r32", "r22", "r16")]
         jobs = [(s, half[s], str(Path(args.midi) / s), cond, settings, args.midi_excerpt_s)

@@ -181,7 +181,7 @@ def main() -> None:
     if args.real:
         clips = {c: (path, half, None) for c, (path, half) in rd.real_clips(args.real).items()}
     else:
-        songs = sorted(p.name for p in Path(args.midi).iterdir() if (p / "mixed.wav").exists())
+        songs = rd.midi_songs(args.midi)
         half = rd.halves(songs, lambda n: "")
         clips = {s: (str(Path(args.midi) / s / "mixed.wav"), half[s], MIDI_EXCERPT_S) for s in songs}
     jobs = [(c, clips[c][1], clips[c][0], cond, clips[c][2]) for cond in conds for c in sorted(clips)]
