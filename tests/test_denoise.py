@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptive_argm.core import spectral
+from adaptive_argm.core import presets, spectral
 from adaptive_argm.core.denoise import (
     REF_HZ,
     WienerSettings,
@@ -224,7 +224,6 @@ def test_a_pink_model_goes_on_into_the_bass():
 
 def adaptive_wiener() -> WienerSettings:
     """The `adaptive` preset's denoiser settings."""
-    from adaptive_argm.core import presets
     return WienerSettings(**presets.load("adaptive").steps[0].params)
 
 

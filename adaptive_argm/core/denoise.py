@@ -25,10 +25,11 @@ Here, per channel and block:
    brown -6): a lower envelope of the trusted sub-bands' levels, each first lowered by its
    excess (music under the noise lifts both; `tilt_excess_correction` dB per dB for the tilt,
    `excess_correction` for the level; a falling fit can be tried again with the smaller
-   `coloured_tilt_excess_correction`, which reads coloured hiss steeper: off by default). When the trusted sub-bands cannot tell a tilt (they span
-   less than `tilt_span_min_octaves`, or several tilts fit them equally well), the one nearest
-   the raw slope of the top trusted sub-bands is taken (`tilt_prior_bands`), if its line stays
-   under every sub-band's own minimum statistics; else the flattest, as first designed (a flat
+   `coloured_tilt_excess_correction`, which reads coloured hiss steeper: off by default). When
+   the trusted sub-bands cannot tell a tilt (they span less than `tilt_span_min_octaves`, or
+   several tilts fit them equally well), the one nearest the raw slope of the top trusted
+   sub-bands is taken (`tilt_prior_bands`), if its line stays under every sub-band's own
+   minimum statistics; else the flattest, as first designed (a flat
    model sat 10-20 dB under pink hiss in the bass: eval/results/denoise_cv.md). The model never
    exceeds any sub-band's own minimum-statistics level by more than `fit_margin_db` (music only
    adds power). A model falling faster than `hold_tilt_below_db_per_octave` rises by at most
@@ -461,11 +462,11 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
     def bound(tilt: float) -> float:
         return float(np.min(level_db[used] - tilt * octaves[used])) + s.fit_margin_db
 
-    tilt, inliers = _fit_tilt(x, level_db[trusted] - s.tilt_excess_correction * excess, s, bound,
-                              _prior_tilt(x, level_db[trusted], s))
+    raw_db = level_db[trusted]
+    prior = _prior_tilt(x, raw_db, s)
+    tilt, inliers = _fit_tilt(x, raw_db - s.tilt_excess_correction * excess, s, bound, prior)
     if s.coloured_tilt_excess_correction >= 0 and tilt <= s.coloured_below_db_per_octave:
-        steeper, at = _fit_tilt(x, level_db[trusted] - s.coloured_tilt_excess_correction * excess, s, bound,
-                                _prior_tilt(x, level_db[trusted], s))
+        steeper, at = _fit_tilt(x, raw_db - s.coloured_tilt_excess_correction * excess, s, bound, prior)
         if s.hold_tilt_below_db_per_octave <= steeper < tilt:
             tilt, inliers = steeper, at
     n_trusted = int(trusted.sum())
