@@ -292,3 +292,20 @@ def test_a_folder_of_plain_files_given_as_a_corpus_is_one_line(tmp_path):
     r = runner.invoke(app, ["benchmark", "--corpus", str(clean), "--out", str(tmp_path / "out")])
     assert r.exit_code == 2 and "--corpus" in r.output and "mixed.wav" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_misread_visqol_cases_are_counted_and_named():
+    """A case whose input or output ViSQOL reading matched its patches elsewhere is counted per
+    mean row, and the report names the misread inputs once per clip and degradation."""
+    def with_visqol(case, clip, misplaced_in, misplaced_out):
+        return replace(case, clip=clip, input=replace(case.input, visqol_moslqo=3.7, visqol_misplaced=misplaced_in),
+                       output=replace(case.output, visqol_moslqo=1.5, visqol_misplaced=misplaced_out))
+    cases = [with_visqol(_case("white-45", 2.0), "quiet_intro", 1.0, 0.0),
+             with_visqol(replace(_case("white-45", 2.0), mode="stemwise"), "quiet_intro", 1.0, 0.25),
+             with_visqol(_case("white-45", 1.0), "busy", 0.0, 0.0)]
+    assert [c.visqol_misread for c in cases] == [True, True, False]
+    rows = {r.mode: r for r in benchmark_tables.means(cases)}
+    assert rows["direct"].visqol_misread == 1 and rows["stemwise"].visqol_misread == 1
+    note = benchmark_tables.misread_note(cases)
+    assert "in 1 of 2 inputs (quiet_intro / white-45)" in note and "1 of 3 outputs" in note
+    assert "in place" in benchmark_tables.misread_note(cases[2:])

@@ -60,6 +60,22 @@ def test_reference_adds_visqol_which_ranks_the_noisy_file_below_the_clean_one(cl
     assert clean_panel["visqol_moslqo"] <= 5.0
     r = metrics_cli(noisy, "--ref", clean)
     assert r.exit_code == 0 and "visqol_moslqo" in r.stdout
+    assert noisy_panel["visqol_misplaced"] == 0.0 and "misreading" not in r.output
+
+
+def test_a_misread_visqol_score_comes_with_a_warning(tmp_path):
+    """Bass notes under hiss 5 dB down: ViSQOL matches its patches elsewhere and scores high;
+    the panel says what share was misplaced and the command warns in one line."""
+    pytest.importorskip("visqol")
+    from test_visqol import bass_notes
+
+    bass = bass_notes()
+    hissy = bass + np.random.default_rng(3).standard_normal(bass.shape).astype(np.float32) * 10 ** (-45 / 20)
+    clean, noisy = audio.write(tmp_path / "bass.wav", bass, SR), audio.write(tmp_path / "hiss.wav", hissy, SR)
+    panel = json.loads(metrics_cli(noisy, "--ref", clean, "--json").stdout)
+    assert panel["visqol_misplaced"] >= 0.5
+    r = metrics_cli(noisy, "--ref", clean)
+    assert r.exit_code == 0 and "visqol_moslqo of the file is a misreading" in r.output
 
 
 def test_table_lists_the_panel_and_leaves_out_intrusive_rows_without_reference(clean_and_noisy):

@@ -234,9 +234,9 @@ def test_a_falling_fit_is_refitted_with_the_smaller_coloured_correction():
     correction, the tilt reads -2.5 and the model rises toward the hiss, still under it. White
     hiss under the same music fits flat, and its estimate does not move at all."""
     x = melody(8, seed=0) + 0.03 * bright_melody(8, 12000.0, seed=2)
-    off = adaptive_wiener()
-    assert off.coloured_tilt_excess_correction < 0  # not in the preset: see the setting's doc
-    refit = dataclasses.replace(off, coloured_tilt_excess_correction=2.0, coloured_below_db_per_octave=-1.5)
+    refit = adaptive_wiener()
+    assert (refit.coloured_tilt_excess_correction, refit.coloured_below_db_per_octave) == (2.0, -1.5)
+    off = dataclasses.replace(refit, coloured_tilt_excess_correction=-1.0)
     pink = coloured(x.size, "pink", -45.0, seed=31)
     flat, steep = estimate_noise(x + pink, SR, off), estimate_noise(x + pink, SR, refit)
     assert refit.hold_tilt_below_db_per_octave <= steep.tilt_db_per_octave <= flat.tilt_db_per_octave - 0.5

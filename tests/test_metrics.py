@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -153,6 +154,15 @@ def test_floor_saturation_pins_paper_metric_and_warns(music):
     assert after.p25_paper_db == pytest.approx(-M.TOP_DB, abs=1e-3)
     assert any("saturated" in w and "cannot rank" in w for w in M.warnings_for(before, after))
     assert not any("saturated" in w for w in M.warnings_for(before, before))
+
+
+def test_a_misread_visqol_score_warns_for_the_output_or_the_input(music):
+    panel = M.measure(music, SR)
+    misread = dataclasses.replace(panel, visqol_moslqo=4.1, visqol_misplaced=0.25)
+    sound = dataclasses.replace(panel, visqol_moslqo=2.9, visqol_misplaced=0.0)
+    assert any("of the output is a misreading" in w and "25%" in w for w in M.warnings_for(sound, misread))
+    assert any("of the input is a misreading" in w for w in M.warnings_for(misread, sound))
+    assert not any("misreading" in w for w in M.warnings_for(sound, sound) + M.warnings_for(panel, panel))
 
 
 def test_bandwidth_of_resampled_32k_noise_is_about_16k():

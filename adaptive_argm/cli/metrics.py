@@ -38,6 +38,8 @@ def metrics_command(
             panel = metrics.with_scores_of(panel, y, reference, metrics.METRIC_SR)
         if info.truncated:
             err_console.print(f"[yellow]warning:[/] {info.truncation_warning()}", soft_wrap=True)
+        if misread := metrics.visqol_warning(panel, "file"):
+            err_console.print(f"[yellow]warning:[/] {misread}", soft_wrap=True)
         if as_json:
             typer.echo(json.dumps(jsonable(panel.to_dict()), allow_nan=False))
         else:

@@ -376,21 +376,26 @@ def _quiet_snr(e: np.ndarray, c: np.ndarray, quiet_fraction: float = QUIET_FRACT
     return 10.0 * math.log10(signal / error)
 
 
-def visqol_moslqo(est: np.ndarray, ref: np.ndarray, sr: int) -> float:
+def visqol_reading(est: np.ndarray, ref: np.ndarray, sr: int) -> visqol.Reading:
     """ViSQOL v3 audio-mode MOS-LQO (1 to about 4.75; higher is better) of `est` against the clean
     `ref`, both `(samples,)` or `(channels, samples)` at `sr`: mono downmix, soxr to 48 kHz,
     `est` aligned to `ref` by its fractional delay (within VISQOL_MAX_LAG_S), then scored
-    (`visqol.moslqo`). NaN when either is silent or the aligned overlap is shorter than
+    (`visqol.read`). NaN when either is silent or the aligned overlap is shorter than
     `visqol.MIN_DURATION_S`.
 
     Rewards what listeners hear: a lost high band, codec smear and hiss all cost points, and it
     punishes hiss hard (white noise at -45 dBFS on real music: about 1.8). Blind to gain. About
-    1.5 CPU s per 10 s of audio."""
+    1.5 CPU s per 10 s of audio. `misplaced` > 0 marks a reading to distrust (`visqol.Reading`)."""
     e48, r48 = visqol.to_visqol_rate(est, sr), visqol.to_visqol_rate(ref, sr)
     if not np.any(e48) or not np.any(r48) or not (np.all(np.isfinite(e48)) and np.all(np.isfinite(r48))):
-        return math.nan
+        return visqol.Reading(math.nan, math.nan)
     e48, r48 = fractional_align(e48, r48, int(round(VISQOL_MAX_LAG_S * visqol.VISQOL_SR)))
-    return visqol.moslqo(e48, r48)
+    return visqol.read(e48, r48)
+
+
+def visqol_moslqo(est: np.ndarray, ref: np.ndarray, sr: int) -> float:
+    """`visqol_reading`'s MOS-LQO alone."""
+    return visqol_reading(est, ref, sr).moslqo
 
 
 @dataclass(frozen=True)
@@ -402,6 +407,7 @@ class Scores:
     lsd_db: float
     quiet_frame_snr_db: float
     visqol_moslqo: float = math.nan
+    visqol_misplaced: float = math.nan
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -411,5 +417,5 @@ def scores(est: np.ndarray, ref: np.ndarray, sr: int, *, with_visqol: bool = Tru
     """SI-SDR, LSD, quiet-frame SNR and (unless `with_visqol` is False: it costs most) ViSQOL of
     `est` against `ref` at `sr`, after ONE fractional-delay alignment."""
     e, r = _aligned_pair(est, ref)
-    return Scores(_si_sdr(e, r), _lsd(e, r, sr), _quiet_snr(e, r),
-                  visqol_moslqo(e, r, sr) if with_visqol else math.nan)
+    reading = visqol_reading(e, r, sr) if with_visqol else visqol.Reading(math.nan, math.nan)
+    return Scores(_si_sdr(e, r), _lsd(e, r, sr), _quiet_snr(e, r), reading.moslqo, reading.misplaced)

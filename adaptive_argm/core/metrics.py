@@ -103,6 +103,7 @@ class MetricPanel:
     lsd_db: float = math.nan
     quiet_frame_snr_db: float = math.nan
     visqol_moslqo: float = math.nan
+    visqol_misplaced: float = math.nan
 
     def to_dict(self) -> dict[str, float | None]:
         """Flat, JSON-safe dict: plain floats, with NaN and +-inf written as None."""
@@ -135,6 +136,8 @@ DIRECTIONS: dict[str, str] = {
     "lsd_db": "lower",
     "quiet_frame_snr_db": "higher",
     "visqol_moslqo": "higher",
+    # Where ViSQOL matched its patches to other music, its score says nothing (core/visqol.py).
+    "visqol_misplaced": "none",
 }
 """For each MetricPanel field, the direction in which a restoration's result is better:
 "higher", "lower", "closer-to-input" (no absolute good value; any change is a side effect),
@@ -155,6 +158,7 @@ LABELS: dict[str, str] = {
     "lsd_db": "log-spectral distance vs reference",
     "quiet_frame_snr_db": "SNR in the reference's quietest frames",
     "visqol_moslqo": "ViSQOL v3 MOS-LQO vs reference (1-5)",
+    "visqol_misplaced": "ViSQOL patches matched away from their own time",
 }
 
 UNITS: dict[str, str] = {
@@ -172,6 +176,7 @@ UNITS: dict[str, str] = {
     "lsd_db": "dB",
     "quiet_frame_snr_db": "dB",
     "visqol_moslqo": "MOS",
+    "visqol_misplaced": "",
 }
 
 assert set(DIRECTIONS) == set(LABELS) == set(UNITS) == {f.name for f in fields(MetricPanel)}
@@ -410,4 +415,15 @@ def warnings_for(input_panel: MetricPanel, output_panel: MetricPanel) -> list[st
         out.append(
             f"output peaks at {o.peak_dbfs:+.1f} dBFS: it will clip if written as fixed-point"
         )
+    out += [w for which, panel in (("output", o), ("input", i)) if (w := visqol_warning(panel, which))]
     return out
+
+
+def visqol_warning(panel: MetricPanel, which: str = "output") -> str:
+    """A sentence when ViSQOL matched some of its patches to other music (`visqol.Reading`):
+    its score is then a misreading, often too high; "" otherwise (NaN included)."""
+    if not panel.visqol_misplaced > 0:
+        return ""
+    return (f"visqol_moslqo of the {which} is a misreading: ViSQOL matched {100 * panel.visqol_misplaced:.0f}% "
+            "of its patches to other music, away from their own time (a reference whose bands lie mostly "
+            "empty); read SI-SDR and LSD instead")

@@ -123,6 +123,12 @@ class CaseResult:
         return self.output.visqol_moslqo - self.input.visqol_moslqo
 
     @property
+    def visqol_misread(self) -> bool:
+        """ViSQOL matched a patch of the input's or the output's reading to other music: its
+        change compares a misreading (`visqol.Reading`)."""
+        return self.input.visqol_misplaced > 0 or self.output.visqol_misplaced > 0
+
+    @property
     def loudness_change_lu(self) -> float:
         return self.output.loudness_lufs - self.input.loudness_lufs
 
@@ -136,6 +142,7 @@ class CaseResult:
              "si_sdr_change_db": self.si_sdr_change_db,
              "visqol_in": self.input.visqol_moslqo, "visqol_out": self.output.visqol_moslqo,
              "visqol_change": self.visqol_change,
+             "visqol_misplaced_in": self.input.visqol_misplaced, "visqol_misplaced_out": self.output.visqol_misplaced,
              "lsd_in_db": self.input.lsd_db, "lsd_out_db": self.output.lsd_db, "lsd_change_db": self.lsd_change_db,
              "cutoff_hz": self.cutoff_hz, "lsd_hf_in_db": self.lsd_hf_in_db, "lsd_hf_out_db": self.lsd_hf_out_db,
              "quiet_snr_in_db": self.input.quiet_frame_snr_db, "quiet_snr_out_db": self.output.quiet_frame_snr_db,

@@ -12,7 +12,7 @@ from typing import Callable
 from ..core import audio, results
 from ..core.table import Table, csv_text, markdown
 from .benchmark import BenchmarkResult, BenchmarkSettings, run_benchmark
-from .benchmark_tables import all_means, goals, goals_table, headline_table, means, means_table
+from .benchmark_tables import all_means, goals, goals_table, headline_table, means, means_table, misread_note
 from .clips import HALF_ROLES, MUSICGEN_STEM_SCALE, CleanClip
 
 REPORT_TITLE = "# Paired benchmark\n"
@@ -50,6 +50,7 @@ def _corpus_section(result: BenchmarkResult, source: str) -> list[str]:
               _md(headline_table(rows, "si_sdr_change_db", "si_sdr_change_worst_db")),
               "### ViSQOL change (MOS): mean / worst clip\n",
               _md(headline_table(rows, "visqol_change", "visqol_change_worst")),
+              misread_note(cases),
               "### ViSQOL (MOS), degraded input and outputs, mean over clips\n",
               _md(headline_table(rows, "visqol_out", signed=False, input_field="visqol_in")),
               "### LSD above the damaged input's cutoff (dB), degraded input and outputs, mean over clips\n",

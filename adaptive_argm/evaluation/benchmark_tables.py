@@ -68,6 +68,8 @@ class MeanRow:
     p25_paper_in_db: float
     p25_paper_out_db: float
     noise_floor_change_db: float
+    visqol_misread: int = 0
+    """Cases whose ViSQOL change compares a misreading (`CaseResult.visqol_misread`)."""
 
 
 def _row(source: str, half: str, key: tuple[str, str, str], cs: list[CaseResult]) -> MeanRow:
@@ -85,7 +87,8 @@ def _row(source: str, half: str, key: tuple[str, str, str], cs: list[CaseResult]
         finite_mean(c.quiet_snr_change_db for c in cs), finite_mean(c.loudness_change_lu for c in cs),
         max(loud, default=math.nan), sum(c.clipped_out for c in cs),
         finite_mean(c.input.p25_paper_db for c in cs), finite_mean(c.output.p25_paper_db for c in cs),
-        finite_mean(c.output.noise_floor_db - c.input.noise_floor_db for c in cs))
+        finite_mean(c.output.noise_floor_db - c.input.noise_floor_db for c in cs),
+        sum(c.visqol_misread for c in cs))
 
 
 def means(cases: Iterable[CaseResult], source: str | None = None, half: str = ALL) -> list[MeanRow]:
@@ -102,6 +105,24 @@ def all_means(cases: Iterable[CaseResult]) -> list[MeanRow]:
     """`means` over every clip, then over each half: paired_means.csv."""
     cases = list(cases)
     return [r for h in (ALL, *HALF_ROLES) for r in means(cases, half=h)]
+
+
+def misread_note(cases: Iterable[CaseResult]) -> str:
+    """One paragraph: which ViSQOL readings matched patches to other music (inputs once per clip x
+    degradation, then outputs), so that a worst ViSQOL change can be read for what it is."""
+    cases = [c for c in cases if math.isfinite(c.input.visqol_moslqo)]
+    if not cases:
+        return ""
+    inputs = {(c.clip, c.degradation): c.input.visqol_misplaced > 0 for c in cases}
+    bad_in = [k for k, bad in inputs.items() if bad]
+    bad_out = [c for c in cases if c.output.visqol_misplaced > 0]
+    if not bad_in and not bad_out:
+        return f"Every ViSQOL reading matched its patches in place ({len(inputs)} inputs, {len(cases)} outputs).\n"
+    listed = ", ".join(f"{clip} / {d}" for clip, d in bad_in[:12]) + (", ..." if len(bad_in) > 12 else "")
+    return (f"ViSQOL matched patches to other music, seconds away, in {len(bad_in)} of {len(inputs)} inputs"
+            + (f" ({listed})" if bad_in else "") + f" and {len(bad_out)} of {len(cases)} outputs: "
+            "their ViSQOL change compares a misreading, not a restoration (core/visqol.py; "
+            "`visqol_misread` in paired_means.csv counts such cases per row).\n")
 
 
 # --- goals ------------------------------------------------------------------------------------
