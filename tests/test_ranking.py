@@ -69,6 +69,18 @@ def test_the_cli_table_uses_the_same_rule_and_says_identical():
     assert _cells(table, "noise_floor_db") == ["-30.00", "-50.00 *", "-50.00 *", "-49.00"]
 
 
+def test_a_misread_visqol_score_is_never_marked_best():
+    """ViSQOL that matched its patches to other music (visqol_misplaced > 0) reads high for the
+    wrong reason: that output gets no mark, and a misread input leaves the row unmarked."""
+    cols = {"input": {"visqol_moslqo": 2.0, "visqol_misplaced": 0.0},
+            "direct": {"visqol_moslqo": 3.9, "visqol_misplaced": 0.5},
+            "stem-wise": {"visqol_moslqo": 3.1, "visqol_misplaced": 0.0},
+            "routed": {"visqol_moslqo": 2.8, "visqol_misplaced": 0.0}}
+    assert _cells(metrics_table(cols), "visqol_moslqo") == ["2.00", "3.90", "3.10 *", "2.80"]
+    cols["input"] = {"visqol_moslqo": 3.7, "visqol_misplaced": 1.0}
+    assert _cells(metrics_table(cols), "visqol_moslqo") == ["3.70", "3.90", "3.10", "2.80"]
+
+
 def test_compare_against_its_own_input_prints_identical(tmp_path, offline):
     song = audio.write(tmp_path / "clean.wav", music_like(2.0)[None], SR)
     out = tmp_path / "cmp"

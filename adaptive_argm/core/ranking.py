@@ -22,6 +22,9 @@ IDENTICAL = "identical"
 CEILING_KEYS = ("si_sdr_db", "quiet_frame_snr_db")
 """Scores that grow without bound as a result approaches its reference."""
 MARK = "*"
+MISREAD_BY = {"visqol_moslqo": "visqol_misplaced"}
+"""A metric, and the diagnostic that says its reading compared other music (`visqol.Reading`): a
+misread result gets no mark on it, and a misread input leaves its row unmarked."""
 DIRECTION_WORDS = {"lower": "lower", "higher": "higher", "closer-to-input": "closest to input", "none": "not ranked"}
 
 
@@ -86,30 +89,46 @@ def best(key: str, values: Mapping[str, object], input_value=None, identical: Ma
     return set() if len(winners) == len(scores) else winners
 
 
+def best_of(key: str, columns: Mapping[str, Mapping], identical: Mapping[str, bool] | None = None) -> set[str]:
+    """`best` on metric `key` of named results (metric dicts; `input` is the input), leaving out
+    readings their diagnostic calls misread (`MISREAD_BY`): none at all when the input's is."""
+    identical = identical or {}
+    own = columns.get("input", {})
+    if _misread(own, key):
+        return set()
+    results = {n: c.get(key) for n, c in columns.items() if n != "input" and not _misread(c, key)}
+    return best(key, results, own.get(key), identical, identical.get("input", False))
+
+
+def _misread(column: Mapping, key: str) -> bool:
+    share = column.get(MISREAD_BY.get(key, ""))
+    return isinstance(share, (int, float)) and share > 0
+
+
 def legend(keys: list[str]) -> str:
     """What the mark means, and which way each shown metric counts as better."""
     by_direction: dict[str, list[str]] = {}
     for k in keys:
         by_direction.setdefault(metrics.DIRECTIONS[k], []).append(k)
     ways = "; ".join(f"{DIRECTION_WORDS.get(d, d)}: {', '.join(ks)}" for d, ks in by_direction.items())
+    misread = [f"{k} ({MISREAD_BY[k]} above 0)" for k in keys if k in MISREAD_BY]
     return (f"{MARK} = best output as shown, ties all marked; none when all outputs show the same, and none for an "
-            f"output worse than the input. Better is {ways}. \"{IDENTICAL}\": SI-SDR or SNR at or above "
-            f"{SCORE_CEILING_DB:g} dB, or an exact copy.")
+            f"output worse than the input" + (f" or a misread {', '.join(misread)}" if misread else "")
+            + f". Better is {ways}. \"{IDENTICAL}\": SI-SDR or SNR at or above {SCORE_CEILING_DB:g} dB, or an exact copy.")
 
 
 def metric_table(columns: Mapping[str, Mapping], keys: list[str] | None = None, title: str = "Metrics",
                  identical: Mapping[str, bool] | None = None) -> Table:
     """Rows = metrics (`keys`, default: every numeric key of the first column), columns = the
     named results (metric dicts, e.g. report.json's panels; `input` is the input), cells as
-    `shown`, each row's best results marked (`best`); the legend as the caption."""
+    `shown`, each row's best results marked (`best_of`); the legend as the caption."""
     identical = identical or {}
     names = list(columns)
     first = columns[names[0]]
     keys = keys or [k for k in first if isinstance(first.get(k), (int, float)) or first.get(k) is None]
     rows, marked = [], set()
     for r, k in enumerate(keys):
-        results = {n: columns[n].get(k) for n in names if n != "input"}
-        winners = best(k, results, columns.get("input", {}).get(k), identical, identical.get("input", False))
+        winners = best_of(k, columns, identical)
         marked |= {(r, 1 + c) for c, n in enumerate(names) if n in winners}
         rows.append((k, *(shown(k, columns[n].get(k), identical.get(n, False)) for n in names)))
     return Table(("metric", *names), tuple(rows), title=title, marked=frozenset(marked),

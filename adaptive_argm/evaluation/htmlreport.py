@@ -77,8 +77,7 @@ def _metric_table(result: EvalResult, cmp: dict) -> str:
     rows = []
     for key, label in metrics.LABELS.items():
         vals = {m: cmp["metrics"][m].get(key) for m in modes}
-        winners = ranking.best(key, {m: v for m, v in vals.items() if m != "input"}, vals.get("input"), identical,
-                               identical.get("input", False))
+        winners = ranking.best_of(key, {m: cmp["metrics"][m] for m in modes}, identical)
         cells = "".join(
             f'<td class="best">{escape(ranking.shown(key, vals[m], identical.get(m, False)))} {ranking.MARK}</td>'
             if m in winners else f"<td>{escape(ranking.shown(key, vals[m], identical.get(m, False)))}</td>"
