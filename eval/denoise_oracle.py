@@ -11,7 +11,9 @@ Per clip of the chosen half of the development corpora (`denoise_eval.halves`), 
 - true PSD: the same gain rule and settings, the noise spectrum being the time average of the
   added noise's own periodogram per channel (what a perfect stationary estimate would give);
 - true PSD + bias: the same, lowered by the preset's `bias_correction_db` as the estimator's is;
-- ideal mask: |S|^2 / (|S|^2 + |N|^2) per time-frequency bin from the clean and noise signals.
+- ideal mask: |S|^2 / (|S|^2 + |N|^2) per time-frequency bin from the clean and noise signals;
+- with `--true-below HZ,...`, per frequency: the estimator's own noise spectrum, each channel's,
+  with the true PSD + bias put in below HZ only (where the estimate's shortfall costs).
 Beside them: what the estimator found in the first channel (trusted sub-bands, strength, tilt)
 and its level minus the true noise's in three octave regions.
 """
@@ -38,7 +40,7 @@ def preset_settings() -> D.WienerSettings:
 
 
 def case(args: tuple) -> dict:
-    clip, condition = args
+    clip, condition, below_hz = args
     s = preset_settings()
     clean = clip.audio
     noisy = E.degraded(clip, condition)
@@ -64,8 +66,12 @@ def case(args: tuple) -> dict:
     for key, scale in (("true", np.float32(1.0)), ("true_bias", bias)):
         rows[key] = change(masked(lambda c, p: D._dd_wiener_gain(p, true_psd[c] * scale, s)))
     rows["ideal"] = change(masked(lambda c, p: clean_pow[c] / np.maximum(clean_pow[c] + noise_pow[c], 1e-30)))
-    est = D._estimate_from_power(noisy_stft[0][1][D._interior(n, s)], E.SR, s)  # estimate_noise on channel 0
+    ests = [D._estimate_from_power(power[D._interior(n, s)], E.SR, s) for _, power in noisy_stft]
+    est = ests[0]  # estimate_noise on channel 0
     f = np.arange(est.psd.size) * E.SR / s.n_fft
+    for hz in below_hz:
+        rows[f"below {hz:g}"] = change(masked(
+            lambda c, p: D._dd_wiener_gain(p, np.where(f < hz, true_psd[c] * bias, ests[c].psd), s)))
     rows["found"] = f"{est.trusted_bands}/{est.bands}, {est.strength:.2f}, {est.tilt_db_per_octave:+.2f}"
     rows["regions"] = []
     for lo, hi in REGIONS_HZ:
@@ -81,25 +87,29 @@ def main() -> None:
     ap.add_argument("--conditions", default="pink-45", help=f"comma-separated, of {', '.join(E.NOISE_CONDITIONS)}")
     ap.add_argument("--half", default="A", choices=("A", "B", "all"))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--true-below", default="", help="comma-separated Hz: columns with the true PSD below each only")
     ap.add_argument("--out", default="eval/results/denoise_oracle.md")
     args = ap.parse_args()
+    below_hz = [float(v) for v in args.true_below.split(",") if v]
     a, b = E.halves(E.all_clips(args.real, args.midi, args.musicgen, args.max_s))
     clips = {"A": a, "B": b, "all": a + b}[args.half]
     conditions = [c for c in args.conditions.split(",") if c]
     if not set(conditions) <= set(E.NOISE_CONDITIONS):
         raise SystemExit(f"--conditions: choose from {', '.join(E.NOISE_CONDITIONS)}")
     half_of = {c.name: "A" for c in a} | {c.name: "B" for c in b}
-    keys = ("estimator", "true", "true_bias", "ideal")
-    regions = " | ".join(f"{lo / 1000:g}-{hi / 1000:g} kHz" for lo, hi in REGIONS_HZ)
+    keys = ("estimator", "true", "true_bias", "ideal", *(f"below {hz:g}" for hz in below_hz))
+    regions = " / ".join(f"{lo / 1000:g}-{hi / 1000:g} kHz" for lo, hi in REGIONS_HZ)
     lines = [f"# Denoiser: estimate or filter? (half {args.half}, first {args.max_s:g} s of each clip)", "",
              f"`python eval/denoise_oracle.py ... --max-s {args.max_s:g} --conditions {args.conditions} "
-             f"--half {args.half}`: SI-SDR change in dB of the `wiener` step alone (see the script's doc).", ""]
+             f"--half {args.half}" + (f" --true-below {args.true_below}" if below_hz else "")
+             + "`: SI-SDR change in dB of the `wiener` step alone (see the script's doc).", ""]
     for condition in conditions:
         with ProcessPoolExecutor(args.jobs) as pool:
-            rows = list(pool.map(case, [(c, condition) for c in clips]))
+            rows = list(pool.map(case, [(c, condition, below_hz) for c in clips]))
+        below = "".join(f"| true PSD + bias below {hz:g} Hz " for hz in below_hz)
         lines += [f"## {condition}", "", "| clip | half | estimator | true PSD | true PSD + bias | ideal mask "
-                  f"| found (trusted, strength, tilt) | estimate minus true noise, dB: {regions} |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  f"{below}| found (trusted, strength, tilt) | estimate minus true noise, dB: {regions} |",
+                  "|---" * (8 + len(below_hz)) + "|"]
         for r in rows:
             lines.append(f"| {r['clip']} | {half_of[r['clip']]} | " + " | ".join(f"{r[k]:+.2f}" for k in keys)
                          + f" | {r['found']} | "

