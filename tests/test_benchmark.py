@@ -306,6 +306,9 @@ def test_misread_visqol_cases_are_counted_and_named():
     assert [c.visqol_misread for c in cases] == [True, True, False]
     rows = {r.mode: r for r in benchmark_tables.means(cases)}
     assert rows["direct"].visqol_misread == 1 and rows["stemwise"].visqol_misread == 1
+    # the sound cases alone: busy in direct, none in stem-wise
+    assert rows["direct"].visqol_sound_worst_clip == "busy" and rows["direct"].visqol_change_sound == pytest.approx(-2.2)
+    assert math.isnan(rows["stemwise"].visqol_change_sound) and rows["stemwise"].visqol_sound_worst_clip == ""
     note = benchmark_tables.misread_note(cases)
     assert "in 1 of 2 inputs (quiet_intro / white-45)" in note and "1 of 3 outputs" in note
     assert "in place" in benchmark_tables.misread_note(cases[2:])

@@ -51,6 +51,9 @@ def _corpus_section(result: BenchmarkResult, source: str) -> list[str]:
               "### ViSQOL change (MOS): mean / worst clip\n",
               _md(headline_table(rows, "visqol_change", "visqol_change_worst")),
               misread_note(cases),
+              *(["### ViSQOL change (MOS), misread cases left out: mean / worst clip\n",
+                 _md(headline_table(rows, "visqol_change_sound", "visqol_change_sound_worst"))]
+                if any(c.visqol_misread for c in cases) else []),
               "### ViSQOL (MOS), degraded input and outputs, mean over clips\n",
               _md(headline_table(rows, "visqol_out", signed=False, input_field="visqol_in")),
               "### LSD above the damaged input's cutoff (dB), degraded input and outputs, mean over clips\n",

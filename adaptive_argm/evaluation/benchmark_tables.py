@@ -70,11 +70,17 @@ class MeanRow:
     noise_floor_change_db: float
     visqol_misread: int = 0
     """Cases whose ViSQOL change compares a misreading (`CaseResult.visqol_misread`)."""
+    visqol_change_sound: float = math.nan
+    visqol_change_sound_worst: float = math.nan
+    visqol_sound_worst_clip: str = ""
+    """The ViSQOL change over the other cases only."""
 
 
 def _row(source: str, half: str, key: tuple[str, str, str], cs: list[CaseResult]) -> MeanRow:
     si_worst, si_clip = _worst(cs, lambda c: c.si_sdr_change_db)
     vq_worst, vq_clip = _worst(cs, lambda c: c.visqol_change)
+    sound = [c for c in cs if not c.visqol_misread]
+    sound_worst, sound_clip = _worst(sound, lambda c: c.visqol_change)
     loud = [abs(c.loudness_change_lu) for c in cs if math.isfinite(c.loudness_change_lu)]
     return MeanRow(
         source, half, *key, len(cs),
@@ -88,7 +94,7 @@ def _row(source: str, half: str, key: tuple[str, str, str], cs: list[CaseResult]
         max(loud, default=math.nan), sum(c.clipped_out for c in cs),
         finite_mean(c.input.p25_paper_db for c in cs), finite_mean(c.output.p25_paper_db for c in cs),
         finite_mean(c.output.noise_floor_db - c.input.noise_floor_db for c in cs),
-        sum(c.visqol_misread for c in cs))
+        sum(c.visqol_misread for c in cs), finite_mean(c.visqol_change for c in sound), sound_worst, sound_clip)
 
 
 def means(cases: Iterable[CaseResult], source: str | None = None, half: str = ALL) -> list[MeanRow]:
@@ -214,8 +220,10 @@ def goals_table(gs: list[Goal], title: str = "") -> Table:
 MEANS_HEADER = ("degradation", "preset", "mode", "clips", "SI-SDR in", "SI-SDR out", "ΔSI-SDR", "ΔSI-SDR worst",
                 "worst clip", "ViSQOL in", "ViSQOL out", "ΔViSQOL", "ΔViSQOL worst", "worst clip", "ΔLSD",
                 "LSD>cutoff in", "LSD>cutoff out", "quiet SNR in", "Δquiet SNR", "ΔLU mean", "|ΔLU| max",
-                "clipped out", "P25 paper in", "P25 paper out", "Δnoise floor")
+                "clipped out", "P25 paper in", "P25 paper out", "Δnoise floor", "ViSQOL misread",
+                "ΔViSQOL sound", "ΔViSQOL sound worst", "worst sound clip")
 _MEANS_FIELDS = [f.name for f in fields(MeanRow)][2:]
+assert len(MEANS_HEADER) == len(_MEANS_FIELDS)
 
 
 def means_table(rows: list[MeanRow]) -> Table:
