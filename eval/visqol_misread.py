@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from adaptive_argm.core import visqol
 from adaptive_argm.evaluation import benchmark, clips
 
 CONDITIONS = ("white-45", "pink-45", "codec", "resample-22k")
-SEED = 20260
-"""The benchmark's seed, so that each damaged input is the one `adaptive-argm benchmark` scores."""
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -47,7 +46,7 @@ def main() -> None:
     for seconds in args.seconds:
         for source, clip in corpus(args, seconds):
             for cond in args.conditions:
-                panel = benchmark.Scorer(clip, benchmark.damage(clip, cond, SEED)).input.panel
+                panel = benchmark.Scorer(clip, benchmark.damage(clip, cond, benchmark.DEFAULT_SEED)).input.panel
                 rows.append({"seconds": seconds, "source": source, "clip": clip.name, "condition": cond,
                              "visqol": round(panel.visqol_moslqo, 4), "misplaced": round(panel.visqol_misplaced, 4)})
                 print(rows[-1], flush=True)
@@ -58,14 +57,14 @@ def main() -> None:
         w.writerows(rows)
     lines = ["# ViSQOL readings whose patches were matched to other music",
              "", "Damaged inputs against their clean clips, as the benchmark scores them (`eval/visqol_misread.py`). "
-             "Misread: a patch matched more than 0.3 s from its own time.", "",
+             f"Misread: a patch matched more than {visqol.MISPLACED_S:g} s from its own time.", "",
              "| excerpt | condition | readings | misread | mean ViSQOL, sound | mean ViSQOL, misread | misread clips (share of patches) |",
              "|---|---|---|---|---|---|---|"]
     for seconds in args.seconds:
         for cond in args.conditions:
             rs = [r for r in rows if r["seconds"] == seconds and r["condition"] == cond and np.isfinite(r["visqol"])]
-            bad = [r for r in rs if r["misplaced"] > 0]
-            sound = [r["visqol"] for r in rs if r["misplaced"] == 0]
+            bad = [r for r in rs if visqol.misread(r["misplaced"])]
+            sound = [r["visqol"] for r in rs if not visqol.misread(r["misplaced"])]
             lines.append(f"| {seconds:g} s | {cond} | {len(rs)} | {len(bad)} | {np.mean(sound):.2f} | "
                          + (f"{np.mean([r['visqol'] for r in bad]):.2f}" if bad else "–") + " | "
                          + ", ".join(f"{r['clip']} ({r['misplaced']:.2f})" for r in bad) + " |")

@@ -388,7 +388,7 @@ def visqol_reading(est: np.ndarray, ref: np.ndarray, sr: int) -> visqol.Reading:
     1.5 CPU s per 10 s of audio. `misplaced` > 0 marks a reading to distrust (`visqol.Reading`)."""
     e48, r48 = visqol.to_visqol_rate(est, sr), visqol.to_visqol_rate(ref, sr)
     if not np.any(e48) or not np.any(r48) or not (np.all(np.isfinite(e48)) and np.all(np.isfinite(r48))):
-        return visqol.Reading(math.nan, math.nan)
+        return visqol.UNREAD
     e48, r48 = fractional_align(e48, r48, int(round(VISQOL_MAX_LAG_S * visqol.VISQOL_SR)))
     return visqol.read(e48, r48)
 
@@ -417,5 +417,5 @@ def scores(est: np.ndarray, ref: np.ndarray, sr: int, *, with_visqol: bool = Tru
     """SI-SDR, LSD, quiet-frame SNR and (unless `with_visqol` is False: it costs most) ViSQOL of
     `est` against `ref` at `sr`, after ONE fractional-delay alignment."""
     e, r = _aligned_pair(est, ref)
-    reading = visqol_reading(e, r, sr) if with_visqol else visqol.Reading(math.nan, math.nan)
+    reading = visqol_reading(e, r, sr) if with_visqol else visqol.UNREAD
     return Scores(_si_sdr(e, r), _lsd(e, r, sr), _quiet_snr(e, r), reading.moslqo, reading.misplaced)

@@ -30,7 +30,7 @@ from typing import Iterable
 import numpy as np
 
 from . import spectral
-from . import intrusive
+from . import intrusive, visqol
 from .bandwidth import BandwidthSettings, analyse_spectrum
 from .framestats import FrameStats, Summary
 from .levels import POWER_FLOOR, as_2d, power_db
@@ -422,7 +422,7 @@ def warnings_for(input_panel: MetricPanel, output_panel: MetricPanel) -> list[st
 def visqol_warning(panel: MetricPanel, which: str = "output") -> str:
     """A sentence when ViSQOL matched some of its patches to other music (`visqol.Reading`):
     its score is then a misreading, often too high; "" otherwise (NaN included)."""
-    if not panel.visqol_misplaced > 0:
+    if not visqol.misread(panel.visqol_misplaced):
         return ""
     return (f"visqol_moslqo of the {which} is a misreading: ViSQOL matched {100 * panel.visqol_misplaced:.0f}% "
             "of its patches to other music, away from their own time (a reference whose bands lie mostly "

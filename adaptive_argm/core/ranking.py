@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-from . import metrics
+from . import metrics, visqol
 from .intrusive import SCORE_CEILING_DB
 from .table import DASH, Table, fmt
 
@@ -101,8 +101,7 @@ def best_of(key: str, columns: Mapping[str, Mapping], identical: Mapping[str, bo
 
 
 def _misread(column: Mapping, key: str) -> bool:
-    share = column.get(MISREAD_BY.get(key, ""))
-    return isinstance(share, (int, float)) and share > 0
+    return key in MISREAD_BY and visqol.misread(column.get(MISREAD_BY[key]))
 
 
 def legend(keys: list[str]) -> str:

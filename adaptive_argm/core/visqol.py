@@ -65,12 +65,22 @@ class Reading:
     misplaced: float
 
 
+UNREAD = Reading(math.nan, math.nan)
+"""No reading: a silent, too short or non-finite signal, or ViSQOL not asked for."""
+
+
+def misread(misplaced: float | None) -> bool:
+    """Whether a reading with this `misplaced` share compared other music (None and NaN: no
+    reading, so no)."""
+    return isinstance(misplaced, (int, float)) and misplaced > 0
+
+
 def read(est48: np.ndarray, ref48: np.ndarray) -> Reading:
     """ViSQOL's reading of the mono 48 kHz `est48` against the clean `ref48`, as given (aligned,
     the same length). NaN when either is silent or shorter than MIN_DURATION_S."""
     est48, ref48 = _mono(est48), _mono(ref48)
     if min(est48.size, ref48.size) < round(MIN_DURATION_S * VISQOL_SR) or not np.any(est48) or not np.any(ref48):
-        return Reading(math.nan, math.nan)
+        return UNREAD
     result = _api().measure_from_arrays(ref48, est48, VISQOL_SR)
     offsets = [abs(p.deg_patch_start_time - p.ref_patch_start_time) for p in result.patch_sims]
     misplaced = sum(o > MISPLACED_S for o in offsets) / len(offsets) if offsets else math.nan

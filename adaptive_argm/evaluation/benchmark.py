@@ -37,7 +37,7 @@ import numpy as np
 
 from ..config import (CLIP_MODE, CLIP_MODES, COMPARE_MODES, SKIP_POLICIES, SKIP_POLICY, ClipMode, Setting, SettingError,
                       SkipPolicy, check_choice)
-from ..core import backends, intrusive, levels, metrics, pipeline, presets
+from ..core import backends, intrusive, levels, metrics, pipeline, presets, visqol
 from ..core.audio import WORK_SR
 from ..core.dc import remove_dc
 from ..core.metrics import MetricPanel
@@ -126,7 +126,7 @@ class CaseResult:
     def visqol_misread(self) -> bool:
         """ViSQOL matched a patch of the input's or the output's reading to other music: its
         change compares a misreading (`visqol.Reading`)."""
-        return self.input.visqol_misplaced > 0 or self.output.visqol_misplaced > 0
+        return visqol.misread(self.input.visqol_misplaced) or visqol.misread(self.output.visqol_misplaced)
 
     @property
     def loudness_change_lu(self) -> float:

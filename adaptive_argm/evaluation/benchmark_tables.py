@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..core import visqol
 from ..core.table import Table, fmt
 from .benchmark import (GOAL_HARMLESS_CASES, GOAL_HARMLESS_DB, GOAL_LOUDNESS_LU, GOAL_NOISE_CASE, GOAL_NOISE_GAIN_DB,
                         GOAL_WORST_CLIP_DB, CaseResult)
@@ -119,9 +120,9 @@ def misread_note(cases: Iterable[CaseResult]) -> str:
     cases = [c for c in cases if math.isfinite(c.input.visqol_moslqo)]
     if not cases:
         return ""
-    inputs = {(c.clip, c.degradation): c.input.visqol_misplaced > 0 for c in cases}
+    inputs = {(c.clip, c.degradation): visqol.misread(c.input.visqol_misplaced) for c in cases}
     bad_in = [k for k, bad in inputs.items() if bad]
-    bad_out = [c for c in cases if c.output.visqol_misplaced > 0]
+    bad_out = [c for c in cases if visqol.misread(c.output.visqol_misplaced)]
     if not bad_in and not bad_out:
         return f"Every ViSQOL reading matched its patches in place ({len(inputs)} inputs, {len(cases)} outputs).\n"
     listed = ", ".join(f"{clip} / {d}" for clip, d in bad_in[:12]) + (", ..." if len(bad_in) > 12 else "")
