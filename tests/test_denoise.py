@@ -286,6 +286,65 @@ def test_on_weak_evidence_the_extrapolated_model_keeps_clear_of_each_bins_own_fl
                                   found.psd)
 
 
+def notes(seconds: float, seed: int = 0) -> np.ndarray:
+    """`melody` without its bass: nothing under 200 Hz."""
+    x = melody(seconds, seed)
+    return (x - 0.1 * np.sin(2 * np.pi * 55.0 * np.arange(x.size) / SR)).astype(np.float32)
+
+
+def sub_bass_noise(n: int, dbfs: float, seed: int) -> np.ndarray:
+    """Noise between 5 and 150 Hz only, RMS `dbfs`: a rumble that fluctuates exactly as hiss does."""
+    f = np.fft.rfftfreq(n, 1.0 / SR)
+    spec = np.fft.rfft(np.random.default_rng(seed).standard_normal(n)) * ((f >= 5.0) & (f <= 150.0))
+    b = np.fft.irfft(spec, n=n)
+    return (b / np.sqrt(np.mean(b**2)) * 10 ** (dbfs / 20)).astype(np.float32)
+
+
+def test_subsonic_bins_that_behave_like_hiss_are_taken_at_their_own_floor():
+    """Pink hiss is loudest per bin in the DC and 21.5 Hz bins, where a model fitted above 500 Hz
+    reads it several dB low and these notes leave it bare. A bin whose own statistics pass the
+    noise test lifts the model to its own floor there, close to the hiss and not over it, and
+    the filter removes more of it; nothing above `own_floor_below_hz` moves, nor anything in a
+    block shorter than `own_floor_min_s`."""
+    x = notes(20, seed=0)
+    hiss = coloured(x.size, "pink", -45.0, seed=32)
+    y = x + hiss
+    assert adaptive_wiener().own_floor_below_hz == 44.0  # the preset's setting
+    off = dataclasses.replace(adaptive_wiener(), bias_correction_db=0.0, own_floor_below_hz=0.0)
+    on = dataclasses.replace(off, own_floor_below_hz=44.0)
+    a, b = estimate_noise(y, SR, off), estimate_noise(y, SR, on)
+    true = noise_psd(hiss)
+    error_db = lambda e: 10 * np.log10(e.psd[:3] / true[:3])  # noqa: E731
+    assert np.all(error_db(a) < -3.0)  # the line reads the subsonic hiss low
+    lifted = b.psd[:3] > a.psd[:3]
+    assert lifted.sum() >= 2
+    assert np.all((error_db(b)[lifted] > -2.0) & (error_db(b)[lifted] < 2.0))
+    np.testing.assert_array_equal(a.psd[3:], b.psd[3:])
+    assert si_sdr_db(x, wiener_denoise(y, SR, on)) > si_sdr_db(x, wiener_denoise(y, SR, off)) + 0.3
+    # Under `own_floor_min_s` of frames one bin's statistics say too little: the rule stays off.
+    short = y[: int(on.own_floor_min_s * SR)]
+    np.testing.assert_array_equal(estimate_noise(short, SR, on).psd, estimate_noise(short, SR, off).psd)
+
+
+@pytest.mark.parametrize("bass", ["steady tone", "rumble"])
+def test_subsonic_music_is_not_taken_for_hiss(bass):
+    """Music over the hiss in the lowest bins stays music: a steady 30 Hz tone 12-18 dB over the
+    model, within the bound, fails the fluctuation test (it fluctuates less than noise), and a
+    rumble 30-35 dB over the model, which passes it, lies more than `own_floor_within_db` over
+    the model. The estimate is the one without the rule."""
+    x = notes(20, seed=0)
+    low = (0.008 * np.sin(2 * np.pi * 30.0 * np.arange(x.size) / SR) if bass == "steady tone"
+           else sub_bass_noise(x.size, -20.0, seed=5))
+    y = (x + low + coloured(x.size, "pink", -45.0, seed=32)).astype(np.float32)
+    off = dataclasses.replace(adaptive_wiener(), own_floor_below_hz=0.0)
+    on = dataclasses.replace(off, own_floor_below_hz=44.0)
+    np.testing.assert_array_equal(estimate_noise(y, SR, on).psd, estimate_noise(y, SR, off).psd)
+    # The same rumble 10 dB over the hiss would have been taken as hiss: the bound decides.
+    near = (x + sub_bass_noise(x.size, -55.0, seed=5) + coloured(x.size, "pink", -45.0, seed=32)).astype(np.float32)
+    if bass == "rumble":
+        assert np.any(estimate_noise(near, SR, on).psd[:3] > estimate_noise(near, SR, off).psd[:3])
+
+
 def test_the_routers_noise_evidence_ignores_the_filters_margin():
     """The router compares what the filter would act on, mix against stems; the margin is the
     filter's caution on weak evidence, not evidence, and must not move that comparison."""

@@ -37,8 +37,11 @@ Here, per channel and block:
    would cut the bass); a pink or flatter one goes on to the lowest bin. A tilt that steep needs
    `steep_tilt_min_bands` trusted sub-bands; weaker evidence gets the pink-like tilt. It is
    capped per bin by the bin's own minimum statistics (on such weak evidence, below the lowest
-   trusted sub-band, `extrapolate_margin_db` under them), then lowered by `bias_correction_db`
-   (cutting music costs more than leaving a little hiss).
+   trusted sub-band, `extrapolate_margin_db` under them). The lowest bins (under
+   `own_floor_below_hz`, off by default) may rise to their own floor instead, one by one, where
+   that bin behaves like hiss by itself and lies within `own_floor_within_db` of the model: pink
+   hiss is loudest per bin there and the line reads it low. Last, the estimate is lowered by
+   `bias_correction_db` (cutting music costs more than leaving a little hiss).
 4. Strength = trusted sub-bands / `confident_bands` (at most 1): the Wiener gain G becomes
    1 - strength * (1 - G), so weak evidence means a gentle filter.
 5. Bypass, returning the input bit for bit: no trusted sub-band, or the filter would remove less
@@ -174,6 +177,25 @@ class WienerSettings:
     bin's floor there claims that the music's quietest moments are all noise, on little evidence:
     steady music in one of three trusted sub-bands, read as a steep tilt, lifted a model 9-18 dB
     over white hiss below 2 kHz (the `adaptive` preset uses 3: eval/results/denoise_cv.md)."""
+    own_floor_below_hz: float = 0.0
+    """Below this frequency (and below the lowest trusted sub-band), a bin whose own statistics
+    pass the noise test (excess fluctuation within `excess_min_db`..`excess_max_db`, a minimum
+    track as steady as white noise's within `own_floor_spread_max_db`) is taken as noise at its
+    own floor (its minimum statistics) where that lies over the model. The DC bin is tested
+    against its own calibration (one degree of freedom). 0 turns it off. Why: pink hiss holds a
+    sixth of its power under 32 Hz, where a line fitted above 500 Hz and held flat reads it
+    several dB low, and where most music leaves the hiss bare (eval/results/denoise_cv.md)."""
+    own_floor_min_s: float = 8.0
+    """The lowest bins' own floor is used only in a block whose analysed frames cover at least this
+    many seconds: one bin's minimum over two or three windows says little. On 3 s and 5 s of the real-music
+    development excerpts under pink hiss the rule took sub-bass for hiss (nunc_dimittis lost 9.4
+    and 3.5 dB), on 8 s and 10 s no excerpt lost more than 0.08 dB (eval/results/denoise_cv.md)."""
+    own_floor_within_db: float = 20.0
+    """A bin's floor more than this over the model (dB) is music (a steady synthesiser sub-bass
+    passes the noise test too), and the model stays."""
+    own_floor_spread_max_db: float = 1.2
+    """How much more such a bin's minimum track may vary over time than white noise's does (dB of
+    spread, `_spread_db`)."""
     fit_tolerance_db: float = 1.0
     """Trusted sub-bands within this of the fitted floor (dB) count as lying on it."""
     fit_margin_db: float = 1.0
@@ -222,6 +244,8 @@ class WienerSettings:
             raise ValueError("flatness_min_db and floor_flatness_min_db must be <= 0")
         if min(self.fit_margin_db, self.fit_tolerance_db, self.extrapolate_db, self.extrapolate_margin_db) < 0:
             raise ValueError("need fit_margin_db, fit_tolerance_db, extrapolate_db, extrapolate_margin_db >= 0")
+        if min(self.own_floor_below_hz, self.own_floor_within_db, self.own_floor_min_s) < 0:
+            raise ValueError("need own_floor_below_hz, own_floor_within_db and own_floor_min_s >= 0")
         if self.coloured_below_db_per_octave > 0:
             raise ValueError("coloured_below_db_per_octave must be <= 0 (a falling fit)")
         if self.excess_correction < 0 or self.tilt_excess_correction < 0:
@@ -325,6 +349,20 @@ def _white_noise_calibration(
             float(np.median(_spread_db(track))))
 
 
+@lru_cache(maxsize=16)
+def _dc_calibration(
+    n_fft: int, hop: int, sr: int, smoothing_s: float, min_window_s: float
+) -> tuple[float, float, float]:
+    """`_white_noise_calibration` for the DC bin, whose power has one degree of freedom, not two."""
+    s = WienerSettings(n_fft=n_fft, hop=hop, smoothing_s=smoothing_s, min_window_s=min_window_s)
+    n = max(int(60 * sr), int(8 * (min_window_s + smoothing_s) * sr), 8 * n_fft)
+    noise = np.random.default_rng(12345).standard_normal(n).astype(np.float32)
+    power = _channel_power(noise, s)[1][_interior(n, s), :1]
+    low, ratio, _, track = _track_stats(power, sr, s)
+    return (float(1.0 / max(float(low[0]), _TINY)), float(10 * np.log10(ratio[0])),
+            float(_spread_db(track)[0]))
+
+
 # ---------------------------------------------------------------------------------------------
 # Noise estimate
 
@@ -420,6 +458,23 @@ def _fit_tilt(x: np.ndarray, y: np.ndarray, s: WienerSettings, bound: Callable[[
     return float(tilts[i]), within[i]
 
 
+def _own_floor(psd: np.ndarray, low: np.ndarray, ratio_db: np.ndarray, track: np.ndarray, model: np.ndarray,
+               margin: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray:
+    """`psd` of the lowest bins (DC first) lifted to their own floor where each passes the noise
+    test by itself (`own_floor_below_hz`). `low`, `ratio_db`, `track`: their statistics
+    (`_track_stats`); `model`: the model line; `margin`: the cap's factor under the floor."""
+    calibration = np.array([_dc_calibration(s.n_fft, s.hop, sr, s.smoothing_s, s.min_window_s)]
+                           + [_white_noise_calibration(s.n_fft, s.hop, sr, s.smoothing_s, s.min_window_s)]
+                           * (psd.size - 1))
+    bias, white_ratio_db, white_spread_db = calibration.T
+    excess = ratio_db - white_ratio_db
+    floor = low * bias * margin
+    noise_like = ((excess >= s.excess_min_db) & (excess <= s.excess_max_db)
+                  & (_spread_db(track) - white_spread_db <= s.own_floor_spread_max_db)
+                  & (floor <= model * 10.0 ** (s.own_floor_within_db / 10.0)))
+    return np.where(noise_like, np.maximum(psd, floor), psd)
+
+
 def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> NoiseEstimate:
     """The noise estimate from a normalised power spectrogram of one channel (interior frames)."""
     bias, white_ratio_db, white_spread_db = _white_noise_calibration(s.n_fft, s.hop, sr, s.smoothing_s,
@@ -484,7 +539,12 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
     if weak and s.extrapolate_margin_db > 0:  # keep clear of the music's floor where the model is extrapolated
         cap = per_bin.copy()
         cap[:bands[int(np.argmax(trusted))][0]] *= np.float32(10.0 ** (-s.extrapolate_margin_db / 10.0))
-    psd = np.minimum(cap, 10.0 ** (model_db / 10.0)) * 10.0 ** (s.bias_correction_db / 10.0)
+    psd = np.minimum(cap, 10.0 ** (model_db / 10.0))
+    top = min(int(np.ceil(s.own_floor_below_hz / (sr / s.n_fft))), bands[int(np.argmax(trusted))][0])
+    if top > 0 and power.shape[0] * s.hop / sr >= s.own_floor_min_s:
+        psd[:top] = _own_floor(psd[:top], low[:top], ratio_db[:top], track[:top], 10.0 ** (model_db[:top] / 10.0),
+                               cap[:top] / np.maximum(per_bin[:top], _TINY), sr, s)
+    psd = psd * 10.0 ** (s.bias_correction_db / 10.0)
     return NoiseEstimate(psd.astype(np.float32), level, tilt, n_trusted, len(bands),
                          min(1.0, n_trusted / s.confident_bands))
 
