@@ -576,7 +576,8 @@ def found_noise_power(x: np.ndarray, sr: int, settings: WienerSettings = WienerS
     """What the filter would act on, as one number: the estimated noise power (linear, full
     scale = 1, summed over channels) weighted by the estimate's strength; 0 when it would
     bypass. Measured on the middle `seconds` of each channel (bounded cost: the router probes
-    the mix and every stem; 8 s is what the router study measured on).
+    the mix and every stem; 8 s is what the router study measured on; its frames cover 7.96 s,
+    under `own_floor_min_s`, so the lowest bins' own floor never enters these numbers).
 
     The router compares these numbers, so by default they come from the fluctuation test alone,
     without the bare-floor evidence (`floor_spread_max_db`), whose levels sit 0-2 dB over the
