@@ -335,32 +335,21 @@ def _spread_db(track: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def _white_noise_calibration(
-    n_fft: int, hop: int, sr: int, smoothing_s: float, min_window_s: float
+    n_fft: int, hop: int, sr: int, smoothing_s: float, min_window_s: float, dc: bool = False
 ) -> tuple[float, float, float]:
     """(bias, ratio_db, spread_db) of steady white noise, measured once on a fixed-seed
     simulation: bias = true PSD / median minimum track; ratio_db = its median-to-minimum ratio
-    and spread_db its minimum track's spread over time (`_spread_db`), in dB."""
+    and spread_db its minimum track's spread over time (`_spread_db`), in dB. Over the bins
+    between DC and Nyquist, or with `dc` of the DC bin alone, whose power has one degree of
+    freedom, not two (simulated three times as long: one bin gives one value per window)."""
     s = WienerSettings(n_fft=n_fft, hop=hop, smoothing_s=smoothing_s, min_window_s=min_window_s)
-    n = max(int(20 * sr), int(8 * (min_window_s + smoothing_s) * sr), 8 * n_fft)
+    n = max(int((60 if dc else 20) * sr), int(8 * (min_window_s + smoothing_s) * sr), 8 * n_fft)
     noise = np.random.default_rng(12345).standard_normal(n).astype(np.float32)
-    power = _channel_power(noise, s)[1][_interior(n, s), 1:-1]  # no DC/Nyquist bins
+    bins = slice(0, 1) if dc else slice(1, -1)  # without dc: no DC/Nyquist bins
+    power = _channel_power(noise, s)[1][_interior(n, s), bins]
     low, ratio, _, track = _track_stats(power, sr, s)
     return (float(1.0 / max(float(np.median(low)), _TINY)), float(10 * np.log10(np.median(ratio))),
             float(np.median(_spread_db(track))))
-
-
-@lru_cache(maxsize=16)
-def _dc_calibration(
-    n_fft: int, hop: int, sr: int, smoothing_s: float, min_window_s: float
-) -> tuple[float, float, float]:
-    """`_white_noise_calibration` for the DC bin, whose power has one degree of freedom, not two."""
-    s = WienerSettings(n_fft=n_fft, hop=hop, smoothing_s=smoothing_s, min_window_s=min_window_s)
-    n = max(int(60 * sr), int(8 * (min_window_s + smoothing_s) * sr), 8 * n_fft)
-    noise = np.random.default_rng(12345).standard_normal(n).astype(np.float32)
-    power = _channel_power(noise, s)[1][_interior(n, s), :1]
-    low, ratio, _, track = _track_stats(power, sr, s)
-    return (float(1.0 / max(float(low[0]), _TINY)), float(10 * np.log10(ratio[0])),
-            float(_spread_db(track)[0]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,14 +448,12 @@ def _fit_tilt(x: np.ndarray, y: np.ndarray, s: WienerSettings, bound: Callable[[
 
 
 def _own_floor(psd: np.ndarray, low: np.ndarray, ratio_db: np.ndarray, track: np.ndarray, model: np.ndarray,
-               margin: np.ndarray, sr: int, s: WienerSettings) -> np.ndarray:
+               margin: float, sr: int, s: WienerSettings) -> np.ndarray:
     """`psd` of the lowest bins (DC first) lifted to their own floor where each passes the noise
     test by itself (`own_floor_below_hz`). `low`, `ratio_db`, `track`: their statistics
     (`_track_stats`); `model`: the model line; `margin`: the cap's factor under the floor."""
-    calibration = np.array([_dc_calibration(s.n_fft, s.hop, sr, s.smoothing_s, s.min_window_s)]
-                           + [_white_noise_calibration(s.n_fft, s.hop, sr, s.smoothing_s, s.min_window_s)]
-                           * (psd.size - 1))
-    bias, white_ratio_db, white_spread_db = calibration.T
+    dc, white = (_white_noise_calibration(s.n_fft, s.hop, sr, s.smoothing_s, s.min_window_s, dc=d) for d in (True, False))
+    bias, white_ratio_db, white_spread_db = np.array([dc] + [white] * (psd.size - 1)).T
     excess = ratio_db - white_ratio_db
     floor = low * bias * margin
     noise_like = ((excess >= s.excess_min_db) & (excess <= s.excess_max_db)
@@ -535,15 +522,17 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
     if tilt < s.hold_tilt_below_db_per_octave:  # <= 0 (validated): a flat or rising model is never held
         hold_hz = max(hold_hz, REF_HZ * 2.0 ** (float(x.min()) + s.extrapolate_db / tilt))
     model_db = level + tilt * np.log2(np.maximum(freqs_hz, hold_hz) / REF_HZ)
-    cap = per_bin
+    lowest = bands[int(np.argmax(trusted))][0]  # the first bin of the lowest trusted sub-band
+    cap, margin = per_bin, np.float32(1.0)
     if weak and s.extrapolate_margin_db > 0:  # keep clear of the music's floor where the model is extrapolated
+        margin = np.float32(10.0 ** (-s.extrapolate_margin_db / 10.0))
         cap = per_bin.copy()
-        cap[:bands[int(np.argmax(trusted))][0]] *= np.float32(10.0 ** (-s.extrapolate_margin_db / 10.0))
+        cap[:lowest] *= margin
     psd = np.minimum(cap, 10.0 ** (model_db / 10.0))
-    top = min(int(np.ceil(s.own_floor_below_hz / (sr / s.n_fft))), bands[int(np.argmax(trusted))][0])
+    top = min(int(np.ceil(s.own_floor_below_hz / (sr / s.n_fft))), lowest)
     if top > 0 and power.shape[0] * s.hop / sr >= s.own_floor_min_s:
         psd[:top] = _own_floor(psd[:top], low[:top], ratio_db[:top], track[:top], 10.0 ** (model_db[:top] / 10.0),
-                               cap[:top] / np.maximum(per_bin[:top], _TINY), sr, s)
+                               margin, sr, s)
     psd = psd * 10.0 ** (s.bias_correction_db / 10.0)
     return NoiseEstimate(psd.astype(np.float32), level, tilt, n_trusted, len(bands),
                          min(1.0, n_trusted / s.confident_bands))
