@@ -37,6 +37,19 @@ def test_the_denoiser_reports_the_energy_it_removed_also_in_place():
     assert outcome.removed_db == pytest.approx(removed_db, abs=0.5)  # its STFT-domain count agrees
 
 
+def test_the_denoiser_says_when_it_filtered_the_stereo_side_and_counts_what_that_removed():
+    rng = np.random.default_rng(2)
+    x = (np.stack([music_like(8.0), 0.9 * music_like(8.0)])
+         + 10 ** (-45 / 20) * rng.standard_normal((2, 8 * SR))).astype(np.float32)
+    y, outcome = run_reported(Step("wiener", {"mid_side": True}), x.copy(), SR)
+    y_channels, channels = run_reported(Step("wiener"), x.copy(), SR)
+    assert "the stereo side once more on its own estimate in 1 block" in outcome.reason
+    assert "stereo side" not in channels.reason
+    energy = [np.sum(v.astype(np.float64) ** 2) for v in (x, y, y_channels)]
+    assert energy[1] < energy[2]  # the side's own filter removed more
+    assert outcome.removed_db == pytest.approx(10 * np.log10((energy[0] - energy[1]) / energy[0]), abs=0.5)
+
+
 def test_too_short_for_the_denoiser_is_a_reason_too():
     _, outcome = run_reported(Step("wiener"), np.full((1, 100), 0.1, np.float32), SR)
     assert not outcome.acted and "shorter than one 2048-sample analysis frame" in outcome.reason

@@ -14,6 +14,7 @@ import pytest
 from adaptive_argm.core import presets, spectral
 from adaptive_argm.core.denoise import (
     REF_HZ,
+    DenoiseTrace,
     WienerSettings,
     _channel_power,
     _fit_tilt,
@@ -599,9 +600,86 @@ def test_settings_are_plain_scalars_and_validated():
     for bad in ({"dd_alpha": 1.0}, {"gain_floor_db": 3.0}, {"excess_min_db": 2.0}, {"flatness_min_db": 0.5},
                 {"tilt_min_db_per_octave": 2.0}, {"tilt_prior_bands": -1},
                 {"hold_tilt_below_db_per_octave": 1.0}, {"tilt_excess_correction": -1.0}, {"confident_bands": 0}, {"steep_tilt_min_bands": -1}, {"band_low_hz": 30000.0},
-                {"floor_flatness_min_db": 0.1}):
+                {"floor_flatness_min_db": 0.1}, {"mid_side_match_db": -1.0}, {"mid_side_min_s": -1.0}):
         with pytest.raises(ValueError):
             WienerSettings(**bad)
+
+
+# --- stereo: mid and side ------------------------------------------------------------------------
+
+
+def stereo_music(seconds: float) -> np.ndarray:
+    """A melody in the middle and a second one panned left, as a mix places them."""
+    centre, left = melody(seconds, seed=11), melody(seconds, seed=12)
+    return np.stack([centre + 0.3 * left, centre + 0.1 * left])
+
+
+MID_SIDE = WienerSettings(mid_side=True)
+
+
+def gain_db(clean: np.ndarray, noisy: np.ndarray, out: np.ndarray) -> float:
+    return si_sdr_db(clean, out) - si_sdr_db(clean, noisy)
+
+
+@pytest.mark.parametrize("colour", ["white", "pink"])
+def test_mid_side_removes_more_of_independent_hiss(colour):
+    """Independent hiss is as loud in the side as in the mid; the music mostly is not."""
+    clean = stereo_music(8)
+    n = clean.shape[1]
+    hiss = (np.stack([white(n, -45, seed=31), white(n, -45, seed=32)]) if colour == "white"
+            else np.stack([coloured(n, "pink", -45, seed=31), coloured(n, "pink", -45, seed=32)]))
+    noisy = clean + hiss
+    trace = DenoiseTrace()
+    channels, mid_side = wiener_denoise(noisy, SR), wiener_denoise(noisy, SR, MID_SIDE, trace=trace)
+    assert trace.side_blocks == 1
+    assert gain_db(clean, noisy, mid_side) > gain_db(clean, noisy, channels) + 0.4
+    assert gain_db(clean, noisy, channels) > 1.0
+
+
+@pytest.mark.parametrize("case", ["one channel", "shared"])
+def test_mid_side_falls_back_to_the_channels_unless_the_hiss_is_independent_and_even(case):
+    """Hiss in the left channel only would leak into the clean right one through a mid and a side
+    filtered apart; hiss shared by the two channels is missing from the side. Either way each
+    channel is filtered on its own, as without mid-side."""
+    clean = stereo_music(8)
+    hiss = white(clean.shape[1], -45, seed=33)
+    noisy = clean + (np.stack([hiss, 0 * hiss]) if case == "one channel" else np.stack([hiss, hiss]))
+    trace = DenoiseTrace()
+    out = wiener_denoise(noisy, SR, MID_SIDE, trace=trace)
+    assert trace.side_blocks == 0
+    np.testing.assert_array_equal(out, wiener_denoise(noisy, SR))
+    if case == "one channel":
+        np.testing.assert_array_equal(out[1], noisy[1])
+    assert gain_db(clean[0], noisy[0], out[0]) > 3.0
+
+
+def test_the_routers_weak_evidence_reads_the_side_where_its_filter_would_act():
+    """The strong evidence stays the channels' (how plainly each shows the hiss: what separation
+    can expose); the weak, asked for where that finds nothing anywhere, reads the side too."""
+    clean = stereo_music(10)
+    n = clean.shape[1]
+    hiss = white(n, -45, seed=36)
+    even = clean + np.stack([hiss, white(n, -45, seed=37)])
+    one = clean + np.stack([hiss, 0 * hiss])
+    true_power = 2 * 10 ** (-45 / 10)  # both channels' hiss, in the estimate's unit
+    assert found_noise_power(even, SR, MID_SIDE) == found_noise_power(even, SR)
+    channels, side = found_noise_power(even, SR, weak=True), found_noise_power(even, SR, MID_SIDE, weak=True)
+    assert channels < side <= true_power  # nearer the hiss, still under it (the 3 dB bias)
+    assert found_noise_power(one, SR, MID_SIDE, weak=True) == found_noise_power(one, SR, weak=True)
+
+
+def test_mid_side_needs_enough_frames():
+    clean = stereo_music(4)
+    n = clean.shape[1]
+    noisy = clean + np.stack([white(n, -45, seed=34), white(n, -45, seed=35)])
+    trace = DenoiseTrace()
+    np.testing.assert_array_equal(wiener_denoise(noisy, SR, MID_SIDE, trace=trace), wiener_denoise(noisy, SR))
+    assert trace.side_blocks == 0  # the same music and hiss over 8 s: filtered (above)
+
+
+def test_mid_side_leaves_clean_stereo_alone():
+    for clean in (stereo_music(6), np.stack([pad(6), 0.9 * pad(6)]), np.stack([melody(5), melody(5, seed=1)])):
+        assert np.array_equal(wiener_denoise(clean, SR, MID_SIDE), clean)
 
 
 # --- real MusicGen material ---------------------------------------------------------------------

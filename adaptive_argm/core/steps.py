@@ -331,9 +331,11 @@ def _outcome(name: str, kind: str, acc: dict, means: np.ndarray, trace: DenoiseT
         return StepOutcome(kind, acted, f"removed a DC offset of {offset:.2g}" if acted
                            else "no DC offset to remove", dc_only=True)
     if trace is not None:
-        if trace.acted_blocks:
+        if trace.acted_blocks or trace.side_blocks:
             removed = ratio_db(trace.removed, trace.total)
-            return StepOutcome(kind, True, f"removed steady hiss ({removed:.1f} dB of the energy)", removed)
+            side = (f"; the stereo side once more on its own estimate in {trace.side_blocks} block"
+                    + ("s" if trace.side_blocks > 1 else "")) if trace.side_blocks else ""
+            return StepOutcome(kind, True, f"removed steady hiss ({removed:.1f} dB of the energy{side})", removed)
         return StepOutcome(kind, False, "; ".join(trace.bypassed) or "nothing to filter", -np.inf)
     if acc["largest"] == 0.0:
         return StepOutcome(name, False, "left the signal bit for bit unchanged", -np.inf)
