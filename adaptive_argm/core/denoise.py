@@ -327,10 +327,18 @@ def _interior(n: int, s: WienerSettings) -> slice:
     return spectral.interior(n, s.hop, s.n_fft, *_grid(n, s))
 
 
-def _covers(n: int, sr: int, s: WienerSettings) -> float:
-    """Seconds covered by the frames the estimate of an `n`-sample block reads."""
+def _seconds(frames: int, sr: int, s: WienerSettings) -> float:
+    """Seconds covered by `frames` analysis frames (what an estimate's minimum rules read)."""
+    return frames * s.hop / sr
+
+
+def _side_filter_applies(channels: int, n: int, sr: int, s: WienerSettings) -> bool:
+    """Whether a block of `channels` x `n` samples is one the stereo side's filter may act on
+    (`mid_side`, `mid_side_min_s`); whether it does is `_holds_side_noise`'s to say."""
+    if not (s.mid_side and channels == 2 and n >= s.n_fft):
+        return False
     i = _interior(n, s)
-    return (i.stop - i.start) * s.hop / sr
+    return _seconds(i.stop - i.start, sr, s) >= s.mid_side_min_s
 
 
 def _channel_power(x1: np.ndarray, s: WienerSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -570,7 +578,7 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
         cap[:lowest] *= margin
     psd = np.minimum(cap, 10.0 ** (model_db / 10.0))
     top = min(int(np.ceil(s.own_floor_below_hz / (sr / s.n_fft))), lowest)
-    if top > 0 and power.shape[0] * s.hop / sr >= s.own_floor_min_s:
+    if top > 0 and _seconds(power.shape[0], sr, s) >= s.own_floor_min_s:
         psd[:top] = _own_floor(psd[:top], low[:top], ratio_db[:top], track[:top], 10.0 ** (model_db[:top] / 10.0),
                                margin, sr, s)
     psd = psd * 10.0 ** (s.bias_correction_db / 10.0)
@@ -630,7 +638,7 @@ def found_noise_power(x: np.ndarray, sr: int, settings: WienerSettings = WienerS
     a = (x2.shape[1] - n) // 2
     ests = [estimate_noise(ch[a:a + n], sr, settings) for ch in x2]
     total = sum(est.strength * float(np.mean(est.psd, dtype=np.float64)) for est in ests)
-    if weak and settings.mid_side and len(ests) == 2 and n >= settings.n_fft and _covers(n, sr, settings) >= settings.mid_side_min_s:
+    if weak and _side_filter_applies(len(ests), n, sr, settings):
         # the side's filter reads independent, even hiss in the side, which holds half of it
         side = estimate_noise((x2[0, a:a + n] - x2[1, a:a + n]) * _SQRT_HALF, sr, settings)
         if _holds_side_noise(side, ests, sr, settings):
@@ -784,7 +792,7 @@ def _denoise_segment(seg: np.ndarray, sr: int, s: WienerSettings, trace: Denoise
     block shorter than one frame, is returned as it is."""
     if seg.shape[1] < s.n_fft:
         return seg
-    if s.mid_side and seg.shape[0] == 2 and _covers(seg.shape[1], sr, s) >= s.mid_side_min_s:
+    if _side_filter_applies(seg.shape[0], seg.shape[1], sr, s):
         return _denoise_stereo(seg, sr, s, trace)
     analysed = (_analyse(ch, sr, s) for ch in seg)
     return _filtered(seg, ((spec, _gain(power, est, s, trace)) for spec, power, est in analysed), s)
