@@ -15,11 +15,14 @@ from adaptive_argm.core import presets, spectral
 from adaptive_argm.core.denoise import (
     REF_HZ,
     DenoiseTrace,
+    NoiseEstimate,
     WienerSettings,
     _channel_power,
     _fit_tilt,
     _interior,
     _prior_tilt,
+    _side_below_evidence,
+    _sliding_minimum,
     _track_stats,
     _white_noise_calibration,
     detect_noise_level_db,
@@ -594,6 +597,15 @@ def test_block_processing_matches_one_pass():
     assert gain_blocked > 2.0
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 8, 9, 129, 130, 400])
+def test_the_sliding_minimum_is_scipys(width):
+    from scipy.ndimage import minimum_filter1d
+
+    x = np.random.default_rng(width).random((5, 300), dtype=np.float32)
+    x[2, 40:200] = 0.5  # plateaus and ties, as a smoothed periodogram's minimum track has
+    np.testing.assert_array_equal(_sliding_minimum(x, width), minimum_filter1d(x, width, axis=1, mode="nearest"))
+
+
 def test_settings_are_plain_scalars_and_validated():
     s = WienerSettings()
     assert all(isinstance(getattr(s, k), (int, float)) for k in WienerSettings.keys())
@@ -666,6 +678,28 @@ def test_the_routers_weak_evidence_reads_the_side_where_its_filter_would_act():
     channels, side = found_noise_power(even, SR, weak=True), found_noise_power(even, SR, MID_SIDE, weak=True)
     assert channels < side <= true_power  # nearer the hiss, still under it (the 3 dB bias)
     assert found_noise_power(one, SR, MID_SIDE, weak=True) == found_noise_power(one, SR, weak=True)
+
+
+def test_the_sides_estimate_takes_the_channels_where_it_has_no_evidence_of_its_own():
+    """Below its lowest trusted sub-band the side's model is extrapolated or held flat; there it
+    reads at least the quieter channel (even hiss is as loud in the side as in each channel), but
+    never more than the side's own minimum statistics allow; from that bin up it stays its own."""
+    bins, lowest = 1025, 100
+    s = WienerSettings()
+    side_psd = np.full(bins, 1e-5, np.float32)  # a model held flat where it rose too steeply
+    floor = np.full(bins, 1e-2, np.float32)
+    floor[:20] = 4e-5  # a quiet side at the very bottom (a mix's bass is in the mid)
+    left, right = (np.geomspace(1e-3, 1e-6, bins).astype(np.float32) * f for f in (1.0, 0.8))
+    side = NoiseEstimate(side_psd, -40.0, -3.75, 8, 16, 1.0, floor, lowest)
+    chans = [NoiseEstimate(p, -40.0, -3.25, 8, 16, 1.0, None, 0) for p in (left, right)]
+    out = _side_below_evidence(side, chans, s)
+    own = floor * np.float32(10.0 ** (s.bias_correction_db / 10.0))  # the floor in the estimate's unit
+    np.testing.assert_array_equal(out.psd[:lowest], np.maximum(side_psd, np.minimum(right, own))[:lowest])
+    assert np.all(out.psd[:lowest] > side_psd[:lowest])  # the channels' line rises above the held model...
+    assert np.all(out.psd[:20] <= own[:20]) and np.all(out.psd[20:lowest] == right[20:lowest])  # ...to the side's floor
+    np.testing.assert_array_equal(out.psd[lowest:], side_psd[lowest:])
+    assert out.strength == side.strength and np.all(side.psd == 1e-5)  # the side's own estimate is left as it was
+    np.testing.assert_array_equal(_side_below_evidence(dataclasses.replace(side, lowest_bin=0), chans, s).psd, side_psd)
 
 
 def test_mid_side_needs_enough_frames():
