@@ -656,9 +656,10 @@ def found_noise_power(x: np.ndarray, sr: int, settings: WienerSettings = WienerS
     +2.2 dB against stem-wise +11.1). `weak`: the whole estimate, floor included, which the
     router asks for only where the fluctuation test finds nothing in the mix nor in any stem;
     where the stereo side's own filter would act (`mid_side`), twice the side's noise as that
-    filter reads it (the hiss of both channels) if that reads more. The side stays out of the strong evidence, which measures
-    how plainly each channel shows the hiss: with it, the mix read its hiss as fully as a stem
-    holding nothing else, and the router study fell from 131 to 124 of 138 cases within 0.2 dB.
+    filter reads it (the hiss of both channels) if that reads more. The side stays out of the
+    strong evidence, which measures how plainly each channel shows the hiss: with it, the mix
+    read its hiss as fully as a stem holding nothing else, and the router study fell from 131 to
+    124 of 138 cases within 0.2 dB.
     Without `extrapolate_margin_db` either: the filter's caution, not evidence, and the router was
     studied without it (with it, the denoiser of one MusicGen clip under white hiss went to the mix
     and lost 1.9 dB against the stems, eval/results/paired.md)."""
@@ -774,7 +775,8 @@ def _holds_side_noise(side: NoiseEstimate, channels: list[NoiseEstimate], sr: in
                >= -s.mid_side_match_db for ch in channels)
 
 
-def _side_below_evidence(side: NoiseEstimate, channels: list[NoiseEstimate], s: WienerSettings) -> NoiseEstimate:
+def _side_below_evidence(side: NoiseEstimate, channels: list[NoiseEstimate], s: WienerSettings
+                         ) -> NoiseEstimate:
     """The side's estimate, below its own lowest trusted sub-band at least the quieter channel's
     (up to the side's own minimum statistics): there the side's model is extrapolated (or held
     flat), and even hiss puts as much in the side as in each channel."""
@@ -801,7 +803,8 @@ def _denoise_stereo(seg: np.ndarray, sr: int, s: WienerSettings, trace: DenoiseT
     gains = [_gain(lp, le, s, trace), _gain(rp, re, s, trace)]
     side_gain = None
     if _holds_side_noise(side_est, [le, re], sr, s):
-        # judged against the whole block: a nearly mono mix's side is quiet, and what is little of it is nothing of the mix
+        # judged against the whole block: a nearly mono mix's side is quiet, and what is little
+        # of it is nothing of the mix
         side_gain = _gain(side_power, _side_below_evidence(side_est, [le, re], s), s,
                           total=float(np.sum(lp, dtype=np.float64) + np.sum(rp, dtype=np.float64)))
     if side_gain is None:
