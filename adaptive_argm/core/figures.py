@@ -29,6 +29,7 @@ import math
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -38,6 +39,7 @@ from .audio import WORK_SR
 from .levels import power_db, rms_dbfs
 from .plots import TITLE_LINES, MelAxes, SpectrogramsFigure, StemsFigure
 from .spectral import HOP, N_FFT, N_MELS
+from .threads import side_by_side
 
 SPECTROGRAMS_PNG = "spectrograms.png"
 STEMS_PNG = "stems.png"
@@ -174,17 +176,21 @@ def spectrograms_of(result, sr: int = WORK_SR) -> SpectrogramsFigure:
     names = ["input"] + [m for m in COMPARE_MODES if m in result.outputs]
     signals = {"input": result.mix, **{m: result.outputs[m].audio for m in names[1:]}}
     per_column = frames_per_column(result.mix.shape[-1])
-    by_array: dict[int, np.ndarray] = {}  # routed often IS the stem-wise or direct result
-    diffs: dict[int, np.ndarray | None] = {}
+    # Each distinct array once (routed often IS the stem-wise or direct result), and the images
+    # side by side: independent FFT and matrix passes that let go of the interpreter.
+    images: dict[tuple[str, int], Callable[[], np.ndarray | None]] = {}
     for m in names:
         y = signals[m]
-        if id(y) not in by_array:
-            by_array[id(y)] = mel_image_db(y, sr, per_column)
-        if m != "input" and id(y) not in diffs:
+        images.setdefault(("mel", id(y)), lambda y=y: mel_image_db(y, sr, per_column))
+        if m != "input":
             r = result.outputs[m]
             unchanged = r.change is not None and not r.change.changed
             before = r.pre_gain if r.pre_gain is not None else y
-            diffs[id(y)] = None if unchanged else difference_image_db(before, result.mix, sr, per_column)
+            images.setdefault(("diff", id(y)), lambda b=before, u=unchanged: None if u else
+                              difference_image_db(b, result.mix, sr, per_column))
+    made = dict(zip(images, side_by_side(lambda make: make(), images.values())))
+    by_array = {i: image for (kind, i), image in made.items() if kind == "mel"}
+    diffs = {i: image for (kind, i), image in made.items() if kind == "diff"}
     return SpectrogramsFigure(
         tuple(names), {n: by_array[id(signals[n])] for n in names}, {n: diffs[id(signals[n])] for n in names[1:]},
         {n: _panel_title(n, result) for n in names}, {n: _difference_title(n, result.outputs[n]) for n in names[1:]},
