@@ -469,6 +469,12 @@ class NoiseEstimate:
     (or held), with no sub-band of its own evidence."""
 
 
+def _empty_below(peak: float, s: WienerSettings) -> float:
+    """Power under which a sub-band (or bin) counts as empty: under `empty_band_below_db`, or
+    `empty_band_drop_db` under the loudest one (`peak`)."""
+    return max(10.0 ** (s.empty_band_below_db / 10.0), peak * 10.0 ** (-s.empty_band_drop_db / 10.0))
+
+
 def _no_noise(n_bins: int, bands: int, floor: np.ndarray | None = None) -> NoiseEstimate:
     return NoiseEstimate(np.zeros(n_bins, np.float32), -math.inf, 0.0, 0, bands, 0.0, floor)
 
@@ -553,8 +559,7 @@ def _estimate_from_power(power: np.ndarray, sr: int, s: WienerSettings) -> Noise
     levels = np.array([float(np.median(per_bin[lo:hi])) for lo, hi, _ in bands])
     if not bands or not np.any(levels > 0):
         return _no_noise(per_bin.size, len(bands), per_bin)
-    empty = max(10.0 ** (s.empty_band_below_db / 10.0), float(levels.max()) * 10.0 ** (-s.empty_band_drop_db / 10.0))
-    used = levels >= empty
+    used = levels >= _empty_below(float(levels.max()), s)
     trusted = np.zeros(len(bands), dtype=bool)
     excess_db = np.zeros(len(bands))
     for i, (lo, hi, _) in enumerate(bands):
@@ -767,8 +772,7 @@ def _holds_side_noise(side: NoiseEstimate, channels: list[NoiseEstimate], sr: in
     noise = side.psd * np.float32(10.0 ** (-s.bias_correction_db / 10.0))
     freqs_hz = np.arange(noise.size) * (sr / s.n_fft)
     covered = ((freqs_hz >= s.band_low_hz) & (freqs_hz <= s.band_high_hz)
-               & (noise >= max(10.0 ** (s.empty_band_below_db / 10.0),
-                               float(noise.max()) * 10.0 ** (-s.empty_band_drop_db / 10.0))))
+               & (noise >= _empty_below(float(noise.max()), s)))
     if not covered.any():
         return False
     return all(np.percentile(10.0 * np.log10(np.maximum(ch.floor[covered], _TINY) / noise[covered]), 5)

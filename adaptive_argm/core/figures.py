@@ -178,21 +178,20 @@ def spectrograms_of(result, sr: int = WORK_SR) -> SpectrogramsFigure:
     per_column = frames_per_column(result.mix.shape[-1])
     # Each distinct array once (routed often IS the stem-wise or direct result), and the images
     # side by side: independent FFT and matrix passes that let go of the interpreter.
-    images: dict[tuple[str, int], Callable[[], np.ndarray | None]] = {}
+    # An unchanged result has no difference image.
+    images: dict[tuple[str, int], Callable[[], np.ndarray]] = {}
     for m in names:
-        y = signals[m]
-        images.setdefault(("mel", id(y)), lambda y=y: mel_image_db(y, sr, per_column))
-        if m != "input":
-            r = result.outputs[m]
-            unchanged = r.change is not None and not r.change.changed
-            before = r.pre_gain if r.pre_gain is not None else y
-            images.setdefault(("diff", id(y)), lambda b=before, u=unchanged: None if u else
-                              difference_image_db(b, result.mix, sr, per_column))
+        images.setdefault(("mel", id(signals[m])), lambda y=signals[m]: mel_image_db(y, sr, per_column))
+    for m in names[1:]:
+        r = result.outputs[m]
+        if not (r.change is not None and not r.change.changed):
+            before = r.pre_gain if r.pre_gain is not None else signals[m]
+            images.setdefault(("diff", id(signals[m])),
+                              lambda b=before: difference_image_db(b, result.mix, sr, per_column))
     made = dict(zip(images, side_by_side(lambda make: make(), images.values())))
-    by_array = {i: image for (kind, i), image in made.items() if kind == "mel"}
-    diffs = {i: image for (kind, i), image in made.items() if kind == "diff"}
     return SpectrogramsFigure(
-        tuple(names), {n: by_array[id(signals[n])] for n in names}, {n: diffs[id(signals[n])] for n in names[1:]},
+        tuple(names), {n: made[("mel", id(signals[n]))] for n in names},
+        {n: made.get(("diff", id(signals[n]))) for n in names[1:]},
         {n: _panel_title(n, result) for n in names}, {n: _difference_title(n, result.outputs[n]) for n in names[1:]},
         _cutoff_lines(result, names, sr), mel_axes(sr, per_column, result.mix.shape[-1]),
         f"Mel spectrograms, preset {result.preset.name}; right: what each result changed")
