@@ -19,9 +19,12 @@ from adaptive_argm.core.denoise import (
     WienerSettings,
     _channel_power,
     _fit_tilt,
+    _CALIBRATED,
     _interior,
+    _median_of_sorted,
     _prior_tilt,
     _side_below_evidence,
+    _simulated_calibration,
     _sliding_minimum,
     _track_stats,
     _white_noise_calibration,
@@ -604,6 +607,28 @@ def test_the_sliding_minimum_is_scipys(width):
     x = np.random.default_rng(width).random((5, 300), dtype=np.float32)
     x[2, 40:200] = 0.5  # plateaus and ties, as a smoothed periodogram's minimum track has
     np.testing.assert_array_equal(_sliding_minimum(x, width), minimum_filter1d(x, width, axis=1, mode="nearest"))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 10])
+def test_the_median_of_sorted_rows_is_numpys(n):
+    x = np.random.default_rng(n).random((4, n), dtype=np.float32)
+    x[1, : n // 2] = 0.25  # ties
+    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        np.testing.assert_array_equal(_median_of_sorted(np.sort(x, axis=1)), np.median(x, axis=1))
+
+
+@pytest.mark.parametrize("key", sorted(_CALIBRATED))
+def test_the_calibration_table_is_the_simulation(key):
+    assert _white_noise_calibration(*key) == _CALIBRATED[key]
+    assert _simulated_calibration(*key) == pytest.approx(_CALIBRATED[key], rel=1e-9)
+
+
+def test_settings_without_a_table_entry_are_simulated():
+    key = (1024, 256, SR, 0.1, 1.5, False)
+    assert key not in _CALIBRATED
+    assert _white_noise_calibration(*key) == _simulated_calibration(*key)
+    assert _white_noise_calibration(*key[:-1]) == _white_noise_calibration(*key)
 
 
 def test_settings_are_plain_scalars_and_validated():

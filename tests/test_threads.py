@@ -87,3 +87,41 @@ def test_side_by_side_keeps_the_order_and_raises_what_an_item_raised():
     assert threading.get_ident() in seen  # a single item runs in the caller's thread
     with pytest.raises(ValueError, match="seven"):
         threads.side_by_side(square, [1, 7, 2])
+
+
+def test_beside_runs_a_pass_on_its_own_thread_over_the_items_in_order():
+    seen = []
+
+    def total(items):
+        for x in items:
+            seen.append((x, threading.current_thread().name))
+        return sum(x for x, _ in seen)
+
+    with threads.Beside(total, depth=2) as b:
+        for i in range(50):
+            b.put(i)
+        assert b.result() == sum(range(50))
+    assert [x for x, _ in seen] == list(range(50))
+    assert {name for _, name in seen} == {"beside"}
+
+
+def test_beside_raises_the_error_of_its_pass_and_never_blocks_the_caller():
+    def fails(items):
+        for x in items:
+            if x == 3:
+                raise ValueError("bad item")
+
+    b = threads.Beside(fails, depth=1)
+    for i in range(100):  # the failed pass drains the rest: no put waits forever
+        b.put(i)
+    with pytest.raises(ValueError, match="bad item"):
+        b.result()
+
+
+def test_beside_ends_early_when_the_caller_fails():
+    got = []
+    with pytest.raises(RuntimeError):
+        with threads.Beside(lambda items: got.extend(items)) as b:
+            b.put(1)
+            raise RuntimeError("caller")
+    assert not b._thread.is_alive() and got in ([], [1])

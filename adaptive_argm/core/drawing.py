@@ -22,6 +22,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -49,6 +50,7 @@ class Drawing:
         # matplotlib): a thread of its own does the writing.
         self._sender = ThreadPoolExecutor(max_workers=1) if self._child else None
         self._sent: list[tuple[Future, Figure, Path]] = []
+        self._handing = threading.Lock()  # `draw` may be called from a worker thread
 
     @property
     def in_child(self) -> bool:
@@ -60,7 +62,8 @@ class Drawing:
             figure.draw(out_path)
             return
         message = pickle.dumps((figure, str(out_path)), protocol=pickle.HIGHEST_PROTOCOL)
-        self._sent.append((self._sender.submit(self._send, message), figure, Path(out_path)))
+        with self._handing:  # the answers come back in the order the figures were handed over
+            self._sent.append((self._sender.submit(self._send, message), figure, Path(out_path)))
 
     def _send(self, message: bytes) -> None:
         self._child.stdin.write(message)

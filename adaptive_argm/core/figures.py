@@ -26,6 +26,7 @@ process or in a drawing process of its own (`drawing`, as `compare` does).
 from __future__ import annotations
 
 import math
+import threading
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,6 +221,40 @@ class StemView:
     def restored(self, y: np.ndarray, sr: int = WORK_SR) -> "StemView":
         after = StemView.of(y, sr)
         return StemView(self.before, self.before_rms_dbfs, after.before, after.before_rms_dbfs)
+
+
+class StemViews:
+    """The stems figure's `StemView`s of `names`, taken as `remix.process_stems` shows it each
+    stem (a `remix.StemWatch`): before its chain and after, on the thread that runs it; the
+    stems no chain runs on are handed to `before` by the caller. Once every stem has its view
+    and each of `processed` its "after" image, `on_complete` gets them all, in `names`' order,
+    on the thread that took the last (the figure can be drawn while the remix is finished)."""
+
+    def __init__(self, sr: int, names: tuple[str, ...], processed: tuple[str, ...] = (),
+                 on_complete: Callable[[dict[str, StemView]], None] | None = None):
+        self.sr, self.names, self.views = sr, names, {}
+        self._waiting = set(names) | {(n, "after") for n in processed}
+        self._lock = threading.Lock()
+        self._on_complete = on_complete
+
+    def before(self, name: str, stem: np.ndarray) -> None:
+        self._took(name, StemView.of(stem, self.sr), name)
+
+    def after(self, name: str, stem: np.ndarray) -> None:
+        self._took(name, self.views[name].restored(stem, self.sr), (name, "after"))
+
+    def ordered(self) -> dict[str, StemView]:
+        return {n: self.views[n] for n in self.names}
+
+    def _took(self, name: str, view: StemView, what) -> None:
+        with self._lock:
+            self.views[name] = view
+            self._waiting.discard(what)
+            complete = not self._waiting and self._on_complete is not None
+            if complete:
+                on_complete, self._on_complete = self._on_complete, None
+        if complete:
+            on_complete(self.ordered())
 
 
 def _after_title(view: StemView, decision: str, preset_name: str) -> str:

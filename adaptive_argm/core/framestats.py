@@ -66,7 +66,11 @@ class Summary:
         `HIST_STEP_DB / 2` of it from the histogram (within `HIST_STEP_DB` in the floor cell,
         which reads as the floor itself)."""
         if self.levels is not None:
-            return np.percentile(self.levels[:, bins - self.first_bin], q, axis=0).astype(np.float64)
+            # Each bin's levels as a sorted row: numpy sorts float32 rows several times as fast
+            # as it partitions columns, and the percentile of a set does not depend on its order.
+            rows = spectral.transposed(self.levels[:, bins - self.first_bin])
+            rows.sort(axis=1)
+            return np.percentile(rows, q, axis=1).astype(np.float64)
         centre = HIST_LOW_DB + (np.arange(HIST_CELLS) + 0.5) * HIST_STEP_DB
         centre[0] = HIST_LOW_DB  # the floor cell: digital silence reads exactly the floor
         out = np.empty(len(bins))

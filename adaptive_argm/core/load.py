@@ -21,6 +21,7 @@ from .blocks import cut_to
 from .finish import keep_measured
 from .resample import Stream
 from .signal import InMemory, Mapped, Signal, Store
+from .threads import Beside
 
 
 def work_rate(input_sr: int) -> int:
@@ -42,35 +43,28 @@ class Loaded:
 
 
 def load(path: str | Path, store: Store) -> Loaded:
-    """Decode `path` at `work_rate` of its own rate into `store` and measure it on the way, in
-    one pass; then remove its DC offset and drift (`dc`), in another."""
+    """Decode `path` at `work_rate` of its own rate into `store`, then remove its DC offset and
+    drift (`dc`) in another pass; its panel is measured beside both, on a thread of its own."""
     reader = audio.Reader(path)
     sr, native, channels = work_rate(reader.sample_rate), reader.sample_rate, reader.channels
-    stats = metrics.measuring(metrics.METRIC_SR, channels)
-    to_metric = Stream(native, metrics.METRIC_SR, channels) if native != metrics.METRIC_SR and sr != metrics.METRIC_SR \
-        else None
+    with Beside(lambda blocks: metrics.measure_stream(blocks, native, channels)) as measuring:
 
-    def work_blocks() -> Iterator[np.ndarray]:
-        to_work = Stream(native, sr, channels) if native != sr else None
-        for block in reader.native_blocks():
-            out = to_work.push(block) if to_work else block
-            stats.push(to_metric.push(block) if to_metric else out)
-            if out.shape[1]:
-                yield out
-        if to_work:
-            out = to_work.flush()
-            if not to_metric:
-                stats.push(out)
-            yield out
-        if to_metric:
-            stats.push(to_metric.flush())
+        def work_blocks() -> Iterator[np.ndarray]:
+            to_work = Stream(native, sr, channels) if native != sr else None
+            for block in reader.native_blocks():
+                measuring.put(block)
+                out = to_work.push(block) if to_work else block
+                if out.shape[1]:
+                    yield out
+            if to_work:
+                yield to_work.flush()
 
-    raw = store.keep(work_blocks(), channels, sr, reader.expected_frames(sr))
-    info, panel = reader.info(), metrics.panel_of(stats.summary())
-    del stats
-    mix = keep_measured(store, dc.stage(sr, raw.frames, channels)(raw.blocks()), channels, sr, raw.frames)
-    store.drop(raw)
-    del raw
+        raw = store.keep(work_blocks(), channels, sr, reader.expected_frames(sr))
+        info = reader.info()
+        mix = keep_measured(store, dc.stage(sr, raw.frames, channels)(raw.blocks()), channels, sr, raw.frames)
+        store.drop(raw)
+        del raw
+        panel = measuring.result()
     return Loaded(mix.array if isinstance(mix, InMemory) else mix, info, panel, sr)
 
 

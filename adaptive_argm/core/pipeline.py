@@ -26,7 +26,7 @@ from .drawing import Drawing
 from .finish import Restored, finish, keep_measured, loudness_lufs
 from .load import load, native_dc_free
 from .outcome import CompareResult, RunResult, Settings
-from .remix import process_stems, remix, remixed, without_kinds
+from .remix import StemWatch, process_stems, remix, remixed, without_kinds
 from .resample import ROUND_TRIP_BAND, resample, resampled
 from .route import RoutePlan, route, route_modes
 from .separate import Separation, Separator, StemsFolder, high_band
@@ -209,16 +209,24 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
         stem_reports: dict[str, list] = {}  # what each stem's chain found, shared by stem-wise and routed
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             direct = pool.submit(restore, mix, plans["direct"], preset, None, **finishing)
-            # The stems figure's "before" images, taken before stem-wise restores the stems in place.
-            views = dict(zip(stems, pool.map(lambda x: figs.StemView.of(x, sr), stems.values()))) if keep_views else {}
+            # The stems figure's images: of each stem stem-wise restores (in place), taken by its
+            # chain's task before and after; of the others, beside them.
+            # The stems figure goes to the drawing process as soon as they are all taken: it
+            # needs nothing that remixing, measuring or writing the results makes.
+            watch = None
+            if keep_views and separation is not None:
+                stems_figure = (lambda views: drawing.draw(
+                    figs.stems_of(views, routed, sep_info, preset.name, mix.shape[-1], sr),
+                    out.staged_folder / figs.STEMS_PNG)) if figures else None
+                watch = figs.StemViews(sr, tuple(stems), tuple(plans["stemwise"].processed()), stems_figure)
+            unprocessed = [n for n in stems if n not in plans["stemwise"].processed()] if watch else []
+            seen = [pool.submit(watch.before, n, stems[n]) for n in unprocessed]
             stemwise, processed = (restore(mix, plans["stemwise"], preset, separation, in_place=True, pool=pool,
-                                           outcomes=stem_steps, reports=stem_reports, **finishing)
+                                           outcomes=stem_steps, reports=stem_reports, watch=watch, **finishing)
                                    if separation is not None else (None, {}))
-
-            def after(n: str) -> figs.StemView:
-                return views[n].restored(processed[n], sr) if n in processed else views[n]
-
-            views = dict(zip(views, pool.map(after, views)))
+            for f in seen:
+                f.result()
+            views = watch.ordered() if watch else {}
             outputs_: dict[str, Restored] = {"direct": direct.result()[0]}
         if stemwise is not None:
             outputs_["stemwise"] = stemwise
@@ -243,9 +251,6 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
                                                        separation.info, separation.beyond),
                                             processed, outcomes=stem_steps, reports=stem_reports, **finishing)
         separation = stems = processed = passed = stemwise = None  # freed before measuring (0.2 GB per 10 min stem)
-    stems_png = figs.stems_of(views, routed, sep_info, preset.name, mix.shape[-1], sr) if figures else None
-    if stems_png is not None:  # it needs nothing that measuring or writing makes
-        drawing.draw(stems_png, out.staged_folder / figs.STEMS_PNG)
     with clock.stage("measure"):
         panels, warnings = _measure_outputs(panel_in, {m: r.audio for m, r in outputs_.items()}, reference, sr=sr,
                                             info=info)
@@ -261,7 +266,7 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
     if figures:
         with clock.stage("figures"):
             drawing.finish()
-            if stems_png is None:  # none from an earlier comparison either
+            if not views:  # no stems figure, and none from an earlier comparison either
                 (out.staged_folder / figs.STEMS_PNG).unlink(missing_ok=True)
     return result
 
@@ -349,7 +354,8 @@ def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, s
             in_place: bool = False, target_lufs: float | None = None, pool: Executor | None = None,
             sr: int = WORK_SR, store: Store = MEMORY, loudness_target: tuple[float, float] | None = None,
             keep_pre_gain: bool = False, outcomes: dict[str, tuple[StepOutcome, ...]] | None = None,
-            reports: dict[str, list] | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
+            reports: dict[str, list] | None = None,
+            watch: StemWatch | None = None) -> tuple[Restored, dict[str, np.ndarray]]:
     """Restore `mix` (at `sr`) as `plan` says: the preset's chain on the mix (direct), or on
     each stem the plan processes, then the remix (with the band above the separator's added
     back); then loudness and clip safety (`finish`), and whether that changed the input
@@ -362,7 +368,8 @@ def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, s
     beside other work queued there; `target_lufs` is the mix's loudness when already measured;
     `loudness_target` (target LUFS, true-peak ceiling dBTP) and `keep_pre_gain`: see `finish`.
     `reports` holds, by stem, what reporting steps (spectral recovery) found on stems already
-    processed; the stems processed here add theirs.
+    processed; the stems processed here add theirs. `watch` sees each stem a stem-wise plan
+    processes here, before and after its chain (`process_stems`).
 
     A stem-wise plan with kinds routed direct (`RoutePlan.direct_kinds`) runs the other kinds on
     the stems, remixes, then runs the mix chain's steps of those kinds on the remix. Its stems
@@ -396,7 +403,7 @@ def restore(mix: np.ndarray | Signal, plan: RoutePlan, preset: presets.Preset, s
     else:
         todo = [n for n in plan.processed() if n not in processed]
         processed.update(process_stems(separation.stems, todo, preset, sr, in_place=in_place, pool=pool,
-                                       outcomes=outcomes, reports=reports))
+                                       outcomes=outcomes, reports=reports, watch=watch))
         found = {n: reports.get(n, []) for n in plan.processed()}
         y = remix(plan, separation.stems, processed)
         if separation.beyond is not None:

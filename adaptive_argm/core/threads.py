@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
+
+R = TypeVar("R")
 
 USER_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 """Where the user set any of these, the BLAS threads are theirs to choose."""
@@ -64,3 +68,58 @@ def side_by_side(fn: Callable, items) -> list:
         return [fn(it) for it in items]
     with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
         return list(pool.map(fn, items))
+
+
+_END = object()
+
+
+class Beside(Generic[R]):
+    """`fn(items)` on a thread of its own, while the caller hands it the items one at a time
+    (`put`, which waits while `depth` items are queued): a pass over a signal that runs beside
+    another pass over the same blocks (measuring the input while it is decoded and its DC
+    removed). `result()` ends the items and returns what `fn` returned, or raises what it
+    raised. Use as a context manager: leaving it on an error ends the items early."""
+
+    def __init__(self, fn: Callable[[Iterable], R], depth: int = 4):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = False
+        self._value: R | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, args=(fn,), name="beside", daemon=True)
+        self._thread.start()
+
+    def put(self, item) -> None:
+        if self._error is None:
+            self._queue.put(item)
+
+    def result(self) -> R:
+        self._end()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def _items(self) -> Iterator:
+        while (item := self._queue.get()) is not _END:
+            if not self._stop:
+                yield item
+        self._queue.put(_END)  # seen again by the drain in `_work`
+
+    def _work(self, fn: Callable[[Iterable], R]) -> None:
+        try:
+            self._value = fn(self._items())
+        except BaseException as error:  # noqa: BLE001  (re-raised in the caller's thread)
+            self._error = error
+        while self._queue.get() is not _END:  # items `fn` left: `put` must never wait on them
+            pass
+
+    def _end(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_END)
+            self._thread.join()
+
+    def __enter__(self) -> "Beside[R]":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop = exc[0] is not None
+        self._end()
