@@ -50,6 +50,15 @@ def test_the_denoiser_says_when_it_filtered_the_stereo_side_and_counts_what_that
     assert outcome.removed_db == pytest.approx(10 * np.log10((energy[0] - energy[1]) / energy[0]), abs=0.5)
 
 
+def test_a_step_is_marked_identical_only_when_it_gave_its_input_back_bit_for_bit():
+    x = music_like(3.0)[None]
+    _, clean = run_reported(Step("wiener"), x, SR)
+    _, hiss = run_reported(Step("wiener"), hissy(), SR)
+    _, dc = run_reported(Step("dc_remove"), x + np.float32(1e-3), SR)
+    assert clean.identical and not hiss.identical and not dc.identical
+    assert "identical" not in clean.to_dict()  # not part of the record
+
+
 def test_too_short_for_the_denoiser_is_a_reason_too():
     _, outcome = run_reported(Step("wiener"), np.full((1, 100), 0.1, np.float32), SR)
     assert not outcome.acted and "shorter than one 2048-sample analysis frame" in outcome.reason

@@ -81,3 +81,22 @@ def test_every_public_name_of_the_package_resolves():
     assert adaptive_argm.load_preset is presets.load and adaptive_argm.Settings is pipeline.Settings
     with pytest.raises(AttributeError):
         adaptive_argm.no_such_name  # noqa: B018
+
+
+def test_stem_views_hand_over_every_stem_once_the_last_is_taken_and_reuse_an_unchanged_stems_image():
+    sr = 44100
+    x = (0.1 * np.random.default_rng(0).standard_normal((2, 2 * sr))).astype(np.float32)
+    handed = []
+    views = figures.StemViews(sr, ("drums", "bass", "other"), ("drums", "other"), on_complete=handed.append)
+    views.before("bass", x)  # a stem no chain runs on
+    views.before("drums", x)
+    views.after("drums", x * np.float32(0.5), changed=True)
+    views.before("other", x)
+    assert not handed  # "other" has no after image yet
+    views.after("other", x, changed=False)
+    assert len(handed) == 1 and list(handed[0]) == ["drums", "bass", "other"]
+    drums, bass, other = handed[0].values()
+    assert drums.after_rms_dbfs == pytest.approx(drums.before_rms_dbfs - 6.02, abs=0.01)
+    assert bass.after is None
+    # given back bit for bit: the same image, not taken again
+    assert other.after is other.before and np.array_equal(other.after, figures.StemView.of(x, sr).before)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -240,8 +240,12 @@ class StemViews:
     def before(self, name: str, stem: np.ndarray) -> None:
         self._took(name, StemView.of(stem, self.sr), name)
 
-    def after(self, name: str, stem: np.ndarray) -> None:
-        self._took(name, self.views[name].restored(stem, self.sr), (name, "after"))
+    def after(self, name: str, stem: np.ndarray, changed: bool = True) -> None:
+        view = self.views[name]
+        # A stem its chain gave back bit for bit has the same image after as before.
+        after = view.restored(stem, self.sr) if changed else replace(view, after=view.before,
+                                                                      after_rms_dbfs=view.before_rms_dbfs)
+        self._took(name, after, (name, "after"))
 
     def ordered(self) -> dict[str, StemView]:
         return {n: self.views[n] for n in self.names}

@@ -118,8 +118,11 @@ class Difference(Signal):
             yield np.subtract(x, y, dtype=np.float32)
 
 
-def _levels(y: Signal) -> tuple[float, float, float]:
-    """Sample peak (dBFS), loudness (LUFS) and true peak (dBTP) of `y`, in one pass over its blocks."""
+def _levels(y: Signal, known: tuple[float, float] | None = None) -> tuple[float, float, float]:
+    """Sample peak (dBFS), loudness (LUFS) and true peak (dBTP) of `y`, in one pass over its
+    blocks; with `known` (its sample peak and loudness), its true peak only."""
+    if known is not None:
+        return known[0], known[1], deliver.true_peak_dbtp_of(y.blocks())
     meter, largest = LoudnessMeter(y.sr, y.channels), [0.0]
 
     def through():
@@ -139,14 +142,16 @@ def deliver_result(out, stem: str, y: np.ndarray | Signal, sr: int, source: Sour
                    target: deliver.LoudnessResult | None = None,
                    residual: tuple[np.ndarray | Signal, np.ndarray | Signal] | None = None,
                    residual_name: str | None = None, residual_sr: int = WORK_SR,
-                   rate_note: str | None = None) -> Delivered:
+                   rate_note: str | None = None, levels: tuple[float, float] | None = None) -> Delivered:
     """Write `y` (`(channels, samples)` float32 at `sr`, the output rate; an array or a signal
     read block by block) as `stem` + the format's suffix into `out` (a result set or a view of
     one, `core.results`), and `residual` (output and input at `residual_sr`, the run's rate:
     their difference, block by block) as `residual_name`. With a loudness `target` (its record
     from restoration) the true peak is brought under its ceiling again at this rate when
-    resampling lifted it (on the whole result: a target's result is in memory)."""
-    peak, lufs, true_peak = _levels(as_signal(y, sr))
+    resampling lifted it (on the whole result: a target's result is in memory). `levels`: the
+    sample peak (dBFS) and loudness (LUFS) of `y` when already measured (its metric panel's, at
+    this rate): not measured again."""
+    peak, lufs, true_peak = _levels(as_signal(y, sr), levels)
     target_dict = None
     if target is not None:
         target_dict = target.to_dict()

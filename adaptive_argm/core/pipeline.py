@@ -122,6 +122,7 @@ def _run(input_path: str | Path, out: results.Staged, separator: Separator | Non
         y, out_sr, rate_note = _output_audio(restored, input_path, info, settings.output_sr, sr)
         delivered = outputs.deliver_result(out, RESTORED_STEM, y, out_sr, source, container=settings.format,
                                            bits=settings.bits, target=restored.loudness,
+                                           levels=_panel_levels(panels["output"], y, restored, out_sr),
                                            residual=_residual(restored, mix, settings.residual),
                                            residual_name=RESIDUAL, residual_sr=sr, rate_note=rate_note)
         if settings.keep_stems and separation is not None:
@@ -210,9 +211,9 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             direct = pool.submit(restore, mix, plans["direct"], preset, None, **finishing)
             # The stems figure's images: of each stem stem-wise restores (in place), taken by its
-            # chain's task before and after; of the others, beside them.
-            # The stems figure goes to the drawing process as soon as they are all taken: it
-            # needs nothing that remixing, measuring or writing the results makes.
+            # chain's task before and after; of the others, beside them. The figure goes to the
+            # drawing process once they are all taken: it needs nothing that remixing,
+            # measuring or writing the results makes.
             watch = None
             if keep_views and separation is not None:
                 stems_figure = (lambda views: drawing.draw(
@@ -261,7 +262,7 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
         with clock.stage("figures"):
             drawing.draw(figs.spectrograms_of(result, sr), out.staged_folder / figs.SPECTROGRAMS_PNG)
     with clock.stage("write"):
-        delivered = _deliver_outputs(out, outputs_, input_path, info, settings, source, mix, sr)
+        delivered = _deliver_outputs(out, outputs_, panels, input_path, info, settings, source, mix, sr)
     result = replace(result, paths={m: d.written.path for m, d in delivered.items()}, delivered=delivered)
     if figures:
         with clock.stage("figures"):
@@ -271,10 +272,11 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
     return result
 
 
-def _deliver_outputs(out, outputs_: dict[str, Restored], input_path: str | Path, info: audio.AudioInfo,
-                     settings: Settings, source: outputs.SourceFormat, mix: np.ndarray,
-                     sr: int) -> dict[str, outputs.Delivered]:
-    """Each compared result written under its mode's name, side by side. Routed often IS the
+def _deliver_outputs(out, outputs_: dict[str, Restored], panels: dict[str, metrics.MetricPanel],
+                     input_path: str | Path, info: audio.AudioInfo, settings: Settings,
+                     source: outputs.SourceFormat, mix: np.ndarray, sr: int) -> dict[str, outputs.Delivered]:
+    """Each compared result written under its mode's name, side by side (its sample peak and
+    loudness from its metric `panels` where they measured the file's audio). Routed often IS the
     stem-wise or direct result: that one is measured and written once, then copied."""
     first: dict[int, str] = {}
     for m, r in outputs_.items():
@@ -284,6 +286,7 @@ def _deliver_outputs(out, outputs_: dict[str, Restored], input_path: str | Path,
         r = outputs_[m]
         y, out_sr, rate_note = _output_audio(r, input_path, info, settings.output_sr, sr)
         return outputs.deliver_result(out, m, y, out_sr, source, container=settings.format, bits=settings.bits,
+                                      levels=_panel_levels(panels.get(m), y, r, out_sr),
                                       target=r.loudness, residual=_residual(r, mix, settings.residual),
                                       residual_name=f"residual-{m}.wav", residual_sr=sr, rate_note=rate_note)
 
@@ -485,6 +488,15 @@ def _measure_outputs(panel_in: metrics.MetricPanel, outputs: dict[str, np.ndarra
     about_input = [w for w in [info.truncation_warning() if info else None] if w]
     warnings = {name: about_input + metrics.warnings_for(panel_in, p) for name, p in panels.items()}
     return panels, warnings
+
+
+def _panel_levels(panel: metrics.MetricPanel | None, y: np.ndarray | Signal, r: Restored,
+                  out_sr: int) -> tuple[float, float] | None:
+    """The sample peak and loudness of `y`, to be written, from its metric panel when the panel
+    measured that very audio (the result itself, at the panel's rate), else None."""
+    if panel is None or y is not r.audio or out_sr != metrics.METRIC_SR:
+        return None
+    return panel.peak_dbfs, panel.loudness_lufs
 
 
 def _output_audio(r: Restored, input_path: str | Path, info: audio.AudioInfo, output_sr: OutputRate,

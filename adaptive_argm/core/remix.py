@@ -28,7 +28,8 @@ class StemWatch(Protocol):
 
     def before(self, name: str, stem: np.ndarray) -> None: ...
 
-    def after(self, name: str, stem: np.ndarray) -> None: ...
+    def after(self, name: str, stem: np.ndarray, changed: bool) -> None:
+        """`changed`: False when every step gave its input back bit for bit."""
 
 
 def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: presets.Preset,
@@ -60,7 +61,7 @@ def process_stems(stems: dict[str, np.ndarray], names: list[str], preset: preset
             stems[name][...] = y
             y = stems[name]
         if watch is not None:
-            watch.after(name, y)
+            watch.after(name, y, not all(o.identical for o in done))
         return y
 
     if pool is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -79,13 +79,16 @@ class StepOutcome:
     dc_only: bool = False
     """A DC step: its change does not count as a restoration."""
     where: str | None = None
+    identical: bool = False
+    """The step gave back its input bit for bit (compared block by block where it was reported;
+    not part of the record)."""
 
     def line(self) -> str:
         """One line: `where: step: reason`."""
         return (f"{self.where}: " if self.where else "") + f"{self.step}: {self.reason}"
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "identical"}
 
 
 def _noisereduce(sr: int, frames: int, channels: int, **params) -> Stage:
@@ -282,7 +285,7 @@ def reported(step: Step | tuple[Step, ...], sr: int, frames: int, channels: int,
 
     def run(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         held: deque[np.ndarray] = deque()
-        acc = {"in": 0.0, "out": 0.0, "diff": 0.0, "largest": 0.0}
+        acc = {"in": 0.0, "out": 0.0, "diff": 0.0, "largest": 0.0, "compared": True}
         sums = np.zeros(channels, np.float64)
 
         def tap(source: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -307,9 +310,12 @@ def reported(step: Step | tuple[Step, ...], sr: int, frames: int, channels: int,
             if x.shape == y.shape:
                 largest, diff = difference(y, x)
                 acc["largest"], acc["diff"] = max(acc["largest"], largest), acc["diff"] + diff
+            else:
+                acc["compared"] = False
             acc["out"] += float(np.dot(y.ravel().astype(np.float64), y.ravel()))
             yield y
-        sink.append(_outcome(name, group[0].kind, acc, sums / max(frames, 1), trace))
+        outcome = _outcome(name, group[0].kind, acc, sums / max(frames, 1), trace)
+        sink.append(replace(outcome, identical=acc["compared"] and acc["largest"] == 0.0))
 
     return run
 
