@@ -82,7 +82,6 @@ from ..config import check_field_types
 from . import spectral
 from .blocks import Blocking, Stage, apply, blockwise
 from .levels import channels_first
-from .threads import side_by_side
 
 _TINY = 1e-30
 _SQRT_HALF = np.float32(math.sqrt(0.5))
@@ -834,9 +833,7 @@ def _denoise_stereo(seg: np.ndarray, sr: int, s: WienerSettings, trace: DenoiseT
     """A stereo block through the channels' filters, then its side through its own (`mid_side`)
     where both channels hold the side's noise."""
     n = seg.shape[1]
-    # The two channels side by side: the mix's chain runs beside the stems' in `compare`, and
-    # is the longest of them.
-    (left, lp, le), (right, rp, re) = side_by_side(lambda ch: _analyse(ch, sr, s), seg)
+    (left, lp, le), (right, rp, re) = (_analyse(ch, sr, s) for ch in seg)
     side = (left - right) * _SQRT_HALF  # the STFT is linear
     side_power = _power(side, s)
     side_est = _estimate(side_power, n, sr, s)
