@@ -5,7 +5,8 @@ drawing the two figures (about 0.85 s on 30 s of stereo). In the command's own p
 competes with measuring and writing the results, on a thread or not. A child process started
 with `compare` imports matplotlib while the clip is separated, then draws each figure it is
 handed (plain data: `plots.SpectrogramsFigure`, `plots.StemsFigure`) while this process
-measures and writes. It imports only what drawing needs (numpy, matplotlib, `plots`), about
+works on: the stems figure from a pool thread as soon as its images are taken, the spectrograms
+once the results are measured. It imports only what drawing needs (numpy, matplotlib, `plots`), about
 0.6 CPU s, where the package and the pipeline would cost 1.6.
 
 The child is a fresh interpreter (`python -c`), not a `multiprocessing` worker: a spawned worker
