@@ -6,8 +6,8 @@ competes with measuring and writing the results, on a thread or not. A child pro
 with `compare` imports matplotlib while the clip is separated, then draws each figure it is
 handed (plain data: `plots.SpectrogramsFigure`, `plots.StemsFigure`) while this process
 works on: the stems figure from a pool thread as soon as its images are taken, the spectrograms
-once the results are measured. It imports only what drawing needs (numpy, matplotlib, `plots`), about
-0.6 CPU s, where the package and the pipeline would cost 1.6.
+once the results are measured. It imports only what drawing needs (numpy, matplotlib, `plots`),
+about 0.6 CPU s, where the package and the pipeline would cost 1.6.
 
 The child is a fresh interpreter (`python -c`), not a `multiprocessing` worker: a spawned worker
 starts by importing the caller's main module, which a user's script without a `__main__` guard
