@@ -102,14 +102,14 @@ class Beside(Generic[R]):
         while (item := self._queue.get()) is not _END:
             if not self._stop:
                 yield item
-        self._queue.put(_END)  # seen again by the drain in `_work`
 
     def _work(self, fn: Callable[[Iterable], R]) -> None:
+        items = self._items()
         try:
-            self._value = fn(self._items())
+            self._value = fn(items)
         except BaseException as error:  # noqa: BLE001  (re-raised in the caller's thread)
             self._error = error
-        while self._queue.get() is not _END:  # items `fn` left: `put` must never wait on them
+        for _ in items:  # the items `fn` left, up to the end: `put` must never wait on them
             pass
 
     def _end(self) -> None:
