@@ -18,10 +18,13 @@ from adaptive_argm.core.denoise import (
     NoiseEstimate,
     WienerSettings,
     _channel_power,
+    _dd_wiener_gain,
+    _dd_wiener_gains,
     _fit_tilt,
     _CALIBRATED,
     _interior,
     _median_of_sorted,
+    _percentiles_of_sorted,
     _prior_tilt,
     _side_below_evidence,
     _simulated_calibration,
@@ -616,6 +619,40 @@ def test_the_median_of_sorted_rows_is_numpys(n):
     with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
         __import__("warnings").simplefilter("ignore")
         np.testing.assert_array_equal(_median_of_sorted(np.sort(x, axis=1)), np.median(x, axis=1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 2584])
+@pytest.mark.parametrize("qs", [(10.0, 90.0), (0.0, 50.0, 100.0)])
+def test_the_percentiles_of_sorted_rows_are_numpys(n, qs):
+    x = np.random.default_rng(n).random((4, n), dtype=np.float32) ** 3
+    x[1, : n // 2] = 0.25  # ties
+    got = _percentiles_of_sorted(np.sort(x, axis=1), qs)
+    want = np.percentile(x, qs, axis=1)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_joint_wiener_recursion_gives_each_block_its_own_gain():
+    rng = np.random.default_rng(3)
+    s = WienerSettings()
+    powers = [rng.exponential(size=(300, 65)).astype(np.float32) * k for k in (1.0, 4.0, 0.25)]
+    noises = [np.full(65, 1.5, np.float32), np.linspace(0.0, 3.0, 65, dtype=np.float32), np.ones(65, np.float32)]
+    together = _dd_wiener_gains(powers, noises, s)
+    alpha = np.float32(s.dd_alpha)
+    for power, noise, gain in zip(powers, noises, together):
+        np.testing.assert_array_equal(gain, _dd_wiener_gain(power, noise, s))
+        # the recursion as its docstring writes it, one block and one frame at a time
+        gamma = power * np.where(noise > 0, np.float32(1.0) / np.maximum(noise, np.float32(1e-30)), np.float32(0.0))
+        prev, want = np.zeros(65, np.float32), np.empty_like(power)
+        for t in range(power.shape[0]):
+            xi = alpha * prev + (np.float32(1.0) - alpha) * np.maximum(gamma[t] - np.float32(1.0), np.float32(0.0))
+            want[t] = xi / (xi + np.float32(1.0))
+            prev = want[t] * want[t] * gamma[t]
+        want = np.maximum(want, np.float32(10.0 ** (s.gain_floor_db / 20.0)))
+        want[:, noise <= 0] = 1.0
+        np.testing.assert_allclose(gain, want, rtol=1e-5, atol=1e-7)
+    assert np.all(together[1][:, 0] == 1.0)  # no noise in that bin: left alone
+    assert together[0].min() < 0.5  # the recursion did act
 
 
 @pytest.mark.parametrize("key", sorted(_CALIBRATED))

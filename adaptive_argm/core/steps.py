@@ -31,7 +31,7 @@ from .blocks import Blocking, Stage, apply, blockwise, cut_to, sequential
 from .dc import stage as dc_stage
 from .denoise import DenoiseTrace, WienerSettings, found_noise_power
 from .denoise import stage as wiener_stage
-from .levels import difference, ratio_db
+from .levels import compared, energy, ratio_db
 from .recovery import RecoverySettings, recover
 
 PEDALBOARD_PREFIX = "pedalboard."
@@ -291,7 +291,7 @@ def reported(step: Step | tuple[Step, ...], sr: int, frames: int, channels: int,
         def tap(source: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
             for block in source:
                 held.append(np.array(block, dtype=np.float32))  # a copy: the stage may overwrite it
-                acc["in"] += float(np.dot(block.ravel().astype(np.float64), block.ravel()))
+                acc["in"] += energy(block)
                 sums[:block.shape[0]] += block.sum(axis=1, dtype=np.float64)
                 yield block
 
@@ -308,11 +308,11 @@ def reported(step: Step | tuple[Step, ...], sr: int, frames: int, channels: int,
                 need -= take
             x = np.concatenate(parts, axis=1) if len(parts) > 1 else (parts[0] if parts else y[:, :0])
             if x.shape == y.shape:
-                largest, diff = difference(y, x)
+                largest, diff, out = compared(y, x)
                 acc["largest"], acc["diff"] = max(acc["largest"], largest), acc["diff"] + diff
             else:
-                acc["compared"] = False
-            acc["out"] += float(np.dot(y.ravel().astype(np.float64), y.ravel()))
+                acc["compared"], out = False, energy(y)
+            acc["out"] += out
             yield y
         outcome = _outcome(name, group[0].kind, acc, sums / max(frames, 1), trace)
         sink.append(replace(outcome, identical=acc["compared"] and acc["largest"] == 0.0))
