@@ -23,8 +23,6 @@ from adaptive_argm.core.denoise import (
     _fit_tilt,
     _CALIBRATED,
     _interior,
-    _median_of_sorted,
-    _percentiles_of_sorted,
     _prior_tilt,
     _side_below_evidence,
     _simulated_calibration,
@@ -610,26 +608,6 @@ def test_the_sliding_minimum_is_scipys(width):
     x = np.random.default_rng(width).random((5, 300), dtype=np.float32)
     x[2, 40:200] = 0.5  # plateaus and ties, as a smoothed periodogram's minimum track has
     np.testing.assert_array_equal(_sliding_minimum(x, width), minimum_filter1d(x, width, axis=1, mode="nearest"))
-
-
-@pytest.mark.parametrize("n", [0, 1, 2, 7, 10])
-def test_the_median_of_sorted_rows_is_numpys(n):
-    x = np.random.default_rng(n).random((4, n), dtype=np.float32)
-    x[1, : n // 2] = 0.25  # ties
-    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("ignore")
-        np.testing.assert_array_equal(_median_of_sorted(np.sort(x, axis=1)), np.median(x, axis=1))
-
-
-@pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 2584])
-@pytest.mark.parametrize("qs", [(10.0, 90.0), (0.0, 50.0, 100.0)])
-def test_the_percentiles_of_sorted_rows_are_numpys(n, qs):
-    x = np.random.default_rng(n).random((4, n), dtype=np.float32) ** 3
-    x[1, : n // 2] = 0.25  # ties
-    got = _percentiles_of_sorted(np.sort(x, axis=1), qs)
-    want = np.percentile(x, qs, axis=1)
-    assert got.dtype == want.dtype
-    np.testing.assert_array_equal(got, want)
 
 
 def test_the_joint_wiener_recursion_gives_each_block_its_own_gain():

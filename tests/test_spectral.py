@@ -3,6 +3,8 @@ filterbank, mel scale, centred STFT, power_to_db) and scipy's ShortTimeFFT (cove
 
 from __future__ import annotations
 
+import warnings
+
 import librosa
 import numpy as np
 import pytest
@@ -96,3 +98,23 @@ def test_power_to_db_matches_librosa(top_db):
                                librosa.power_to_db(power, ref=np.max, top_db=top_db), atol=1e-4)
     np.testing.assert_allclose(spectral.power_to_db(power, ref=1.0, top_db=None),
                                librosa.power_to_db(power, ref=1.0, top_db=None), atol=1e-4)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 10])
+def test_the_median_of_sorted_rows_is_numpys(n):
+    x = np.random.default_rng(n).random((4, n), dtype=np.float32)
+    x[1, : n // 2] = 0.25  # ties
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_array_equal(spectral.median_of_sorted(np.sort(x, axis=1)), np.median(x, axis=1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 2584])
+@pytest.mark.parametrize("qs", [(10.0, 90.0), (0.0, 50.0, 100.0), 10.0, 25, 37.5, 62.5, 100.0])
+def test_the_percentiles_of_sorted_rows_are_numpys(n, qs):
+    x = np.random.default_rng(n).random((4, n), dtype=np.float32) ** 3
+    x[1, : n // 2] = 0.25  # ties
+    got = spectral.percentiles_of_sorted(np.sort(x, axis=1), qs)
+    want = np.percentile(x, qs, axis=1)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)

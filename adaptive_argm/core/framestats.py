@@ -68,9 +68,12 @@ class Summary:
         if self.levels is not None:
             # Each bin's levels as a sorted row: numpy sorts float32 rows several times as fast
             # as it partitions columns, and the percentile of a set does not depend on its order.
-            rows = spectral.transposed(self.levels[:, bins - self.first_bin])
+            # A band's bins are a run: sliced, not gathered.
+            at = bins - self.first_bin
+            run = at.size > 0 and at[-1] - at[0] == at.size - 1 and bool(np.all(np.diff(at) == 1))
+            rows = spectral.transposed(self.levels[:, at[0]:at[-1] + 1] if run else self.levels[:, at])
             rows.sort(axis=1)
-            return np.percentile(rows, q, axis=1).astype(np.float64)
+            return spectral.percentiles_of_sorted(rows, q).astype(np.float64)
         centre = HIST_LOW_DB + (np.arange(HIST_CELLS) + 0.5) * HIST_STEP_DB
         centre[0] = HIST_LOW_DB  # the floor cell: digital silence reads exactly the floor
         out = np.empty(len(bins))

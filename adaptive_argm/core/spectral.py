@@ -162,6 +162,42 @@ def transposed(a: np.ndarray, tile: int = 64) -> np.ndarray:
     return out
 
 
+def median_of_sorted(rows: np.ndarray) -> np.ndarray:
+    """`np.median(rows, axis=1)` of rows already sorted, the same values: the middle value, or
+    the mean of the middle two as numpy takes it."""
+    n = rows.shape[1]
+    if n == 0:
+        return np.median(rows, axis=1)
+    return np.mean(rows[:, [n // 2 - 1, n // 2] if n % 2 == 0 else [n // 2]], axis=1)
+
+
+def percentiles_of_sorted(rows: np.ndarray, q) -> np.ndarray:
+    """`np.percentile(rows, q, axis=1)` of rows already sorted (`q` a number or a sequence), the
+    same values: numpy's linear interpolation step for step (for a number, in the rows' own
+    precision, as numpy takes a Python number), read off the rows, where `np.percentile` copies
+    and partitions them again (8 ms for a 30 s spectrogram's rows; numpy sorts float32 rows four
+    times as fast as it partitions them, so sorting first pays off as soon as two statistics
+    are taken)."""
+    n = rows.shape[1]
+    if n == 0:
+        return np.percentile(rows, q, axis=1)
+    virtual = np.atleast_1d((n - 1) * np.true_divide(q, 100))
+    previous = np.floor(virtual)
+    at_end = virtual >= n - 1
+    lo = np.where(at_end, n - 1, previous.astype(np.intp))
+    hi = np.where(at_end, n - 1, previous.astype(np.intp) + 1)
+    gamma = (virtual - previous)[:, np.newaxis]
+    a, b = rows[:, lo].T, rows[:, hi].T
+    if type(q) in (int, float):  # numpy takes a Python number's weight as a number too
+        t = float(gamma[0, 0])
+        diff = b[0] - a[0]
+        return b[0] - diff * (1 - t) if t >= 0.5 else a[0] + diff * t
+    diff = b - a
+    out = a + diff * gamma
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
+
+
 def power(spec: np.ndarray) -> np.ndarray:
     """|spec|^2 as float32."""
     p = np.square(spec.real, dtype=np.float32)
