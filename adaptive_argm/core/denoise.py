@@ -374,25 +374,35 @@ def _sliding_minimum(x: np.ndarray, width: int) -> np.ndarray:
     return np.minimum(m[:, :n], m[:, width - span:width - span + n])
 
 
+_TRACK_ROWS = 64
+"""Bins whose minimum tracks `_track_stats` takes through all its passes at once."""
+
+
 def _track_stats(power: np.ndarray, sr: int, s: WienerSettings
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per bin: median over time of the minimum track (sliding minimum of the smoothed
     periodogram, not bias-corrected), the median over time of the smoothed periodogram divided
     by it (the "median-to-minimum ratio", linear), and that median itself; and the minimum
     track, `(bins, frames)`, each row sorted: only statistics over time are taken of it."""
-    # (bins, frames) in memory: filters and medians along contiguous rows run ~2x faster.
-    p = spectral.transposed(power)
+    # (bins, frames) in memory: filters and medians along contiguous rows run ~2x faster; and a
+    # few rows at a time through every pass, so that they stay in the cache (a fifth faster).
+    rows = spectral.transposed(power)
     smooth = _frames(s.smoothing_s, sr, s.hop)
-    if smooth > 1:
-        p = uniform_filter1d(p, smooth, axis=1, mode="nearest")
     width = _frames(s.min_window_s, sr, s.hop)
-    track = _sliding_minimum(p, width)
-    # Sorted rows: numpy sorts float32 rows four times as fast as it partitions them for a
-    # median, and the percentiles of `_spread_db` then cost a third of what they did.
-    track.sort(axis=1)
-    p.sort(axis=1)  # p is not needed after
+    track = np.empty_like(rows)
+    med = np.empty(rows.shape[0], rows.dtype)
+    for i in range(0, rows.shape[0], _TRACK_ROWS):
+        p = rows[i:i + _TRACK_ROWS]
+        if smooth > 1:
+            p = uniform_filter1d(p, smooth, axis=1, mode="nearest")
+        t = track[i:i + _TRACK_ROWS]
+        t[:] = _sliding_minimum(p, width)
+        # Sorted rows: numpy sorts float32 rows four times as fast as it partitions them for a
+        # median, and the percentiles of `_spread_db` are read off them.
+        t.sort(axis=1)
+        p.sort(axis=1)  # p is not needed after
+        med[i:i + _TRACK_ROWS] = spectral.median_of_sorted(p)
     low = spectral.median_of_sorted(track)
-    med = spectral.median_of_sorted(p)
     return low, med / np.maximum(low, _TINY), med, track
 
 
