@@ -110,7 +110,8 @@ def test_the_median_of_sorted_rows_is_numpys(n):
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 2584])
-@pytest.mark.parametrize("qs", [(10.0, 90.0), (0.0, 50.0, 100.0), 10.0, 25, 37.5, 62.5, 100.0])
+@pytest.mark.parametrize("qs", [(10.0, 90.0), (0.0, 50.0, 100.0), 10.0, 25, 37.5, 62.5, 100.0, np.float64(37.5),
+                                np.array([12.5, 87.5])])
 def test_the_percentiles_of_sorted_rows_are_numpys(n, qs):
     x = np.random.default_rng(n).random((4, n), dtype=np.float32) ** 3
     x[1, : n // 2] = 0.25  # ties

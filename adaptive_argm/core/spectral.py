@@ -195,7 +195,7 @@ def percentiles_of_sorted(rows: np.ndarray, q) -> np.ndarray:
     diff = b - a
     out = a + diff * gamma
     np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
-    return out
+    return out[0] if np.ndim(q) == 0 else out
 
 
 def power(spec: np.ndarray) -> np.ndarray:
