@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import WORK_SR
-from .levels import difference, energy, ratio_db
+from .levels import difference_and_energy, ratio_db
 from .signal import Signal, as_signal
 from .steps import StepOutcome
 
@@ -79,8 +79,8 @@ def compared(y: np.ndarray | Signal, mix: np.ndarray | Signal, sr: int) -> tuple
         raise ValueError(f"difference needs one shape, got {(ys.channels, ys.frames)} and {(xs.channels, xs.frames)}")
     largest = diff = total = 0.0
     for yb, xb in zip(ys.blocks(), xs.blocks()):
-        big, d = difference(yb, xb)
-        largest, diff, total = max(largest, big), diff + d, total + energy(xb)
+        big, d, e = difference_and_energy(xb, yb)  # |mix - y| is |y - mix|
+        largest, diff, total = max(largest, big), diff + d, total + e
     return largest, diff, total
 
 

@@ -70,7 +70,7 @@ class Summary:
             # as it partitions columns, and the percentile of a set does not depend on its order.
             # A band's bins are a run: sliced, not gathered.
             at = bins - self.first_bin
-            run = at.size > 0 and at[-1] - at[0] == at.size - 1 and bool(np.all(np.diff(at) == 1))
+            run = at.size > 0 and bool(np.all(np.diff(at) == 1))
             rows = spectral.transposed(self.levels[:, at[0]:at[-1] + 1] if run else self.levels[:, at])
             rows.sort(axis=1)
             return spectral.percentiles_of_sorted(rows, q).astype(np.float64)

@@ -108,16 +108,10 @@ def energy(x: np.ndarray) -> float:
                      for c in x2 for s in range(0, x2.shape[1], _SUM_CHUNK)))
 
 
-def difference(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    """How far `y` is from `x` (one shape): the largest |y - x| and the energy of y - x, piece by
-    piece in float64 (no full-size difference array)."""
-    largest, total, _ = compared(y, x)
-    return largest, total
-
-
-def compared(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float]:
-    """`difference(y, x)` and the energy of `y` (as `energy`), in one pass: each piece of each
-    is converted to float64 once."""
+def difference_and_energy(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float]:
+    """How far `y` is from `x` (one shape), and how loud `y` is: the largest |y - x|, the energy
+    of y - x and the energy of `y` (as `energy`), piece by piece in float64, each piece of each
+    converted once (no full-size difference array)."""
     y2, x2 = np.atleast_2d(y), np.atleast_2d(x)
     if y2.shape != x2.shape:
         raise ValueError(f"difference needs one shape, got {y2.shape} and {x2.shape}")

@@ -183,9 +183,9 @@ def percentiles_of_sorted(rows: np.ndarray, q) -> np.ndarray:
         return np.percentile(rows, q, axis=1)
     virtual = np.atleast_1d((n - 1) * np.true_divide(q, 100))
     previous = np.floor(virtual)
+    below = previous.astype(np.intp)
     at_end = virtual >= n - 1
-    lo = np.where(at_end, n - 1, previous.astype(np.intp))
-    hi = np.where(at_end, n - 1, previous.astype(np.intp) + 1)
+    lo, hi = np.where(at_end, n - 1, below), np.where(at_end, n - 1, below + 1)
     gamma = (virtual - previous)[:, np.newaxis]
     a, b = rows[:, lo].T, rows[:, hi].T
     if type(q) in (int, float):  # numpy takes a Python number's weight as a number too

@@ -31,7 +31,7 @@ from .blocks import Blocking, Stage, apply, blockwise, cut_to, sequential
 from .dc import stage as dc_stage
 from .denoise import DenoiseTrace, WienerSettings, found_noise_power
 from .denoise import stage as wiener_stage
-from .levels import compared, energy, ratio_db
+from .levels import difference_and_energy, energy, ratio_db
 from .recovery import RecoverySettings, recover
 
 PEDALBOARD_PREFIX = "pedalboard."
@@ -308,7 +308,7 @@ def reported(step: Step | tuple[Step, ...], sr: int, frames: int, channels: int,
                 need -= take
             x = np.concatenate(parts, axis=1) if len(parts) > 1 else (parts[0] if parts else y[:, :0])
             if x.shape == y.shape:
-                largest, diff, out = compared(y, x)
+                largest, diff, out = difference_and_energy(y, x)
                 acc["largest"], acc["diff"] = max(acc["largest"], largest), acc["diff"] + diff
             else:
                 acc["compared"], out = False, energy(y)
