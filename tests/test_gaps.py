@@ -127,6 +127,32 @@ def test_recover_refills_first_and_says_so_and_the_refill_can_be_switched_off():
     assert band_db(z0[:, inside], 11000.0, 13500.0) < band_db(y[:, inside], 11000.0, 13500.0) + 3.0
 
 
+def emptied_from(y: np.ndarray, lo_hz: float) -> np.ndarray:
+    """`y` with everything from `lo_hz` up 60 dB down in every frame, as LAME leaves the
+    scale-factor band under its low-pass on quiet music."""
+    first, count = spectral.covering_grid(y.shape[1], HOP, N_FFT)
+    spec = spectral.stft(y, N_FFT, HOP, first, count)
+    spec[..., np.fft.rfftfreq(N_FFT, 1.0 / SR) >= lo_hz] *= np.float32(1e-3)
+    return spectral.istft(spec, N_FFT, HOP, first, y.shape[1]).astype(np.float32)
+
+
+def test_a_band_the_codec_left_empty_under_its_wall_is_added_from_where_it_empties():
+    y = emptied_from(codec_like()[0], 12300.0)
+    z, report = recover(y, SR)
+    # The detector still finds the encoder's low-pass; the band under it is empty throughout.
+    assert report.cutoff_hz > 13500.0
+    assert band_db(y, 12600.0, 13800.0) < band_db(y, 11200.0, 12200.0) - 50.0
+    assert report.band_lo_hz < 12700.0 and "left its band empty throughout" in report.reason
+    # Copied up from the music below it, that band now sits near its neighbour's level.
+    assert band_db(z, 12600.0, 13800.0) > band_db(z, 11200.0, 12200.0) - 10.0
+    # Where the codec shows itself by no drops, an empty band under the wall is the music's own
+    # (a sample's low-pass): the band is added from the wall, as before.
+    x = emptied_from(elliptic_lowpass(noise(6.0, seed=4), WALL_HZ), 12300.0)
+    z, report = recover(x, SR)
+    assert report.gaps_filled == 0.0 and report.band_lo_hz > 13500.0
+    assert band_db(z, 12600.0, 13800.0) < band_db(z, 11200.0, 12200.0) - 40.0
+
+
 def test_cli_run_on_codec_like_input_refills_and_says_so(tmp_path):
     from adaptive_argm.core import audio
 

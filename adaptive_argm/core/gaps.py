@@ -185,21 +185,38 @@ def gap_cells(x: np.ndarray, sr: int, cutoff_hz: float, s: GapSettings = GapSett
     return None if found is None else found[1]
 
 
+def _empty_top_hz(bands: list[_Band], sr: int, s: GapSettings) -> float | None:
+    """The lower edge of the top bands an encoder left empty throughout (None: there are none):
+    the lowest band from which every band up to the wall lies, even in its loudest frames,
+    `wall_step_db` under the band below it in its usual ratio to the reference. LAME keeps its
+    low-pass at the wall but, on quiet music, quantises the scale-factor band under it to nothing
+    in every frame (one real development clip through LAME VBR 7: 13.3-14.9 kHz 60 dB under the
+    reference, the band below it 24 dB); copied up, that band carries nothing."""
+    usual = [b.usual_db for b in bands]
+    for i in range(1, len(bands)):
+        if max(usual[i:]) <= usual[i - 1] - s.wall_step_db:
+            return float(bands[i].bins[0] * sr / s.n_fft)
+    return None
+
+
 def fill_gaps(x: np.ndarray, sr: int, cutoff_hz: float, s: GapSettings = GapSettings()) -> tuple[np.ndarray, float]:
     """`(channels, samples)` float32 `x` with the bands a codec dropped below `cutoff_hz` refilled,
     and the share of the searched (frame, band) cells refilled (0..1). One decision per frame and
     band for all channels, so the stereo image does not wander."""
-    refill, share = refills(x, sr, cutoff_hz, s)
+    refill, share, _ = refills(x, sr, cutoff_hz, s)
     return (x, share) if refill is None else (x + refill, share)
 
 
 def refills(x: np.ndarray, sr: int, cutoff_hz: float, s: GapSettings = GapSettings()
-            ) -> tuple[np.ndarray | None, float]:
+            ) -> tuple[np.ndarray | None, float, float | None]:
     """What `fill_gaps` adds to `x` (float32 `(channels, samples)`; None when nothing was lost),
-    and the share of cells refilled: for a caller that keeps the input and the addition apart."""
+    the share of cells refilled, and where the top bands the codec left empty throughout begin
+    (`_empty_top_hz`; None without them, and whenever nothing was lost: a band empty
+    throughout is only taken for the codec's where the codec shows itself by its drops): for a
+    caller that keeps the input and the addition apart."""
     found = _measured(x, sr, cutoff_hz, s)
     if found is None or not found[1].lost.any():
-        return None, 0.0
+        return None, 0.0, None
     bands, cells, ref, first, count = found
     # Each lost cell's gain: the level the band below predicts (refilled or not) through the
     # usual ratio between the two, never above the reference's prediction.
@@ -234,4 +251,4 @@ def refills(x: np.ndarray, sr: int, cutoff_hz: float, s: GapSettings = GapSettin
             out[:, rows[:, np.newaxis], band.bins[np.newaxis, :]] = copy * gain[np.newaxis, :, np.newaxis]
         synthesis.add(t0, out)
     share = cells.lost.sum() / max(int(cells.active.sum()) * cells.lost.shape[0], 1)
-    return synthesis.result(), float(share)
+    return synthesis.result(), float(share), _empty_top_hz(bands, sr, s)

@@ -13,7 +13,8 @@ the wall's own transition (from the cutoff to where it has fallen `wall_drop_db`
 in, so what the input still holds there is not doubled. The input is kept as it is: the output
 is the input plus the added band, so below the cutoff it is the input sample for sample, except
 where a codec dropped the band below its wall frame by frame: those frames are refilled first
-(`gaps.py`), and the copy-up copies the refilled band.
+(`gaps.py`), and the copy-up copies the refilled band. Where that codec left the band under its
+wall empty in every frame, the band is added from under the empty one.
 
 Nothing is done, and the input array itself is returned, when no brick wall is found (full-band,
 natural roll-off, silence), when the wall sits at or above the detector's `full_band_hz`, when
@@ -370,11 +371,12 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     if not np.all(np.isfinite(x2)):
         return unchanged("the input holds NaN or infinite samples")
     stop_ratio = (bw.stop_hz or bw.cutoff_hz) / bw.cutoff_hz
+    block_cutoffs = bw.block_cutoffs_hz
 
     def envelopes_of(spectra: np.ndarray) -> dict[float, _Envelope | None]:
-        return {c: _envelope(c, c * stop_ratio, spectra[:, [b for b, v in enumerate(bw.block_cutoffs_hz) if v == c]]
+        return {c: _envelope(c, c * stop_ratio, spectra[:, [b for b, v in enumerate(block_cutoffs) if v == c]]
                              .sum(axis=(0, 1)), sr, detector.n_fft, s)
-                for c in sorted({v for v in bw.block_cutoffs_hz if v is not None})}
+                for c in sorted({v for v in block_cutoffs if v is not None})}
 
     envelopes = envelopes_of(spectra)
     if not any(e is not None for e in envelopes.values()):
@@ -382,20 +384,24 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
                          f"spans less than {s.min_band_octaves:g} octave")
 
     x2 = x2.astype(np.float32, copy=False)
-    source, refill, gaps = x2, None, 0.0
+    source, refill, gaps, empty_hz = x2, None, 0.0, None
     if s.fill_codec_gaps:
-        refill, gaps = refills(x2, sr, bw.cutoff_hz, GapSettings(
+        refill, gaps, empty_hz = refills(x2, sr, bw.cutoff_hz, GapSettings(
             n_fft=s.n_fft, hop=s.hop, drop_db=s.gap_drop_db, level_db=s.gap_level_db,
             step_percentile=s.gap_step_percentile))
         if refill is not None:
             # The copy-up's source and level come from the refilled band, as if the codec had
-            # kept it; the walls stay where the detector found them in the input.
+            # kept it; the walls stay where the detector found them in the input, unless the
+            # codec left the band under its wall empty throughout: then the band is added from
+            # there, since a copy of an empty band adds nothing.
+            if empty_hz is not None:
+                block_cutoffs = tuple(None if c is None else min(c, empty_hz) for c in block_cutoffs)
             source = x2 + refill
             envelopes = envelopes_of(block_spectra(source, sr, detector)[0])
     n = x2.shape[1]
     first, count = spectral.covering_grid(n, s.hop, s.n_fft)
     centres = first + s.n_fft // 2 + s.hop * np.arange(count)
-    n_blocks = len(bw.block_cutoffs_hz)
+    n_blocks = len(block_cutoffs)
     frame_block = np.clip(centres // block, 0, n_blocks - 1)
     synthesis = spectral.Synthesis(x2.shape[0], n, s.n_fft, s.hop, first, count)
     flat: list[float] = []
@@ -404,7 +410,7 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     noise_fill = refill is not None and s.noise_fill_hole_db > -150.0
     filled, cells = 0, 0
     for b in range(n_blocks):
-        cutoff = bw.block_cutoffs_hz[b]
+        cutoff = block_cutoffs[b]
         env = envelopes.get(cutoff) if cutoff is not None else None
         rows = np.flatnonzero(frame_block == b)
         if env is None or rows.size == 0:
@@ -443,10 +449,13 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     level = 10.0 * math.log10(max(added_power, _TINY) / max(below_power, _TINY))
     character = max(("harmonic", "tonal", "noisy"), key=kinds.count)
     refilled = f"; refilled {gaps:.0%} of the octave below, where a codec dropped it frame by frame" if gaps else ""
+    if empty_hz is not None:
+        refilled += f"; from {empty_hz:.0f} Hz, under which the codec left its band empty throughout"
     noise = filled / cells if cells else 0.0
     if noise:
         refilled += f"; noise in {noise:.0%} of the added band's cells, holes the codec left"
-    where = _walls(sorted(c for c, e in envelopes.items() if e is not None))
+    where = _walls(sorted({wall for wall, c in zip(bw.block_cutoffs_hz, block_cutoffs)
+                           if c is not None and envelopes.get(c) is not None}))
     report = RecoveryReport(True, f"added {lo_hz:.0f}-{hi_hz:.0f} Hz above {where}{refilled}", bw.kind,
                             bw.cutoff_hz, lo_hz, hi_hz, level,
                             float(np.mean([e.slope_db_per_octave for e in used])),
