@@ -143,13 +143,14 @@ def test_a_band_the_codec_left_empty_under_its_wall_is_added_from_where_it_empti
     assert report.cutoff_hz > 13500.0
     assert band_db(y, 12600.0, 13800.0) < band_db(y, 11200.0, 12200.0) - 50.0
     assert report.band_lo_hz < 12700.0 and "left its band empty throughout" in report.reason
+    assert report.empty_from_hz == report.band_lo_hz
     # Copied up from the music below it, that band now sits near its neighbour's level.
     assert band_db(z, 12600.0, 13800.0) > band_db(z, 11200.0, 12200.0) - 10.0
     # Where the codec shows itself by no drops, an empty band under the wall is the music's own
     # (a sample's low-pass): the band is added from the wall, as before.
     x = emptied_from(elliptic_lowpass(noise(6.0, seed=4), WALL_HZ), 12300.0)
     z, report = recover(x, SR)
-    assert report.gaps_filled == 0.0 and report.band_lo_hz > 13500.0
+    assert report.gaps_filled == 0.0 and report.band_lo_hz > 13500.0 and report.empty_from_hz is None
     assert band_db(z, 12600.0, 13800.0) < band_db(z, 11200.0, 12200.0) - 40.0
 
 
@@ -167,6 +168,20 @@ def test_cli_run_on_codec_like_input_refills_and_says_so(tmp_path):
     assert chain["acted"] and chain["codec_gaps_refilled"] > 0.1
     # The report also says how much of the added band got noise where the copy carried holes up.
     assert 0.0 < chain["codec_holes_noise_filled"] < 0.5
+    assert chain["codec_empty_band_from_hz"] is None
+
+
+def test_cli_run_says_where_the_band_was_added_from_under_an_empty_one(tmp_path):
+    from adaptive_argm.core import audio
+
+    from test_cli_run import cli, report
+
+    song = audio.write(tmp_path / "clip_mp3like.wav", emptied_from(codec_like()[0], 12300.0), SR)
+    r = cli("run", song, "--mode", "direct", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "under which the codec left its band empty" in r.stdout
+    chain = report(tmp_path / "out")["recovery"]["chains"]["mix"]
+    assert chain["codec_empty_band_from_hz"] == chain["band_added_hz"][0] < 12700.0
 
 
 def holes_share(x: np.ndarray, lo_hz: float, hi_hz: float, depth_db: float = 20.0) -> float:

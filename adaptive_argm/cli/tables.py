@@ -224,5 +224,7 @@ def recovery_line(summary: dict) -> str | None:
         parts.append(f"{name}: cutoff {c['cutoff_hz'] / 1000:.1f} kHz ({kind}), "
                      f"{fmt(c['level_re_below_db'], 1)} dB re the octave below, {c['character']}"
                      + (f", codec gaps refilled below it in {gaps:.0%} of the octave" if gaps else "")
+                     + (f", added from {c['codec_empty_band_from_hz'] / 1000:.1f} kHz, under which the codec left "
+                        "its band empty" if c.get("codec_empty_band_from_hz") else "")
                      + (f", noise in {holes:.0%} of the band's cells where the codec left holes" if holes else ""))
     return f"spectral recovery: added {lo / 1000:.1f}-{hi / 1000:.1f} kHz ({'; '.join(parts)})"

@@ -174,6 +174,9 @@ class RecoveryReport:
     noise_filled: float = 0.0
     """Share of the added band's (frame, bin) cells replaced by noise, where the copy carried a
     codec's holes up (0..1; `noise_fill_hole_db`)."""
+    empty_from_hz: float | None = None
+    """Where the band was added from instead of the wall: the codec left the band between the
+    two empty in every frame (`gaps._empty_top_hz`); None when it did not."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -459,7 +462,8 @@ def recover(x: np.ndarray, sr: int, settings: RecoverySettings = RecoverySetting
     report = RecoveryReport(True, f"added {lo_hz:.0f}-{hi_hz:.0f} Hz above {where}{refilled}", bw.kind,
                             bw.cutoff_hz, lo_hz, hi_hz, level,
                             float(np.mean([e.slope_db_per_octave for e in used])),
-                            float(np.median(flat)) if flat else math.nan, character, limited, sr, bw, gaps, noise)
+                            float(np.median(flat)) if flat else math.nan, character, limited, sr, bw, gaps, noise,
+                            empty_hz)
     return (y[0] if x_in.ndim == 1 else y), report
 
 
@@ -499,6 +503,7 @@ def merged(reports: list[RecoveryReport]) -> RecoveryReport:
                    level_re_below_db=float(np.mean([r.level_re_below_db for r in acted])),
                    gaps_filled=float(np.mean([r.gaps_filled for r in acted])),
                    noise_filled=float(np.mean([r.noise_filled for r in acted])),
+                   empty_from_hz=min((r.empty_from_hz for r in acted if r.empty_from_hz is not None), default=None),
                    reason=f"added {lo:.0f}-{hi:.0f} Hz above {_walls(sorted({r.cutoff_hz for r in acted}))} "
                           f"in {len(acted)} of {len(reports)} segments")
 
@@ -539,7 +544,8 @@ def summary(reports: dict[str, RecoveryReport], in_preset: bool, note: str | Non
             "slope_db_per_octave": r.slope_db_per_octave if r.acted else None,
             "character": r.character or None, "limited_samples": r.limited_samples,
             "codec_gaps_refilled": r.gaps_filled if r.acted else None,
-            "codec_holes_noise_filled": r.noise_filled if r.acted else None}
+            "codec_holes_noise_filled": r.noise_filled if r.acted else None,
+            "codec_empty_band_from_hz": r.empty_from_hz}
     acted = [n for n, r in reports.items() if r.acted]
     lo = [reports[n].band_lo_hz for n in acted]
     hi = [reports[n].band_hi_hz for n in acted]
